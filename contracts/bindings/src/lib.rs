@@ -1,0 +1,55 @@
+//! Rust bindings for the KeyMarket contracts and their deployment.
+//!
+//! The bindings are generated at build time: `build.rs` compiles `contracts/src` with
+//! foundry-compilers (through the project's npm solc shim) and feeds the artifacts to alloy's
+//! `sol!`, so the ABI and bytecode here are always those of the Solidity source. This crate
+//! deploys a market and reads/writes the deployment file; it does not trade or index.
+
+pub mod curve;
+mod deploy;
+pub mod toolchain;
+
+pub use deploy::{DeployConfig, Deployment, deploy};
+
+include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
+
+/// Errors of this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The RPC or the contract call failed.
+    #[error(transparent)]
+    Contract(#[from] alloy::contract::Error),
+    /// A transport-level RPC failure.
+    #[error(transparent)]
+    Transport(#[from] alloy::transports::TransportError),
+    /// Waiting for a transaction receipt failed.
+    #[error(transparent)]
+    PendingTransaction(#[from] alloy::providers::PendingTransactionError),
+    /// The deployment transaction was mined but reverted.
+    #[error("the deployment transaction {0} reverted")]
+    DeploymentReverted(alloy::primitives::TxHash),
+    /// Reading or writing the deployment file failed.
+    #[error("deployment file {path}: {source}")]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The deployment file is not valid JSON of the expected shape.
+    #[error("deployment file {path} is malformed: {source}")]
+    Json {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The parse error.
+        source: serde_json::Error,
+    },
+}
+
+/// Result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// topic0 of `Trade(address,address,bool,uint256,uint256,uint256,uint256,uint256)`, the same as
+/// friend.tech's.
+pub const TRADE_TOPIC: alloy::primitives::B256 =
+    <KeyMarket::Trade as alloy::sol_types::SolEvent>::SIGNATURE_HASH;

@@ -1,0 +1,268 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.37;
+
+/// @title IKeyMarket
+/// @notice A friend.tech-compatible key market: every subject's keys are priced on a bonding
+/// curve, traders buy and sell them, and every trade pays a protocol fee and a subject fee.
+/// @dev The trading surface (`buyShares`, `sellShares`, the price views, `sharesSupply`,
+/// `sharesBalance`) and the `Trade` event are identical to FriendtechSharesV1, so existing
+/// friend.tech decoders and bots work unchanged. Everything else is what friend.tech lacked:
+/// slippage bounds, deadlines, refunds, pull payments, capped fees, referrals and a choice of
+/// curve per subject.
+interface IKeyMarket {
+    /*//////////////////////////////////////////////////////////////
+                                 ERRORS
+    //////////////////////////////////////////////////////////////*/
+
+    /// @notice Thrown when someone other than the subject tries to buy a subject's first key.
+    error OnlySubjectCanBuyFirstKey();
+
+    /// @notice Thrown when a sell would take a subject's supply to zero (the last key can never be sold).
+    /// @param supply The subject's current supply.
+    /// @param amount The number of keys the seller tried to sell.
+    error CannotSellLastKey(uint256 supply, uint256 amount);
+
+    /// @notice Thrown when a seller holds fewer keys than they try to sell.
+    /// @param balance The seller's balance of the subject's keys.
+    /// @param amount The number of keys the seller tried to sell.
+    error InsufficientKeys(uint256 balance, uint256 amount);
+
+    /// @notice Thrown when a buy sends less ETH than the price plus fees.
+    /// @param required The price plus all fees.
+    /// @param sent The ETH sent with the call.
+    error InsufficientPayment(uint256 required, uint256 sent);
+
+    /// @notice Thrown when a bounded buy would cost more than the buyer's limit.
+    /// @param cost The price plus all fees.
+    /// @param maxCost The buyer's limit.
+    error MaxCostExceeded(uint256 cost, uint256 maxCost);
+
+    /// @notice Thrown when a bounded sell would pay out less than the seller's limit.
+    /// @param proceeds The price minus all fees.
+    /// @param minProceeds The seller's limit.
+    error MinProceedsNotMet(uint256 proceeds, uint256 minProceeds);
+
+    /// @notice Thrown when a bounded trade is included after its deadline.
+    /// @param deadline The last timestamp at which the trade was valid.
+    /// @param timestamp The timestamp of the block that tried to include it.
+    error DeadlineExpired(uint256 deadline, uint256 timestamp);
+
+    /// @notice Thrown when a subject's supply would exceed the largest supported supply (2^64 - 1).
+    error SupplyOverflow();
+
+    /// @notice Thrown when a view asks for the sell price of more keys than exist.
+    /// @param supply The subject's current supply.
+    /// @param amount The number of keys asked about.
+    error InsufficientSupply(uint256 supply, uint256 amount);
+
+    /// @notice Thrown when an owner sets a fee percent above the cap.
+    /// @param percent The requested fee, with 1e18 meaning 100%.
+    /// @param max The cap, with 1e18 meaning 100%.
+    error FeeTooHigh(uint256 percent, uint256 max);
+
+    /// @notice Thrown when a fee percent is not a whole multiple of the stored unit (1e6, i.e. 1e-12).
+    /// @param percent The requested fee, with 1e18 meaning 100%.
+    error FeeNotMultipleOfUnit(uint256 percent);
+
+    /// @notice Thrown when the referral share of the protocol fee is above 100% (10,000 bps).
+    /// @param bps The requested share in basis points.
+    error ReferralShareTooHigh(uint256 bps);
+
+    /// @notice Thrown when the zero address is given where an account is required.
+    error ZeroAddress();
+
+    /// @notice Thrown when a buyer names themselves as their referrer.
+    error SelfReferral();
+
+    /// @notice Thrown when an unknown curve id is chosen.
+    /// @param curve The curve id given.
+    error InvalidCurve(uint8 curve);
+
+    /// @notice Thrown when a subject tries to choose a curve after its first key was bought.
+    error SubjectAlreadyExists();
+
+    /// @notice Thrown when a trade that must move keys is asked to move none.
+    error ZeroAmount();
+
+    /// @notice Thrown when an account with no withdrawable balance tries to withdraw.
+    error NothingToWithdraw();
+
+    /// @notice Thrown when a withdrawal's ETH transfer fails (the balance stays withdrawable).
+    /// @param to The recipient that refused the ETH.
+    /// @param amount The amount that could not be sent.
+    error WithdrawalFailed(address to, uint256 amount);
+
+    /*//////////////////////////////////////////////////////////////
+                                 EVENTS
+    //////////////////////////////////////////////////////////////*/
+
+    /// @notice Emitted on every buy and sell; identical to friend.tech's event (no field indexed).
+    /// @param trader The buyer or seller.
+    /// @param subject The subject whose keys were traded.
+    /// @param isBuy True for a buy, false for a sell.
+    /// @param shareAmount The number of keys traded.
+    /// @param ethAmount The price of the keys before fees, in wei.
+    /// @param protocolEthAmount The protocol fee, in wei (including any referral share of it).
+    /// @param subjectEthAmount The subject fee, in wei.
+    /// @param supply The subject's supply after the trade.
+    event Trade(
+        address trader,
+        address subject,
+        bool isBuy,
+        uint256 shareAmount,
+        uint256 ethAmount,
+        uint256 protocolEthAmount,
+        uint256 subjectEthAmount,
+        uint256 supply
+    );
+
+    /// @notice Emitted when a subject's first key is bought and its curve fixed for good.
+    /// @param subject The subject.
+    /// @param curve The curve id (0 = standard, friend.tech's s²/16000; 1 = steep, s²/1600).
+    event SubjectCreated(address indexed subject, uint8 curve);
+
+    /// @notice Emitted when a buy names a referrer, who is credited part of the protocol fee.
+    /// @param referrer The referrer credited.
+    /// @param trader The buyer.
+    /// @param subject The subject whose keys were bought.
+    /// @param amount The referrer's share of the protocol fee, in wei.
+    event ReferralFeePaid(address indexed referrer, address indexed trader, address indexed subject, uint256 amount);
+
+    /// @notice Emitted when an ETH transfer to a recipient failed and became a withdrawable balance.
+    /// @param recipient The account that can now withdraw the amount.
+    /// @param amount The amount credited, in wei.
+    event PaymentDeferred(address indexed recipient, uint256 amount);
+
+    /// @notice Emitted when an account withdraws its balance.
+    /// @param account The account whose balance was paid out.
+    /// @param to The address that received the ETH.
+    /// @param amount The amount paid, in wei.
+    event Withdrawal(address indexed account, address indexed to, uint256 amount);
+
+    /// @notice Emitted when the protocol fee destination changes.
+    /// @param previous The old destination.
+    /// @param current The new destination.
+    event FeeDestinationUpdated(address previous, address current);
+
+    /// @notice Emitted when the protocol fee percent changes (1e18 = 100%).
+    /// @param previous The old percent.
+    /// @param current The new percent.
+    event ProtocolFeePercentUpdated(uint256 previous, uint256 current);
+
+    /// @notice Emitted when the subject fee percent changes (1e18 = 100%).
+    /// @param previous The old percent.
+    /// @param current The new percent.
+    event SubjectFeePercentUpdated(uint256 previous, uint256 current);
+
+    /// @notice Emitted when the referrer's share of the protocol fee changes (basis points).
+    /// @param previous The old share.
+    /// @param current The new share.
+    event ReferralFeeShareUpdated(uint256 previous, uint256 current);
+
+    /*//////////////////////////////////////////////////////////////
+                         FRIEND.TECH TRADING SURFACE
+    //////////////////////////////////////////////////////////////*/
+
+    /// @notice Buys `amount` keys of `subject` at the current price plus fees; excess ETH is refunded.
+    /// @param subject The subject whose keys to buy.
+    /// @param amount The number of keys.
+    function buyShares(address subject, uint256 amount) external payable;
+
+    /// @notice Sells `amount` keys of `subject`; the proceeds (price minus fees) go to the seller.
+    /// @param subject The subject whose keys to sell.
+    /// @param amount The number of keys.
+    function sellShares(address subject, uint256 amount) external;
+
+    /// @notice The price of `amount` keys starting at `supply` on friend.tech's standard curve.
+    /// @param supply The supply before the trade.
+    /// @param amount The number of keys.
+    /// @return The price in wei, before fees.
+    function getPrice(uint256 supply, uint256 amount) external pure returns (uint256);
+
+    /// @notice The price before fees of buying `amount` keys of `subject` now.
+    /// @param subject The subject.
+    /// @param amount The number of keys.
+    /// @return The price in wei.
+    function getBuyPrice(address subject, uint256 amount) external view returns (uint256);
+
+    /// @notice The price before fees of selling `amount` keys of `subject` now.
+    /// @param subject The subject.
+    /// @param amount The number of keys.
+    /// @return The price in wei.
+    function getSellPrice(address subject, uint256 amount) external view returns (uint256);
+
+    /// @notice What buying `amount` keys of `subject` costs now, fees included.
+    /// @param subject The subject.
+    /// @param amount The number of keys.
+    /// @return The total cost in wei.
+    function getBuyPriceAfterFee(address subject, uint256 amount) external view returns (uint256);
+
+    /// @notice What selling `amount` keys of `subject` pays now, fees deducted.
+    /// @param subject The subject.
+    /// @param amount The number of keys.
+    /// @return The proceeds in wei.
+    function getSellPriceAfterFee(address subject, uint256 amount) external view returns (uint256);
+
+    /// @notice The number of keys of `subject` in existence.
+    /// @param subject The subject.
+    /// @return The supply.
+    function sharesSupply(address subject) external view returns (uint256);
+
+    /// @notice The number of keys of `subject` held by `holder`.
+    /// @param subject The subject.
+    /// @param holder The holder.
+    /// @return The balance.
+    function sharesBalance(address subject, address holder) external view returns (uint256);
+
+    /*//////////////////////////////////////////////////////////////
+                            KEYMARKET ADDITIONS
+    //////////////////////////////////////////////////////////////*/
+
+    /// @notice Buys keys with a cost limit, an optional referrer and a deadline; excess ETH is refunded.
+    /// @param subject The subject whose keys to buy.
+    /// @param amount The number of keys.
+    /// @param maxCost The most the buyer will pay, fees included, in wei.
+    /// @param referrer Credited part of the protocol fee; address(0) for none.
+    /// @param deadline The last block timestamp at which the buy may execute.
+    function buySharesBounded(address subject, uint256 amount, uint256 maxCost, address referrer, uint256 deadline)
+        external
+        payable;
+
+    /// @notice Sells keys with a minimum on the proceeds and a deadline.
+    /// @param subject The subject whose keys to sell.
+    /// @param amount The number of keys.
+    /// @param minProceeds The least the seller will accept, fees deducted, in wei.
+    /// @param deadline The last block timestamp at which the sell may execute.
+    function sellSharesBounded(address subject, uint256 amount, uint256 minProceeds, uint256 deadline) external;
+
+    /// @notice The caller, as a new subject, chooses its curve and buys its first keys.
+    /// @param curve 0 = standard (s²/16000, friend.tech), 1 = steep (s²/1600).
+    /// @param amount The number of keys (at least one; the first is free).
+    function buyFirstShares(uint8 curve, uint256 amount) external payable;
+
+    /// @notice The price of `amount` keys starting at `supply` on the given curve.
+    /// @param curve The curve id.
+    /// @param supply The supply before the trade.
+    /// @param amount The number of keys.
+    /// @return The price in wei, before fees.
+    function getPriceOnCurve(uint8 curve, uint256 supply, uint256 amount) external pure returns (uint256);
+
+    /// @notice The curve id a subject's keys are priced on.
+    /// @param subject The subject.
+    /// @return The curve id.
+    function subjectCurve(address subject) external view returns (uint8);
+
+    /// @notice The ETH `account` can withdraw: subject fees, referral fees and deferred payments.
+    /// @param account The account.
+    /// @return The balance in wei.
+    function withdrawable(address account) external view returns (uint256);
+
+    /// @notice Pays the caller's whole withdrawable balance to the caller.
+    /// @return amount The amount paid.
+    function withdraw() external returns (uint256 amount);
+
+    /// @notice Pays the caller's whole withdrawable balance to `to`.
+    /// @param to The recipient.
+    /// @return amount The amount paid.
+    function withdrawTo(address to) external returns (uint256 amount);
+}

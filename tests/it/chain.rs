@@ -1,0 +1,242 @@
+//! anvil + KeyMarket + simulator: the chain's logs, the contract's views and the actual ETH
+//! receipts agree with each other to the wei.
+
+use std::collections::{HashMap, HashSet};
+
+use alloy::{
+    node_bindings::{Anvil, AnvilInstance},
+    primitives::{Address, U256},
+    providers::{Provider, ProviderBuilder},
+    rpc::types::Filter,
+    sol_types::SolEvent,
+};
+use keymarket_contracts::{DeployConfig, KeyMarket, TRADE_TOPIC, curve, toolchain};
+use keymarket_simulate::SimConfig;
+
+fn anvil() -> AnvilInstance {
+    Anvil::at(toolchain::anvil_path())
+        .args([
+            "--accounts",
+            "30",
+            "--balance",
+            "1000000000",
+            "--gas-limit",
+            "1000000000",
+        ])
+        .args(["--order", "fifo"])
+        .try_spawn()
+        .expect("anvil starts (run scripts/setup.sh first)")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn simulated_trading_matches_contract_views_and_eth_receipts() {
+    let anvil = anvil();
+    let provider = ProviderBuilder::new().connect_http(anvil.endpoint_url());
+    let accounts = provider.get_accounts().await.unwrap();
+    // A fee destination that never trades and starts empty, so its balance is exactly its receipts.
+    let fee_destination = Address::repeat_byte(0xfe);
+    let deployment = keymarket_contracts::deploy(
+        &provider,
+        &DeployConfig::friendtech_fees(accounts[0], fee_destination),
+    )
+    .await
+    .unwrap();
+    assert_eq!(deployment.chain_id, 31337);
+
+    let config = SimConfig {
+        trades: 1_500,
+        seed: 7,
+        subjects: 12,
+        batch_size: 250,
+        progress: false,
+        ..SimConfig::default()
+    };
+    let report = keymarket_simulate::simulate(&provider, &deployment, &config)
+        .await
+        .unwrap();
+    assert_eq!(
+        report.unexpected_reverts(),
+        0,
+        "only trades built to revert may revert: {:?}",
+        report.unexpected_revert_txs
+    );
+    assert!(
+        report.expected_reverts > 0,
+        "the simulation includes failing trades"
+    );
+    assert!(
+        report.trades >= 1_400,
+        "most trades land: {}",
+        report.trades
+    );
+    assert!(
+        report.sells > 100 && report.buys > report.sells,
+        "a mix of buys and sells"
+    );
+
+    // Recompute everything from the chain's logs alone.
+    let filter = Filter::new()
+        .address(deployment.address)
+        .from_block(deployment.deploy_block);
+    let logs = provider.get_logs(&filter).await.unwrap();
+    let market = KeyMarket::new(deployment.address, &provider);
+    let mut supply: HashMap<Address, U256> = HashMap::new();
+    let mut held: HashMap<(Address, Address), U256> = HashMap::new();
+    let mut subject_fees: HashMap<Address, U256> = HashMap::new();
+    let mut credits: HashMap<Address, U256> = HashMap::new();
+    let mut curves: HashMap<Address, u8> = HashMap::new();
+    let (mut trades, mut protocol, mut referral, mut buy_volume, mut sell_volume) =
+        (0u64, U256::ZERO, U256::ZERO, U256::ZERO, U256::ZERO);
+    for log in &logs {
+        let topic0 = log.topics()[0];
+        if topic0 == TRADE_TOPIC {
+            let t = KeyMarket::Trade::decode_log_data(log.data()).unwrap();
+            trades += 1;
+            let h = held.entry((t.subject, t.trader)).or_default();
+            if t.isBuy {
+                *h += t.shareAmount;
+                buy_volume += t.ethAmount;
+            } else {
+                *h -= t.shareAmount;
+                sell_volume += t.ethAmount;
+            }
+            supply.insert(t.subject, t.supply);
+            protocol += t.protocolEthAmount;
+            *subject_fees.entry(t.subject).or_default() += t.subjectEthAmount;
+        } else if topic0 == KeyMarket::ReferralFeePaid::SIGNATURE_HASH {
+            let e = KeyMarket::ReferralFeePaid::decode_log_data(log.data()).unwrap();
+            referral += e.amount;
+            *credits.entry(e.referrer).or_default() += e.amount;
+        } else if topic0 == KeyMarket::SubjectCreated::SIGNATURE_HASH {
+            let e = KeyMarket::SubjectCreated::decode_log(&log.inner).unwrap();
+            curves.insert(e.subject, e.curve);
+        }
+    }
+    assert_eq!(
+        trades, report.trades,
+        "simulator's receipt tally equals the logs"
+    );
+    assert_eq!(buy_volume, report.buy_volume);
+    assert_eq!(sell_volume, report.sell_volume);
+    assert_eq!(protocol, report.protocol_fees);
+    assert_eq!(referral, report.referral_fees);
+    assert!(
+        curves.values().any(|c| *c == curve::CURVE_STEEP),
+        "some subjects chose the steep curve"
+    );
+
+    // The contract's views equal the logs' account, and the Rust curve equals the contract's.
+    let mut reserve = U256::ZERO;
+    for (subject, s) in &supply {
+        assert_eq!(
+            market.sharesSupply(*subject).call().await.unwrap(),
+            *s,
+            "supply of {subject}"
+        );
+        let c = market.subjectCurve(*subject).call().await.unwrap();
+        assert_eq!(c, curves[subject]);
+        let s64: u64 = s.to();
+        reserve += curve::reserve(c, s64);
+        assert_eq!(
+            market
+                .getBuyPrice(*subject, U256::from(3))
+                .call()
+                .await
+                .unwrap(),
+            curve::price(c, s64, 3)
+        );
+    }
+    for ((subject, trader), h) in &held {
+        assert_eq!(
+            market
+                .sharesBalance(*subject, *trader)
+                .call()
+                .await
+                .unwrap(),
+            *h,
+            "balance"
+        );
+    }
+
+    // Fee receipts: the destination received the protocol fees minus referrals (pushed); subjects
+    // and referrers can withdraw exactly what the events say; the contract holds the curve
+    // reserve plus everything withdrawable, to the wei.
+    assert_eq!(
+        provider.get_balance(fee_destination).await.unwrap(),
+        protocol - referral,
+        "destination receipts"
+    );
+    let mut owed = U256::ZERO;
+    let everyone: HashSet<Address> = subject_fees.keys().chain(credits.keys()).copied().collect();
+    for a in everyone {
+        let expected = subject_fees.get(&a).copied().unwrap_or_default()
+            + credits.get(&a).copied().unwrap_or_default();
+        assert_eq!(
+            market.withdrawable(a).call().await.unwrap(),
+            expected,
+            "withdrawable of {a}"
+        );
+        owed += expected;
+    }
+    assert_eq!(
+        market.withdrawable(fee_destination).call().await.unwrap(),
+        U256::ZERO,
+        "no deferred pushes"
+    );
+    assert_eq!(
+        provider.get_balance(deployment.address).await.unwrap(),
+        reserve + owed,
+        "contract balance"
+    );
+
+    // A subject withdraws its fees: its balance rises by exactly that amount (gas price 0 is not
+    // assumed: the receipt's fee is accounted).
+    let (top, fees) = subject_fees
+        .iter()
+        .max_by_key(|(_, f)| **f)
+        .map(|(a, f)| (*a, *f))
+        .unwrap();
+    let owed_top = fees + credits.get(&top).copied().unwrap_or_default();
+    let before = provider.get_balance(top).await.unwrap();
+    let receipt = market
+        .withdraw()
+        .from(top)
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    assert!(receipt.status());
+    let gas = U256::from(receipt.gas_used) * U256::from(receipt.effective_gas_price);
+    assert_eq!(
+        provider.get_balance(top).await.unwrap() + gas - before,
+        owed_top,
+        "withdrawal pays what was owed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn simulate_rejects_a_deployment_from_another_chain() {
+    let anvil = anvil();
+    let provider = ProviderBuilder::new().connect_http(anvil.endpoint_url());
+    let accounts = provider.get_accounts().await.unwrap();
+    let mut deployment = keymarket_contracts::deploy(
+        &provider,
+        &DeployConfig::friendtech_fees(accounts[0], accounts[1]),
+    )
+    .await
+    .unwrap();
+    deployment.chain_id = 1;
+    let err = keymarket_simulate::simulate(
+        &provider,
+        &deployment,
+        &SimConfig {
+            progress: false,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("chain 1"), "{err}");
+}
