@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Benchmark of the trading simulator: starts a fresh anvil, deploys, sends N trades (default
+# 1,000,000) and prints the rate measured from the chain's receipts. The chain can be dumped for
+# reuse (e.g. by the indexer benchmark) with DUMP=path/to/state.json.
+#   scripts/bench-simulate.sh [TRADES]
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+trades="${1:-1000000}"
+port="${PORT:-8547}"
+scripts/setup.sh
+cargo build --release --locked --bin keymarket
+anvil_args=(--port "$port" --accounts 60 --balance 1000000000 --gas-limit 1000000000 --order fifo --silent)
+[[ -n "${DUMP:-}" ]] && anvil_args+=(--dump-state "$DUMP")
+node_modules/.bin/anvil "${anvil_args[@]}" &
+anvil_pid=$!
+trap 'kill $anvil_pid 2>/dev/null; wait $anvil_pid 2>/dev/null || true' EXIT
+for _ in $(seq 50); do node_modules/.bin/cast chain-id --rpc-url "http://127.0.0.1:$port" >/dev/null 2>&1 && break; sleep 0.2; done
+dep="$(mktemp -d)/deployment.json"
+target/release/keymarket deploy --rpc-url "http://127.0.0.1:$port" --out "$dep" >/dev/null
+echo "[bench] simulating $trades trades on anvil (nproc=$(nproc))"
+/usr/bin/time -v target/release/keymarket simulate --rpc-url "http://127.0.0.1:$port" --deployment "$dep" \
+  --trades "$trades" --seed 1 --batch-size 1000 2> >(grep -E "Maximum resident|Elapsed" >&2)
