@@ -17,12 +17,14 @@ use alloy::{
 use clap::{Args, Parser, Subcommand};
 use eyre::{Context, Result, bail};
 use keymarket_contracts::{DeployConfig, Deployment, toolchain};
+use keymarket_indexer::{FetchConfig, IndexerConfig, MarketSpec, Store};
 use keymarket_simulate::{SimConfig, SimReport};
 use tracing::info;
 
 /// anvil's first dev account's key (public knowledge; for local chains only).
 const ANVIL_KEY_0: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
 const DEFAULT_DEPLOYMENT: &str = ".keymarket/deployment.json";
+const DEFAULT_DATABASE: &str = "sqlite:keymarket.db";
 
 #[derive(Parser)]
 #[command(
@@ -43,6 +45,62 @@ enum Command {
     Deploy(DeployArgs),
     /// Drive realistic trading against a deployment (needs a dev node with unlocked accounts).
     Simulate(SimulateArgs),
+    /// Index the markets' Trade events into SQL (SQLite file by default, or PostgreSQL).
+    Index(IndexArgs),
+}
+
+#[derive(Args)]
+struct IndexArgs {
+    /// JSON-RPC endpoint (http:// or ws://).
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:8545",
+        env = "KEYMARKET_RPC_URL"
+    )]
+    rpc_url: String,
+    /// Deployment files written by `keymarket deploy` (repeatable). Used when no --market is given.
+    #[arg(long, default_value = DEFAULT_DEPLOYMENT)]
+    deployment: Vec<PathBuf>,
+    /// A market as ADDRESS@START_BLOCK (repeatable), e.g. friend.tech on Base:
+    /// 0xCF205808Ed36593aa40a44F10c7f7C2F67d4A4d4@2430440.
+    #[arg(long, value_parser = parse_market)]
+    market: Vec<(Address, u64)>,
+    /// Database: sqlite:FILE (created if missing) or postgres://user@host/db.
+    #[arg(long, default_value = DEFAULT_DATABASE, env = "KEYMARKET_DATABASE_URL")]
+    database_url: String,
+    /// Keep following the head after the backfill.
+    #[arg(long)]
+    follow: bool,
+    /// Index only blocks this many blocks below the head.
+    #[arg(long, default_value_t = 0)]
+    confirmations: u64,
+    /// Block hashes kept for reorg repair (deeper reorgs stop the indexer).
+    #[arg(long, default_value_t = 128)]
+    window: u64,
+    /// eth_getLogs ranges fetched concurrently.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// First eth_getLogs range, in blocks (it adapts).
+    #[arg(long, default_value_t = 1000)]
+    initial_range: u64,
+    /// Largest eth_getLogs range, in blocks.
+    #[arg(long, default_value_t = 100_000)]
+    max_range: u64,
+    /// Stop after indexing this block.
+    #[arg(long)]
+    stop_at: Option<u64>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn parse_market(s: &str) -> Result<(Address, u64), String> {
+    let (a, b) = s.split_once('@').ok_or("expected ADDRESS@START_BLOCK")?;
+    let address = a.parse().map_err(|e| format!("bad address {a:?}: {e}"))?;
+    let block = b
+        .parse()
+        .map_err(|e| format!("bad start block {b:?}: {e}"))?;
+    Ok((address, block))
 }
 
 #[derive(Args)]
@@ -165,6 +223,7 @@ async fn main() -> Result<()> {
             Ok(())
         }
         Command::Simulate(args) => simulate(args).await,
+        Command::Index(args) => index(args).await,
     }
 }
 
@@ -324,6 +383,92 @@ fn print_report(r: &SimReport, json: bool) -> Result<()> {
             "{} trades reverted that were not built to revert, e.g. {:?}",
             r.unexpected_reverts(),
             r.unexpected_revert_txs
+        );
+    }
+    Ok(())
+}
+
+async fn index(args: IndexArgs) -> Result<()> {
+    let mut specs = Vec::new();
+    for (address, start_block) in &args.market {
+        specs.push(MarketSpec {
+            address: *address,
+            start_block: *start_block,
+            chain_id: None,
+        });
+    }
+    if specs.is_empty() {
+        for path in &args.deployment {
+            let d = Deployment::read(path).wrap_err_with(|| {
+                format!("cannot read the deployment file {}; pass --market ADDRESS@START_BLOCK or run `keymarket deploy`", path.display())
+            })?;
+            specs.push(MarketSpec {
+                address: d.address,
+                start_block: d.deploy_block,
+                chain_id: Some(d.chain_id),
+            });
+        }
+    }
+    let store = Store::connect(&args.database_url).await?;
+    let provider = ProviderBuilder::new()
+        .connect(&args.rpc_url)
+        .await
+        .wrap_err_with(|| format!("cannot connect to {}", args.rpc_url))?;
+    let config = IndexerConfig {
+        fetch: FetchConfig {
+            initial_range: args.initial_range,
+            max_range: args.max_range,
+            concurrency: args.concurrency,
+            ..FetchConfig::default()
+        },
+        follow: args.follow,
+        confirmations: args.confirmations,
+        window: args.window,
+        progress: !args.quiet && !args.follow,
+        stop_at: args.stop_at,
+        ..IndexerConfig::default()
+    };
+    let runs = specs
+        .iter()
+        .map(|spec| keymarket_indexer::run(&provider, &store, *spec, &config));
+    let reports = futures::future::try_join_all(runs).await?;
+    for (spec, r) in specs.iter().zip(&reports) {
+        let market = store
+            .ensure_market(
+                provider.get_chain_id().await?,
+                spec.address,
+                spec.start_block,
+            )
+            .await?;
+        let t = store.totals(market.id).await?;
+        let eth = |s: &str| format_ether(s.parse::<U256>().unwrap_or_default());
+        let volume: U256 = t.buy_volume.parse::<U256>()? + t.sell_volume.parse::<U256>()?;
+        println!(
+            "market {} (chain {}), indexed to block {}:",
+            spec.address,
+            market.chain_id,
+            market.next_block.saturating_sub(1)
+        );
+        println!("  protocol revenue  {} ETH", eth(&t.protocol_fees));
+        println!("  subject revenue   {} ETH", eth(&t.subject_fees));
+        println!(
+            "  volume            {} ETH (buys {} ETH, sells {} ETH)",
+            format_ether(volume),
+            eth(&t.buy_volume),
+            eth(&t.sell_volume)
+        );
+        println!(
+            "  trades            {} ({} buys, {} sells)",
+            t.trades, t.buys, t.sells
+        );
+        println!("  traders           {}; subjects {}", t.traders, t.subjects);
+        println!(
+            "  this run          {} trades in {:.2}s ({:.0} trades/s; fetch {:.2}s, store {:.2}s)",
+            r.trades,
+            r.elapsed.as_secs_f64(),
+            r.trades as f64 / r.elapsed.as_secs_f64().max(1e-9),
+            r.fetch_time.as_secs_f64(),
+            r.store_time.as_secs_f64()
         );
     }
     Ok(())

@@ -1,0 +1,118 @@
+//! Exact ETH amounts in SQL without floating point.
+//!
+//! Every amount column is stored as two BIGINTs, `<name>_gwei` and `<name>_rem`, meaning
+//! `gwei × 10⁹ + rem` wei. A single trade has `rem < 10⁹`; an aggregate keeps the plain sums of
+//! both parts (never normalised), so `SUM()` and `x = x + excluded.x` are exact integer arithmetic
+//! on SQLite and PostgreSQL alike. Sums overflow only past 9.2 × 10⁹ ETH in one aggregate
+//! (friend.tech's all-time volume is under 10⁷ ETH).
+
+use alloy::primitives::U256;
+use rust_decimal::Decimal;
+
+const GWEI: u64 = 1_000_000_000;
+
+/// An exact wei amount split for storage; see the module docs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Wei {
+    /// Whole gwei.
+    pub gwei: i64,
+    /// Remaining wei (below 10⁹ for a single trade; a plain sum in aggregates).
+    pub rem: i64,
+}
+
+impl Wei {
+    /// Zero.
+    pub const ZERO: Self = Self { gwei: 0, rem: 0 };
+
+    /// Splits an on-chain amount; `None` if it exceeds 9.2 × 10⁹ ETH.
+    pub fn from_u256(v: U256) -> Option<Self> {
+        let (q, r) = v.div_rem(U256::from(GWEI));
+        Some(Self {
+            gwei: i64::try_from(q).ok()?,
+            rem: i64::try_from(r).ok()?,
+        })
+    }
+
+    /// The amount in wei as a `U256` (aggregates are non-negative).
+    pub fn to_u256(self) -> U256 {
+        U256::from(self.gwei as u64) * U256::from(GWEI) + U256::from(self.rem as u64)
+    }
+
+    /// The amount in wei as an exact `Decimal` (96-bit mantissa: up to 7.9 × 10¹⁰ ETH).
+    pub fn to_decimal_wei(self) -> Decimal {
+        Decimal::from(self.gwei) * Decimal::from(GWEI) + Decimal::from(self.rem)
+    }
+
+    /// The amount in ETH as an exact `Decimal` (18 decimal places).
+    pub fn to_decimal_eth(self) -> Decimal {
+        let mut d = self.to_decimal_wei();
+        d.set_scale(18).expect("scale 18 is valid");
+        d.normalize()
+    }
+
+    /// Componentwise sum (exact for the represented value).
+    pub fn plus(self, o: Self) -> Self {
+        Self {
+            gwei: self.gwei + o.gwei,
+            rem: self.rem + o.rem,
+        }
+    }
+
+    /// Componentwise negation (for rolling back what was added).
+    pub fn negated(self) -> Self {
+        Self {
+            gwei: -self.gwei,
+            rem: -self.rem,
+        }
+    }
+}
+
+impl std::ops::AddAssign for Wei {
+    fn add_assign(&mut self, o: Self) {
+        *self = self.plus(o);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_exactly() {
+        for v in [
+            0u128,
+            1,
+            999_999_999,
+            1_000_000_000,
+            62_500_000_000_000,
+            1_234_567_890_123_456_789_012,
+        ] {
+            let w = Wei::from_u256(U256::from(v)).unwrap();
+            assert!(w.rem < 1_000_000_000);
+            assert_eq!(w.to_u256(), U256::from(v));
+            assert_eq!(w.to_decimal_wei().to_string(), v.to_string());
+        }
+        assert_eq!(Wei::from_u256(U256::MAX), None);
+    }
+
+    #[test]
+    fn sums_stay_exact_without_normalising() {
+        let a = Wei::from_u256(U256::from(999_999_999u64)).unwrap();
+        let mut s = Wei::ZERO;
+        for _ in 0..1000 {
+            s += a;
+        }
+        assert_eq!(s.to_u256(), U256::from(999_999_999_000u64));
+        assert_eq!(
+            s.plus(a.negated()).to_u256(),
+            U256::from(999_999_999_000u64 - 999_999_999)
+        );
+        assert_eq!(
+            Wei::from_u256(U256::from(62_500_000_000_000_000u64))
+                .unwrap()
+                .to_decimal_eth()
+                .to_string(),
+            "0.0625"
+        );
+    }
+}

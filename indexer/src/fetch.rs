@@ -1,0 +1,203 @@
+//! Fetching `Trade` logs with `eth_getLogs` in block ranges that adapt to the provider: ranges
+//! grow while responses are small and split when a provider refuses (too many results, response
+//! too large, range too wide, timeouts). Transport errors and rate limits are retried with
+//! exponential backoff and jitter; a range is never skipped.
+
+use std::{
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
+
+use alloy::{
+    primitives::{Address, B256},
+    providers::Provider,
+    rpc::types::{Filter, Log},
+    transports::{RpcError, TransportError, TransportErrorKind},
+};
+use rand::RngExt;
+use tracing::{debug, warn};
+
+use crate::{Error, Result};
+
+/// Limits of the adaptive range.
+#[derive(Debug, Clone)]
+pub struct FetchConfig {
+    /// The first range size, in blocks.
+    pub initial_range: u64,
+    /// The largest range, in blocks.
+    pub max_range: u64,
+    /// Grow the range while a response holds fewer logs than this.
+    pub target_logs: usize,
+    /// Ranges fetched concurrently (committed in order).
+    pub concurrency: usize,
+    /// Give up on a single-block range after this many consecutive failures (0 = never).
+    pub max_attempts: u32,
+    /// Per-request timeout.
+    pub request_timeout: Duration,
+}
+
+impl Default for FetchConfig {
+    fn default() -> Self {
+        Self {
+            initial_range: 1_000,
+            max_range: 100_000,
+            target_logs: 20_000,
+            concurrency: 4,
+            max_attempts: 0,
+            request_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The adaptive `eth_getLogs` fetcher of one market.
+#[derive(Debug)]
+pub struct LogFetcher<P> {
+    provider: P,
+    address: Address,
+    topic0: B256,
+    config: FetchConfig,
+    range: AtomicU64,
+}
+
+/// Why a request failed, for deciding between retrying and splitting.
+enum Failure {
+    /// The provider refused the range as too large: split it.
+    TooLarge(String),
+    /// A transport error, rate limit, server error or broken response: retry.
+    Transient(String),
+}
+
+impl<P: Provider> LogFetcher<P> {
+    /// A fetcher of `topic0` logs emitted by `address`.
+    pub fn new(provider: P, address: Address, topic0: B256, config: FetchConfig) -> Self {
+        let range = AtomicU64::new(config.initial_range.max(1));
+        Self {
+            provider,
+            address,
+            topic0,
+            config,
+            range,
+        }
+    }
+
+    /// The provider.
+    pub fn provider(&self) -> &P {
+        &self.provider
+    }
+
+    /// The current range hint, in blocks.
+    pub fn range_hint(&self) -> u64 {
+        self.range.load(Ordering::Relaxed)
+    }
+
+    /// Concurrency setting.
+    pub fn concurrency(&self) -> usize {
+        self.config.concurrency.max(1)
+    }
+
+    /// All logs in `[from, to]`, splitting and retrying as needed; the range hint adapts.
+    pub async fn logs(&self, from: u64, to: u64) -> Result<Vec<Log>> {
+        let mut out = Vec::new();
+        // Work list of ranges, processed in order (a split pushes both halves back in order).
+        let mut todo = vec![(from, to)];
+        let mut failures = 0u32;
+        while let Some((a, b)) = todo.pop() {
+            match self.request(a, b).await {
+                Ok(logs) => {
+                    failures = 0;
+                    let span = b - a + 1;
+                    if logs.len() < self.config.target_logs / 2 && span >= self.range_hint() {
+                        let grown = (span * 2).min(self.config.max_range);
+                        self.range.fetch_max(grown, Ordering::Relaxed);
+                    }
+                    out.extend(logs);
+                }
+                Err(Failure::TooLarge(why)) if a < b => {
+                    let mid = a + (b - a) / 2;
+                    self.range
+                        .store((b - a).div_ceil(2).max(1), Ordering::Relaxed);
+                    debug!(target: "indexer::fetch", from = a, to = b, %why, "provider refused the range; splitting");
+                    todo.push((mid + 1, b));
+                    todo.push((a, mid));
+                }
+                Err(Failure::TooLarge(why) | Failure::Transient(why)) => {
+                    failures += 1;
+                    if self.config.max_attempts > 0 && failures >= self.config.max_attempts {
+                        return Err(Error::Rpc(format!(
+                            "eth_getLogs {a}..={b} failed {failures} times: {why}"
+                        )));
+                    }
+                    // Repeated failures of a wide range may be a size problem in disguise
+                    // (e.g. a proxy cutting large bodies): split after three.
+                    if failures >= 3 && a < b {
+                        let mid = a + (b - a) / 2;
+                        self.range
+                            .store((b - a).div_ceil(2).max(1), Ordering::Relaxed);
+                        todo.push((mid + 1, b));
+                        todo.push((a, mid));
+                        failures = 0;
+                        continue;
+                    }
+                    let delay = backoff(failures);
+                    warn!(target: "indexer::fetch", from = a, to = b, attempt = failures, delay_ms = delay.as_millis() as u64, %why, "eth_getLogs failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    todo.push((a, b));
+                }
+            }
+        }
+        out.sort_by_key(|l| (l.block_number, l.log_index));
+        Ok(out)
+    }
+
+    async fn request(&self, from: u64, to: u64) -> Result<Vec<Log>, Failure> {
+        let filter = Filter::new()
+            .address(self.address)
+            .event_signature(self.topic0)
+            .from_block(from)
+            .to_block(to);
+        match tokio::time::timeout(self.config.request_timeout, self.provider.get_logs(&filter))
+            .await
+        {
+            Err(_) => Err(Failure::TooLarge(format!(
+                "timed out after {:?}",
+                self.config.request_timeout
+            ))),
+            Ok(Ok(logs)) => Ok(logs),
+            Ok(Err(e)) => Err(classify(e)),
+        }
+    }
+}
+
+/// Exponential backoff with full jitter: up to 100 ms × 2ⁿ, capped at 10 s.
+pub fn backoff(attempt: u32) -> Duration {
+    let cap = (100u64 << attempt.min(7)).min(10_000);
+    Duration::from_millis(rand::rng().random_range(cap / 2..=cap))
+}
+
+fn classify(e: TransportError) -> Failure {
+    const TOO_LARGE: &[&str] = &[
+        "too many",
+        "limit",
+        "exceed",
+        "range",
+        "too large",
+        "response size",
+        "timeout",
+        "timed out",
+        "query returned more than",
+    ];
+    match &e {
+        RpcError::ErrorResp(payload) => {
+            let msg = payload.message.to_lowercase();
+            if payload.code == -32005 || TOO_LARGE.iter().any(|p| msg.contains(p)) {
+                Failure::TooLarge(e.to_string())
+            } else {
+                Failure::Transient(e.to_string())
+            }
+        }
+        RpcError::Transport(TransportErrorKind::HttpError(h)) if h.status == 413 => {
+            Failure::TooLarge(e.to_string())
+        }
+        _ => Failure::Transient(e.to_string()),
+    }
+}

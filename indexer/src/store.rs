@@ -1,0 +1,877 @@
+//! The SQL store: raw trades, the unfinalized block window, checkpoints and the incrementally
+//! maintained aggregates, on SQLite (default) or PostgreSQL through sqlx's `Any` driver, with the
+//! same SQL on both (placeholders `$n`, `ON CONFLICT … DO UPDATE`, `RETURNING`).
+//!
+//! Every batch — its rows, its aggregate updates, its block hashes and the checkpoint — commits
+//! in one transaction, so a process killed at any instant leaves either all of a batch or none
+//! of it. Rollbacks (reorgs) subtract exactly what the orphaned trades added, in one transaction.
+
+use std::collections::{BTreeMap, HashMap};
+
+use alloy::primitives::{Address, B256};
+use sqlx::{
+    AnyPool, AssertSqlSafe, Row,
+    any::{AnyPoolOptions, AnyRow},
+    migrate::Migrator,
+};
+use tracing::{debug, info};
+
+use crate::{Error, Result, amount::Wei, decode::TradeRow};
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Most bind parameters in one statement (SQLite allows 32,766, PostgreSQL 65,535).
+const MAX_PARAMS: usize = 30_000;
+
+/// Which database the store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file (WAL mode).
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// A market's row and checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MarketState {
+    /// The market's id in this database.
+    pub id: i64,
+    /// The chain id.
+    pub chain_id: u64,
+    /// The market's address.
+    pub address: Address,
+    /// Every block below this one is indexed.
+    pub next_block: u64,
+}
+
+/// One indexed range, committed atomically.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// The first block of the range (must equal the market's checkpoint).
+    pub from: u64,
+    /// The last block of the range.
+    pub to: u64,
+    /// Decoded trades, in chain order.
+    pub trades: Vec<TradeRow>,
+    /// Hashes of blocks in the range worth keeping for reorg detection (the range's last block and
+    /// the blocks with trades, when near the head).
+    pub blocks: Vec<(u64, B256)>,
+}
+
+/// Totals of a market over all time (from the daily aggregates).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Totals {
+    /// Trades with a non-zero amount.
+    pub trades: i64,
+    /// Buys.
+    pub buys: i64,
+    /// Sells.
+    pub sells: i64,
+    /// Σ ethAmount over buys.
+    pub buy_volume: U256Str,
+    /// Σ ethAmount over sells.
+    pub sell_volume: U256Str,
+    /// Σ protocolEthAmount.
+    pub protocol_fees: U256Str,
+    /// Σ subjectEthAmount.
+    pub subject_fees: U256Str,
+    /// Distinct traders.
+    pub traders: i64,
+    /// Distinct subjects.
+    pub subjects: i64,
+    /// Rows in the raw trades table (including zero-amount trades).
+    pub raw_trades: i64,
+}
+
+/// A wei amount as an exact decimal string.
+pub type U256Str = String;
+
+impl Store {
+    /// Connects to `url` (`sqlite:path` or `postgres://…`), creating a SQLite file if needed, and
+    /// brings the schema up to date. A database written by an incompatible schema is refused.
+    pub async fn connect(url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(Error::Config(format!(
+                "unsupported database URL {url:?}: use sqlite:path/to/file.db or postgres://user@host/db"
+            )));
+        };
+        let url = match backend {
+            Backend::Sqlite if !url.contains("mode=") => {
+                format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' })
+            }
+            _ => url.to_string(),
+        };
+        let mut options =
+            AnyPoolOptions::new().max_connections(if backend == Backend::Sqlite { 1 } else { 4 });
+        if backend == Backend::Sqlite {
+            options = options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    use sqlx::Executor;
+                    conn.execute("PRAGMA journal_mode=WAL").await?;
+                    conn.execute("PRAGMA synchronous=NORMAL").await?;
+                    conn.execute("PRAGMA busy_timeout=10000").await?;
+                    Ok(())
+                })
+            });
+        }
+        let connect_options: sqlx::any::AnyConnectOptions =
+            url.parse().map_err(|source| Error::Database {
+                what: format!("invalid database URL {}", redact(&url)),
+                source,
+            })?;
+        // Statement logging off: batches are tens of thousands of parameters long; the indexer logs
+        // its own progress.
+        let connect_options = sqlx::ConnectOptions::disable_statement_logging(connect_options);
+        let pool = options
+            .connect_with(connect_options)
+            .await
+            .map_err(|source| Error::Database {
+                what: format!("cannot open the database {}", redact(&url)),
+                source,
+            })?;
+        let migrator = match backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator
+            .run(&pool)
+            .await
+            .map_err(|e| Error::IncompatibleSchema(e.to_string()))?;
+        Ok(Self { pool, backend })
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The connection pool (for readers such as the API).
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Records the chain's genesis hash, or checks it against the one recorded: a database built
+    /// from another chain with the same id is refused.
+    pub async fn ensure_chain(&self, chain_id: u64, genesis: B256) -> Result<()> {
+        let genesis = hex(genesis.as_slice());
+        let row = sqlx::query("SELECT genesis_hash FROM chains WHERE chain_id = $1")
+            .bind(chain_id as i64)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("reading chains"))?;
+        match row {
+            Some(r) => {
+                let stored: String = r.get(0);
+                if stored != genesis {
+                    return Err(Error::WrongChain(format!(
+                        "this database indexed chain {chain_id} with genesis {stored}, but the RPC serves chain {chain_id} with genesis {genesis} (a different chain, e.g. a restarted anvil); use a fresh database"
+                    )));
+                }
+            }
+            None => {
+                sqlx::query("INSERT INTO chains (chain_id, genesis_hash) VALUES ($1, $2)")
+                    .bind(chain_id as i64)
+                    .bind(genesis)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db("writing chains"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Registers a market (or finds it) and returns its checkpoint.
+    pub async fn ensure_market(
+        &self,
+        chain_id: u64,
+        address: Address,
+        start_block: u64,
+    ) -> Result<MarketState> {
+        let addr = hex(address.as_slice());
+        sqlx::query(
+            "INSERT INTO markets (chain_id, address, start_block, next_block) VALUES ($1, $2, $3, $3) \
+             ON CONFLICT (chain_id, address) DO NOTHING",
+        )
+        .bind(chain_id as i64)
+        .bind(&addr)
+        .bind(start_block as i64)
+        .execute(&self.pool)
+        .await
+        .map_err(db("registering the market"))?;
+        let row = sqlx::query(
+            "SELECT id, next_block, start_block FROM markets WHERE chain_id = $1 AND address = $2",
+        )
+        .bind(chain_id as i64)
+        .bind(&addr)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db("reading the market"))?;
+        let stored_start: i64 = row.get(2);
+        if stored_start as u64 != start_block {
+            info!(target: "indexer::store", stored_start, requested = start_block, "market already registered; keeping its start block");
+        }
+        Ok(MarketState {
+            id: row.get(0),
+            chain_id,
+            address,
+            next_block: row.get::<i64, _>(1) as u64,
+        })
+    }
+
+    /// The market's current checkpoint.
+    pub async fn next_block(&self, market_id: i64) -> Result<u64> {
+        let row = sqlx::query("SELECT next_block FROM markets WHERE id = $1")
+            .bind(market_id)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db("reading the checkpoint"))?;
+        Ok(row.get::<i64, _>(0) as u64)
+    }
+
+    /// The stored block window, newest first.
+    pub async fn window(&self, market_id: i64) -> Result<Vec<(u64, B256)>> {
+        let rows = sqlx::query(
+            "SELECT number, hash FROM blocks WHERE market_id = $1 ORDER BY number DESC",
+        )
+        .bind(market_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("reading the block window"))?;
+        rows.iter()
+            .map(|r| {
+                let hash: String = r.get(1);
+                Ok((
+                    r.get::<i64, _>(0) as u64,
+                    hash.parse()
+                        .map_err(|_| Error::Corrupt(format!("bad block hash {hash}")))?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Commits one indexed range: rows, aggregates, block hashes (keeping `window` blocks) and the
+    /// checkpoint, in one transaction. Refuses a batch that does not start at the checkpoint.
+    pub async fn commit(&self, market: &MarketState, batch: &Batch, window: u64) -> Result<()> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(db("starting a transaction"))?;
+        let row = sqlx::query("SELECT next_block FROM markets WHERE id = $1")
+            .bind(market.id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db("reading the checkpoint"))?;
+        let next: i64 = row.get(0);
+        if next as u64 != batch.from {
+            return Err(Error::Corrupt(format!(
+                "batch starts at block {} but the checkpoint is {next}: another indexer is writing this market?",
+                batch.from
+            )));
+        }
+        insert_trades(&mut tx, self.backend, market, &batch.trades).await?;
+        apply_aggregates(&mut tx, self.backend, market.id, &batch.trades, 1).await?;
+        for chunk in batch.blocks.chunks(MAX_PARAMS / 3) {
+            let mut sql = String::from("INSERT INTO blocks (market_id, number, hash) VALUES ");
+            push_placeholders(&mut sql, self.backend, chunk.len(), 3);
+            sql.push_str(" ON CONFLICT (market_id, number) DO UPDATE SET hash = excluded.hash");
+            let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
+            for (n, h) in chunk {
+                q = q.bind(market.id).bind(*n as i64).bind(hex(h.as_slice()));
+            }
+            q.execute(&mut *tx)
+                .await
+                .map_err(db("storing block hashes"))?;
+        }
+        sqlx::query("DELETE FROM blocks WHERE market_id = $1 AND number < $2")
+            .bind(market.id)
+            .bind(batch.to.saturating_sub(window) as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("pruning block hashes"))?;
+        sqlx::query("UPDATE markets SET next_block = $1 WHERE id = $2")
+            .bind((batch.to + 1) as i64)
+            .bind(market.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("moving the checkpoint"))?;
+        tx.commit().await.map_err(db("committing a batch"))?;
+        debug!(target: "indexer::store", from = batch.from, to = batch.to, trades = batch.trades.len(), "committed");
+        Ok(())
+    }
+
+    /// Rolls the market back so that `first_orphan` and everything after it are unindexed: the
+    /// orphaned trades' contributions are subtracted from every aggregate, their rows and block
+    /// hashes deleted and the checkpoint moved, in one transaction.
+    pub async fn rollback(&self, market: &MarketState, first_orphan: u64) -> Result<usize> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(db("starting a transaction"))?;
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {TRADE_COLUMNS} FROM trades WHERE market_id = $1 AND block_number >= $2 ORDER BY block_number, log_index"
+        )))
+        .bind(market.id)
+        .bind(first_orphan as i64)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db("reading orphaned trades"))?;
+        let orphans = rows
+            .iter()
+            .map(TradeRow::from_row)
+            .collect::<Result<Vec<_>>>()?;
+        apply_aggregates(&mut tx, self.backend, market.id, &orphans, -1).await?;
+        sqlx::query("DELETE FROM trades WHERE market_id = $1 AND block_number >= $2")
+            .bind(market.id)
+            .bind(first_orphan as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("deleting orphaned trades"))?;
+        // A subject's supply is that of its latest remaining trade.
+        let mut subjects: Vec<&String> = orphans.iter().map(|t| &t.subject).collect();
+        subjects.sort();
+        subjects.dedup();
+        for s in subjects {
+            sqlx::query(
+                "UPDATE subjects SET supply = COALESCE((SELECT t.supply FROM trades t WHERE t.market_id = $1 AND t.subject = $2 \
+                 AND t.share_amount > 0 ORDER BY t.block_number DESC, t.log_index DESC LIMIT 1), 0) \
+                 WHERE market_id = $1 AND subject = $2",
+            )
+            .bind(market.id)
+            .bind(s)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("restoring supplies"))?;
+        }
+        sqlx::query("DELETE FROM blocks WHERE market_id = $1 AND number >= $2")
+            .bind(market.id)
+            .bind(first_orphan as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("deleting orphaned block hashes"))?;
+        sqlx::query("UPDATE markets SET next_block = $1 WHERE id = $2")
+            .bind(first_orphan as i64)
+            .bind(market.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("moving the checkpoint back"))?;
+        tx.commit().await.map_err(db("committing a rollback"))?;
+        Ok(orphans.len())
+    }
+
+    /// All-time totals of a market, summed from the daily aggregates.
+    pub async fn totals(&self, market_id: i64) -> Result<Totals> {
+        let r = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(trades),0) AS BIGINT), CAST(COALESCE(SUM(buys),0) AS BIGINT), CAST(COALESCE(SUM(sells),0) AS BIGINT), CAST(COALESCE(SUM(buy_volume_gwei),0) AS BIGINT), CAST(COALESCE(SUM(buy_volume_rem),0) AS BIGINT), CAST(COALESCE(SUM(sell_volume_gwei),0) AS BIGINT), CAST(COALESCE(SUM(sell_volume_rem),0) AS BIGINT), CAST(COALESCE(SUM(protocol_gwei),0) AS BIGINT), CAST(COALESCE(SUM(protocol_rem),0) AS BIGINT), CAST(COALESCE(SUM(subject_gwei),0) AS BIGINT), CAST(COALESCE(SUM(subject_rem),0) AS BIGINT) \
+             FROM stats_daily WHERE market_id = $1",
+        )
+        .bind(market_id)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db("reading totals"))?;
+        let w = |i: usize| {
+            Wei {
+                gwei: get_i64(&r, i),
+                rem: get_i64(&r, i + 1),
+            }
+            .to_u256()
+            .to_string()
+        };
+        let count = |sql: &str| {
+            let sql = sql.to_string();
+            async move {
+                let r = sqlx::query(AssertSqlSafe(sql.as_str()))
+                    .bind(market_id)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(db("counting"))?;
+                Ok::<i64, Error>(get_i64(&r, 0))
+            }
+        };
+        Ok(Totals {
+            trades: get_i64(&r, 0),
+            buys: get_i64(&r, 1),
+            sells: get_i64(&r, 2),
+            buy_volume: w(3),
+            sell_volume: w(5),
+            protocol_fees: w(7),
+            subject_fees: w(9),
+            traders: count("SELECT COUNT(*) FROM traders WHERE market_id = $1").await?,
+            subjects: count("SELECT COUNT(*) FROM subjects WHERE market_id = $1").await?,
+            raw_trades: count("SELECT COUNT(*) FROM trades WHERE market_id = $1").await?,
+        })
+    }
+
+    /// Every table's rows for a market, as sorted text lines: for comparing two databases (or a
+    /// database against a recomputation) row for row.
+    pub async fn dump(&self, market_id: i64) -> Result<BTreeMap<&'static str, Vec<String>>> {
+        let mut out = BTreeMap::new();
+        for (table, cols) in DUMP_TABLES {
+            let rows = sqlx::query(AssertSqlSafe(format!(
+                "SELECT {cols} FROM {table} WHERE market_id = $1"
+            )))
+            .bind(market_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("dumping"))?;
+            let mut lines: Vec<String> = rows
+                .iter()
+                .map(|r| {
+                    (0..r.len())
+                        .map(|i| {
+                            r.try_get::<i64, _>(i)
+                                .map(|v| v.to_string())
+                                .unwrap_or_else(|_| r.get::<String, _>(i))
+                        })
+                        .collect::<Vec<_>>()
+                        .join("|")
+                })
+                .collect();
+            lines.sort();
+            out.insert(*table, lines);
+        }
+        Ok(out)
+    }
+}
+
+/// The store.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// Tables and columns compared by [`Store::dump`] (everything but surrogate ids).
+const DUMP_TABLES: &[(&str, &str)] = &[
+    (
+        "trades",
+        "chain_id, tx_hash, log_index, block_number, block_hash, block_time, trader, subject, is_buy, share_amount, eth_gwei, eth_rem, protocol_gwei, protocol_rem, subject_gwei, subject_rem, supply",
+    ),
+    (
+        "stats_daily",
+        "day, trades, buys, sells, buy_volume_gwei, buy_volume_rem, sell_volume_gwei, sell_volume_rem, protocol_gwei, protocol_rem, subject_gwei, subject_rem, active_traders, new_traders, new_subjects",
+    ),
+    (
+        "subjects",
+        "subject, supply, holders, trades, volume_gwei, volume_rem, fees_gwei, fees_rem, first_time",
+    ),
+    (
+        "traders",
+        "trader, trades, volume_gwei, volume_rem, fees_gwei, fees_rem, first_time",
+    ),
+    ("holdings", "subject, trader, balance"),
+    ("daily_traders", "day, trader, trades"),
+];
+
+pub(crate) const TRADE_COLUMNS: &str = "chain_id, tx_hash, log_index, block_number, block_hash, block_time, trader, subject, is_buy, share_amount, \
+     eth_gwei, eth_rem, protocol_gwei, protocol_rem, subject_gwei, subject_rem, supply";
+
+type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
+
+async fn insert_trades(
+    tx: &mut Tx<'_>,
+    backend: Backend,
+    market: &MarketState,
+    trades: &[TradeRow],
+) -> Result<()> {
+    const COLS: usize = 18;
+    for chunk in trades.chunks(MAX_PARAMS / COLS) {
+        let mut sql = String::from(
+            "INSERT INTO trades (chain_id, tx_hash, log_index, block_number, block_hash, block_time, trader, subject, is_buy, \
+             share_amount, eth_gwei, eth_rem, protocol_gwei, protocol_rem, subject_gwei, subject_rem, supply, market_id) VALUES ",
+        );
+        push_placeholders(&mut sql, backend, chunk.len(), COLS);
+        // A row already present would mean a range indexed twice: the count check below turns
+        // that into an error instead of double-counted aggregates.
+        sql.push_str(" ON CONFLICT (chain_id, tx_hash, log_index) DO NOTHING");
+        let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
+        for t in chunk {
+            q = q
+                .bind(t.chain_id)
+                .bind(&t.tx_hash)
+                .bind(t.log_index)
+                .bind(t.block_number)
+                .bind(&t.block_hash)
+                .bind(t.block_time)
+                .bind(&t.trader)
+                .bind(&t.subject)
+                .bind(i64::from(t.is_buy))
+                .bind(t.share_amount)
+                .bind(t.eth.gwei)
+                .bind(t.eth.rem)
+                .bind(t.protocol_fee.gwei)
+                .bind(t.protocol_fee.rem)
+                .bind(t.subject_fee.gwei)
+                .bind(t.subject_fee.rem)
+                .bind(t.supply)
+                .bind(market.id);
+        }
+        let done = q.execute(&mut **tx).await.map_err(db("inserting trades"))?;
+        if done.rows_affected() != chunk.len() as u64 {
+            return Err(Error::Corrupt(format!(
+                "{} of {} trades were already stored: refusing to count them twice",
+                chunk.len() as u64 - done.rows_affected(),
+                chunk.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[derive(Default)]
+struct DayAgg {
+    trades: i64,
+    buys: i64,
+    sells: i64,
+    buy_volume: Wei,
+    sell_volume: Wei,
+    protocol: Wei,
+    subject: Wei,
+    active: i64,
+    new_traders: i64,
+    new_subjects: i64,
+}
+
+#[derive(Default)]
+struct PartyAgg {
+    trades: i64,
+    volume: Wei,
+    fees: Wei,
+    first_time: i64,
+    supply: i64,
+    holders: i64,
+}
+
+const DAY: i64 = 86_400;
+
+/// Adds (`sign` = 1) or subtracts (`sign` = -1) the contribution of `trades` to every aggregate.
+/// Zero-amount trades count in none. Counters that depend on the previous state (holders, new and
+/// active traders, new subjects) are derived from the rows' values after the update (`RETURNING`).
+async fn apply_aggregates(
+    tx: &mut Tx<'_>,
+    backend: Backend,
+    market_id: i64,
+    trades: &[TradeRow],
+    sign: i64,
+) -> Result<()> {
+    let trades: Vec<&TradeRow> = trades.iter().filter(|t| t.share_amount != 0).collect();
+    if trades.is_empty() {
+        return Ok(());
+    }
+    let s = |w: Wei| if sign > 0 { w } else { w.negated() };
+    let mut days: BTreeMap<i64, DayAgg> = BTreeMap::new();
+    let mut subjects: HashMap<&str, PartyAgg> = HashMap::new();
+    let mut traders: HashMap<&str, PartyAgg> = HashMap::new();
+    let mut holdings: HashMap<(&str, &str), i64> = HashMap::new();
+    let mut day_traders: HashMap<(i64, &str), i64> = HashMap::new();
+    for t in &trades {
+        let day = t.block_time.div_euclid(DAY);
+        let d = days.entry(day).or_default();
+        d.trades += sign;
+        if t.is_buy {
+            d.buys += sign;
+            d.buy_volume += s(t.eth);
+        } else {
+            d.sells += sign;
+            d.sell_volume += s(t.eth);
+        }
+        d.protocol += s(t.protocol_fee);
+        d.subject += s(t.subject_fee);
+        let sj = subjects.entry(&t.subject).or_insert_with(|| PartyAgg {
+            first_time: i64::MAX,
+            ..Default::default()
+        });
+        sj.trades += sign;
+        sj.volume += s(t.eth);
+        sj.fees += s(t.subject_fee);
+        sj.first_time = sj.first_time.min(t.block_time);
+        sj.supply = t.supply; // trades are in chain order: the last one wins
+        let tr = traders.entry(&t.trader).or_insert_with(|| PartyAgg {
+            first_time: i64::MAX,
+            ..Default::default()
+        });
+        tr.trades += sign;
+        tr.volume += s(t.eth);
+        tr.fees += s(t.protocol_fee.plus(t.subject_fee));
+        tr.first_time = tr.first_time.min(t.block_time);
+        *holdings.entry((&t.subject, &t.trader)).or_default() += sign
+            * if t.is_buy {
+                t.share_amount
+            } else {
+                -t.share_amount
+            };
+        *day_traders.entry((day, &t.trader)).or_default() += sign;
+    }
+    // On rollback the first-trade times must not move: the remaining trades are all older.
+    let first = |t: i64| if sign > 0 { t } else { i64::MAX };
+
+    // Holdings → holders per subject.
+    let rows: Vec<((&str, &str), i64)> = holdings.into_iter().collect();
+    for chunk in rows.chunks(MAX_PARAMS / 4) {
+        let mut sql =
+            String::from("INSERT INTO holdings (market_id, subject, trader, balance) VALUES ");
+        push_placeholders(&mut sql, backend, chunk.len(), 4);
+        sql.push_str(
+            " ON CONFLICT (market_id, subject, trader) DO UPDATE SET balance = holdings.balance + excluded.balance \
+             RETURNING subject, trader, balance",
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
+        for ((subject, trader), delta) in chunk {
+            q = q.bind(market_id).bind(*subject).bind(*trader).bind(*delta);
+        }
+        let returned = q
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(db("updating holdings"))?;
+        let deltas: HashMap<(&str, &str), i64> = chunk.iter().copied().collect();
+        for r in returned {
+            let (subject, trader): (String, String) = (r.get(0), r.get(1));
+            let new = get_i64(&r, 2);
+            let old = new - deltas[&(subject.as_str(), trader.as_str())];
+            let change = i64::from(new > 0) - i64::from(old > 0);
+            if change != 0 {
+                subjects
+                    .get_mut(subject.as_str())
+                    .expect("touched subject")
+                    .holders += change;
+            }
+        }
+    }
+    sqlx::query("DELETE FROM holdings WHERE market_id = $1 AND balance = 0")
+        .bind(market_id)
+        .execute(&mut **tx)
+        .await
+        .map_err(db("pruning holdings"))?;
+
+    // Subjects → new subjects per day.
+    let rows: Vec<(&str, PartyAgg)> = subjects.into_iter().collect();
+    for chunk in rows.chunks(MAX_PARAMS / 10) {
+        let mut sql = String::from(
+            "INSERT INTO subjects (market_id, subject, supply, holders, trades, volume_gwei, volume_rem, fees_gwei, fees_rem, first_time) VALUES ",
+        );
+        push_placeholders(&mut sql, backend, chunk.len(), 10);
+        sql.push_str(
+            " ON CONFLICT (market_id, subject) DO UPDATE SET \
+             supply = CASE WHEN excluded.trades > 0 THEN excluded.supply ELSE subjects.supply END, \
+             holders = subjects.holders + excluded.holders, trades = subjects.trades + excluded.trades, \
+             volume_gwei = subjects.volume_gwei + excluded.volume_gwei, volume_rem = subjects.volume_rem + excluded.volume_rem, \
+             fees_gwei = subjects.fees_gwei + excluded.fees_gwei, fees_rem = subjects.fees_rem + excluded.fees_rem, \
+             first_time = CASE WHEN excluded.first_time < subjects.first_time THEN excluded.first_time ELSE subjects.first_time END \
+             RETURNING subject, trades, first_time",
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
+        for (subject, a) in chunk {
+            q = q
+                .bind(market_id)
+                .bind(*subject)
+                .bind(a.supply)
+                .bind(a.holders)
+                .bind(a.trades)
+                .bind(a.volume.gwei)
+                .bind(a.volume.rem)
+                .bind(a.fees.gwei)
+                .bind(a.fees.rem)
+                .bind(first(a.first_time));
+        }
+        let returned = q
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(db("updating subjects"))?;
+        let deltas: HashMap<&str, i64> = chunk.iter().map(|(k, a)| (*k, a.trades)).collect();
+        for r in returned {
+            let subject: String = r.get(0);
+            let (trades_now, first_time) = (get_i64(&r, 1), get_i64(&r, 2));
+            let delta = deltas[subject.as_str()];
+            if (sign > 0 && trades_now == delta) || (sign < 0 && trades_now == 0) {
+                days.entry(first_time.div_euclid(DAY))
+                    .or_default()
+                    .new_subjects += sign;
+            }
+        }
+    }
+
+    // Traders → new traders per day.
+    let rows: Vec<(&str, PartyAgg)> = traders.into_iter().collect();
+    for chunk in rows.chunks(MAX_PARAMS / 8) {
+        let mut sql = String::from(
+            "INSERT INTO traders (market_id, trader, trades, volume_gwei, volume_rem, fees_gwei, fees_rem, first_time) VALUES ",
+        );
+        push_placeholders(&mut sql, backend, chunk.len(), 8);
+        sql.push_str(
+            " ON CONFLICT (market_id, trader) DO UPDATE SET trades = traders.trades + excluded.trades, \
+             volume_gwei = traders.volume_gwei + excluded.volume_gwei, volume_rem = traders.volume_rem + excluded.volume_rem, \
+             fees_gwei = traders.fees_gwei + excluded.fees_gwei, fees_rem = traders.fees_rem + excluded.fees_rem, \
+             first_time = CASE WHEN excluded.first_time < traders.first_time THEN excluded.first_time ELSE traders.first_time END \
+             RETURNING trader, trades, first_time",
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
+        for (trader, a) in chunk {
+            q = q
+                .bind(market_id)
+                .bind(*trader)
+                .bind(a.trades)
+                .bind(a.volume.gwei)
+                .bind(a.volume.rem)
+                .bind(a.fees.gwei)
+                .bind(a.fees.rem)
+                .bind(first(a.first_time));
+        }
+        let returned = q
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(db("updating traders"))?;
+        let deltas: HashMap<&str, i64> = chunk.iter().map(|(k, a)| (*k, a.trades)).collect();
+        for r in returned {
+            let trader: String = r.get(0);
+            let (trades_now, first_time) = (get_i64(&r, 1), get_i64(&r, 2));
+            let delta = deltas[trader.as_str()];
+            if (sign > 0 && trades_now == delta) || (sign < 0 && trades_now == 0) {
+                days.entry(first_time.div_euclid(DAY))
+                    .or_default()
+                    .new_traders += sign;
+            }
+        }
+    }
+
+    // Daily active traders.
+    let rows: Vec<((i64, &str), i64)> = day_traders.into_iter().collect();
+    for chunk in rows.chunks(MAX_PARAMS / 4) {
+        let mut sql =
+            String::from("INSERT INTO daily_traders (market_id, day, trader, trades) VALUES ");
+        push_placeholders(&mut sql, backend, chunk.len(), 4);
+        sql.push_str(
+            " ON CONFLICT (market_id, day, trader) DO UPDATE SET trades = daily_traders.trades + excluded.trades \
+             RETURNING day, trader, trades",
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
+        for ((day, trader), n) in chunk {
+            q = q.bind(market_id).bind(*day).bind(*trader).bind(*n);
+        }
+        let returned = q
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(db("updating daily traders"))?;
+        let deltas: HashMap<(i64, &str), i64> = chunk.iter().copied().collect();
+        for r in returned {
+            let (day, trader): (i64, String) = (get_i64(&r, 0), r.get(1));
+            let now = get_i64(&r, 2);
+            let delta = deltas[&(day, trader.as_str())];
+            if (sign > 0 && now == delta) || (sign < 0 && now == 0) {
+                days.entry(day).or_default().active += sign;
+            }
+        }
+    }
+
+    // Days.
+    let rows: Vec<(i64, DayAgg)> = days.into_iter().collect();
+    let mut sql = String::from(
+        "INSERT INTO stats_daily (market_id, day, trades, buys, sells, buy_volume_gwei, buy_volume_rem, sell_volume_gwei, \
+         sell_volume_rem, protocol_gwei, protocol_rem, subject_gwei, subject_rem, active_traders, new_traders, new_subjects) VALUES ",
+    );
+    push_placeholders(&mut sql, backend, rows.len(), 16);
+    sql.push_str(
+        " ON CONFLICT (market_id, day) DO UPDATE SET trades = stats_daily.trades + excluded.trades, \
+         buys = stats_daily.buys + excluded.buys, sells = stats_daily.sells + excluded.sells, \
+         buy_volume_gwei = stats_daily.buy_volume_gwei + excluded.buy_volume_gwei, buy_volume_rem = stats_daily.buy_volume_rem + excluded.buy_volume_rem, \
+         sell_volume_gwei = stats_daily.sell_volume_gwei + excluded.sell_volume_gwei, sell_volume_rem = stats_daily.sell_volume_rem + excluded.sell_volume_rem, \
+         protocol_gwei = stats_daily.protocol_gwei + excluded.protocol_gwei, protocol_rem = stats_daily.protocol_rem + excluded.protocol_rem, \
+         subject_gwei = stats_daily.subject_gwei + excluded.subject_gwei, subject_rem = stats_daily.subject_rem + excluded.subject_rem, \
+         active_traders = stats_daily.active_traders + excluded.active_traders, new_traders = stats_daily.new_traders + excluded.new_traders, \
+         new_subjects = stats_daily.new_subjects + excluded.new_subjects",
+    );
+    let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
+    for (day, d) in &rows {
+        q = q
+            .bind(market_id)
+            .bind(*day)
+            .bind(d.trades)
+            .bind(d.buys)
+            .bind(d.sells)
+            .bind(d.buy_volume.gwei)
+            .bind(d.buy_volume.rem)
+            .bind(d.sell_volume.gwei)
+            .bind(d.sell_volume.rem)
+            .bind(d.protocol.gwei)
+            .bind(d.protocol.rem)
+            .bind(d.subject.gwei)
+            .bind(d.subject.rem)
+            .bind(d.active)
+            .bind(d.new_traders)
+            .bind(d.new_subjects);
+    }
+    q.execute(&mut **tx)
+        .await
+        .map_err(db("updating daily stats"))?;
+
+    if sign < 0 {
+        for table in ["subjects", "traders", "daily_traders", "stats_daily"] {
+            sqlx::query(AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE market_id = $1 AND trades = 0"
+            )))
+            .bind(market_id)
+            .execute(&mut **tx)
+            .await
+            .map_err(db("pruning emptied aggregates"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Appends `rows` tuples of `cols` placeholders. SQLite gets anonymous `?` (bound by position):
+/// with `?NNN` or `$NNN` every bind looks its name up in a linear list (sqlite3VListNumToName),
+/// which makes a 30,000-parameter statement quadratic. PostgreSQL gets `$NNN`.
+fn push_placeholders(sql: &mut String, backend: Backend, rows: usize, cols: usize) {
+    use std::fmt::Write;
+    let mut n = 1;
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..cols {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            if backend == Backend::Sqlite {
+                sql.push('?');
+            } else {
+                write!(sql, "${n}").expect("write to string");
+            }
+            n += 1;
+        }
+        sql.push(')');
+    }
+}
+
+/// Reads a BIGINT column (sums are cast to BIGINT in SQL, so PostgreSQL never returns NUMERIC).
+fn get_i64(row: &AnyRow, i: usize) -> i64 {
+    row.get::<i64, _>(i)
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    alloy::hex::encode_prefixed(bytes)
+}
+
+fn db(what: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
+    move |source| Error::Database {
+        what: what.to_string(),
+        source,
+    }
+}
+
+/// Hides a password in a database URL for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(at)) if url[s + 3..at].contains(':') => {
+            let user_end = url[s + 3..at].find(':').unwrap() + s + 3;
+            format!("{}:***{}", &url[..user_end], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
