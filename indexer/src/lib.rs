@@ -160,10 +160,9 @@ pub async fn prepare<P: Provider>(
     spec: MarketSpec,
     window: u64,
 ) -> Result<MarketState> {
-    let chain_id = provider
-        .get_chain_id()
+    let chain_id = retry("eth_chainId", 4, || provider.get_chain_id())
         .await
-        .map_err(|e| Error::Rpc(format!("cannot reach the RPC (eth_chainId failed): {e}")))?;
+        .map_err(|e| Error::Rpc(format!("cannot reach the RPC: {e}")))?;
     if let Some(expected) = spec.chain_id
         && expected != chain_id
     {
@@ -172,20 +171,22 @@ pub async fn prepare<P: Provider>(
             spec.address
         )));
     }
-    let genesis = provider
-        .get_block_by_number(BlockNumberOrTag::Number(0))
+    let genesis = block_hash(provider, 0)
         .await?
-        .ok_or_else(|| Error::Rpc("the RPC has no genesis block".into()))?
-        .header
-        .hash;
+        .ok_or_else(|| Error::Rpc("the RPC has no genesis block".into()))?;
     store.ensure_chain(chain_id, genesis).await?;
-    if provider.get_code_at(spec.address).await?.is_empty() {
+    if retry("eth_getCode", RETRIES, || {
+        provider.get_code_at(spec.address)
+    })
+    .await?
+    .is_empty()
+    {
         return Err(Error::NoCode {
             address: spec.address,
             chain_id,
         });
     }
-    let head = provider.get_block_number().await?;
+    let head = retry("eth_blockNumber", RETRIES, || provider.get_block_number()).await?;
     if spec.start_block > head {
         return Err(Error::Config(format!(
             "start block {} is beyond the chain's head {head}",
@@ -227,10 +228,44 @@ pub async fn check_reorg<P: Provider>(
 }
 
 async fn block_hash<P: Provider>(provider: &P, n: u64) -> Result<Option<B256>> {
-    Ok(provider
-        .get_block_by_number(BlockNumberOrTag::Number(n))
-        .await?
-        .map(|b| b.header.hash))
+    Ok(header(provider, n).await?.map(|(hash, _)| hash))
+}
+
+/// A block's (hash, timestamp), with transport errors retried.
+async fn header<P: Provider>(provider: &P, n: u64) -> Result<Option<(B256, u64)>> {
+    retry("eth_getBlockByNumber", RETRIES, || {
+        provider.get_block_by_number(BlockNumberOrTag::Number(n))
+    })
+    .await
+    .map(|b| b.map(|b| (b.header.hash, b.header.timestamp)))
+}
+
+/// Attempts for RPC calls other than `eth_getLogs` (which retries for ever, splitting ranges).
+const RETRIES: u32 = 12;
+
+/// Runs an RPC call, retrying transport failures (dropped connections, HTTP 429/5xx, broken
+/// bodies) with backoff and jitter; JSON-RPC errors are answers, not failures, and are returned.
+async fn retry<T, F, Fut>(what: &str, attempts: u32, mut call: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::IntoFuture<Output = Result<T, alloy::transports::TransportError>>,
+{
+    let mut attempt = 0;
+    loop {
+        match call().into_future().await {
+            Ok(v) => return Ok(v),
+            Err(e @ alloy::transports::RpcError::ErrorResp(_)) => return Err(e.into()),
+            Err(e) => {
+                attempt += 1;
+                if attempt >= attempts {
+                    return Err(Error::Rpc(format!("{what} failed {attempt} times: {e}")));
+                }
+                let delay = fetch::backoff(attempt);
+                warn!(target: "indexer::rpc", what, attempt, delay_ms = delay.as_millis() as u64, error = %e, "RPC call failed; retrying");
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
 }
 
 /// Indexes one market: backfill to the head (less confirmations), then follow it if asked.
@@ -245,7 +280,7 @@ pub async fn run<P: Provider>(
     let fetcher = LogFetcher::new(&provider, spec.address, TRADE_TOPIC, config.fetch.clone());
     let mut report = RunReport::default();
     let first = market.next_block;
-    let head = provider.get_block_number().await?;
+    let head = retry("eth_blockNumber", RETRIES, || provider.get_block_number()).await?;
     let bar = if config.progress {
         backfill_bar(first, head)
     } else {
@@ -254,7 +289,7 @@ pub async fn run<P: Provider>(
     let mut last_log = Instant::now();
     info!(target: "indexer::sync", market = %spec.address, chain_id = market.chain_id, from = first, head, "indexing");
     loop {
-        let head = provider.get_block_number().await?;
+        let head = retry("eth_blockNumber", RETRIES, || provider.get_block_number()).await?;
         let mut target = head.saturating_sub(config.confirmations);
         if let Some(stop) = config.stop_at {
             target = target.min(stop);

@@ -1,4 +1,8 @@
 //! End-to-end tests over the real pieces: a real anvil (the npm-installed binary), the real
-//! compiled contract, the simulator, and the chain's own logs and views.
+//! compiled contract, the simulator, the indexer on a SQLite file and on the machine's
+//! PostgreSQL, and the chain's own logs and views.
 
 mod chain;
+mod common;
+mod crash;
+mod indexer;

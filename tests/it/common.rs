@@ -1,0 +1,376 @@
+//! Shared fixtures: a real anvil with the real contract and simulated trades, real databases
+//! (a SQLite file, a fresh database on the machine's PostgreSQL), and an independent
+//! recomputation of every indexer table from the chain's logs.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use alloy::{
+    node_bindings::{Anvil, AnvilInstance},
+    primitives::{Address, U256},
+    providers::{Provider, ProviderBuilder, RootProvider},
+    rpc::types::{Filter, Log},
+    sol_types::SolEvent,
+};
+use keymarket_contracts::{DeployConfig, Deployment, KeyMarket, TRADE_TOPIC, toolchain};
+use keymarket_indexer::{MarketSpec, Store};
+use keymarket_simulate::SimConfig;
+
+pub(crate) fn anvil() -> AnvilInstance {
+    Anvil::at(toolchain::anvil_path())
+        .args([
+            "--accounts",
+            "30",
+            "--balance",
+            "1000000000",
+            "--gas-limit",
+            "1000000000",
+        ])
+        .args(["--order", "fifo"])
+        .try_spawn()
+        .expect("anvil starts (run scripts/setup.sh first)")
+}
+
+/// A chain with a deployed market.
+pub(crate) struct Chain {
+    pub(crate) anvil: AnvilInstance,
+    pub(crate) provider: RootProvider,
+    pub(crate) deployment: Deployment,
+}
+
+impl Chain {
+    pub(crate) async fn new() -> Self {
+        let anvil = anvil();
+        let provider = ProviderBuilder::new()
+            .connect_http(anvil.endpoint_url())
+            .root()
+            .clone();
+        let accounts = provider.get_accounts().await.unwrap();
+        let deployment = keymarket_contracts::deploy(
+            &provider,
+            &DeployConfig::friendtech_fees(accounts[0], Address::repeat_byte(0xfe)),
+        )
+        .await
+        .unwrap();
+        Self {
+            anvil,
+            provider,
+            deployment,
+        }
+    }
+
+    /// Sends `trades` simulated trades, `batch` per block, `interval` seconds apart.
+    pub(crate) async fn trade(&self, trades: u64, seed: u64, batch: usize, interval: u64) {
+        let config = SimConfig {
+            trades,
+            seed,
+            subjects: 12,
+            batch_size: batch,
+            block_interval_secs: interval,
+            progress: false,
+            ..SimConfig::default()
+        };
+        let r = keymarket_simulate::simulate(&self.provider, &self.deployment, &config)
+            .await
+            .unwrap();
+        assert_eq!(r.unexpected_reverts(), 0, "{:?}", r.unexpected_revert_txs);
+    }
+
+    pub(crate) fn spec(&self) -> MarketSpec {
+        MarketSpec {
+            address: self.deployment.address,
+            start_block: self.deployment.deploy_block,
+            chain_id: Some(self.deployment.chain_id),
+        }
+    }
+
+    pub(crate) fn rpc_url(&self) -> String {
+        self.anvil.endpoint()
+    }
+
+    /// Every log of the market on the current canonical chain.
+    pub(crate) async fn logs(&self) -> Vec<Log> {
+        let filter = Filter::new()
+            .address(self.deployment.address)
+            .from_block(self.deployment.deploy_block);
+        self.provider.get_logs(&filter).await.unwrap()
+    }
+}
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Db {
+    Sqlite,
+    Postgres,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A fresh, empty database: a SQLite file in a temporary folder, or a new database on the
+/// machine's PostgreSQL (`KEYMARKET_TEST_POSTGRES`, default postgres://postgres@127.0.0.1:5432/postgres).
+pub(crate) async fn fresh_db(kind: Db, name: &str) -> String {
+    let unique = format!(
+        "{name}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    match kind {
+        Db::Sqlite => {
+            let dir = std::env::temp_dir().join("keymarket-tests");
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = dir.join(format!("{unique}.db"));
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+            }
+            format!("sqlite:{}", path.display())
+        }
+        Db::Postgres => {
+            let admin = std::env::var("KEYMARKET_TEST_POSTGRES")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+            sqlx::any::install_default_drivers();
+            let pool = sqlx::AnyPool::connect(&admin).await.unwrap_or_else(|e| {
+                panic!("PostgreSQL must be running for these tests ({admin}): {e}")
+            });
+            let db = format!("km_{}", unique.to_lowercase());
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db}")))
+                .execute(&pool)
+                .await
+                .unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+            let base = admin.rsplit_once('/').unwrap().0;
+            format!("{base}/{db}")
+        }
+    }
+}
+
+pub(crate) fn hex(b: &[u8]) -> String {
+    alloy::hex::encode_prefixed(b)
+}
+
+fn split(v: U256) -> (i64, i64) {
+    let (q, r) = v.div_rem(U256::from(1_000_000_000u64));
+    (q.to::<i64>(), r.to::<i64>())
+}
+
+/// Every indexer table recomputed from the chain's logs alone, in the format of `Store::dump`.
+pub(crate) fn recompute(chain_id: u64, logs: &[Log]) -> BTreeMap<&'static str, Vec<String>> {
+    #[derive(Default, Clone)]
+    struct Agg {
+        trades: i64,
+        buys: i64,
+        sells: i64,
+        v: [(i64, i64); 4],
+    }
+    let add = |a: &mut (i64, i64), v: U256| {
+        let (g, r) = split(v);
+        a.0 += g;
+        a.1 += r;
+    };
+    let mut trades = Vec::new();
+    let mut days: BTreeMap<i64, Agg> = BTreeMap::new();
+    let mut subjects: BTreeMap<String, (i64, i64, (i64, i64), (i64, i64), i64)> = BTreeMap::new(); // supply, trades, volume, fees, first
+    let mut traders: BTreeMap<String, (i64, (i64, i64), (i64, i64), i64)> = BTreeMap::new();
+    let mut holdings: BTreeMap<(String, String), i64> = BTreeMap::new();
+    let mut day_traders: BTreeMap<(i64, String), i64> = BTreeMap::new();
+    for l in logs.iter().filter(|l| l.topics()[0] == TRADE_TOPIC) {
+        let t = KeyMarket::Trade::decode_log_data(l.data()).unwrap();
+        let time = l.block_timestamp.unwrap() as i64;
+        let (e, p, s) = (
+            split(t.ethAmount),
+            split(t.protocolEthAmount),
+            split(t.subjectEthAmount),
+        );
+        let (trader, subject) = (hex(t.trader.as_slice()), hex(t.subject.as_slice()));
+        let amount: i64 = t.shareAmount.to();
+        let supply: i64 = t.supply.to();
+        trades.push(format!(
+            "{chain_id}|{}|{}|{}|{}|{time}|{trader}|{subject}|{}|{amount}|{}|{}|{}|{}|{}|{}|{supply}",
+            hex(l.transaction_hash.unwrap().as_slice()),
+            l.log_index.unwrap(),
+            l.block_number.unwrap(),
+            hex(l.block_hash.unwrap().as_slice()),
+            i64::from(t.isBuy),
+            e.0,
+            e.1,
+            p.0,
+            p.1,
+            s.0,
+            s.1
+        ));
+        if amount == 0 {
+            continue;
+        }
+        let day = time.div_euclid(86_400);
+        let d = days.entry(day).or_default();
+        d.trades += 1;
+        if t.isBuy {
+            d.buys += 1;
+            add(&mut d.v[0], t.ethAmount);
+        } else {
+            d.sells += 1;
+            add(&mut d.v[1], t.ethAmount);
+        }
+        add(&mut d.v[2], t.protocolEthAmount);
+        add(&mut d.v[3], t.subjectEthAmount);
+        let sj = subjects
+            .entry(subject.clone())
+            .or_insert((0, 0, (0, 0), (0, 0), time));
+        sj.0 = supply;
+        sj.1 += 1;
+        add(&mut sj.2, t.ethAmount);
+        add(&mut sj.3, t.subjectEthAmount);
+        let tr = traders
+            .entry(trader.clone())
+            .or_insert((0, (0, 0), (0, 0), time));
+        tr.0 += 1;
+        add(&mut tr.1, t.ethAmount);
+        add(&mut tr.2, t.protocolEthAmount);
+        add(&mut tr.2, t.subjectEthAmount);
+        *holdings
+            .entry((subject.clone(), trader.clone()))
+            .or_default() += if t.isBuy { amount } else { -amount };
+        *day_traders.entry((day, trader)).or_default() += 1;
+    }
+    let mut holders: HashMap<&str, i64> = HashMap::new();
+    for ((s, _), b) in &holdings {
+        if *b > 0 {
+            *holders.entry(s.as_str()).or_default() += 1;
+        }
+    }
+    let mut new_traders: HashMap<i64, i64> = HashMap::new();
+    for t in traders.values() {
+        *new_traders.entry(t.3.div_euclid(86_400)).or_default() += 1;
+    }
+    let mut new_subjects: HashMap<i64, i64> = HashMap::new();
+    for s in subjects.values() {
+        *new_subjects.entry(s.4.div_euclid(86_400)).or_default() += 1;
+    }
+    let mut active: HashMap<i64, i64> = HashMap::new();
+    for (day, _) in day_traders.keys() {
+        *active.entry(*day).or_default() += 1;
+    }
+    let mut out = BTreeMap::new();
+    out.insert("trades", trades);
+    out.insert(
+        "stats_daily",
+        days.iter()
+            .map(|(day, d)| {
+                format!(
+                    "{day}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}",
+                    d.trades,
+                    d.buys,
+                    d.sells,
+                    d.v[0].0,
+                    d.v[0].1,
+                    d.v[1].0,
+                    d.v[1].1,
+                    d.v[2].0,
+                    d.v[2].1,
+                    d.v[3].0,
+                    d.v[3].1,
+                    active.get(day).copied().unwrap_or(0),
+                    new_traders.get(day).copied().unwrap_or(0),
+                    new_subjects.get(day).copied().unwrap_or(0)
+                )
+            })
+            .collect(),
+    );
+    out.insert(
+        "subjects",
+        subjects
+            .iter()
+            .map(|(s, a)| {
+                format!(
+                    "{s}|{}|{}|{}|{}|{}|{}|{}|{}",
+                    a.0,
+                    holders.get(s.as_str()).copied().unwrap_or(0),
+                    a.1,
+                    a.2.0,
+                    a.2.1,
+                    a.3.0,
+                    a.3.1,
+                    a.4
+                )
+            })
+            .collect(),
+    );
+    out.insert(
+        "traders",
+        traders
+            .iter()
+            .map(|(t, a)| {
+                format!(
+                    "{t}|{}|{}|{}|{}|{}|{}",
+                    a.0, a.1.0, a.1.1, a.2.0, a.2.1, a.3
+                )
+            })
+            .collect(),
+    );
+    out.insert(
+        "holdings",
+        holdings
+            .iter()
+            .filter(|(_, b)| **b != 0)
+            .map(|((s, t), b)| format!("{s}|{t}|{b}"))
+            .collect(),
+    );
+    out.insert(
+        "daily_traders",
+        day_traders
+            .iter()
+            .map(|((d, t), n)| format!("{d}|{t}|{n}"))
+            .collect(),
+    );
+    for v in out.values_mut() {
+        v.sort();
+    }
+    out
+}
+
+/// The database's tables for the chain's market.
+pub(crate) async fn dump(url: &str, chain: &Chain) -> BTreeMap<&'static str, Vec<String>> {
+    let store = Store::connect(url).await.unwrap();
+    let market = store
+        .ensure_market(
+            chain.deployment.chain_id,
+            chain.deployment.address,
+            chain.deployment.deploy_block,
+        )
+        .await
+        .unwrap();
+    store.dump(market.id).await.unwrap()
+}
+
+/// Asserts two table dumps are equal, naming the first differing table and row.
+pub(crate) fn assert_same(
+    what: &str,
+    got: &BTreeMap<&'static str, Vec<String>>,
+    want: &BTreeMap<&'static str, Vec<String>>,
+) {
+    for (table, rows) in want {
+        let got_rows = got
+            .get(table)
+            .unwrap_or_else(|| panic!("{what}: table {table} missing"));
+        if got_rows != rows {
+            let g: HashSet<&String> = got_rows.iter().collect();
+            let w: HashSet<&String> = rows.iter().collect();
+            let missing: Vec<_> = w.difference(&g).take(3).collect();
+            let extra: Vec<_> = g.difference(&w).take(3).collect();
+            panic!(
+                "{what}: table {table} differs ({} rows vs {} expected); missing e.g. {missing:?}; unexpected e.g. {extra:?}",
+                got_rows.len(),
+                rows.len()
+            );
+        }
+    }
+    assert!(
+        !want["trades"].is_empty(),
+        "{what}: the comparison is not vacuous"
+    );
+}

@@ -1,0 +1,313 @@
+//! The indexer over real pieces: anvil with the real contract and simulated trades, a SQLite
+//! file and the machine's PostgreSQL. Every database is compared row for row with an independent
+//! recomputation from the chain's logs.
+
+use std::time::{Duration, Instant};
+
+use alloy::{
+    network::TransactionBuilder,
+    primitives::U256,
+    providers::{Provider, ext::AnvilApi},
+    rpc::types::{
+        TransactionRequest,
+        anvil::{ReorgOptions, TransactionData},
+    },
+    sol_types::SolCall,
+};
+use keymarket_contracts::KeyMarket;
+use keymarket_indexer::{FetchConfig, IndexerConfig, MarketSpec, Store};
+
+use crate::common::{Chain, Db, assert_same, dump, fresh_db, recompute};
+
+/// Small ranges, so a few thousand trades make many batches.
+fn small_batches() -> IndexerConfig {
+    IndexerConfig {
+        fetch: FetchConfig {
+            initial_range: 2,
+            max_range: 4,
+            concurrency: 3,
+            ..FetchConfig::default()
+        },
+        window: 16,
+        poll_interval: Duration::from_millis(50),
+        ..IndexerConfig::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn index_equals_recomputation_on_sqlite_and_postgres() {
+    let chain = Chain::new().await;
+    // 3,000 trades over ~4 simulated days, 200 per block.
+    chain.trade(3_000, 11, 200, 6 * 3600).await;
+    let want = recompute(chain.deployment.chain_id, &chain.logs().await);
+    assert!(want["stats_daily"].len() >= 3, "several UTC days");
+
+    let mut dumps = Vec::new();
+    for kind in [Db::Sqlite, Db::Postgres] {
+        let url = fresh_db(kind, "recompute").await;
+        let store = Store::connect(&url).await.unwrap();
+        let report =
+            keymarket_indexer::run(&chain.provider, &store, chain.spec(), &small_batches())
+                .await
+                .unwrap();
+        assert!(report.batches > 5, "many batches: {}", report.batches);
+        let got = dump(&url, &chain).await;
+        assert_same(&format!("{kind:?}"), &got, &want);
+        dumps.push(got);
+
+        // The contract's own views agree with the database.
+        let market = KeyMarket::new(chain.deployment.address, &chain.provider);
+        let pool = store.pool();
+        let rows: Vec<(String, i64)> = sqlx::query_as("SELECT subject, supply FROM subjects")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+        for (subject, supply) in rows {
+            let onchain = market
+                .sharesSupply(subject.parse().unwrap())
+                .call()
+                .await
+                .unwrap();
+            assert_eq!(onchain, U256::from(supply as u64), "supply of {subject}");
+        }
+        let rows: Vec<(String, String, i64)> =
+            sqlx::query_as("SELECT subject, trader, balance FROM holdings")
+                .fetch_all(pool)
+                .await
+                .unwrap();
+        assert!(rows.len() > 20);
+        for (subject, trader, balance) in rows {
+            let onchain = market
+                .sharesBalance(subject.parse().unwrap(), trader.parse().unwrap())
+                .call()
+                .await
+                .unwrap();
+            assert_eq!(
+                onchain,
+                U256::from(balance as u64),
+                "balance of {trader} in {subject}"
+            );
+        }
+        let totals = store.totals(1).await.unwrap();
+        assert_eq!(totals.raw_trades as usize, want["trades"].len());
+    }
+    assert_eq!(
+        dumps[0], dumps[1],
+        "SQLite and PostgreSQL agree row for row"
+    );
+}
+
+/// Waits until the store has indexed the chain's head.
+async fn caught_up(chain: &Chain, store: &Store, market_id: i64) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let head = chain.provider.get_block_number().await.unwrap();
+        if store.next_block(market_id).await.unwrap() == head + 1 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "indexer did not catch up with block {head}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn following_repairs_reorgs_up_to_the_window() {
+    let chain = Chain::new().await;
+    chain.trade(600, 21, 20, 600).await;
+    let config = IndexerConfig {
+        follow: true,
+        ..small_batches()
+    };
+    let mut followers = Vec::new();
+    for kind in [Db::Sqlite, Db::Postgres] {
+        let url = fresh_db(kind, "reorg").await;
+        let store = Store::connect(&url).await.unwrap();
+        let market =
+            keymarket_indexer::prepare(&chain.provider, &store, chain.spec(), config.window)
+                .await
+                .unwrap();
+        let (provider, store2, spec, config) = (
+            chain.provider.clone(),
+            store.clone(),
+            chain.spec(),
+            config.clone(),
+        );
+        let task =
+            tokio::spawn(
+                async move { keymarket_indexer::run(provider, &store2, spec, &config).await },
+            );
+        followers.push((kind, url, store, market.id, task));
+    }
+    let accounts = chain.provider.get_accounts().await.unwrap();
+    let subject = accounts[2]; // opened by the simulator
+    for (i, depth) in [1u64, 2, 3, 5, 8, 13, 16].into_iter().enumerate() {
+        for (_, _, store, id, _) in &followers {
+            caught_up(&chain, store, *id).await;
+        }
+        // The new branch carries trades of its own: the subject buys its own keys.
+        let buy = KeyMarket::buySharesCall {
+            subject,
+            amount: U256::from(1 + i as u64),
+        }
+        .abi_encode();
+        let tx = TransactionRequest::default()
+            .with_from(subject)
+            .with_to(chain.deployment.address)
+            .with_input(buy)
+            .with_value(U256::from(10u64).pow(U256::from(24)))
+            .with_gas_limit(200_000);
+        chain
+            .provider
+            .anvil_reorg(ReorgOptions {
+                depth,
+                tx_block_pairs: vec![(TransactionData::JSON(tx), 0)],
+            })
+            .await
+            .unwrap();
+        chain.trade(100, 100 + i as u64, 25, 600).await;
+    }
+    let want = recompute(chain.deployment.chain_id, &chain.logs().await);
+    for (kind, url, store, id, task) in followers {
+        caught_up(&chain, &store, id).await;
+        task.abort();
+        assert_same(
+            &format!("{kind:?} after reorgs"),
+            &dump(&url, &chain).await,
+            &want,
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reorg_deeper_than_the_window_stops_without_touching_data() {
+    let chain = Chain::new().await;
+    chain.trade(400, 31, 20, 600).await;
+    let url = fresh_db(Db::Sqlite, "deep").await;
+    let store = Store::connect(&url).await.unwrap();
+    let config = IndexerConfig {
+        window: 4,
+        ..small_batches()
+    };
+    keymarket_indexer::run(&chain.provider, &store, chain.spec(), &config)
+        .await
+        .unwrap();
+    let before = dump(&url, &chain).await;
+    chain
+        .provider
+        .anvil_reorg(ReorgOptions {
+            depth: 12,
+            tx_block_pairs: vec![],
+        })
+        .await
+        .unwrap();
+    let err = keymarket_indexer::run(&chain.provider, &store, chain.spec(), &config)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, keymarket_indexer::Error::ReorgTooDeep { .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("deeper than the kept window"),
+        "{err}"
+    );
+    assert_eq!(dump(&url, &chain).await, before, "nothing written");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_gets_clear_errors_and_touches_nothing() {
+    use keymarket_indexer::Error;
+    let chain = Chain::new().await;
+    chain.trade(50, 41, 25, 600).await;
+    let url = fresh_db(Db::Sqlite, "bad").await;
+    let store = Store::connect(&url).await.unwrap();
+    let config = small_batches();
+
+    // Unreachable RPC.
+    let dead = alloy::providers::ProviderBuilder::new()
+        .connect_http("http://127.0.0.1:1".parse().unwrap());
+    let err = keymarket_indexer::run(&dead, &store, chain.spec(), &config)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("cannot reach the RPC"), "{err}");
+
+    // A deployment from another chain.
+    let wrong = MarketSpec {
+        chain_id: Some(1),
+        ..chain.spec()
+    };
+    let err = keymarket_indexer::run(&chain.provider, &store, wrong, &config)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::WrongChain(_)), "{err}");
+
+    // An address with no code.
+    let nocode = MarketSpec {
+        address: alloy::primitives::Address::repeat_byte(0x42),
+        ..chain.spec()
+    };
+    let err = keymarket_indexer::run(&chain.provider, &store, nocode, &config)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NoCode { .. }), "{err}");
+
+    // A start block beyond the head.
+    let future = MarketSpec {
+        start_block: 1_000_000,
+        ..chain.spec()
+    };
+    let err = keymarket_indexer::run(&chain.provider, &store, future, &config)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("beyond the chain's head"), "{err}");
+
+    // Nothing was registered by the refused runs.
+    let markets: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM markets")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(markets.0, 0);
+
+    // The same database pointed at a different chain with the same id (a restarted anvil).
+    keymarket_indexer::run(&chain.provider, &store, chain.spec(), &config)
+        .await
+        .unwrap();
+    let before = dump(&url, &chain).await;
+    let other = Chain::new().await;
+    let err = keymarket_indexer::run(&other.provider, &store, other.spec(), &config)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::WrongChain(_)) && err.to_string().contains("genesis"),
+        "{err}"
+    );
+    assert_eq!(dump(&url, &chain).await, before);
+
+    // A database written by an incompatible schema.
+    let foreign = fresh_db(Db::Sqlite, "foreign").await;
+    {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&format!("{foreign}?mode=rwc"))
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE trades (id INTEGER PRIMARY KEY, what TEXT)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    }
+    let err = Store::connect(&foreign).await.unwrap_err();
+    assert!(matches!(err, Error::IncompatibleSchema(_)), "{err}");
+
+    // An unsupported database URL.
+    let err = Store::connect("mysql://root@127.0.0.1/test")
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("unsupported database URL"),
+        "{err}"
+    );
+}
