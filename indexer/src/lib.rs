@@ -389,12 +389,11 @@ async fn build_batch<P: Provider>(
             wanted.insert(l.block_number.unwrap_or_default());
         }
     }
-    let fetched = futures::future::try_join_all(wanted.iter().map(|&n| async move {
-        let b = provider
-            .get_block_by_number(BlockNumberOrTag::Number(n))
-            .await?;
-        Ok::<_, Error>((n, b.map(|b| (b.header.hash, b.header.timestamp))))
-    }))
+    let fetched = futures::future::try_join_all(
+        wanted
+            .iter()
+            .map(|&n| async move { Ok::<_, Error>((n, header(provider, n).await?)) }),
+    )
     .await?;
     for (n, hb) in fetched {
         match hb {

@@ -159,6 +159,7 @@ fn split(v: U256) -> (i64, i64) {
 }
 
 /// Every indexer table recomputed from the chain's logs alone, in the format of `Store::dump`.
+#[allow(clippy::type_complexity)]
 pub(crate) fn recompute(chain_id: u64, logs: &[Log]) -> BTreeMap<&'static str, Vec<String>> {
     #[derive(Default, Clone)]
     struct Agg {

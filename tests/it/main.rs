@@ -5,4 +5,5 @@
 mod chain;
 mod common;
 mod crash;
+mod faults;
 mod indexer;
