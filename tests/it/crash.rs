@@ -83,17 +83,19 @@ async fn crash_test(kind: Db) {
     let url = fresh_db(kind, "crash").await;
     let mut delays = Delays(0x9e37_79b9_7f4a_7c15);
 
-    // Backfill, killed again and again.
+    // Backfill, killed again and again (until it completes, after which runs finish first).
     let mut kills = 0;
-    for _ in 0..40 {
-        if kills >= 14 {
+    for _ in 0..30 {
+        kills += u32::from(run_and_kill(&chain, &url, false, delays.next_ms(10, 250)).await);
+    }
+    assert!(kills >= 3, "kills during the backfill: {kills}");
+    // Live following while trades keep coming, killed again and again (a follower never exits
+    // by itself, so each of these is a real kill).
+    let mut live_kills = 0;
+    for round in 0.. {
+        if round >= 10 && kills + live_kills >= 20 {
             break;
         }
-        kills += u32::from(run_and_kill(&chain, &url, false, delays.next_ms(30, 400)).await);
-    }
-    // Live following while trades keep coming, killed again and again.
-    let mut live_kills = 0;
-    for round in 0..10 {
         let trading = chain.trade(150, 60 + round, 15, 300);
         let killing = run_and_kill(&chain, &url, true, delays.next_ms(50, 600));
         let ((), killed) = tokio::join!(trading, killing);
