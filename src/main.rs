@@ -17,7 +17,7 @@ use alloy::{
 use clap::{Args, Parser, Subcommand};
 use eyre::{Context, Result, bail};
 use keymarket_contracts::{DeployConfig, Deployment, toolchain};
-use keymarket_indexer::{FetchConfig, IndexerConfig, MarketSpec, Store};
+use keymarket_indexer::{FetchConfig, IndexerConfig, MarketSpec, RunReport, Store};
 use keymarket_simulate::{SimConfig, SimReport};
 use tracing::info;
 
@@ -94,6 +94,14 @@ struct IndexArgs {
     quiet: bool,
 }
 
+fn sqlite_or_url(s: &str) -> Result<String, String> {
+    Ok(if s.contains(':') {
+        s.to_string()
+    } else {
+        format!("sqlite:{s}")
+    })
+}
+
 fn parse_market(s: &str) -> Result<(Address, u64), String> {
     let (a, b) = s.split_once('@').ok_or("expected ADDRESS@START_BLOCK")?;
     let address = a.parse().map_err(|e| format!("bad address {a:?}: {e}"))?;
@@ -111,9 +119,12 @@ struct UpArgs {
     /// Where to write the deployment file.
     #[arg(long, default_value = DEFAULT_DEPLOYMENT)]
     deployment: PathBuf,
-    /// Stop (and stop anvil) once the simulated trades are done instead of keeping the chain up.
+    /// Stop (and stop anvil) once trades are simulated and indexed, instead of keeping them up.
     #[arg(long)]
     exit: bool,
+    /// Database the indexer fills (recreated on every `up`: a new anvil is a new chain).
+    #[arg(long, default_value = ".keymarket/up.db", value_parser = sqlite_or_url)]
+    database_url: String,
     #[command(flatten)]
     sim: SimArgs,
 }
@@ -268,11 +279,45 @@ async fn up(args: UpArgs) -> Result<()> {
     println!("deployment {}", args.deployment.display());
     let report = run_simulation(&rpc_url, &deployment, &args.sim).await?;
     print_report(&report, args.sim.json)?;
+
+    // Index the fresh chain into a fresh SQLite file (a restarted anvil is a new chain).
+    if let Some(path) = args.database_url.strip_prefix("sqlite:") {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{path}{suffix}"));
+        }
+        if let Some(dir) = std::path::Path::new(path)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir)?;
+        }
+    }
+    let store = Store::connect(&args.database_url).await?;
+    let provider = ProviderBuilder::new().connect(&rpc_url).await?;
+    let spec = MarketSpec {
+        address: deployment.address,
+        start_block: deployment.deploy_block,
+        chain_id: Some(deployment.chain_id),
+    };
+    let config = IndexerConfig {
+        progress: true,
+        ..IndexerConfig::default()
+    };
+    println!("\nindexing into {}", args.database_url);
+    let run = keymarket_indexer::run(&provider, &store, spec, &config).await?;
+    print_stats(&store, &provider, &spec, &run).await?;
     if args.exit {
         return Ok(());
     }
-    println!("\nanvil keeps running on {rpc_url}; press Ctrl-C to stop.");
-    tokio::signal::ctrl_c().await?;
+    println!("\nanvil keeps running on {rpc_url}; the indexer follows it. Press Ctrl-C to stop.");
+    let follow = IndexerConfig {
+        follow: true,
+        ..IndexerConfig::default()
+    };
+    tokio::select! {
+        r = keymarket_indexer::run(&provider, &store, spec, &follow) => { r?; }
+        r = tokio::signal::ctrl_c() => { r?; }
+    }
     drop(anvil);
     Ok(())
 }
@@ -433,43 +478,60 @@ async fn index(args: IndexArgs) -> Result<()> {
         .map(|spec| keymarket_indexer::run(&provider, &store, *spec, &config));
     let reports = futures::future::try_join_all(runs).await?;
     for (spec, r) in specs.iter().zip(&reports) {
-        let market = store
-            .ensure_market(
-                provider.get_chain_id().await?,
-                spec.address,
-                spec.start_block,
-            )
-            .await?;
-        let t = store.totals(market.id).await?;
-        let eth = |s: &str| format_ether(s.parse::<U256>().unwrap_or_default());
-        let volume: U256 = t.buy_volume.parse::<U256>()? + t.sell_volume.parse::<U256>()?;
-        println!(
-            "market {} (chain {}), indexed to block {}:",
-            spec.address,
-            market.chain_id,
-            market.next_block.saturating_sub(1)
-        );
-        println!("  protocol revenue  {} ETH", eth(&t.protocol_fees));
-        println!("  subject revenue   {} ETH", eth(&t.subject_fees));
-        println!(
-            "  volume            {} ETH (buys {} ETH, sells {} ETH)",
-            format_ether(volume),
-            eth(&t.buy_volume),
-            eth(&t.sell_volume)
-        );
-        println!(
-            "  trades            {} ({} buys, {} sells)",
-            t.trades, t.buys, t.sells
-        );
-        println!("  traders           {}; subjects {}", t.traders, t.subjects);
-        println!(
-            "  this run          {} trades in {:.2}s ({:.0} trades/s; fetch {:.2}s, store {:.2}s)",
-            r.trades,
-            r.elapsed.as_secs_f64(),
-            r.trades as f64 / r.elapsed.as_secs_f64().max(1e-9),
-            r.fetch_time.as_secs_f64(),
-            r.store_time.as_secs_f64()
-        );
+        print_stats(&store, &provider, spec, r).await?;
     }
+    Ok(())
+}
+
+/// Prints the headline stats of a market from the database, and the run's rate.
+async fn print_stats<P: Provider>(
+    store: &Store,
+    provider: &P,
+    spec: &MarketSpec,
+    r: &RunReport,
+) -> Result<()> {
+    let market = store
+        .ensure_market(
+            provider.get_chain_id().await?,
+            spec.address,
+            spec.start_block,
+        )
+        .await?;
+    let t = store.totals(market.id).await?;
+    let wei = |s: &str| s.parse::<U256>().unwrap_or_default();
+    let volume = wei(&t.buy_volume) + wei(&t.sell_volume);
+    println!(
+        "market {} (chain {}), indexed to block {}:",
+        spec.address,
+        market.chain_id,
+        market.next_block.saturating_sub(1)
+    );
+    println!(
+        "  protocol revenue  {} ETH",
+        format_ether(wei(&t.protocol_fees))
+    );
+    println!(
+        "  subject revenue   {} ETH",
+        format_ether(wei(&t.subject_fees))
+    );
+    println!(
+        "  volume            {} ETH (buys {} ETH, sells {} ETH)",
+        format_ether(volume),
+        format_ether(wei(&t.buy_volume)),
+        format_ether(wei(&t.sell_volume))
+    );
+    println!(
+        "  trades            {} ({} buys, {} sells)",
+        t.trades, t.buys, t.sells
+    );
+    println!("  traders           {}; subjects {}", t.traders, t.subjects);
+    println!(
+        "  this run          {} trades in {:.2}s ({:.0} trades/s; fetch {:.2}s, store {:.2}s)",
+        r.trades,
+        r.elapsed.as_secs_f64(),
+        r.trades as f64 / r.elapsed.as_secs_f64().max(1e-9),
+        r.fetch_time.as_secs_f64(),
+        r.store_time.as_secs_f64()
+    );
     Ok(())
 }
