@@ -2,7 +2,10 @@
 # Runs every test of the project, installing what they need first:
 #   1. the Solidity tests (unit, differential, attack, fuzz, invariant) with forge;
 #   2. the gas snapshot check (the six friend.tech cases, committed in contracts/snapshots/);
-#   3. the Rust tests: unit tests and the end-to-end tests over a real anvil.
+#   3. the Rust tests: unit tests and the end-to-end tests over a real anvil, the indexer on a
+#      SQLite file and on the machine's PostgreSQL (127.0.0.1:5432, trust auth; override with
+#      KEYMARKET_TEST_POSTGRES=postgres://user@host:port/admin-db), SIGKILL crash tests and a
+#      fault-injecting RPC proxy.
 # Set FOUNDRY_PROFILE=ci for the longer fuzz/invariant campaigns (.ci/run does).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -12,10 +15,18 @@ say() { printf '\n[test] %s\n' "$*"; }
 scripts/setup.sh
 export PATH="$root/node_modules/.bin:$PATH"
 
+pg="${KEYMARKET_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/postgres}"
+if ! psql "$pg" -qtAc "SELECT 1" >/dev/null 2>&1; then
+  echo "[test] error: PostgreSQL is not reachable at $pg; the indexer tests need it." >&2
+  echo "[test]        start it (e.g. pg_ctlcluster <version> main start) or set KEYMARKET_TEST_POSTGRES" >&2
+  exit 1
+fi
+say "PostgreSQL reachable at $pg"
+
 say "forge tests (profile: ${FOUNDRY_PROFILE:-default})"
 (cd contracts && FORGE_SNAPSHOT_CHECK=true forge test)
 
-say "cargo tests (workspace: bindings, simulator, end-to-end over anvil)"
+say "cargo tests (workspace: bindings, simulator, indexer; end-to-end over anvil, SQLite, PostgreSQL)"
 cargo test --workspace --locked
 
 say "all tests passed"

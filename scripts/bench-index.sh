@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Indexer benchmark: builds (once) an anvil chain with N simulated trades (default 1,000,000),
+# kept as an anvil state file under .keymarket/bench/, then indexes it from scratch into a fresh
+# SQLite file and a fresh PostgreSQL database, printing trades/s end to end, the store stage
+# alone, fetch time, and peak memory (RSS). Also indexes the first quarter of the chain, so peak
+# memory at N/4 and at N can be compared (it should be flat).
+#   scripts/bench-index.sh [TRADES]
+# Env: PG_ADMIN (default postgres://postgres@127.0.0.1:5432/postgres), PORT (default 8548).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+trades="${1:-1000000}"
+port="${PORT:-8548}"
+pg_admin="${PG_ADMIN:-postgres://postgres@127.0.0.1:5432/postgres}"
+rpc="http://127.0.0.1:$port"
+dir=".keymarket/bench"
+state="$dir/chain-$trades.json"
+dep="$dir/deployment-$trades.json"
+mkdir -p "$dir"
+scripts/setup.sh
+cargo build --release --locked --bin keymarket
+km=target/release/keymarket
+anvil=node_modules/.bin/anvil
+
+start_anvil() {
+  "$anvil" --port "$port" --accounts 60 --balance 1000000000 --gas-limit 1000000000 --order fifo --silent "$@" &
+  anvil_pid=$!
+  for _ in $(seq 600); do node_modules/.bin/cast chain-id --rpc-url "$rpc" >/dev/null 2>&1 && return; sleep 0.5; done
+  echo "anvil did not start" >&2; exit 1
+}
+stop_anvil() { kill -INT "$anvil_pid" 2>/dev/null || true; wait "$anvil_pid" 2>/dev/null || true; }
+trap stop_anvil EXIT
+
+if [[ -f "$state" && -f "$dep" ]]; then
+  echo "[bench] loading the chain from $state"
+  start_anvil --load-state "$state"
+else
+  echo "[bench] building a chain with $trades trades (saved to $state for later runs)"
+  start_anvil --dump-state "$state"
+  "$km" deploy --rpc-url "$rpc" --out "$dep" >/dev/null
+  /usr/bin/time -f "[bench] simulator: %e s wall, peak RSS %M KB" \
+    "$km" simulate --rpc-url "$rpc" --deployment "$dep" --trades "$trades" --seed 1 --batch-size 1000
+fi
+head=$(node_modules/.bin/cast block-number --rpc-url "$rpc")
+echo "[bench] chain head: block $head; machine: $(nproc) cores"
+
+run_index() { # label db-url [extra args]
+  local label="$1" url="$2"; shift 2
+  echo "[bench] $label"
+  /usr/bin/time -f "  wall %e s, peak RSS %M KB" "$km" index --rpc-url "$rpc" --deployment "$dep" --database-url "$url" \
+    --quiet --initial-range 50 --max-range 5000 --concurrency 4 "$@" | grep -E "trades |this run"
+}
+
+rm -f "$dir"/bench.db*
+run_index "SQLite, first quarter of the chain" "sqlite:$dir/bench.db" --stop-at $((head / 4))
+rm -f "$dir"/bench.db*
+run_index "SQLite, whole chain" "sqlite:$dir/bench.db"
+db="km_bench_$$"
+psql "$pg_admin" -qc "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
+run_index "PostgreSQL, whole chain" "${pg_admin%/*}/$db"
+psql "$pg_admin" -qc "DROP DATABASE IF EXISTS $db" >/dev/null
