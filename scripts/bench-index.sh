@@ -59,3 +59,17 @@ db="km_bench_$$"
 psql "$pg_admin" -qc "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
 run_index "PostgreSQL, whole chain" "${pg_admin%/*}/$db"
 psql "$pg_admin" -qc "DROP DATABASE IF EXISTS $db" >/dev/null
+
+# Live: a fresh anvil, blocks of 50 simulated trades mined one at a time while the indexer
+# follows; latency from a block's receipts being available to its trades being queryable.
+stop_anvil
+live_dep="$dir/deployment-live.json"
+start_anvil
+"$km" deploy --rpc-url "$rpc" --out "$live_dep" >/dev/null
+rm -f "$dir"/live.db*
+echo "[bench] live latency, SQLite"
+"$km" bench-live --rpc-url "$rpc" --deployment "$live_dep" --database-url "sqlite:$dir/live.db" --blocks 200 2>/dev/null
+psql "$pg_admin" -qc "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
+echo "[bench] live latency, PostgreSQL"
+"$km" bench-live --rpc-url "$rpc" --deployment "$live_dep" --database-url "${pg_admin%/*}/$db" --blocks 200 2>/dev/null
+psql "$pg_admin" -qc "DROP DATABASE IF EXISTS $db" >/dev/null

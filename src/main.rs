@@ -19,6 +19,7 @@ use eyre::{Context, Result, bail};
 use keymarket_contracts::{DeployConfig, Deployment, toolchain};
 use keymarket_indexer::{FetchConfig, IndexerConfig, MarketSpec, RunReport, Store};
 use keymarket_simulate::{SimConfig, SimReport};
+
 use tracing::info;
 
 /// anvil's first dev account's key (public knowledge; for local chains only).
@@ -47,6 +48,31 @@ enum Command {
     Simulate(SimulateArgs),
     /// Index the markets' Trade events into SQL (SQLite file by default, or PostgreSQL).
     Index(IndexArgs),
+    /// Benchmark: latency from a block being mined to its trades being queryable, while following.
+    #[command(hide = true)]
+    BenchLive(BenchLiveArgs),
+}
+
+#[derive(Args)]
+struct BenchLiveArgs {
+    /// JSON-RPC endpoint of a dev chain (anvil).
+    #[arg(long, default_value = "http://127.0.0.1:8545")]
+    rpc_url: String,
+    /// The deployment file.
+    #[arg(long, default_value = DEFAULT_DEPLOYMENT)]
+    deployment: PathBuf,
+    /// Database to index into (should be fresh).
+    #[arg(long)]
+    database_url: String,
+    /// Blocks to mine.
+    #[arg(long, default_value_t = 200)]
+    blocks: u64,
+    /// Trades per block.
+    #[arg(long, default_value_t = 50)]
+    trades_per_block: u64,
+    /// The follower's head polling interval, in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    poll_ms: u64,
 }
 
 #[derive(Args)]
@@ -235,6 +261,7 @@ async fn main() -> Result<()> {
         }
         Command::Simulate(args) => simulate(args).await,
         Command::Index(args) => index(args).await,
+        Command::BenchLive(args) => bench_live(args).await,
     }
 }
 
@@ -532,6 +559,85 @@ async fn print_stats<P: Provider>(
         r.trades as f64 / r.elapsed.as_secs_f64().max(1e-9),
         r.fetch_time.as_secs_f64(),
         r.store_time.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Mines blocks of simulated trades one at a time while an in-process follower indexes them, and
+/// measures, per block, the time from the block's receipts being available (it is mined) until
+/// its trades are visible through a separate database connection.
+async fn bench_live(args: BenchLiveArgs) -> Result<()> {
+    let deployment = Deployment::read(&args.deployment)?;
+    let provider = ProviderBuilder::new().connect(&args.rpc_url).await?;
+    let spec = MarketSpec {
+        address: deployment.address,
+        start_block: deployment.deploy_block,
+        chain_id: Some(deployment.chain_id),
+    };
+    let writer = Store::connect(&args.database_url).await?;
+    let reader = Store::connect(&args.database_url).await?;
+    let config = IndexerConfig {
+        follow: true,
+        poll_interval: Duration::from_millis(args.poll_ms),
+        ..IndexerConfig::default()
+    };
+    let sim = SimConfig {
+        trades: args.trades_per_block,
+        batch_size: args.trades_per_block as usize,
+        progress: false,
+        ..SimConfig::default()
+    };
+    // Open the subjects (a block of its own) and catch up first, then follow in the background:
+    // from here on every simulate call mines exactly one block.
+    keymarket_simulate::simulate(&provider, &deployment, &sim).await?;
+    keymarket_indexer::run(&provider, &writer, spec, &IndexerConfig::default()).await?;
+    let follower = {
+        let (provider, writer) = (provider.clone(), writer.clone());
+        tokio::spawn(async move { keymarket_indexer::run(provider, &writer, spec, &config).await })
+    };
+    let mut latencies = Vec::with_capacity(args.blocks as usize);
+    for i in 0..args.blocks {
+        let report = keymarket_simulate::simulate(
+            &provider,
+            &deployment,
+            &SimConfig {
+                seed: 1000 + i,
+                ..sim.clone()
+            },
+        )
+        .await?;
+        let mined = std::time::Instant::now();
+        let block = report.block_range.1 as i64;
+        loop {
+            let (n,): (i64,) =
+                sqlx::query_as("SELECT COUNT(*) FROM trades WHERE block_number = $1")
+                    .bind(block)
+                    .fetch_one(reader.pool())
+                    .await?;
+            if n as u64 == report.trades {
+                break;
+            }
+            if mined.elapsed() > Duration::from_secs(30) {
+                bail!("block {block} not indexed after 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        latencies.push(mined.elapsed());
+    }
+    follower.abort();
+    latencies.sort();
+    let pct = |p: f64| {
+        latencies[((latencies.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1000.0
+    };
+    println!(
+        "live latency over {} blocks of {} trades (poll {} ms): p50 {:.0} ms, p90 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        latencies.len(),
+        args.trades_per_block,
+        args.poll_ms,
+        pct(0.5),
+        pct(0.9),
+        pct(0.99),
+        pct(1.0)
     );
     Ok(())
 }
