@@ -4,29 +4,15 @@
 use std::collections::{HashMap, HashSet};
 
 use alloy::{
-    node_bindings::{Anvil, AnvilInstance},
     primitives::{Address, U256},
     providers::{Provider, ProviderBuilder},
     rpc::types::Filter,
     sol_types::SolEvent,
 };
-use keymarket_contracts::{DeployConfig, KeyMarket, TRADE_TOPIC, curve, toolchain};
-use keymarket_simulate::SimConfig;
+use keymarket_contracts::{DeployConfig, KeyMarket, TRADE_TOPIC, curve};
 
-fn anvil() -> AnvilInstance {
-    Anvil::at(toolchain::anvil_path())
-        .args([
-            "--accounts",
-            "30",
-            "--balance",
-            "1000000000",
-            "--gas-limit",
-            "1000000000",
-        ])
-        .args(["--order", "fifo"])
-        .try_spawn()
-        .expect("anvil starts (run scripts/setup.sh first)")
-}
+use crate::common::anvil;
+use keymarket_simulate::SimConfig;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn simulated_trading_matches_contract_views_and_eth_receipts() {
