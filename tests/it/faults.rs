@@ -131,7 +131,7 @@ async fn handle(
                 counts.server_errors.fetch_add(1, Ordering::Relaxed);
                 return respond(
                     &mut sock,
-                    if n % 2 == 0 { 502 } else { 503 },
+                    if n.is_multiple_of(2) { 502 } else { 503 },
                     b"bad gateway",
                     None,
                 )
