@@ -311,3 +311,23 @@ async fn bad_input_gets_clear_errors_and_touches_nothing() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn indexes_over_websocket_too() {
+    let chain = Chain::new().await;
+    chain.trade(400, 81, 40, 3600).await;
+    let ws = alloy::providers::ProviderBuilder::new()
+        .connect(&chain.anvil.ws_endpoint())
+        .await
+        .unwrap();
+    let url = fresh_db(Db::Sqlite, "ws").await;
+    let store = Store::connect(&url).await.unwrap();
+    keymarket_indexer::run(&ws, &store, chain.spec(), &small_batches())
+        .await
+        .unwrap();
+    assert_same(
+        "over ws://",
+        &dump(&url, &chain).await,
+        &recompute(chain.deployment.chain_id, &chain.logs().await),
+    );
+}
