@@ -7,6 +7,7 @@
 #   scripts/bench-index.sh [TRADES]
 # Env: PG_ADMIN (default postgres://postgres@127.0.0.1:5432/postgres), PORT (default 8548).
 set -euo pipefail
+export RUST_LOG="${RUST_LOG:-warn}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 trades="${1:-1000000}"
@@ -18,14 +19,15 @@ state="$dir/chain-$trades.json"
 dep="$dir/deployment-$trades.json"
 mkdir -p "$dir"
 scripts/setup.sh
+# The real binaries (the npm wrappers exit 0 on errors and do not forward signals).
 cargo build --release --locked --bin keymarket
 km=target/release/keymarket
-anvil=node_modules/.bin/anvil
+anvil=node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 
 start_anvil() {
   "$anvil" --port "$port" --accounts 60 --balance 1000000000 --gas-limit 1000000000 --order fifo --silent "$@" &
   anvil_pid=$!
-  for _ in $(seq 600); do node_modules/.bin/cast chain-id --rpc-url "$rpc" >/dev/null 2>&1 && return; sleep 0.5; done
+  for _ in $(seq 600); do node_modules/@foundry-rs/cast-linux-amd64/bin/cast chain-id --rpc-url "$rpc" >/dev/null 2>&1 && return; sleep 0.5; done
   echo "anvil did not start" >&2; exit 1
 }
 stop_anvil() { kill -INT "$anvil_pid" 2>/dev/null || true; wait "$anvil_pid" 2>/dev/null || true; }
@@ -41,7 +43,7 @@ else
   /usr/bin/time -f "[bench] simulator: %e s wall, peak RSS %M KB" \
     "$km" simulate --rpc-url "$rpc" --deployment "$dep" --trades "$trades" --seed 1 --batch-size 1000
 fi
-head=$(node_modules/.bin/cast block-number --rpc-url "$rpc")
+head=$(node_modules/@foundry-rs/cast-linux-amd64/bin/cast block-number --rpc-url "$rpc")
 echo "[bench] chain head: block $head; machine: $(nproc) cores"
 
 run_index() { # label db-url [extra args]

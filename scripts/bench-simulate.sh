@@ -9,13 +9,14 @@ cd "$root"
 trades="${1:-1000000}"
 port="${PORT:-8547}"
 scripts/setup.sh
+# The real binaries (the npm wrappers exit 0 on errors and do not forward signals).
 cargo build --release --locked --bin keymarket
 anvil_args=(--port "$port" --accounts 60 --balance 1000000000 --gas-limit 1000000000 --order fifo --silent)
 [[ -n "${DUMP:-}" ]] && anvil_args+=(--dump-state "$DUMP")
-node_modules/.bin/anvil "${anvil_args[@]}" &
+node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil "${anvil_args[@]}" &
 anvil_pid=$!
 trap 'kill $anvil_pid 2>/dev/null; wait $anvil_pid 2>/dev/null || true' EXIT
-for _ in $(seq 50); do node_modules/.bin/cast chain-id --rpc-url "http://127.0.0.1:$port" >/dev/null 2>&1 && break; sleep 0.2; done
+for _ in $(seq 50); do node_modules/@foundry-rs/cast-linux-amd64/bin/cast chain-id --rpc-url "http://127.0.0.1:$port" >/dev/null 2>&1 && break; sleep 0.2; done
 dep="$(mktemp -d)/deployment.json"
 target/release/keymarket deploy --rpc-url "http://127.0.0.1:$port" --out "$dep" >/dev/null
 echo "[bench] simulating $trades trades on anvil (nproc=$(nproc))"
