@@ -25,7 +25,7 @@ km=target/release/keymarket
 anvil=node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 
 start_anvil() {
-  "$anvil" --port "$port" --accounts 60 --balance 1000000000 --gas-limit 1000000000 --order fifo --silent "$@" &
+  env -u RUST_LOG "$anvil" --port "$port" --accounts 60 --balance 1000000000 --gas-limit 1000000000 --order fifo --silent "$@" &
   anvil_pid=$!
   for _ in $(seq 600); do node_modules/@foundry-rs/cast-linux-amd64/bin/cast chain-id --rpc-url "$rpc" >/dev/null 2>&1 && return; sleep 0.5; done
   echo "anvil did not start" >&2; exit 1

@@ -48,9 +48,21 @@ enum Command {
     Simulate(SimulateArgs),
     /// Index the markets' Trade events into SQL (SQLite file by default, or PostgreSQL).
     Index(IndexArgs),
+    /// Serve the HTTP API over an indexed database.
+    Serve(ServeArgs),
     /// Benchmark: latency from a block being mined to its trades being queryable, while following.
     #[command(hide = true)]
     BenchLive(BenchLiveArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Database written by `keymarket index`.
+    #[arg(long, default_value = DEFAULT_DATABASE, env = "KEYMARKET_DATABASE_URL")]
+    database_url: String,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "KEYMARKET_LISTEN")]
+    listen: std::net::SocketAddr,
 }
 
 #[derive(Args)]
@@ -148,6 +160,9 @@ struct UpArgs {
     /// Stop (and stop anvil) once trades are simulated and indexed, instead of keeping them up.
     #[arg(long)]
     exit: bool,
+    /// Address the API listens on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
     /// Database the indexer fills (recreated on every `up`: a new anvil is a new chain).
     #[arg(long, default_value = ".keymarket/up.db", value_parser = sqlite_or_url)]
     database_url: String,
@@ -262,6 +277,17 @@ async fn main() -> Result<()> {
         Command::Simulate(args) => simulate(args).await,
         Command::Index(args) => index(args).await,
         Command::BenchLive(args) => bench_live(args).await,
+        Command::Serve(args) => {
+            let store = Store::connect(&args.database_url).await?;
+            let listener = bind(args.listen).await?;
+            println!("API on http://{}/v1/overview", args.listen);
+            axum::serve(
+                listener,
+                keymarket_api::router(keymarket_api::AppState { store }),
+            )
+            .await?;
+            Ok(())
+        }
     }
 }
 
@@ -640,4 +666,10 @@ async fn bench_live(args: BenchLiveArgs) -> Result<()> {
         pct(1.0)
     );
     Ok(())
+}
+
+async fn bind(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.wrap_err_with(|| {
+        format!("cannot listen on {addr}: is another process using it? (pass --listen)")
+    })
 }

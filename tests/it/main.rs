@@ -2,6 +2,7 @@
 //! compiled contract, the simulator, the indexer on a SQLite file and on the machine's
 //! PostgreSQL, and the chain's own logs and views.
 
+mod api;
 mod chain;
 mod common;
 mod crash;

@@ -1,0 +1,150 @@
+//! The HTTP API over real pieces: anvil + contract + simulated trades + indexer (SQLite and
+//! PostgreSQL) + the axum server on a real socket, queried over HTTP. Numbers are checked against
+//! an independent recomputation from the chain's logs.
+
+use std::collections::{HashMap, HashSet};
+
+use alloy::{primitives::U256, sol_types::SolEvent};
+use keymarket_api::{AppState, router};
+use keymarket_contracts::{KeyMarket, TRADE_TOPIC};
+use keymarket_indexer::Store;
+use serde_json::Value;
+
+use crate::common::{Chain, Db, fresh_db};
+
+async fn serve(store: Store) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router(AppState { store })).await });
+    url
+}
+
+async fn get(url: &str) -> (u16, Value) {
+    let resp = reqwest::get(url).await.unwrap();
+    let status = resp.status().as_u16();
+    let body = resp.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{url}: not JSON ({e}): {body}")),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn api_numbers_equal_the_chain_on_sqlite_and_postgres() {
+    let chain = Chain::new().await;
+    chain.trade(1_500, 91, 100, 8 * 3600).await;
+    // Independent recomputation from the logs.
+    let logs = chain.logs().await;
+    let (mut buy, mut sell, mut protocol, mut subject) =
+        (U256::ZERO, U256::ZERO, U256::ZERO, U256::ZERO);
+    let (mut trades, mut traders, mut subjects) = (0i64, HashSet::new(), HashSet::new());
+    let mut per_day: HashMap<i64, i64> = HashMap::new();
+    for l in logs.iter().filter(|l| l.topics()[0] == TRADE_TOPIC) {
+        let t = KeyMarket::Trade::decode_log_data(l.data()).unwrap();
+        if t.shareAmount.is_zero() {
+            continue;
+        }
+        trades += 1;
+        traders.insert(t.trader);
+        subjects.insert(t.subject);
+        if t.isBuy {
+            buy += t.ethAmount
+        } else {
+            sell += t.ethAmount
+        }
+        protocol += t.protocolEthAmount;
+        subject += t.subjectEthAmount;
+        *per_day
+            .entry(l.block_timestamp.unwrap() as i64 / 86_400)
+            .or_default() += 1;
+    }
+
+    for kind in [Db::Sqlite, Db::Postgres] {
+        let url = fresh_db(kind, "api").await;
+        let store = Store::connect(&url).await.unwrap();
+        keymarket_indexer::run(&chain.provider, &store, chain.spec(), &Default::default())
+            .await
+            .unwrap();
+        let base = serve(store).await;
+
+        let (status, o) = get(&format!("{base}/v1/overview")).await;
+        assert_eq!(status, 200, "{o}");
+        assert_eq!(o["trades"], trades, "{kind:?}");
+        assert_eq!(o["traders"], traders.len() as i64);
+        assert_eq!(o["subjects"], subjects.len() as i64);
+        assert_eq!(o["buyVolume"]["wei"], buy.to_string());
+        assert_eq!(o["sellVolume"]["wei"], sell.to_string());
+        assert_eq!(o["volume"]["wei"], (buy + sell).to_string());
+        assert_eq!(o["netVolume"]["wei"], (buy - sell).to_string());
+        assert_eq!(o["protocolRevenue"]["wei"], protocol.to_string());
+        assert_eq!(o["subjectRevenue"]["wei"], subject.to_string());
+        assert_eq!(o["totalFees"]["wei"], (protocol + subject).to_string());
+        assert_eq!(
+            o["protocolRevenue"]["eth"],
+            alloy::primitives::utils::format_ether(protocol)
+                .trim_end_matches('0')
+                .trim_end_matches('.'),
+        );
+
+        let (status, d) = get(&format!("{base}/v1/daily")).await;
+        assert_eq!(status, 200);
+        let days = d["days"].as_array().unwrap();
+        assert_eq!(days.len(), per_day.len());
+        assert_eq!(
+            days.iter()
+                .map(|d| d["trades"].as_i64().unwrap())
+                .sum::<i64>(),
+            trades
+        );
+        let first = days[0]["date"].as_str().unwrap().to_string();
+        let (_, one) = get(&format!("{base}/v1/daily?from={first}&to={first}")).await;
+        assert_eq!(one["days"].as_array().unwrap().len(), 1);
+
+        let (status, top) = get(&format!("{base}/v1/subjects/top?by=volume&limit=5")).await;
+        assert_eq!(status, 200);
+        let vols: Vec<u128> = top["subjects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["volume"]["wei"].as_str().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(vols.len(), 5);
+        assert!(
+            vols.windows(2).all(|w| w[0] >= w[1]),
+            "sorted by volume: {vols:?}"
+        );
+        let top_subject = top["subjects"][0]["subject"].as_str().unwrap().to_string();
+        let (status, one) = get(&format!("{base}/v1/subjects/{top_subject}")).await;
+        assert_eq!(status, 200);
+        assert_eq!(one["subject"]["volume"], top["subjects"][0]["volume"]);
+        let (status, t) = get(&format!("{base}/v1/traders/top?by=fees&limit=3")).await;
+        assert_eq!(status, 200);
+        assert_eq!(t["traders"].as_array().unwrap().len(), 3);
+
+        // Bad requests: 4xx with a JSON body naming the problem.
+        for (path, status, needle) in [
+            ("/v1/subjects/0x1234", 400, "malformed address"),
+            ("/v1/overview?market=99", 404, "unknown market"),
+            (
+                "/v1/daily?from=2030-01-02&to=2030-01-01",
+                400,
+                "inverted range",
+            ),
+            ("/v1/daily?from=2023-02-30", 400, "malformed date"),
+            ("/v1/subjects/top?limit=1000", 400, "over the cap"),
+            ("/v1/subjects/top?by=vibes", 400, "unknown `by` value"),
+            ("/v1/overview?colour=red", 400, "unknown field"),
+            ("/v1/nothing", 404, "no such endpoint"),
+            (
+                "/v1/subjects/0x0000000000000000000000000000000000000001",
+                404,
+                "has no trades",
+            ),
+        ] {
+            let (got, body) = get(&format!("{base}{path}")).await;
+            assert_eq!(got, status, "{path}: {body}");
+            let msg = body["error"]["message"].as_str().unwrap_or_default();
+            assert!(msg.contains(needle), "{path}: {msg}");
+        }
+    }
+}
