@@ -362,13 +362,25 @@ async fn up(args: UpArgs) -> Result<()> {
     if args.exit {
         return Ok(());
     }
-    println!("\nanvil keeps running on {rpc_url}; the indexer follows it. Press Ctrl-C to stop.");
+    let listener = bind(args.listen).await?;
+    let api = axum::serve(
+        listener,
+        keymarket_api::router(keymarket_api::AppState {
+            store: store.clone(),
+        }),
+    );
+    println!(
+        "\nAPI        http://{}/v1/overview (also /v1/daily, /v1/subjects/top, /v1/traders/top, /healthz)",
+        args.listen
+    );
+    println!("anvil keeps running on {rpc_url}; the indexer follows it. Press Ctrl-C to stop.");
     let follow = IndexerConfig {
         follow: true,
         ..IndexerConfig::default()
     };
     tokio::select! {
         r = keymarket_indexer::run(&provider, &store, spec, &follow) => { r?; }
+        r = api.into_future() => { r?; }
         r = tokio::signal::ctrl_c() => { r?; }
     }
     drop(anvil);
