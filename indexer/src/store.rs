@@ -686,16 +686,8 @@ async fn apply_aggregates(
             .fetch_all(&mut **tx)
             .await
             .map_err(db("updating subjects"))?;
-        let deltas: HashMap<&str, i64> = chunk.iter().map(|(k, a)| (*k, a.trades)).collect();
-        for r in returned {
-            let subject: String = r.get(0);
-            let (trades_now, first_time) = (get_i64(&r, 1), get_i64(&r, 2));
-            let delta = deltas[subject.as_str()];
-            if (sign > 0 && trades_now == delta) || (sign < 0 && trades_now == 0) {
-                days.entry(first_time.div_euclid(DAY))
-                    .or_default()
-                    .new_subjects += sign;
-            }
+        for day in appeared_or_vanished(&returned, chunk, sign) {
+            days.entry(day).or_default().new_subjects += sign;
         }
     }
 
@@ -729,16 +721,8 @@ async fn apply_aggregates(
             .fetch_all(&mut **tx)
             .await
             .map_err(db("updating traders"))?;
-        let deltas: HashMap<&str, i64> = chunk.iter().map(|(k, a)| (*k, a.trades)).collect();
-        for r in returned {
-            let trader: String = r.get(0);
-            let (trades_now, first_time) = (get_i64(&r, 1), get_i64(&r, 2));
-            let delta = deltas[trader.as_str()];
-            if (sign > 0 && trades_now == delta) || (sign < 0 && trades_now == 0) {
-                days.entry(first_time.div_euclid(DAY))
-                    .or_default()
-                    .new_traders += sign;
-            }
+        for day in appeared_or_vanished(&returned, chunk, sign) {
+            days.entry(day).or_default().new_traders += sign;
         }
     }
 
@@ -829,6 +813,23 @@ async fn apply_aggregates(
 /// Appends `rows` tuples of `cols` placeholders. SQLite gets anonymous `?` (bound by position):
 /// with `?NNN` or `$NNN` every bind looks its name up in a linear list (sqlite3VListNumToName),
 /// which makes a 30,000-parameter statement quadratic. PostgreSQL gets `$NNN`.
+/// From the `RETURNING key, trades, first_time` rows of a subjects/traders upsert: the UTC days
+/// (of their first trade) of the parties this batch made appear (`sign` > 0: their trade count
+/// equals this batch's) or vanish (`sign` < 0: no trades left).
+fn appeared_or_vanished(returned: &[AnyRow], chunk: &[(&str, PartyAgg)], sign: i64) -> Vec<i64> {
+    let deltas: HashMap<&str, i64> = chunk.iter().map(|(k, a)| (*k, a.trades)).collect();
+    returned
+        .iter()
+        .filter_map(|r| {
+            let key: String = r.get(0);
+            let (trades_now, first_time) = (get_i64(r, 1), get_i64(r, 2));
+            let delta = deltas[key.as_str()];
+            ((sign > 0 && trades_now == delta) || (sign < 0 && trades_now == 0))
+                .then(|| first_time.div_euclid(DAY))
+        })
+        .collect()
+}
+
 fn push_placeholders(sql: &mut String, backend: Backend, rows: usize, cols: usize) {
     use std::fmt::Write;
     let mut n = 1;
