@@ -2,10 +2,13 @@
 # Indexer benchmark: builds (once) an anvil chain with N simulated trades (default 1,000,000),
 # kept as an anvil state file under .keymarket/bench/, then indexes it from scratch into a fresh
 # SQLite file and a fresh PostgreSQL database, printing trades/s end to end, the store stage
-# alone, fetch time, and peak memory (RSS). Also indexes the first quarter of the chain, so peak
-# memory at N/4 and at N can be compared (it should be flat).
+# alone, the time spent waiting for the RPC, and peak memory (RSS). Baseline in the same run: the
+# RPC side alone (fetch + decode, nothing stored), the ceiling of any indexer over this anvil.
+# Also indexes the first quarter of the chain, so peak memory at N/4 and at N can be compared.
 #   scripts/bench-index.sh [TRADES]
-# Env: PG_ADMIN (default postgres://postgres@127.0.0.1:5432/postgres), PORT (default 8548).
+# Env: PG_ADMIN (default postgres://postgres@127.0.0.1:5432/postgres), PORT (default 8548),
+#      BASELINE_BIN (optional: another keymarket binary to index the whole chain into SQLite too),
+#      BENCH_CHAIN_ONLY=1 (build and save the chain, then stop).
 set -euo pipefail
 export RUST_LOG="${RUST_LOG:-warn}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -35,13 +38,19 @@ trap stop_anvil EXIT
 
 if [[ -f "$state" && -f "$dep" ]]; then
   echo "[bench] loading the chain from $state"
+  t0=$(date +%s)
   start_anvil --load-state "$state"
+  echo "[bench] anvil loaded the state in $(( $(date +%s) - t0 )) s"
 else
   echo "[bench] building a chain with $trades trades (saved to $state for later runs)"
   start_anvil --dump-state "$state"
   "$km" deploy --rpc-url "$rpc" --out "$dep" >/dev/null
   /usr/bin/time -f "[bench] simulator: %e s wall, peak RSS %M KB" \
     "$km" simulate --rpc-url "$rpc" --deployment "$dep" --trades "$trades" --seed 1 --batch-size 1000
+fi
+if [[ "${BENCH_CHAIN_ONLY:-}" == 1 ]]; then
+  echo "[bench] chain saved to $state (anvil writes it on exit)"
+  exit 0
 fi
 head=$(node_modules/@foundry-rs/cast-linux-amd64/bin/cast block-number --rpc-url "$rpc")
 echo "[bench] chain head: block $head; machine: $(nproc) cores"
@@ -54,9 +63,19 @@ run_index() { # label db-url [extra args]
 }
 
 rm -f "$dir"/bench.db*
+echo "[bench] baseline: RPC side only (eth_getLogs + headers + decoding, nothing stored)"
+/usr/bin/time -f "  wall %e s, peak RSS %M KB" "$km" index --rpc-url "$rpc" --deployment "$dep" \
+  --database-url "sqlite:$dir/bench.db" --quiet --fetch-only --initial-range 50 --max-range 5000 --concurrency 4
+rm -f "$dir"/bench.db*
 run_index "SQLite, first quarter of the chain" "sqlite:$dir/bench.db" --stop-at $((head / 4))
 rm -f "$dir"/bench.db*
 run_index "SQLite, whole chain" "sqlite:$dir/bench.db"
+if [[ -n "${BASELINE_BIN:-}" ]]; then
+  rm -f "$dir"/bench.db*
+  km_new="$km"; km="$BASELINE_BIN"
+  run_index "SQLite, whole chain, baseline binary $BASELINE_BIN" "sqlite:$dir/bench.db"
+  km="$km_new"
+fi
 db="km_bench_$$"
 psql "$pg_admin" -qc "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
 run_index "PostgreSQL, whole chain" "${pg_admin%/*}/$db"

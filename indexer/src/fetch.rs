@@ -106,9 +106,15 @@ impl<P: Provider> LogFetcher<P> {
                 Ok(logs) => {
                     failures = 0;
                     let span = b - a + 1;
-                    if logs.len() < self.config.target_logs / 2 && span >= self.range_hint() {
+                    let target = self.config.target_logs.max(1);
+                    if logs.len() < target / 2 && span >= self.range_hint() {
                         let grown = (span * 2).min(self.config.max_range);
                         self.range.fetch_max(grown, Ordering::Relaxed);
+                    } else if logs.len() > target * 2 {
+                        // Denser blocks than the hint assumed: shrink so that responses (and the
+                        // memory held by ranges in flight) stay near the target.
+                        let shrunk = (span as u128 * target as u128 / logs.len() as u128).max(1);
+                        self.range.fetch_min(shrunk as u64, Ordering::Relaxed);
                     }
                     out.extend(logs);
                 }

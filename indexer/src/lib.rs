@@ -23,6 +23,7 @@ use alloy::{
     providers::Provider,
     rpc::types::Log,
 };
+use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use keymarket_contracts::TRADE_TOPIC;
 use tracing::{info, warn};
@@ -117,6 +118,10 @@ pub struct IndexerConfig {
     pub progress: bool,
     /// Stop once this block is indexed (for benchmarks and tests); `None` = the head.
     pub stop_at: Option<u64>,
+    /// Once a run has stored this many trades and more blocks remain to the head than it has
+    /// covered, it drops the trades table's secondary indexes (a long backfill) and builds them
+    /// once, sorted, when it reaches the head.
+    pub bulk_min_trades: u64,
 }
 
 impl Default for IndexerConfig {
@@ -129,6 +134,7 @@ impl Default for IndexerConfig {
             poll_interval: Duration::from_millis(500),
             progress: false,
             stop_at: None,
+            bulk_min_trades: 100_000,
         }
     }
 }
@@ -146,8 +152,9 @@ pub struct RunReport {
     pub reorgs: u64,
     /// Time spent committing to the database.
     pub store_time: Duration,
-    /// Time spent fetching from the RPC.
-    pub fetch_time: Duration,
+    /// Time the store waited for fetched ranges (fetching overlaps with storing; this is the
+    /// part of fetching that storing did not hide).
+    pub fetch_wait: Duration,
     /// Wall-clock time.
     pub elapsed: Duration,
 }
@@ -288,6 +295,9 @@ pub async fn run<P: Provider>(
     };
     let mut last_log = Instant::now();
     info!(target: "indexer::sync", market = %spec.address, chain_id = market.chain_id, from = first, head, "indexing");
+    let mut bulk = false;
+    let mut caught_up = false;
+    let mut last_head_record = Instant::now();
     loop {
         let head = retry("eth_blockNumber", RETRIES, || provider.get_block_number()).await?;
         let mut target = head.saturating_sub(config.confirmations);
@@ -298,63 +308,150 @@ pub async fn run<P: Provider>(
             report.reorgs += 1;
         }
         if market.next_block > target {
+            if !caught_up {
+                // Reaching the head ends a long backfill (also one killed before this point).
+                caught_up = true;
+                bar.set_message("building indexes");
+                store.build_secondary_indexes().await?;
+            }
             if config.stop_at.is_some_and(|s| market.next_block > s) || !config.follow {
                 break;
+            }
+            if last_head_record.elapsed() >= Duration::from_secs(1) {
+                last_head_record = Instant::now();
+                store.record_head(market.id, head).await?;
             }
             tokio::time::sleep(config.poll_interval).await;
             continue;
         }
-        // Plan consecutive ranges, fetch them concurrently, commit them in order.
-        let mut ranges = Vec::new();
-        let mut from = market.next_block;
-        while ranges.len() < fetcher.concurrency() && from <= target {
-            let to = (from + fetcher.range_hint() - 1).min(target);
-            ranges.push((from, to));
-            from = to + 1;
-        }
-        let t = Instant::now();
-        let fetched =
-            futures::future::try_join_all(ranges.iter().map(|&(a, b)| fetcher.logs(a, b))).await?;
-        report.fetch_time += t.elapsed();
-        for (&(from, to), logs) in ranges.iter().zip(fetched) {
-            let near_head = to + config.window >= head;
-            let Some(batch) =
-                build_batch(&provider, market.chain_id, from, to, logs, near_head).await?
-            else {
-                // The chain changed under us between the logs and the headers: re-check.
-                break;
-            };
-            let t = Instant::now();
-            store.commit(&market, &batch, config.window).await?;
-            report.store_time += t.elapsed();
-            market.next_block = to + 1;
-            report.trades += batch.trades.len() as u64;
-            report.blocks += to - from + 1;
-            report.batches += 1;
-            bar.set_length(head.max(to));
-            bar.set_position(to);
-            bar.set_message(format!("{} trades", report.trades));
-        }
-        if last_log.elapsed() >= Duration::from_secs(5) {
-            last_log = Instant::now();
-            let secs = started.elapsed().as_secs_f64();
-            info!(
-                target: "indexer::sync",
-                block = market.next_block - 1,
-                head,
-                lag = head.saturating_sub(market.next_block - 1),
-                trades = report.trades,
-                trades_per_sec = (report.trades as f64 / secs) as u64,
-                blocks_per_sec = (report.blocks as f64 / secs) as u64,
-                range = fetcher.range_hint(),
-                "progress"
-            );
-        }
+        // One pass to `target`: ranges are planned from the adaptive hint and fetched
+        // `concurrency` at a time while earlier ones commit, in order (fetching and storing
+        // overlap; at most `concurrency` + 1 ranges are held in memory).
+        let batches = batches(
+            &provider,
+            &fetcher,
+            market.chain_id,
+            (market.next_block, target),
+            head,
+            config.window,
+        );
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Batch>(1);
+        let producer = async move {
+            let mut batches = std::pin::pin!(batches);
+            while let Some(batch) = batches.next().await {
+                // `None`: the chain changed under us between the logs and the headers; stop the
+                // pass and re-check.
+                let Some(batch) = batch? else { break };
+                if tx.send(batch).await.is_err() {
+                    break;
+                }
+            }
+            Ok::<_, Error>(())
+        };
+        let consumer = async {
+            loop {
+                let t = Instant::now();
+                let Some(batch) = rx.recv().await else { break };
+                report.fetch_wait += t.elapsed();
+                let t = Instant::now();
+                store.commit(&market, &batch, config.window).await?;
+                report.store_time += t.elapsed();
+                market.next_block = batch.to + 1;
+                report.trades += batch.trades.len() as u64;
+                report.blocks += batch.to - batch.from + 1;
+                report.batches += 1;
+                if !bulk
+                    && !caught_up
+                    && report.trades >= config.bulk_min_trades
+                    && head.saturating_sub(batch.to) > report.blocks
+                {
+                    bulk = true;
+                    info!(target: "indexer::sync", trades = report.trades, remaining_blocks = head - batch.to, "long backfill: secondary indexes dropped until the head is reached");
+                    store.drop_secondary_indexes().await?;
+                }
+                bar.set_length(head.max(batch.to));
+                bar.set_position(batch.to);
+                bar.set_message(format!("{} trades", report.trades));
+                if last_log.elapsed() >= Duration::from_secs(5) {
+                    last_log = Instant::now();
+                    let secs = started.elapsed().as_secs_f64();
+                    info!(
+                        target: "indexer::sync",
+                        block = batch.to,
+                        head,
+                        lag = head.saturating_sub(batch.to),
+                        trades = report.trades,
+                        trades_per_sec = (report.trades as f64 / secs) as u64,
+                        blocks_per_sec = (report.blocks as f64 / secs) as u64,
+                        range = fetcher.range_hint(),
+                        "progress"
+                    );
+                }
+            }
+            Ok::<_, Error>(())
+        };
+        futures::future::try_join(producer, consumer).await?;
     }
     bar.finish_and_clear();
     report.elapsed = started.elapsed();
     info!(target: "indexer::sync", trades = report.trades, blocks = report.blocks, reorgs = report.reorgs, secs = report.elapsed.as_secs_f64(), "done");
     Ok(report)
+}
+
+/// The ranges `from..=target` as decoded batches, in order: planned from the fetcher's adaptive
+/// hint and fetched `concurrency` at a time. An item is `None` when the chain changed between a
+/// range's logs and its headers (a reorg while fetching): the caller must stop and re-check.
+fn batches<'a, P: Provider, F: Provider>(
+    provider: &'a P,
+    fetcher: &'a LogFetcher<F>,
+    chain_id: u64,
+    (from, target): (u64, u64),
+    head: u64,
+    window: u64,
+) -> impl futures::Stream<Item = Result<Option<Batch>>> + 'a {
+    futures::stream::unfold(from, move |from| {
+        let hint = fetcher.range_hint();
+        async move {
+            (from <= target).then(|| {
+                let to = (from + hint - 1).min(target);
+                ((from, to), to + 1)
+            })
+        }
+    })
+    .map(move |(from, to)| async move {
+        let logs = fetcher.logs(from, to).await?;
+        build_batch(provider, chain_id, from, to, logs, head, window).await
+    })
+    .buffered(fetcher.concurrency())
+}
+
+/// Fetches and decodes a market's trades from its start block to `stop_at` (or the head) without
+/// storing them: the RPC side's ceiling, for benchmarks. Returns (trades, blocks, elapsed).
+pub async fn fetch_only<P: Provider>(
+    provider: P,
+    spec: MarketSpec,
+    config: &IndexerConfig,
+) -> Result<(u64, u64, Duration)> {
+    let started = Instant::now();
+    let fetcher = LogFetcher::new(&provider, spec.address, TRADE_TOPIC, config.fetch.clone());
+    let chain_id = retry("eth_chainId", RETRIES, || provider.get_chain_id()).await?;
+    let head = retry("eth_blockNumber", RETRIES, || provider.get_block_number()).await?;
+    let target = config.stop_at.unwrap_or(head).min(head);
+    let mut stream = std::pin::pin!(batches(
+        &provider,
+        &fetcher,
+        chain_id,
+        (spec.start_block, target),
+        head,
+        config.window,
+    ));
+    let (mut trades, mut blocks) = (0, 0);
+    while let Some(batch) = stream.next().await {
+        let batch = batch?.ok_or_else(|| Error::Rpc("the chain changed while fetching".into()))?;
+        trades += batch.trades.len() as u64;
+        blocks += batch.to - batch.from + 1;
+    }
+    Ok((trades, blocks, started.elapsed()))
 }
 
 fn backfill_bar(from: u64, head: u64) -> ProgressBar {
@@ -379,8 +476,10 @@ async fn build_batch<P: Provider>(
     from: u64,
     to: u64,
     logs: Vec<Log>,
-    near_head: bool,
+    head: u64,
+    window: u64,
 ) -> Result<Option<Batch>> {
+    let near_head = to + window >= head;
     let mut headers: HashMap<u64, (B256, u64)> = HashMap::new();
     let mut wanted: BTreeSet<u64> = BTreeSet::new();
     wanted.insert(to);
@@ -420,6 +519,7 @@ async fn build_batch<P: Provider>(
         }
     }
     Ok(Some(Batch {
+        head,
         from,
         to,
         trades,

@@ -58,6 +58,8 @@ pub struct Batch {
     /// Hashes of blocks in the range worth keeping for reorg detection (the range's last block and
     /// the blocks with trades, when near the head).
     pub blocks: Vec<(u64, B256)>,
+    /// The chain head when the range was fetched (recorded for the lag the API reports).
+    pub head: u64,
 }
 
 /// Totals of a market over all time (from the daily aggregates).
@@ -118,6 +120,10 @@ impl Store {
                     conn.execute("PRAGMA journal_mode=WAL").await?;
                     conn.execute("PRAGMA synchronous=NORMAL").await?;
                     conn.execute("PRAGMA busy_timeout=10000").await?;
+                    // 64 MiB of page cache (the default is 2 MiB): the backfill's upserts touch
+                    // index pages all over the file.
+                    conn.execute("PRAGMA cache_size=-65536").await?;
+                    conn.execute("PRAGMA temp_store=MEMORY").await?;
                     Ok(())
                 })
             });
@@ -236,6 +242,18 @@ impl Store {
         Ok(row.get::<i64, _>(0) as u64)
     }
 
+    /// Records the chain head seen while the market is caught up (for the lag the API reports).
+    pub async fn record_head(&self, market_id: i64, head: u64) -> Result<()> {
+        sqlx::query("UPDATE markets SET head_block = $1, head_seen_at = $2 WHERE id = $3")
+            .bind(head as i64)
+            .bind(unix_now())
+            .bind(market_id)
+            .execute(&self.pool)
+            .await
+            .map_err(db("recording the head"))?;
+        Ok(())
+    }
+
     /// The stored block window, newest first.
     pub async fn window(&self, market_id: i64) -> Result<Vec<(u64, B256)>> {
         let rows = sqlx::query(
@@ -297,12 +315,16 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(db("pruning block hashes"))?;
-        sqlx::query("UPDATE markets SET next_block = $1 WHERE id = $2")
-            .bind((batch.to + 1) as i64)
-            .bind(market.id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db("moving the checkpoint"))?;
+        sqlx::query(
+            "UPDATE markets SET next_block = $1, head_block = $2, head_seen_at = $3 WHERE id = $4",
+        )
+        .bind((batch.to + 1) as i64)
+        .bind(batch.head.max(batch.to) as i64)
+        .bind(unix_now())
+        .bind(market.id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db("moving the checkpoint"))?;
         tx.commit().await.map_err(db("committing a batch"))?;
         debug!(target: "indexer::store", from = batch.from, to = batch.to, trades = batch.trades.len(), "committed");
         Ok(())
@@ -366,6 +388,53 @@ impl Store {
             .map_err(db("moving the checkpoint back"))?;
         tx.commit().await.map_err(db("committing a rollback"))?;
         Ok(orphans.len())
+    }
+
+    /// Drops the secondary indexes of trades and holdings, for a long backfill: keeping them up to
+    /// date row by row costs more than building them once, sorted, at the end
+    /// ([`Store::build_secondary_indexes`]). Readers still get right answers meanwhile, slower.
+    pub async fn drop_secondary_indexes(&self) -> Result<()> {
+        for (name, _) in DEFERRABLE_INDEXES {
+            sqlx::query(AssertSqlSafe(format!("DROP INDEX IF EXISTS {name}")))
+                .execute(&self.pool)
+                .await
+                .map_err(db("dropping an index"))?;
+        }
+        Ok(())
+    }
+
+    /// Creates the deferrable secondary indexes that are missing (all present: nothing
+    /// to do). Returns how many were built.
+    pub async fn build_secondary_indexes(&self) -> Result<usize> {
+        let mut built = 0;
+        for (name, on) in DEFERRABLE_INDEXES {
+            let exists = match self.backend {
+                Backend::Sqlite => {
+                    "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = $1"
+                }
+                Backend::Postgres => {
+                    "SELECT COUNT(*) FROM pg_indexes WHERE schemaname = current_schema() AND indexname = $1"
+                }
+            };
+            let n = sqlx::query(exists)
+                .bind(*name)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db("looking up an index"))?;
+            if get_i64(&n, 0) > 0 {
+                continue;
+            }
+            let started = std::time::Instant::now();
+            sqlx::query(AssertSqlSafe(format!(
+                "CREATE INDEX IF NOT EXISTS {name} ON {on}"
+            )))
+            .execute(&self.pool)
+            .await
+            .map_err(db("building an index"))?;
+            info!(target: "indexer::store", index = name, secs = started.elapsed().as_secs_f64(), "built index");
+            built += 1;
+        }
+        Ok(built)
     }
 
     /// All-time totals of a market, summed from the daily aggregates.
@@ -449,6 +518,27 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
 }
+
+/// Secondary indexes (name, `table (columns)`) exactly as the migrations create them, that a long
+/// backfill drops and builds again at its end.
+const DEFERRABLE_INDEXES: &[(&str, &str)] = &[
+    (
+        "holdings_market_trader",
+        "holdings (market_id, trader, subject)",
+    ),
+    (
+        "trades_market_block",
+        "trades (market_id, block_number, log_index)",
+    ),
+    (
+        "trades_market_subject",
+        "trades (market_id, subject, block_number)",
+    ),
+    (
+        "trades_market_trader",
+        "trades (market_id, trader, block_number)",
+    ),
+];
 
 /// Tables and columns compared by [`Store::dump`] (everything but surrogate ids).
 const DUMP_TABLES: &[(&str, &str)] = &[
@@ -633,6 +723,7 @@ async fn apply_aggregates(
             .await
             .map_err(db("updating holdings"))?;
         let deltas: HashMap<(&str, &str), i64> = chunk.iter().copied().collect();
+        let mut emptied = Vec::new();
         for r in returned {
             let (subject, trader): (String, String) = (r.get(0), r.get(1));
             let new = get_i64(&r, 2);
@@ -644,13 +735,25 @@ async fn apply_aggregates(
                     .expect("touched subject")
                     .holders += change;
             }
+            if new == 0 {
+                emptied.push((subject, trader));
+            }
+        }
+        // Holdings that this batch emptied are removed (only those: a scan of the whole table per
+        // batch would make the backfill quadratic).
+        for chunk in emptied.chunks(MAX_PARAMS / 2) {
+            let mut sql = String::from("DELETE FROM holdings WHERE balance = 0 AND market_id = ");
+            sql.push_str(&market_id.to_string());
+            sql.push_str(" AND (subject, trader) IN (VALUES ");
+            push_placeholders(&mut sql, backend, chunk.len(), 2);
+            sql.push(')');
+            let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
+            for (subject, trader) in chunk {
+                q = q.bind(subject.as_str()).bind(trader.as_str());
+            }
+            q.execute(&mut **tx).await.map_err(db("pruning holdings"))?;
         }
     }
-    sqlx::query("DELETE FROM holdings WHERE market_id = $1 AND balance = 0")
-        .bind(market_id)
-        .execute(&mut **tx)
-        .await
-        .map_err(db("pruning holdings"))?;
 
     // Subjects → new subjects per day.
     let rows: Vec<(&str, PartyAgg)> = subjects.into_iter().collect();
@@ -853,6 +956,12 @@ fn push_placeholders(sql: &mut String, backend: Backend, rows: usize, cols: usiz
 /// Reads a BIGINT column (sums are cast to BIGINT in SQL, so PostgreSQL never returns NUMERIC).
 fn get_i64(row: &AnyRow, i: usize) -> i64 {
     row.get::<i64, _>(i)
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {

@@ -46,11 +46,31 @@ async fn index_equals_recomputation_on_sqlite_and_postgres() {
     for kind in [Db::Sqlite, Db::Postgres] {
         let url = fresh_db(kind, "recompute").await;
         let store = Store::connect(&url).await.unwrap();
-        let report =
-            keymarket_indexer::run(&chain.provider, &store, chain.spec(), &small_batches())
-                .await
-                .unwrap();
+        // As a long backfill: secondary indexes dropped, then built again at the head.
+        let config = IndexerConfig {
+            bulk_min_trades: 0,
+            ..small_batches()
+        };
+        let report = keymarket_indexer::run(&chain.provider, &store, chain.spec(), &config)
+            .await
+            .unwrap();
         assert!(report.batches > 5, "many batches: {}", report.batches);
+        let indexes: Vec<(String,)> = sqlx::query_as(match kind {
+            Db::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'trades_market_%' ORDER BY name",
+            Db::Postgres => "SELECT CAST(indexname AS TEXT) FROM pg_indexes WHERE indexname LIKE 'trades_market_%' ORDER BY indexname",
+        })
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(
+            indexes.iter().map(|i| i.0.as_str()).collect::<Vec<_>>(),
+            [
+                "trades_market_block",
+                "trades_market_subject",
+                "trades_market_trader"
+            ],
+            "{kind:?}: secondary indexes rebuilt after the backfill"
+        );
         let got = dump(&url, &chain).await;
         assert_same(&format!("{kind:?}"), &got, &want);
         dumps.push(got);
