@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what keymarket needs, idempotently, and says what it does:
 #   - the Foundry tools (forge, anvil, cast) and solc 0.8.37 from npm, pinned by package-lock.json;
-#   - OpenZeppelin contracts (npm), used by the Solidity sources;
+#   - OpenZeppelin contracts (npm), used by the Solidity sources; uPlot (npm), the dashboard's
+#     charts, embedded in the binary; playwright-core (npm), which drives the browser test;
+#   - Chromium from the system's package manager (apt-get, when missing), for the dashboard test;
 #   - checks for cargo and node.
 # A second run with nothing changed takes well under a second.
 set -euo pipefail
@@ -28,3 +30,14 @@ fi
 say "forge: $(node_modules/.bin/forge --version | head -n1)"
 say "anvil: $(node_modules/.bin/anvil --version | head -n1)"
 say "solc:  $(scripts/solc --version | tail -n1)"
+
+if command -v chromium >/dev/null 2>&1 || [[ -x "${CHROMIUM:-/usr/bin/chromium}" ]]; then
+  say "chromium: $("${CHROMIUM:-chromium}" --version 2>/dev/null | head -n1)"
+elif command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]]; then
+  say "installing chromium with apt-get (headless browser for the dashboard test)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null
+  say "chromium: $(chromium --version | head -n1)"
+else
+  echo "[setup] warning: chromium is missing and cannot be installed here (needs apt-get as root);" >&2
+  echo "[setup]          the dashboard test needs it: install chromium, or set CHROMIUM=/path/to/chrome" >&2
+fi

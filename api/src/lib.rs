@@ -2,7 +2,10 @@
 //! with friend.tech's Dune/Messari metric meanings and every ETH amount exact to the wei (a
 //! decimal ETH string with the wei integer alongside).
 //!
-//! Read-only. It does not index (see `keymarket-indexer`) and serves no dashboard yet.
+//! Read-only. It does not index (see `keymarket-indexer`). The dashboard ([`dashboard`]) is a
+//! static page over this API, served by the same router.
+
+pub mod dashboard;
 
 use std::str::FromStr;
 
@@ -40,6 +43,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/subjects/top", get(top_subjects))
         .route("/v1/traders/top", get(top_traders))
         .route("/v1/subjects/{address}", get(subject))
+        .route("/v1/subjects/{address}/holders", get(holders))
+        .route("/v1/traders/{address}", get(trader))
+        .route("/v1/trades", get(trades))
+        .merge(dashboard::routes())
         .fallback(|| async {
             ApiError::NotFound("no such endpoint; see /v1/markets, /v1/overview, /v1/daily".into())
         })
@@ -173,12 +180,30 @@ async fn market_id(store: &Store, market: Option<i64>) -> Result<i64, ApiError> 
 }
 
 async fn healthz(State(s): State<AppState>) -> ApiResult<serde_json::Value> {
-    let rows = sqlx::query("SELECT id, chain_id, address, next_block FROM markets ORDER BY id")
-        .fetch_all(s.store.pool())
-        .await?;
+    let rows = sqlx::query(
+        "SELECT id, chain_id, address, next_block, head_block, head_seen_at FROM markets ORDER BY id",
+    )
+    .fetch_all(s.store.pool())
+    .await?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
     let markets: Vec<_> = rows
         .iter()
-        .map(|r| json!({ "id": r.get::<i64, _>(0), "chainId": r.get::<i64, _>(1), "address": r.get::<String, _>(2), "indexedBlock": r.get::<i64, _>(3) - 1 }))
+        .map(|r| {
+            let indexed = r.get::<i64, _>(3) - 1;
+            let head = r.get::<i64, _>(4).max(indexed);
+            let seen = r.get::<i64, _>(5);
+            json!({
+                "id": r.get::<i64, _>(0),
+                "chainId": r.get::<i64, _>(1),
+                "address": r.get::<String, _>(2),
+                "indexedBlock": indexed,
+                "headBlock": head,
+                "lagBlocks": head - indexed,
+                "headSeenSecondsAgo": (seen > 0).then(|| (now - seen).max(0)),
+            })
+        })
         .collect();
     Ok(Json(json!({ "status": "ok", "markets": markets })))
 }
@@ -404,18 +429,7 @@ async fn top_traders(State(s): State<AppState>, Q(q): Q<TopQuery>) -> ApiResult<
     .bind(limit(q.limit)?)
     .fetch_all(s.store.pool())
     .await?;
-    let traders: Vec<_> = rows
-        .iter()
-        .map(|r| {
-            json!({
-                "trader": r.get::<String, _>(0),
-                "trades": r.get::<i64, _>(1),
-                "volume": Amount::from_parts(r, 2),
-                "feesPaid": Amount::from_parts(r, 4),
-                "firstTradeTime": r.get::<i64, _>(6),
-            })
-        })
-        .collect();
+    let traders: Vec<_> = rows.iter().map(trader_json).collect();
     Ok(Json(json!({ "market": id, "traders": traders })))
 }
 
@@ -436,6 +450,235 @@ async fn subject(
     .await?
     .ok_or_else(|| ApiError::NotFound(format!("subject {address} has no trades in market {id}")))?;
     Ok(Json(json!({ "market": id, "subject": subject_json(&row) })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct TradesQuery {
+    market: Option<i64>,
+    subject: Option<String>,
+    trader: Option<String>,
+    side: Option<String>,
+    from_block: Option<i64>,
+    to_block: Option<i64>,
+    /// Unix seconds, inclusive.
+    from_time: Option<i64>,
+    /// Unix seconds, inclusive.
+    to_time: Option<i64>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// A keyset cursor: the sort key of the last row of the previous page, as `a_b` (opaque to
+/// clients).
+fn parse_cursor<A: FromStr, B: FromStr>(cursor: &str) -> Result<(A, B), ApiError> {
+    let bad = || {
+        ApiError::BadRequest(format!(
+            "malformed cursor {cursor:?}: pass a nextCursor value"
+        ))
+    };
+    let (a, b) = cursor.split_once('_').ok_or_else(bad)?;
+    Ok((a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?))
+}
+
+/// Recent trades, newest first, with filters; paginated by a keyset cursor.
+async fn trades(State(s): State<AppState>, Q(q): Q<TradesQuery>) -> ApiResult<serde_json::Value> {
+    let id = market_id(&s.store, q.market).await?;
+    let limit = limit(q.limit)?;
+    let mut sql = String::from(
+        "SELECT block_number, log_index, tx_hash, block_time, trader, subject, is_buy, share_amount, \
+         eth_gwei, eth_rem, protocol_gwei, protocol_rem, subject_gwei, subject_rem, supply \
+         FROM trades WHERE market_id = $1",
+    );
+    enum Arg {
+        I(i64),
+        S(String),
+    }
+    let mut args = vec![Arg::I(id)];
+    let mut push = |sql: &mut String, cond: &str, arg: Arg| {
+        args.push(arg);
+        sql.push_str(&cond.replace('?', &format!("${}", args.len())));
+    };
+    if let Some(a) = &q.subject {
+        push(&mut sql, " AND subject = ?", Arg::S(parse_address(a)?));
+    }
+    if let Some(a) = &q.trader {
+        push(&mut sql, " AND trader = ?", Arg::S(parse_address(a)?));
+    }
+    match q.side.as_deref() {
+        None => {}
+        Some("buy") => sql.push_str(" AND is_buy = 1"),
+        Some("sell") => sql.push_str(" AND is_buy = 0"),
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "unknown side {other:?}: use buy or sell"
+            )));
+        }
+    }
+    for (lo, hi, what) in [
+        (q.from_block, q.to_block, "block"),
+        (q.from_time, q.to_time, "time"),
+    ] {
+        if let (Some(lo), Some(hi)) = (lo, hi)
+            && lo > hi
+        {
+            return Err(ApiError::BadRequest(format!(
+                "inverted range: from{what} is after to{what}",
+                what = if what == "block" { "Block" } else { "Time" }
+            )));
+        }
+    }
+    if let Some(v) = q.from_block {
+        push(&mut sql, " AND block_number >= ?", Arg::I(v));
+    }
+    if let Some(v) = q.to_block {
+        push(&mut sql, " AND block_number <= ?", Arg::I(v));
+    }
+    if let Some(v) = q.from_time {
+        push(&mut sql, " AND block_time >= ?", Arg::I(v));
+    }
+    if let Some(v) = q.to_time {
+        push(&mut sql, " AND block_time <= ?", Arg::I(v));
+    }
+    if let Some(c) = &q.cursor {
+        let (block, log): (i64, i64) = parse_cursor(c)?;
+        push(&mut sql, " AND (block_number < ?", Arg::I(block));
+        push(&mut sql, " OR (block_number = ?", Arg::I(block));
+        push(&mut sql, " AND log_index < ?))", Arg::I(log));
+    }
+    sql.push_str(&format!(
+        " ORDER BY block_number DESC, log_index DESC LIMIT {}",
+        limit + 1
+    ));
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for a in args {
+        query = match a {
+            Arg::I(v) => query.bind(v),
+            Arg::S(v) => query.bind(v),
+        };
+    }
+    let rows = query.fetch_all(s.store.pool()).await?;
+    let more = rows.len() as i64 > limit;
+    let rows = &rows[..rows.len().min(limit as usize)];
+    let next = more.then(|| {
+        let last = rows.last().expect("a full page");
+        format!("{}_{}", last.get::<i64, _>(0), last.get::<i64, _>(1))
+    });
+    let trades: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "block": r.get::<i64, _>(0),
+                "logIndex": r.get::<i64, _>(1),
+                "txHash": r.get::<String, _>(2),
+                "time": r.get::<i64, _>(3),
+                "trader": r.get::<String, _>(4),
+                "subject": r.get::<String, _>(5),
+                "side": if r.get::<i64, _>(6) == 1 { "buy" } else { "sell" },
+                "shares": r.get::<i64, _>(7),
+                "ethAmount": Amount::from_parts(r, 8),
+                "protocolFee": Amount::from_parts(r, 10),
+                "subjectFee": Amount::from_parts(r, 12),
+                "supply": r.get::<i64, _>(14),
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({ "market": id, "trades": trades, "nextCursor": next }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageQuery {
+    market: Option<i64>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// A subject's holders, largest balance first (ties by address); keyset cursor.
+async fn holders(
+    State(s): State<AppState>,
+    Path(address): Path<String>,
+    Q(q): Q<PageQuery>,
+) -> ApiResult<serde_json::Value> {
+    let address = parse_address(&address)?;
+    let id = market_id(&s.store, q.market).await?;
+    let limit = limit(q.limit)?;
+    let (after_balance, after_trader) = match &q.cursor {
+        Some(c) => {
+            let (b, t): (i64, String) = parse_cursor(c)?;
+            (b, parse_address(&t)?)
+        }
+        None => (i64::MAX, String::new()),
+    };
+    let rows = sqlx::query(
+        "SELECT trader, balance FROM holdings WHERE market_id = $1 AND subject = $2 AND balance > 0 \
+         AND (balance < $3 OR (balance = $3 AND trader > $4)) ORDER BY balance DESC, trader LIMIT $5",
+    )
+    .bind(id)
+    .bind(&address)
+    .bind(after_balance)
+    .bind(&after_trader)
+    .bind(limit + 1)
+    .fetch_all(s.store.pool())
+    .await?;
+    let more = rows.len() as i64 > limit;
+    let rows = &rows[..rows.len().min(limit as usize)];
+    let next = more.then(|| {
+        let last = rows.last().expect("a full page");
+        format!("{}_{}", last.get::<i64, _>(1), last.get::<String, _>(0))
+    });
+    let holders: Vec<_> = rows
+        .iter()
+        .map(|r| json!({ "trader": r.get::<String, _>(0), "balance": r.get::<i64, _>(1) }))
+        .collect();
+    Ok(Json(
+        json!({ "market": id, "subject": address, "holders": holders, "nextCursor": next }),
+    ))
+}
+
+/// One trader: totals and current holdings.
+async fn trader(
+    State(s): State<AppState>,
+    Path(address): Path<String>,
+    Q(q): Q<MarketQuery>,
+) -> ApiResult<serde_json::Value> {
+    let address = parse_address(&address)?;
+    let id = market_id(&s.store, q.market).await?;
+    let row = sqlx::query(
+        "SELECT trader, trades, volume_gwei, volume_rem, fees_gwei, fees_rem, first_time \
+         FROM traders WHERE market_id = $1 AND trader = $2",
+    )
+    .bind(id)
+    .bind(&address)
+    .fetch_optional(s.store.pool())
+    .await?
+    .ok_or_else(|| ApiError::NotFound(format!("trader {address} has no trades in market {id}")))?;
+    let holdings = sqlx::query(
+        "SELECT subject, balance FROM holdings WHERE market_id = $1 AND trader = $2 AND balance > 0 \
+         ORDER BY balance DESC, subject LIMIT $3",
+    )
+    .bind(id)
+    .bind(&address)
+    .bind(i64::from(MAX_LIMIT))
+    .fetch_all(s.store.pool())
+    .await?;
+    Ok(Json(json!({
+        "market": id,
+        "trader": trader_json(&row),
+        "holdings": holdings.iter().map(|r| json!({ "subject": r.get::<String, _>(0), "balance": r.get::<i64, _>(1) })).collect::<Vec<_>>(),
+    })))
+}
+
+fn trader_json(r: &sqlx::any::AnyRow) -> serde_json::Value {
+    json!({
+        "trader": r.get::<String, _>(0),
+        "trades": r.get::<i64, _>(1),
+        "volume": Amount::from_parts(r, 2),
+        "feesPaid": Amount::from_parts(r, 4),
+        "firstTradeTime": r.get::<i64, _>(6),
+    })
 }
 
 /// A 0x-prefixed 20-byte hex address, lowercased as stored.

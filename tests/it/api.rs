@@ -121,6 +121,91 @@ async fn api_numbers_equal_the_chain_on_sqlite_and_postgres() {
         assert_eq!(status, 200);
         assert_eq!(t["traders"].as_array().unwrap().len(), 3);
 
+        // Recent trades: every raw row exactly once across the keyset pages, newest first.
+        let raw = logs.iter().filter(|l| l.topics()[0] == TRADE_TOPIC).count();
+        let (mut seen, mut cursor, mut last) = (HashSet::new(), String::new(), (i64::MAX, 0));
+        let mut buys_seen = 0;
+        loop {
+            let (status, page) = get(&format!("{base}/v1/trades?limit=100{cursor}")).await;
+            assert_eq!(status, 200, "{page}");
+            for t in page["trades"].as_array().unwrap() {
+                let key = (
+                    t["block"].as_i64().unwrap(),
+                    t["logIndex"].as_i64().unwrap(),
+                );
+                assert!(key < last, "newest first: {key:?} after {last:?}");
+                last = key;
+                assert!(seen.insert(key), "{key:?} twice");
+                buys_seen += i64::from(t["side"] == "buy" && t["shares"].as_i64() != Some(0));
+            }
+            match page["nextCursor"].as_str() {
+                Some(c) => cursor = format!("&cursor={c}"),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), raw, "{kind:?}: trades across pages");
+        assert_eq!(buys_seen, o["buys"].as_i64().unwrap());
+        let (_, sells) = get(&format!(
+            "{base}/v1/trades?side=sell&subject={top_subject}&limit=100"
+        ))
+        .await;
+        assert!(
+            sells["trades"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|t| t["side"] == "sell" && t["subject"] == top_subject.as_str())
+        );
+
+        // Holders of the top subject: pages add up to its supply.
+        let (mut total, mut cursor, mut pages) = (0i64, String::new(), 0);
+        loop {
+            let (status, page) = get(&format!(
+                "{base}/v1/subjects/{top_subject}/holders?limit=3{cursor}"
+            ))
+            .await;
+            assert_eq!(status, 200, "{page}");
+            pages += 1;
+            total += page["holders"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| h["balance"].as_i64().unwrap())
+                .sum::<i64>();
+            match page["nextCursor"].as_str() {
+                Some(c) => cursor = format!("&cursor={c}"),
+                None => break,
+            }
+        }
+        assert!(pages > 1, "several holder pages");
+        assert_eq!(
+            total,
+            one["subject"]["supply"].as_i64().unwrap(),
+            "{kind:?}: Σ holdings = supply"
+        );
+
+        // One trader: the top trader's totals and holdings.
+        let top_trader = t["traders"][0]["trader"].as_str().unwrap().to_string();
+        let (status, tr) = get(&format!("{base}/v1/traders/{top_trader}")).await;
+        assert_eq!(status, 200, "{tr}");
+        assert_eq!(tr["trader"]["feesPaid"], t["traders"][0]["feesPaid"]);
+        let market = KeyMarket::new(chain.deployment.address, &chain.provider);
+        for h in tr["holdings"].as_array().unwrap() {
+            let balance = market
+                .sharesBalance(
+                    h["subject"].as_str().unwrap().parse().unwrap(),
+                    top_trader.parse().unwrap(),
+                )
+                .call()
+                .await
+                .unwrap();
+            assert_eq!(
+                balance,
+                U256::from(h["balance"].as_u64().unwrap()),
+                "{kind:?}: holding {h}"
+            );
+        }
+
         // Bad requests: 4xx with a JSON body naming the problem.
         for (path, status, needle) in [
             ("/v1/subjects/0x1234", 400, "malformed address"),
@@ -135,6 +220,21 @@ async fn api_numbers_equal_the_chain_on_sqlite_and_postgres() {
             ("/v1/subjects/top?by=vibes", 400, "unknown `by` value"),
             ("/v1/overview?colour=red", 400, "unknown field"),
             ("/v1/nothing", 404, "no such endpoint"),
+            ("/v1/trades?side=both", 400, "unknown side"),
+            ("/v1/trades?cursor=abc", 400, "malformed cursor"),
+            ("/v1/trades?fromBlock=9&toBlock=3", 400, "inverted range"),
+            ("/v1/trades?trader=0xzz", 400, "malformed address"),
+            ("/v1/trades?limit=101", 400, "over the cap"),
+            (
+                "/v1/subjects/0x0000000000000000000000000000000000000001/holders?cursor=5",
+                400,
+                "malformed cursor",
+            ),
+            (
+                "/v1/traders/0x0000000000000000000000000000000000000001",
+                404,
+                "has no trades",
+            ),
             (
                 "/v1/subjects/0x0000000000000000000000000000000000000001",
                 404,
@@ -147,4 +247,67 @@ async fn api_numbers_equal_the_chain_on_sqlite_and_postgres() {
             assert!(msg.contains(needle), "{path}: {msg}");
         }
     }
+}
+
+/// The dashboard in a real headless Chromium (tests/browser/dashboard.mjs): no console errors,
+/// numbers equal to the API's, a subject page, live updates while new trades are indexed, and a
+/// screenshot (`KEYMARKET_SCREENSHOT`, default target/dashboard.png; docs/dashboard.png is one).
+#[tokio::test(flavor = "multi_thread")]
+async fn dashboard_in_chromium() {
+    use std::{io::BufRead, io::Write, process::Stdio};
+
+    let chain = Chain::new().await;
+    chain.trade(800, 17, 100, 8 * 3600).await;
+    let url = fresh_db(Db::Sqlite, "dashboard").await;
+    let store = Store::connect(&url).await.unwrap();
+    let config = keymarket_indexer::IndexerConfig::default();
+    let run = || keymarket_indexer::run(&chain.provider, &store, chain.spec(), &config);
+    run().await.unwrap();
+    let base = serve(store.clone()).await;
+
+    let (status, html) = {
+        let resp = reqwest::get(format!("{base}/")).await.unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    };
+    assert_eq!(status, 200);
+    assert!(html.contains("/assets/uplot.js"));
+
+    let root = env!("CARGO_MANIFEST_DIR");
+    let shot = std::env::var("KEYMARKET_SCREENSHOT")
+        .unwrap_or_else(|_| format!("{root}/target/dashboard.png"));
+    let _ = std::fs::remove_file(&shot);
+    let mut node = std::process::Command::new("node")
+        .arg(format!("{root}/tests/browser/dashboard.mjs"))
+        .arg(format!("{base}/"))
+        .arg(&shot)
+        .current_dir(root)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("node runs (scripts/setup.sh installs playwright-core and chromium)");
+    let mut out = std::io::BufReader::new(node.stdout.take().unwrap());
+    let mut line = String::new();
+    let got_line = tokio::task::block_in_place(|| out.read_line(&mut line)).unwrap();
+    assert!(
+        got_line > 0 && line.trim() == "waiting-for-change",
+        "browser script: {line:?}"
+    );
+    assert!(
+        std::fs::metadata(&shot).unwrap().len() > 10_000,
+        "a screenshot"
+    );
+
+    // New trades, indexed while the page is open: it must show them without a reload.
+    chain.trade(150, 18, 50, 3600).await;
+    run().await.unwrap();
+    node.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let mut report = String::new();
+    tokio::task::block_in_place(|| std::io::Read::read_to_string(&mut out, &mut report)).unwrap();
+    let status = tokio::task::block_in_place(|| node.wait()).unwrap();
+    assert!(status.success(), "dashboard test failed: {report}");
+    let report: Value = serde_json::from_str(report.trim()).unwrap();
+    let (_, o) = get(&format!("{base}/v1/overview")).await;
+    assert_eq!(report["liveTrades"], o["trades"]);
+    assert!(report["charts"].as_u64().unwrap() >= 4);
 }

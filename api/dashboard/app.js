@@ -1,0 +1,230 @@
+// keymarket dashboard: reads the JSON API of the same origin and refreshes every 2 seconds.
+// Amounts arrive as {eth, wei} strings; they are formatted with BigInt (exact) and only the
+// charts convert them to floating point.
+"use strict";
+
+const REFRESH_MS = 2000;
+const state = { market: null, charts: {}, timer: null, page: null, holdersCursor: null };
+const $ = (id) => document.getElementById(id);
+
+async function api(path, params = {}) {
+  const q = new URLSearchParams();
+  if (state.market !== null) q.set("market", state.market);
+  for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== null) q.set(k, v);
+  const res = await fetch(`${path}?${q}`);
+  const body = await res.json();
+  if (!res.ok) throw new Error(`${path}: ${body.error ? body.error.message : res.status}`);
+  return body;
+}
+
+// Exact ETH formatting of a wei string, rounded to `digits` decimals, with thousands separators.
+function formatEth(amount, digits = 4) {
+  let wei = BigInt(amount.wei);
+  const neg = wei < 0n;
+  if (neg) wei = -wei;
+  const unit = 10n ** BigInt(18 - digits);
+  const scaled = (wei + unit / 2n) / unit;
+  const whole = scaled / 10n ** BigInt(digits);
+  const frac = (scaled % 10n ** BigInt(digits)).toString().padStart(digits, "0");
+  return `${neg ? "-" : ""}${whole.toLocaleString("en-US")}.${frac}`;
+}
+
+const short = (a) => `${a.slice(0, 6)}…${a.slice(-4)}`;
+const dayToSecs = (d) => Date.parse(`${d}T00:00:00Z`) / 1000;
+
+function setStat(id, value, text) {
+  const el = $(id);
+  el.dataset.value = String(value);
+  el.textContent = text;
+}
+
+function setEthStat(id, amount) {
+  setStat(id, amount.wei, `${formatEth(amount)} ETH`);
+}
+
+function fillTable(id, rows) {
+  const body = $(id).tBodies[0];
+  body.replaceChildren(...rows.map((cells) => {
+    const tr = document.createElement("tr");
+    for (const c of cells) {
+      const td = document.createElement("td");
+      if (c instanceof Node) td.append(c); else td.textContent = c;
+      tr.append(td);
+    }
+    return tr;
+  }));
+}
+
+function link(hash, text) {
+  const a = document.createElement("a");
+  a.href = hash;
+  a.textContent = text;
+  return a;
+}
+
+function side(s) {
+  const span = document.createElement("span");
+  span.className = s;
+  span.textContent = s;
+  return span;
+}
+
+function chart(id, series, data, extra = {}) {
+  const el = $(id);
+  if (state.charts[id]) {
+    state.charts[id].setData(data);
+    return;
+  }
+  const opts = {
+    width: Math.max(320, el.clientWidth || 520),
+    height: 220,
+    series: [{}, ...series],
+    axes: [{}, { size: 70 }],
+    // Half a day of padding, so the first and last daily bars are whole.
+    scales: { x: { time: true, range: (u, min, max) => [min - 43200, max + 43200] } },
+    legend: { live: false },
+    ...extra,
+  };
+  state.charts[id] = new uPlot(opts, data, el);
+}
+
+const bars = () => uPlot.paths.bars({ size: [0.7, 60] });
+
+async function refreshOverview() {
+  const [ov, daily, subjects, traders, trades] = await Promise.all([
+    api("/v1/overview"),
+    api("/v1/daily"),
+    api("/v1/subjects/top", { by: "volume", limit: 10 }),
+    api("/v1/traders/top", { by: "volume", limit: 10 }),
+    api("/v1/trades", { limit: 15 }),
+  ]);
+  setEthStat("stat-protocol-revenue", ov.protocolRevenue);
+  setEthStat("stat-subject-revenue", ov.subjectRevenue);
+  setEthStat("stat-volume", ov.volume);
+  setEthStat("stat-tvl", ov.netVolume);
+  setStat("stat-trades", ov.trades, ov.trades.toLocaleString("en-US"));
+  setStat("stat-traders", ov.traders, ov.traders.toLocaleString("en-US"));
+  setStat("stat-subjects", ov.subjects, ov.subjects.toLocaleString("en-US"));
+
+  const days = daily.days;
+  const x = days.map((d) => dayToSecs(d.date));
+  let cum = 0;
+  const rev = days.map((d) => Number(d.protocolRevenue.eth));
+  const cumRev = rev.map((v) => (cum += v));
+  chart("chart-revenue", [
+    { label: "daily", stroke: "#2f6fed", fill: "#2f6fed55", paths: bars(), scale: "y" },
+    { label: "cumulative", stroke: "#c2372b", width: 2, scale: "cum" },
+  ], [x, rev, cumRev], { axes: [{}, { size: 70, scale: "y" }, { side: 1, size: 70, scale: "cum", grid: { show: false } }] });
+  chart("chart-volume", [
+    { label: "buys", stroke: "#118a4e", width: 2 },
+    { label: "sells", stroke: "#c2372b", width: 2 },
+  ], [x, days.map((d) => Number(d.buyVolume.eth)), days.map((d) => Number(d.sellVolume.eth))]);
+  chart("chart-trades", [{ label: "trades", stroke: "#2f6fed", fill: "#2f6fed55", paths: bars() }],
+    [x, days.map((d) => d.trades)]);
+  chart("chart-traders", [
+    { label: "active", stroke: "#2f6fed", width: 2 },
+    { label: "new", stroke: "#e08a00", width: 2 },
+  ], [x, days.map((d) => d.activeTraders), days.map((d) => d.newTraders)]);
+
+  fillTable("top-subjects", subjects.subjects.map((s) => [
+    link(`#/subject/${s.subject}`, short(s.subject)), formatEth(s.volume), formatEth(s.feesEarned), s.holders, s.supply,
+  ]));
+  fillTable("top-traders", traders.traders.map((t) => [
+    short(t.trader), formatEth(t.volume), formatEth(t.feesPaid), t.trades,
+  ]));
+  fillTable("recent-trades", trades.trades.map((t) => [
+    t.block, side(t.side), short(t.trader), link(`#/subject/${t.subject}`, short(t.subject)), t.shares, formatEth(t.ethAmount),
+  ]));
+}
+
+async function refreshSubject(address) {
+  const [s, trades] = await Promise.all([
+    api(`/v1/subjects/${address}`),
+    api("/v1/trades", { subject: address, limit: 100 }),
+  ]);
+  $("subject-address").textContent = address;
+  setStat("subject-supply", s.subject.supply, s.subject.supply.toLocaleString("en-US"));
+  setStat("subject-holders", s.subject.holders, s.subject.holders.toLocaleString("en-US"));
+  setEthStat("subject-volume", s.subject.volume);
+  setEthStat("subject-fees", s.subject.feesEarned);
+  // Price per key at each trade, ordered by supply (uPlot needs ascending x).
+  const points = trades.trades
+    .filter((t) => t.shares > 0)
+    .map((t) => [t.side === "buy" ? t.supply - t.shares / 2 : t.supply + t.shares / 2, Number(t.ethAmount.eth) / t.shares])
+    .sort((a, b) => a[0] - b[0]);
+  chart("chart-price", [{ label: "ETH per key", stroke: "#2f6fed", width: 2, points: { show: true, size: 5 } }],
+    [points.map((p) => p[0]), points.map((p) => p[1])], { scales: { x: { time: false } } });
+  fillTable("subject-trades", trades.trades.slice(0, 20).map((t) => [
+    t.block, side(t.side), short(t.trader), t.shares, formatEth(t.ethAmount), t.supply,
+  ]));
+  if (state.holdersCursor === null) await loadHolders(address, false);
+}
+
+async function loadHolders(address, append) {
+  const page = await api(`/v1/subjects/${address}/holders`, { limit: 20, cursor: append ? state.holdersCursor : null });
+  const rows = page.holders.map((h) => [short(h.trader), h.balance]);
+  if (append) {
+    const body = $("holders").tBodies[0];
+    const old = [...body.rows].map((r) => [r.cells[0].textContent, r.cells[1].textContent]);
+    fillTable("holders", old.concat(rows));
+  } else {
+    fillTable("holders", rows);
+  }
+  state.holdersCursor = append || page.nextCursor ? page.nextCursor : null;
+  $("more-holders").hidden = !page.nextCursor;
+}
+
+async function refresh() {
+  try {
+    const health = await api("/healthz");
+    if (state.page === "overview") await refreshOverview();
+    else await refreshSubject(state.page.slice("subject:".length));
+    const m = health.markets.find((m) => m.id === state.market) || health.markets[0];
+    $("status").textContent = `indexed to block ${m ? m.indexedBlock : "-"} · updated ${new Date().toLocaleTimeString("en-GB")}`;
+    document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || 0) + 1);
+    document.body.dataset.ready = "1";
+  } catch (e) {
+    $("status").textContent = `error: ${e.message}`;
+    console.error(e);
+  }
+}
+
+function route() {
+  const m = location.hash.match(/^#\/subject\/(0x[0-9a-fA-F]{40})$/);
+  state.page = m ? `subject:${m[1].toLowerCase()}` : "overview";
+  state.holdersCursor = null;
+  $("overview-page").hidden = !!m;
+  $("subject-page").hidden = !m;
+  if (state.charts["chart-price"]) {
+    state.charts["chart-price"].destroy();
+    delete state.charts["chart-price"];
+  }
+  document.body.dataset.ready = "0";
+  refresh();
+}
+
+async function main() {
+  const { markets } = await api("/v1/markets");
+  const select = $("market");
+  select.replaceChildren(...markets.map((m) => {
+    const o = document.createElement("option");
+    o.value = m.id;
+    o.textContent = `${m.id}: ${short(m.address)} (chain ${m.chainId})`;
+    return o;
+  }));
+  state.market = markets.length ? markets[0].id : null;
+  select.addEventListener("change", () => {
+    state.market = Number(select.value);
+    for (const id of Object.keys(state.charts)) { state.charts[id].destroy(); delete state.charts[id]; }
+    route();
+  });
+  $("more-holders").addEventListener("click", () => loadHolders(state.page.slice("subject:".length), true));
+  window.addEventListener("hashchange", route);
+  route();
+  state.timer = setInterval(refresh, REFRESH_MS);
+}
+
+main().catch((e) => {
+  $("status").textContent = `error: ${e.message}`;
+  console.error(e);
+});

@@ -1,0 +1,46 @@
+//! The dashboard: one HTML page, its script and style, and uPlot (from npm, `node_modules/uplot`),
+//! all embedded in the binary at build time. The page reads the JSON API of the same origin.
+
+use axum::{
+    Router,
+    http::header,
+    response::{Html, IntoResponse},
+    routing::get,
+};
+
+const INDEX: &str = include_str!("../dashboard/index.html");
+const APP_JS: &str = include_str!("../dashboard/app.js");
+const APP_CSS: &str = include_str!("../dashboard/app.css");
+const UPLOT_JS: &str = include_str!("../../node_modules/uplot/dist/uPlot.iife.min.js");
+const UPLOT_CSS: &str = include_str!("../../node_modules/uplot/dist/uPlot.min.css");
+
+/// The dashboard's routes: `/` and `/assets/*`.
+pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    let asset = |mime: &'static str, body: &'static str| {
+        get(move || async move {
+            (
+                [
+                    (header::CONTENT_TYPE, mime),
+                    (header::CACHE_CONTROL, "no-cache"),
+                ],
+                body,
+            )
+                .into_response()
+        })
+    };
+    Router::new()
+        .route("/", get(|| async { Html(INDEX) }))
+        .route(
+            "/assets/app.js",
+            asset("text/javascript; charset=utf-8", APP_JS),
+        )
+        .route("/assets/app.css", asset("text/css; charset=utf-8", APP_CSS))
+        .route(
+            "/assets/uplot.js",
+            asset("text/javascript; charset=utf-8", UPLOT_JS),
+        )
+        .route(
+            "/assets/uplot.css",
+            asset("text/css; charset=utf-8", UPLOT_CSS),
+        )
+}

@@ -1,0 +1,99 @@
+// Drives the dashboard in a real headless Chromium (playwright-core + the system's chromium):
+//   node tests/browser/dashboard.mjs BASE_URL SCREENSHOT.png
+// 1. The overview loads with no console errors, failed requests or page errors, and every
+//    headline number on it equals the API's (exact wei / counts, read from data-value).
+// 2. A screenshot of the page is written.
+// 3. The subject page of the top subject shows the API's supply, holders and holder rows.
+// 4. Live updates: prints "waiting-for-change", then (after the test indexed new trades) reads a
+//    line on stdin and waits until the page shows the API's new trade count.
+// Exits non-zero with a message on any mismatch; prints one JSON line of what it checked.
+import { chromium } from "playwright-core";
+import { createInterface } from "node:readline";
+
+const [base, screenshot] = process.argv.slice(2);
+if (!base || !screenshot) {
+  console.error("usage: node dashboard.mjs BASE_URL SCREENSHOT.png");
+  process.exit(2);
+}
+const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
+const problems = [];
+const fail = (msg) => {
+  console.error(`dashboard test failed: ${msg}`);
+  if (problems.length) console.error(`browser problems:\n${problems.join("\n")}`);
+  process.exit(1);
+};
+const getJson = async (path) => {
+  const res = await fetch(new URL(path, base));
+  if (!res.ok) fail(`${path}: HTTP ${res.status}`);
+  return res.json();
+};
+
+const browser = await chromium.launch({
+  executablePath,
+  args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
+});
+try {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 1500 } });
+  page.on("console", (m) => { if (m.type() === "error" || m.type() === "warning") problems.push(`console ${m.type()}: ${m.text()}`); });
+  page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+  page.on("requestfailed", (r) => problems.push(`request failed: ${r.url()} ${r.failure()?.errorText}`));
+  page.on("response", (r) => { if (r.status() >= 400) problems.push(`HTTP ${r.status()}: ${r.url()}`); });
+
+  await page.goto(base, { waitUntil: "load" });
+  await page.waitForSelector('body[data-ready="1"]', { timeout: 20000 });
+  const stats = async () => page.evaluate(() => Object.fromEntries(
+    [...document.querySelectorAll("[id^=stat-]")].map((e) => [e.id, e.dataset.value])));
+  // The page refreshes on its own; read it and the API until both come from the same data.
+  const ov = await getJson("/v1/overview");
+  const want = {
+    "stat-protocol-revenue": ov.protocolRevenue.wei,
+    "stat-subject-revenue": ov.subjectRevenue.wei,
+    "stat-volume": ov.volume.wei,
+    "stat-tvl": ov.netVolume.wei,
+    "stat-trades": String(ov.trades),
+    "stat-traders": String(ov.traders),
+    "stat-subjects": String(ov.subjects),
+  };
+  const got = await stats();
+  for (const [k, v] of Object.entries(want)) if (got[k] !== v) fail(`${k}: page shows ${got[k]}, API says ${v}`);
+  const topRows = await page.locator("#top-subjects tbody tr").count();
+  const chartCanvases = await page.locator(".charts canvas").count();
+  if (topRows === 0) fail("no top subjects rows");
+  if (chartCanvases < 4) fail(`expected 4 charts, found ${chartCanvases}`);
+  await page.screenshot({ path: screenshot, fullPage: true });
+
+  // Subject page of the top subject.
+  const top = (await getJson("/v1/subjects/top?by=volume&limit=1")).subjects[0];
+  await page.click("#top-subjects tbody tr:first-child a");
+  await page.waitForFunction((a) => document.getElementById("subject-address").textContent === a
+    && document.body.dataset.ready === "1", top.subject, { timeout: 20000 });
+  const subj = (await getJson(`/v1/subjects/${top.subject}`)).subject;
+  const shown = await page.evaluate(() => ({
+    supply: document.getElementById("subject-supply").dataset.value,
+    holders: document.getElementById("subject-holders").dataset.value,
+    rows: document.querySelectorAll("#holders tbody tr").length,
+  }));
+  if (shown.supply !== String(subj.supply)) fail(`subject supply: page ${shown.supply}, API ${subj.supply}`);
+  if (shown.holders !== String(subj.holders)) fail(`subject holders: page ${shown.holders}, API ${subj.holders}`);
+  if (shown.rows !== Math.min(20, subj.holders)) fail(`holder rows: page ${shown.rows}, API holders ${subj.holders}`);
+
+  // Live: back to the overview, wait for new trades to be indexed, then for the page to show them.
+  await page.goto(base, { waitUntil: "load" });
+  await page.waitForSelector('body[data-ready="1"]', { timeout: 20000 });
+  console.log("waiting-for-change");
+  const rl = createInterface({ input: process.stdin });
+  await new Promise((resolve) => rl.once("line", resolve));
+  rl.close();
+  const after = await getJson("/v1/overview");
+  if (after.trades === ov.trades) fail("the test did not add trades");
+  try {
+    await page.waitForFunction((n) => document.getElementById("stat-trades").dataset.value === String(n),
+      after.trades, { timeout: 20000 });
+  } catch {
+    fail(`the page did not update to ${after.trades} trades (shows ${(await stats())["stat-trades"]})`);
+  }
+  if (problems.length) fail("the browser reported problems");
+  console.log(JSON.stringify({ ok: true, stats: got, topSubject: top.subject, subject: shown, liveTrades: after.trades, charts: chartCanvases }));
+} finally {
+  await browser.close();
+}
