@@ -169,6 +169,12 @@ struct UpArgs {
     /// Database the indexer fills (recreated on every `up`: a new anvil is a new chain).
     #[arg(long, default_value = ".keymarket/up.db", value_parser = sqlite_or_url)]
     database_url: String,
+    /// After the initial simulation, keep trading: this many trades per block...
+    #[arg(long, default_value_t = 20)]
+    live_trades: u64,
+    /// ...one block every this many seconds (0 = no live trading).
+    #[arg(long, default_value_t = 2)]
+    live_interval_secs: u64,
     #[command(flatten)]
     sim: SimArgs,
 }
@@ -372,8 +378,9 @@ async fn up(args: UpArgs) -> Result<()> {
             store: store.clone(),
         }),
     );
+    println!("\ndashboard  http://{}/", args.listen);
     println!(
-        "\nAPI        http://{}/v1/overview (also /v1/daily, /v1/subjects/top, /v1/traders/top, /healthz)",
+        "API        http://{}/v1/overview (also /v1/daily, /v1/subjects/top, /v1/traders/top, /v1/trades, /healthz)",
         args.listen
     );
     println!("anvil keeps running on {rpc_url}; the indexer follows it. Press Ctrl-C to stop.");
@@ -381,12 +388,46 @@ async fn up(args: UpArgs) -> Result<()> {
         follow: true,
         ..IndexerConfig::default()
     };
+    if args.live_interval_secs > 0 {
+        println!(
+            "trading    {} trades every {} s keep flowing (--live-interval-secs 0 stops them)",
+            args.live_trades, args.live_interval_secs
+        );
+    }
     tokio::select! {
         r = keymarket_indexer::run(&provider, &store, spec, &follow) => { r?; }
         r = api.into_future() => { r?; }
+        r = live_trading(&provider, &deployment, &args) => { r?; }
         r = tokio::signal::ctrl_c() => { r?; }
     }
     drop(anvil);
+    Ok(())
+}
+
+/// `keymarket up`'s steady trade stream: a block of `live_trades` simulated trades every
+/// `live_interval_secs` (block timestamps advance by the same interval), until stopped.
+async fn live_trading<P: Provider>(
+    provider: &P,
+    deployment: &Deployment,
+    args: &UpArgs,
+) -> Result<()> {
+    if args.live_interval_secs == 0 || args.live_trades == 0 {
+        return std::future::pending().await;
+    }
+    let mut tick = tokio::time::interval(Duration::from_secs(args.live_interval_secs));
+    for round in 1u64.. {
+        tick.tick().await;
+        let config = SimConfig {
+            trades: args.live_trades,
+            seed: args.sim.seed.wrapping_add(round),
+            batch_size: args.live_trades as usize,
+            block_interval_secs: args.live_interval_secs,
+            progress: false,
+            ..args.sim.config()
+        };
+        let r = keymarket_simulate::simulate(provider, deployment, &config).await?;
+        tracing::debug!(target: "keymarket::up", round, trades = r.trades, block = r.block_range.1, "live trades mined");
+    }
     Ok(())
 }
 
