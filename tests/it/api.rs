@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use alloy::{primitives::U256, sol_types::SolEvent};
+use alloy::{primitives::U256, providers::Provider, sol_types::SolEvent};
 use keymarket_api::{AppState, router};
 use keymarket_contracts::{KeyMarket, TRADE_TOPIC};
 use keymarket_indexer::Store;
@@ -121,6 +121,40 @@ async fn api_numbers_equal_the_chain_on_sqlite_and_postgres() {
         assert_eq!(status, 200);
         assert_eq!(t["traders"].as_array().unwrap().len(), 3);
 
+        // Fee totals equal actual ETH receipts: the fee destination (it never trades and started
+        // empty) holds the pushed protocol fees; subjects' fees and referral shares are
+        // withdrawable balances (nobody withdrew). So destination balance + everything
+        // withdrawable = the API's total fees, and each subject can withdraw at least the fees
+        // the API says it earned.
+        let market = KeyMarket::new(chain.deployment.address, &chain.provider);
+        let fee_destination = alloy::primitives::Address::repeat_byte(0xfe);
+        let mut receipts = chain.provider.get_balance(fee_destination).await.unwrap()
+            + market.withdrawable(fee_destination).call().await.unwrap();
+        for a in chain.provider.get_accounts().await.unwrap() {
+            receipts += market.withdrawable(a).call().await.unwrap();
+        }
+        assert_eq!(
+            receipts.to_string(),
+            o["totalFees"]["wei"].as_str().unwrap(),
+            "{kind:?}: fee receipts"
+        );
+        let (_, all) = get(&format!("{base}/v1/subjects/top?by=fees&limit=100")).await;
+        let mut subject_sum = U256::ZERO;
+        for sj in all["subjects"].as_array().unwrap() {
+            let earned: U256 = sj["feesEarned"]["wei"].as_str().unwrap().parse().unwrap();
+            let owed = market
+                .withdrawable(sj["subject"].as_str().unwrap().parse().unwrap())
+                .call()
+                .await
+                .unwrap();
+            assert!(owed >= earned, "{kind:?}: {sj}");
+            subject_sum += earned;
+        }
+        assert_eq!(
+            subject_sum.to_string(),
+            o["subjectRevenue"]["wei"].as_str().unwrap()
+        );
+
         // Recent trades: every raw row exactly once across the keyset pages, newest first.
         let raw = logs.iter().filter(|l| l.topics()[0] == TRADE_TOPIC).count();
         let (mut seen, mut cursor, mut last) = (HashSet::new(), String::new(), (i64::MAX, 0));
@@ -189,7 +223,6 @@ async fn api_numbers_equal_the_chain_on_sqlite_and_postgres() {
         let (status, tr) = get(&format!("{base}/v1/traders/{top_trader}")).await;
         assert_eq!(status, 200, "{tr}");
         assert_eq!(tr["trader"]["feesPaid"], t["traders"][0]["feesPaid"]);
-        let market = KeyMarket::new(chain.deployment.address, &chain.provider);
         for h in tr["holdings"].as_array().unwrap() {
             let balance = market
                 .sharesBalance(
