@@ -84,8 +84,6 @@ pub struct Totals {
     pub traders: i64,
     /// Distinct subjects.
     pub subjects: i64,
-    /// Rows in the raw trades table (including zero-amount trades).
-    pub raw_trades: i64,
 }
 
 /// A wei amount as an exact decimal string.
@@ -278,6 +276,8 @@ impl Store {
     /// Commits one indexed range: rows, aggregates, block hashes (keeping `window` blocks) and the
     /// checkpoint, in one transaction. Refuses a batch that does not start at the checkpoint.
     pub async fn commit(&self, market: &MarketState, batch: &Batch, window: u64) -> Result<()> {
+        // (Outside the transaction: SQLite's pool has a single connection.)
+        let checked = self.has_index(TRADES_IDENTITY).await?;
         let mut tx = self
             .pool
             .begin()
@@ -295,13 +295,13 @@ impl Store {
                 batch.from
             )));
         }
-        insert_trades(&mut tx, self.backend, market, &batch.trades).await?;
+        insert_trades(&mut tx, self.backend, market, &batch.trades, checked).await?;
         apply_aggregates(&mut tx, self.backend, market.id, &batch.trades, 1).await?;
         for chunk in batch.blocks.chunks(MAX_PARAMS / 3) {
             let mut sql = String::from("INSERT INTO blocks (market_id, number, hash) VALUES ");
             push_placeholders(&mut sql, self.backend, chunk.len(), 3);
             sql.push_str(" ON CONFLICT (market_id, number) DO UPDATE SET hash = excluded.hash");
-            let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
+            let mut q = big_statement(&sql);
             for (n, h) in chunk {
                 q = q.bind(market.id).bind(*n as i64).bind(hex(h.as_slice()));
             }
@@ -403,47 +403,67 @@ impl Store {
         Ok(())
     }
 
-    /// Creates the deferrable secondary indexes that are missing (all present: nothing
-    /// to do). Returns how many were built.
+    /// Creates the deferrable secondary indexes that are missing (all present: nothing to do).
+    /// Returns how many were built.
     pub async fn build_secondary_indexes(&self) -> Result<usize> {
         let mut built = 0;
-        for (name, on) in DEFERRABLE_INDEXES {
-            let exists = match self.backend {
-                Backend::Sqlite => {
-                    "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = $1"
-                }
-                Backend::Postgres => {
-                    "SELECT COUNT(*) FROM pg_indexes WHERE schemaname = current_schema() AND indexname = $1"
-                }
-            };
-            let n = sqlx::query(exists)
-                .bind(*name)
-                .fetch_one(&self.pool)
-                .await
-                .map_err(db("looking up an index"))?;
-            if get_i64(&n, 0) > 0 {
+        for (name, create) in DEFERRABLE_INDEXES {
+            if self.has_index(name).await? {
                 continue;
             }
             let started = std::time::Instant::now();
-            sqlx::query(AssertSqlSafe(format!(
-                "CREATE INDEX IF NOT EXISTS {name} ON {on}"
-            )))
-            .execute(&self.pool)
-            .await
-            .map_err(db("building an index"))?;
+            sqlx::query(AssertSqlSafe(*create))
+                .execute(&self.pool)
+                .await
+                .map_err(|source| {
+                    if *name == TRADES_IDENTITY {
+                        Error::Corrupt(format!(
+                            "a trade is stored twice (building the unique index on (chain id, tx hash, log index) failed: {source})"
+                        ))
+                    } else {
+                        Error::Database {
+                            what: format!("building the index {name}"),
+                            source,
+                        }
+                    }
+                })?;
             info!(target: "indexer::store", index = name, secs = started.elapsed().as_secs_f64(), "built index");
             built += 1;
         }
         Ok(built)
     }
 
-    /// All-time totals of a market, summed from the daily aggregates.
-    pub async fn totals(&self, market_id: i64) -> Result<Totals> {
+    async fn has_index(&self, name: &str) -> Result<bool> {
+        let exists = match self.backend {
+            Backend::Sqlite => {
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = $1"
+            }
+            Backend::Postgres => {
+                "SELECT COUNT(*) FROM pg_indexes WHERE schemaname = current_schema() AND indexname = $1"
+            }
+        };
+        let n = sqlx::query(exists)
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db("looking up an index"))?;
+        Ok(get_i64(&n, 0) > 0)
+    }
+
+    /// Totals of a market over all time (`days` = `None`) or over the UTC days `from..=to` (days
+    /// since 1970-01-01), summed from the daily aggregates. Distinct traders and subjects: over
+    /// all time, the sums of the daily first appearances; over a window, counted from the
+    /// per-day traders and from the raw trades.
+    pub async fn totals(&self, market_id: i64, days: Option<(i64, i64)>) -> Result<Totals> {
+        let (from, to) = days.unwrap_or((i64::MIN / 2, i64::MAX / 2));
         let r = sqlx::query(
-            "SELECT CAST(COALESCE(SUM(trades),0) AS BIGINT), CAST(COALESCE(SUM(buys),0) AS BIGINT), CAST(COALESCE(SUM(sells),0) AS BIGINT), CAST(COALESCE(SUM(buy_volume_gwei),0) AS BIGINT), CAST(COALESCE(SUM(buy_volume_rem),0) AS BIGINT), CAST(COALESCE(SUM(sell_volume_gwei),0) AS BIGINT), CAST(COALESCE(SUM(sell_volume_rem),0) AS BIGINT), CAST(COALESCE(SUM(protocol_gwei),0) AS BIGINT), CAST(COALESCE(SUM(protocol_rem),0) AS BIGINT), CAST(COALESCE(SUM(subject_gwei),0) AS BIGINT), CAST(COALESCE(SUM(subject_rem),0) AS BIGINT) \
-             FROM stats_daily WHERE market_id = $1",
+            "SELECT CAST(COALESCE(SUM(trades),0) AS BIGINT), CAST(COALESCE(SUM(buys),0) AS BIGINT), CAST(COALESCE(SUM(sells),0) AS BIGINT), CAST(COALESCE(SUM(buy_volume_gwei),0) AS BIGINT), CAST(COALESCE(SUM(buy_volume_rem),0) AS BIGINT), CAST(COALESCE(SUM(sell_volume_gwei),0) AS BIGINT), CAST(COALESCE(SUM(sell_volume_rem),0) AS BIGINT), CAST(COALESCE(SUM(protocol_gwei),0) AS BIGINT), CAST(COALESCE(SUM(protocol_rem),0) AS BIGINT), CAST(COALESCE(SUM(subject_gwei),0) AS BIGINT), CAST(COALESCE(SUM(subject_rem),0) AS BIGINT), \
+             CAST(COALESCE(SUM(new_traders),0) AS BIGINT), CAST(COALESCE(SUM(new_subjects),0) AS BIGINT) \
+             FROM stats_daily WHERE market_id = $1 AND day >= $2 AND day <= $3",
         )
         .bind(market_id)
+        .bind(from)
+        .bind(to)
         .fetch_one(&self.pool)
         .await
         .map_err(db("reading totals"))?;
@@ -455,16 +475,28 @@ impl Store {
             .to_u256()
             .to_string()
         };
-        let count = |sql: &str| {
-            let sql = sql.to_string();
-            async move {
-                let r = sqlx::query(AssertSqlSafe(sql.as_str()))
-                    .bind(market_id)
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err(db("counting"))?;
-                Ok::<i64, Error>(get_i64(&r, 0))
-            }
+        let (traders, subjects) = if days.is_none() {
+            (get_i64(&r, 11), get_i64(&r, 12))
+        } else {
+            let t = sqlx::query(
+                "SELECT COUNT(DISTINCT trader) FROM daily_traders WHERE market_id = $1 AND day >= $2 AND day <= $3",
+            )
+            .bind(market_id)
+            .bind(from)
+            .bind(to)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db("counting traders"))?;
+            let s = sqlx::query(
+                "SELECT COUNT(DISTINCT subject) FROM trades WHERE market_id = $1 AND block_time >= $2 AND block_time < $3 AND share_amount <> 0",
+            )
+            .bind(market_id)
+            .bind(from.saturating_mul(DAY))
+            .bind(to.saturating_add(1).saturating_mul(DAY))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db("counting subjects"))?;
+            (get_i64(&t, 0), get_i64(&s, 0))
         };
         Ok(Totals {
             trades: get_i64(&r, 0),
@@ -474,10 +506,20 @@ impl Store {
             sell_volume: w(5),
             protocol_fees: w(7),
             subject_fees: w(9),
-            traders: count("SELECT COUNT(*) FROM traders WHERE market_id = $1").await?,
-            subjects: count("SELECT COUNT(*) FROM subjects WHERE market_id = $1").await?,
-            raw_trades: count("SELECT COUNT(*) FROM trades WHERE market_id = $1").await?,
+            traders,
+            subjects,
         })
+    }
+
+    /// Rows in the raw trades table of a market (zero-amount trades included). A full count:
+    /// not for request paths.
+    pub async fn raw_trades(&self, market_id: i64) -> Result<i64> {
+        let r = sqlx::query("SELECT COUNT(*) FROM trades WHERE market_id = $1")
+            .bind(market_id)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db("counting trades"))?;
+        Ok(get_i64(&r, 0))
     }
 
     /// Every table's rows for a market, as sorted text lines: for comparing two databases (or a
@@ -519,26 +561,35 @@ pub struct Store {
     backend: Backend,
 }
 
-/// Secondary indexes (name, `table (columns)`) exactly as the migrations create them, that a long
-/// backfill drops and builds again at its end.
+/// Secondary indexes (name, definition) exactly as the migrations create them, that a long
+/// backfill drops and builds again at its end. The first is the trades' identity: while it is
+/// missing, trades are inserted without the conflict check (exactly-once then rests on the
+/// checkpoint, checked in the same transaction), and building it at the end proves no row is
+/// there twice.
 const DEFERRABLE_INDEXES: &[(&str, &str)] = &[
     (
+        TRADES_IDENTITY,
+        "CREATE UNIQUE INDEX IF NOT EXISTS trades_identity ON trades (chain_id, tx_hash, log_index)",
+    ),
+    (
         "holdings_market_trader",
-        "holdings (market_id, trader, subject)",
+        "CREATE INDEX IF NOT EXISTS holdings_market_trader ON holdings (market_id, trader, subject)",
     ),
     (
         "trades_market_block",
-        "trades (market_id, block_number, log_index)",
+        "CREATE INDEX IF NOT EXISTS trades_market_block ON trades (market_id, block_number, log_index)",
     ),
     (
         "trades_market_subject",
-        "trades (market_id, subject, block_number)",
+        "CREATE INDEX IF NOT EXISTS trades_market_subject ON trades (market_id, subject, block_number)",
     ),
     (
         "trades_market_trader",
-        "trades (market_id, trader, block_number)",
+        "CREATE INDEX IF NOT EXISTS trades_market_trader ON trades (market_id, trader, block_number)",
     ),
 ];
+
+const TRADES_IDENTITY: &str = "trades_identity";
 
 /// Tables and columns compared by [`Store::dump`] (everything but surrogate ids).
 const DUMP_TABLES: &[(&str, &str)] = &[
@@ -572,6 +623,7 @@ async fn insert_trades(
     backend: Backend,
     market: &MarketState,
     trades: &[TradeRow],
+    checked: bool,
 ) -> Result<()> {
     const COLS: usize = 18;
     for chunk in trades.chunks(MAX_PARAMS / COLS) {
@@ -581,9 +633,12 @@ async fn insert_trades(
         );
         push_placeholders(&mut sql, backend, chunk.len(), COLS);
         // A row already present would mean a range indexed twice: the count check below turns
-        // that into an error instead of double-counted aggregates.
-        sql.push_str(" ON CONFLICT (chain_id, tx_hash, log_index) DO NOTHING");
-        let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
+        // that into an error instead of double-counted aggregates. (During a long backfill the
+        // identity index is absent and its build at the end does that check.)
+        if checked {
+            sql.push_str(" ON CONFLICT (chain_id, tx_hash, log_index) DO NOTHING");
+        }
+        let mut q = big_statement(&sql);
         for t in chunk {
             q = q
                 .bind(t.chain_id)
@@ -714,7 +769,7 @@ async fn apply_aggregates(
             " ON CONFLICT (market_id, subject, trader) DO UPDATE SET balance = holdings.balance + excluded.balance \
              RETURNING subject, trader, balance",
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
+        let mut q = big_statement(&sql);
         for ((subject, trader), delta) in chunk {
             q = q.bind(market_id).bind(*subject).bind(*trader).bind(*delta);
         }
@@ -747,7 +802,7 @@ async fn apply_aggregates(
             sql.push_str(" AND (subject, trader) IN (VALUES ");
             push_placeholders(&mut sql, backend, chunk.len(), 2);
             sql.push(')');
-            let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
+            let mut q = big_statement(&sql);
             for (subject, trader) in chunk {
                 q = q.bind(subject.as_str()).bind(trader.as_str());
             }
@@ -771,7 +826,7 @@ async fn apply_aggregates(
              first_time = CASE WHEN excluded.first_time < subjects.first_time THEN excluded.first_time ELSE subjects.first_time END \
              RETURNING subject, trades, first_time",
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
+        let mut q = big_statement(&sql);
         for (subject, a) in chunk {
             q = q
                 .bind(market_id)
@@ -808,7 +863,7 @@ async fn apply_aggregates(
              first_time = CASE WHEN excluded.first_time < traders.first_time THEN excluded.first_time ELSE traders.first_time END \
              RETURNING trader, trades, first_time",
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
+        let mut q = big_statement(&sql);
         for (trader, a) in chunk {
             q = q
                 .bind(market_id)
@@ -839,7 +894,7 @@ async fn apply_aggregates(
             " ON CONFLICT (market_id, day, trader) DO UPDATE SET trades = daily_traders.trades + excluded.trades \
              RETURNING day, trader, trades",
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
+        let mut q = big_statement(&sql);
         for ((day, trader), n) in chunk {
             q = q.bind(market_id).bind(*day).bind(*trader).bind(*n);
         }
@@ -875,7 +930,7 @@ async fn apply_aggregates(
          active_traders = stats_daily.active_traders + excluded.active_traders, new_traders = stats_daily.new_traders + excluded.new_traders, \
          new_subjects = stats_daily.new_subjects + excluded.new_subjects",
     );
-    let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
+    let mut q = big_statement(&sql);
     for (day, d) in &rows {
         q = q
             .bind(market_id)
@@ -931,6 +986,13 @@ fn appeared_or_vanished(returned: &[AnyRow], chunk: &[(&str, PartyAgg)], sign: i
                 .then(|| first_time.div_euclid(DAY))
         })
         .collect()
+}
+
+/// A multi-row statement. Not prepared-and-cached: its text varies with the number of rows, and
+/// each cached variant with tens of thousands of parameters would hold megabytes for the life of
+/// the connection (memory would grow with the variety of batch sizes).
+fn big_statement(sql: &str) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
+    sqlx::query(AssertSqlSafe(sql)).persistent(false)
 }
 
 fn push_placeholders(sql: &mut String, backend: Backend, rows: usize, cols: usize) {

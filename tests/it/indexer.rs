@@ -56,8 +56,8 @@ async fn index_equals_recomputation_on_sqlite_and_postgres() {
             .unwrap();
         assert!(report.batches > 5, "many batches: {}", report.batches);
         let indexes: Vec<(String,)> = sqlx::query_as(match kind {
-            Db::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'trades_market_%' ORDER BY name",
-            Db::Postgres => "SELECT CAST(indexname AS TEXT) FROM pg_indexes WHERE indexname LIKE 'trades_market_%' ORDER BY indexname",
+            Db::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'trades_%' ORDER BY name",
+            Db::Postgres => "SELECT CAST(indexname AS TEXT) FROM pg_indexes WHERE indexname LIKE 'trades_%' ORDER BY indexname",
         })
         .fetch_all(store.pool())
         .await
@@ -65,6 +65,7 @@ async fn index_equals_recomputation_on_sqlite_and_postgres() {
         assert_eq!(
             indexes.iter().map(|i| i.0.as_str()).collect::<Vec<_>>(),
             [
+                "trades_identity",
                 "trades_market_block",
                 "trades_market_subject",
                 "trades_market_trader"
@@ -108,8 +109,14 @@ async fn index_equals_recomputation_on_sqlite_and_postgres() {
                 "balance of {trader} in {subject}"
             );
         }
-        let totals = store.totals(1).await.unwrap();
-        assert_eq!(totals.raw_trades as usize, want["trades"].len());
+        assert_eq!(
+            store.raw_trades(1).await.unwrap() as usize,
+            want["trades"].len()
+        );
+        // All-time distinct counts (sums of daily first appearances) equal the table counts.
+        let totals = store.totals(1, None).await.unwrap();
+        assert_eq!(totals.traders as usize, want["traders"].len());
+        assert_eq!(totals.subjects as usize, want["subjects"].len());
     }
     assert_eq!(
         dumps[0], dumps[1],
