@@ -4,6 +4,8 @@
 #   - OpenZeppelin contracts (npm), used by the Solidity sources; uPlot (npm), the dashboard's
 #     charts, embedded in the binary; playwright-core (npm), which drives the browser test;
 #   - Chromium from the system's package manager (apt-get, when missing), for the dashboard test;
+#   - schemathesis from PyPI (pinned in tests/api-fuzz/requirements.txt) in .keymarket/venv, which
+#     fuzzes the API against its OpenAPI document;
 #   - checks for cargo and node.
 # A second run with nothing changed takes well under a second.
 set -euo pipefail
@@ -41,3 +43,16 @@ else
   echo "[setup] warning: chromium is missing and cannot be installed here (needs apt-get as root);" >&2
   echo "[setup]          the dashboard test needs it: install chromium, or set CHROMIUM=/path/to/chrome" >&2
 fi
+
+venv=".keymarket/venv"
+want_py="$(sha256sum tests/api-fuzz/requirements.txt | cut -d' ' -f1)"
+if [[ -x "$venv/bin/schemathesis" && "$(cat "$venv/.requirements-sha" 2>/dev/null)" == "$want_py" ]]; then
+  say "schemathesis up to date ($venv)"
+else
+  need python3 "Python 3.9+ with venv, for the API fuzz test"
+  say "installing schemathesis into $venv (pip, pinned by tests/api-fuzz/requirements.txt)"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/api-fuzz/requirements.txt
+  echo "$want_py" > "$venv/.requirements-sha"
+fi
+say "schemathesis: $("$venv/bin/schemathesis" --version)"

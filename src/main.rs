@@ -63,6 +63,9 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080", env = "KEYMARKET_LISTEN")]
     listen: std::net::SocketAddr,
+    /// Requests per second allowed per client IP (bursts of twice that); 0 = no limit.
+    #[arg(long, default_value_t = 100, env = "KEYMARKET_RATE_LIMIT")]
+    rate_limit: u32,
 }
 
 #[derive(Args)]
@@ -290,11 +293,9 @@ async fn main() -> Result<()> {
             let store = Store::connect(&args.database_url).await?;
             let listener = bind(args.listen).await?;
             println!("API on http://{}/v1/overview", args.listen);
-            axum::serve(
-                listener,
-                keymarket_api::router(keymarket_api::AppState { store }),
-            )
-            .await?;
+            let state = keymarket_api::AppState::new(store)
+                .with_rate_limit(args.rate_limit, args.rate_limit.saturating_mul(2));
+            keymarket_api::serve(listener, state).await?;
             Ok(())
         }
     }
@@ -372,11 +373,9 @@ async fn up(args: UpArgs) -> Result<()> {
         return Ok(());
     }
     let listener = bind(args.listen).await?;
-    let api = axum::serve(
+    let api = keymarket_api::serve(
         listener,
-        keymarket_api::router(keymarket_api::AppState {
-            store: store.clone(),
-        }),
+        keymarket_api::AppState::new(store.clone()).with_rate_limit(100, 200),
     );
     println!("\ndashboard  http://{}/", args.listen);
     println!(
@@ -396,7 +395,7 @@ async fn up(args: UpArgs) -> Result<()> {
     }
     tokio::select! {
         r = keymarket_indexer::run(&provider, &store, spec, &follow) => { r?; }
-        r = api.into_future() => { r?; }
+        r = api => { r?; }
         r = live_trading(&provider, &deployment, &args) => { r?; }
         r = tokio::signal::ctrl_c() => { r?; }
     }
@@ -618,7 +617,7 @@ async fn print_stats<P: Provider>(
             spec.start_block,
         )
         .await?;
-    let t = store.totals(market.id).await?;
+    let t = store.totals(market.id, None).await?;
     let wei = |s: &str| s.parse::<U256>().unwrap_or_default();
     let volume = wei(&t.buy_volume) + wei(&t.sell_volume);
     println!(

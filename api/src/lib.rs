@@ -6,22 +6,32 @@
 //! static page over this API, served by the same router.
 
 pub mod dashboard;
+pub mod metrics;
 
-use std::str::FromStr;
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    num::NonZeroU32,
+    str::FromStr,
+    sync::Arc,
+    time::Instant,
+};
 
 use axum::{
     Json, Router,
-    extract::{FromRequestParts, Path, State, rejection::QueryRejection},
-    http::{StatusCode, request::Parts},
+    extract::{
+        ConnectInfo, FromRequestParts, MatchedPath, Path, Request, State, rejection::QueryRejection,
+    },
+    http::{HeaderValue, StatusCode, header, request::Parts},
+    middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::get,
 };
 use keymarket_indexer::{Store, amount::Wei};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
-use serde_json::json;
 use sqlx::Row;
 use tracing::error;
+use utoipa::{IntoParams, OpenApi, ToSchema};
 
 /// Largest page size of any list.
 pub const MAX_LIMIT: u32 = 100;
@@ -31,6 +41,50 @@ pub const MAX_LIMIT: u32 = 100;
 pub struct AppState {
     /// The indexer's database.
     pub store: Store,
+    metrics: Arc<metrics::Metrics>,
+    limiter: Option<Arc<RateLimit>>,
+}
+
+/// A per-client (IP address) token bucket.
+#[derive(Debug)]
+struct RateLimit {
+    per_second: u32,
+    limiter: governor::DefaultKeyedRateLimiter<IpAddr>,
+}
+
+impl AppState {
+    /// State over `store`, with no rate limit.
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            metrics: Arc::default(),
+            limiter: None,
+        }
+    }
+
+    /// Limits each client (by IP address) to `per_second` requests a second on average, with
+    /// bursts of `burst`; beyond that, 429 with a JSON body and `Retry-After`. 0 = no limit.
+    pub fn with_rate_limit(mut self, per_second: u32, burst: u32) -> Self {
+        self.limiter = NonZeroU32::new(per_second).map(|rate| {
+            let quota = governor::Quota::per_second(rate)
+                .allow_burst(NonZeroU32::new(burst).unwrap_or(rate));
+            Arc::new(RateLimit {
+                per_second,
+                limiter: governor::RateLimiter::keyed(quota),
+            })
+        });
+        self
+    }
+}
+
+/// Serves the API and dashboard on `listener` until the future is dropped, with each
+/// connection's peer address available to the per-client rate limit.
+pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await
 }
 
 /// The API's routes.
@@ -46,10 +100,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/subjects/{address}/holders", get(holders))
         .route("/v1/traders/{address}", get(trader))
         .route("/v1/trades", get(trades))
+        .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(openapi_json))
         .merge(dashboard::routes())
+        .route_layer(middleware::from_fn_with_state(state.clone(), track))
         .fallback(|| async {
             ApiError::NotFound("no such endpoint; see /v1/markets, /v1/overview, /v1/daily".into())
         })
+        .layer(middleware::from_fn_with_state(state.clone(), rate_limit))
         .layer(
             tower_http::cors::CorsLayer::new()
                 .allow_origin(tower_http::cors::Any)
@@ -57,6 +115,116 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(tower_http::compression::CompressionLayer::new())
         .with_state(state)
+}
+
+/// Records each routed request's latency by route and status.
+async fn track(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    s.metrics
+        .observe(route, resp.status().as_u16(), started.elapsed());
+    resp
+}
+
+/// The per-client rate limit (see [`AppState::with_rate_limit`]).
+async fn rate_limit(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    if let Some(l) = &s.limiter {
+        let ip = req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+        if let Err(not_until) = l.limiter.check_key(&ip) {
+            use governor::clock::Clock;
+            let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+            let mut resp = ApiError::TooManyRequests(format!(
+                "rate limit of {} requests/s per client exceeded; retry in {secs} s",
+                l.per_second
+            ))
+            .into_response();
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            return resp;
+        }
+    }
+    next.run(req).await
+}
+
+/// Prometheus metrics: request latencies, and per market the indexed trades, block, head and lag.
+async fn metrics_text(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let rows = sqlx::query(
+        "SELECT m.id, m.next_block - 1, m.head_block, \
+         (SELECT CAST(COALESCE(SUM(d.trades), 0) AS BIGINT) FROM stats_daily d WHERE d.market_id = m.id) \
+         FROM markets m",
+    )
+    .fetch_all(s.store.pool())
+    .await?;
+    for r in &rows {
+        let labels = metrics::MarketLabels { market: r.get(0) };
+        let (indexed, head): (i64, i64) = (r.get(1), r.get(2));
+        let head = head.max(indexed);
+        s.metrics.indexed_block.get_or_create(&labels).set(indexed);
+        s.metrics.head_block.get_or_create(&labels).set(head);
+        s.metrics
+            .lag_blocks
+            .get_or_create(&labels)
+            .set(head - indexed);
+        s.metrics.trades.get_or_create(&labels).set(r.get(3));
+    }
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.encode(),
+    )
+        .into_response())
+}
+
+/// The body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// An error's status and message.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// The HTTP status.
+    pub status: u16,
+    /// The problem, in words.
+    pub message: String,
+}
+
+/// The OpenAPI document of the JSON API, generated from the handlers and types above.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "keymarket API",
+        description = "friend.tech-style key market analytics: exact ETH amounts as {eth, wei} strings."
+    ),
+    paths(
+        healthz,
+        markets,
+        overview,
+        daily,
+        top_subjects,
+        top_traders,
+        subject,
+        holders,
+        trader,
+        trades
+    )
+)]
+pub struct ApiDoc;
+
+async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
 }
 
 /// An API error: a status and a JSON body naming the problem. Database errors are logged and
@@ -69,6 +237,9 @@ pub enum ApiError {
     /// The thing asked for does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// The client went over its rate limit.
+    #[error("{0}")]
+    TooManyRequests(String),
     /// Something failed on our side.
     #[error("internal error")]
     Internal(String),
@@ -79,6 +250,7 @@ impl IntoResponse for ApiError {
         let status = match &self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(detail) => {
                 error!(target: "api", %detail, "internal error");
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -86,7 +258,12 @@ impl IntoResponse for ApiError {
         };
         (
             status,
-            Json(json!({ "error": { "status": status.as_u16(), "message": self.to_string() } })),
+            Json(ErrorBody {
+                error: ErrorDetail {
+                    status: status.as_u16(),
+                    message: self.to_string(),
+                },
+            }),
         )
             .into_response()
     }
@@ -123,8 +300,22 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Q<T> {
     }
 }
 
+/// Path extractor whose rejections (e.g. invalid percent-encoding) are JSON 400s.
+pub struct P<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for P<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(p) => Ok(Self(p.0)),
+            Err(e) => Err(ApiError::BadRequest(e.body_text())),
+        }
+    }
+}
+
 /// An exact ETH amount.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, ToSchema)]
 pub struct Amount {
     /// ETH, as an exact decimal string.
     pub eth: String,
@@ -153,9 +344,11 @@ impl Amount {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct MarketQuery {
+    /// Market id (see /v1/markets); required when the database holds several.
     market: Option<i64>,
 }
 
@@ -179,7 +372,38 @@ async fn market_id(store: &Store, market: Option<i64>) -> Result<i64, ApiError> 
     }
 }
 
-async fn healthz(State(s): State<AppState>) -> ApiResult<serde_json::Value> {
+/// The indexer's position per market.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok` when the database answers.
+    pub status: String,
+    /// Each market's position.
+    pub markets: Vec<HealthMarket>,
+}
+
+/// One market's indexing position.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthMarket {
+    /// Market id.
+    pub id: i64,
+    /// Chain id.
+    pub chain_id: i64,
+    /// Contract address.
+    pub address: String,
+    /// Newest indexed block.
+    pub indexed_block: i64,
+    /// Chain head the indexer last saw.
+    pub head_block: i64,
+    /// Head minus indexed block.
+    pub lag_blocks: i64,
+    /// Seconds since the indexer last saw the head (null: never).
+    pub head_seen_seconds_ago: Option<i64>,
+}
+
+/// Health and indexer lag.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health), (status = 429, body = ErrorBody)))]
+async fn healthz(State(s): State<AppState>) -> ApiResult<Health> {
     let rows = sqlx::query(
         "SELECT id, chain_id, address, next_block, head_block, head_seen_at FROM markets ORDER BY id",
     )
@@ -194,21 +418,49 @@ async fn healthz(State(s): State<AppState>) -> ApiResult<serde_json::Value> {
             let indexed = r.get::<i64, _>(3) - 1;
             let head = r.get::<i64, _>(4).max(indexed);
             let seen = r.get::<i64, _>(5);
-            json!({
-                "id": r.get::<i64, _>(0),
-                "chainId": r.get::<i64, _>(1),
-                "address": r.get::<String, _>(2),
-                "indexedBlock": indexed,
-                "headBlock": head,
-                "lagBlocks": head - indexed,
-                "headSeenSecondsAgo": (seen > 0).then(|| (now - seen).max(0)),
-            })
+            HealthMarket {
+                id: r.get(0),
+                chain_id: r.get(1),
+                address: r.get(2),
+                indexed_block: indexed,
+                head_block: head,
+                lag_blocks: head - indexed,
+                head_seen_seconds_ago: (seen > 0).then(|| (now - seen).max(0)),
+            }
         })
         .collect();
-    Ok(Json(json!({ "status": "ok", "markets": markets })))
+    Ok(Json(Health {
+        status: "ok".into(),
+        markets,
+    }))
 }
 
-async fn markets(State(s): State<AppState>) -> ApiResult<serde_json::Value> {
+/// The indexed markets.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Markets {
+    /// Every market in the database.
+    pub markets: Vec<MarketInfo>,
+}
+
+/// An indexed market.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MarketInfo {
+    /// Market id (the `market` parameter).
+    pub id: i64,
+    /// Chain id.
+    pub chain_id: i64,
+    /// Contract address.
+    pub address: String,
+    /// First indexed block.
+    pub start_block: i64,
+    /// Newest indexed block.
+    pub indexed_block: i64,
+}
+
+/// The indexed markets.
+#[utoipa::path(get, path = "/v1/markets", responses((status = 200, body = Markets), (status = 429, body = ErrorBody)))]
+async fn markets(State(s): State<AppState>) -> ApiResult<Markets> {
     let rows = sqlx::query(
         "SELECT id, chain_id, address, start_block, next_block FROM markets ORDER BY id",
     )
@@ -216,25 +468,29 @@ async fn markets(State(s): State<AppState>) -> ApiResult<serde_json::Value> {
     .await?;
     let markets: Vec<_> = rows
         .iter()
-        .map(|r| {
-            json!({
-                "id": r.get::<i64, _>(0),
-                "chainId": r.get::<i64, _>(1),
-                "address": r.get::<String, _>(2),
-                "startBlock": r.get::<i64, _>(3),
-                "indexedBlock": r.get::<i64, _>(4) - 1,
-            })
+        .map(|r| MarketInfo {
+            id: r.get(0),
+            chain_id: r.get(1),
+            address: r.get(2),
+            start_block: r.get(3),
+            indexed_block: r.get::<i64, _>(4) - 1,
         })
         .collect();
-    Ok(Json(json!({ "markets": markets })))
+    Ok(Json(Markets { markets }))
 }
 
-/// All-time protocol numbers of a market.
-#[derive(Debug, Serialize)]
+/// Protocol numbers of a market, all time or over a window of days.
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Overview {
     /// Market id.
     pub market: i64,
+    /// First day of the window (inclusive), when one was asked for.
+    pub from: Option<String>,
+    /// Last day of the window (inclusive), when one was asked for.
+    pub to: Option<String>,
+    /// ETH held by the curves now (all-time buy minus sell volume), whatever the window.
+    pub tvl: Amount,
     /// Σ protocolEthAmount.
     pub protocol_revenue: Amount,
     /// Σ subjectEthAmount.
@@ -247,7 +503,7 @@ pub struct Overview {
     pub sell_volume: Amount,
     /// Buy plus sell volume.
     pub volume: Amount,
-    /// Buy minus sell volume: the ETH held for the curves (TVL).
+    /// Buy minus sell volume (over the window; all time = TVL).
     pub net_volume: Amount,
     /// Trades with a non-zero amount.
     pub trades: i64,
@@ -261,9 +517,30 @@ pub struct Overview {
     pub subjects: i64,
 }
 
-async fn overview(State(s): State<AppState>, Q(q): Q<MarketQuery>) -> ApiResult<Overview> {
+/// `from`/`to` dates (inclusive, UTC) → a day range, checked.
+fn day_range(from: Option<&str>, to: Option<&str>) -> Result<(i64, i64), ApiError> {
+    let from = from.map(parse_date).transpose()?.unwrap_or(i64::MIN / 2);
+    let to = to.map(parse_date).transpose()?.unwrap_or(i64::MAX / 2);
+    if from > to {
+        return Err(ApiError::BadRequest(
+            "inverted range: `from` is after `to`".into(),
+        ));
+    }
+    Ok((from, to))
+}
+
+/// Protocol revenue, subject revenue, volume, trades, traders, subjects and TVL.
+#[utoipa::path(get, path = "/v1/overview", params(DailyQuery), responses((status = 200, body = Overview), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
+async fn overview(State(s): State<AppState>, Q(q): Q<DailyQuery>) -> ApiResult<Overview> {
     let id = market_id(&s.store, q.market).await?;
-    let t = s.store.totals(id).await?;
+    let window = (q.from.is_some() || q.to.is_some())
+        .then(|| day_range(q.from.as_deref(), q.to.as_deref()))
+        .transpose()?;
+    let t = s.store.totals(id, window).await?;
+    let all = match window {
+        None => t.clone(),
+        Some(_) => s.store.totals(id, None).await?,
+    };
     let d = |v: &str| Decimal::from_str(v).map_err(|e| ApiError::Internal(e.to_string()));
     let (buy, sell, p, sj) = (
         d(&t.buy_volume)?,
@@ -271,8 +548,14 @@ async fn overview(State(s): State<AppState>, Q(q): Q<MarketQuery>) -> ApiResult<
         d(&t.protocol_fees)?,
         d(&t.subject_fees)?,
     );
+    let tvl = d(&all.buy_volume)? - d(&all.sell_volume)?;
     Ok(Json(Overview {
         market: id,
+        from: window
+            .map(|w| format_date(w.0.max(0)))
+            .filter(|_| q.from.is_some()),
+        to: window.map(|w| format_date(w.1)).filter(|_| q.to.is_some()),
+        tvl: Amount::from_wei(tvl),
         protocol_revenue: Amount::from_wei(p),
         subject_revenue: Amount::from_wei(sj),
         total_fees: Amount::from_wei(p + sj),
@@ -288,32 +571,62 @@ async fn overview(State(s): State<AppState>, Q(q): Q<MarketQuery>) -> ApiResult<
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct DailyQuery {
+    /// Market id (see /v1/markets); required when the database holds several.
     market: Option<i64>,
+    /// First UTC day, YYYY-MM-DD (inclusive).
+    #[param(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     from: Option<String>,
+    /// Last UTC day, YYYY-MM-DD (inclusive).
+    #[param(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     to: Option<String>,
 }
 
-async fn daily(State(s): State<AppState>, Q(q): Q<DailyQuery>) -> ApiResult<serde_json::Value> {
+/// A market's daily series.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Daily {
+    /// Market id.
+    pub market: i64,
+    /// UTC days with trades, oldest first.
+    pub days: Vec<Day>,
+}
+
+/// One UTC day.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Day {
+    /// YYYY-MM-DD.
+    pub date: String,
+    /// Trades with a non-zero amount.
+    pub trades: i64,
+    /// Buys.
+    pub buys: i64,
+    /// Sells.
+    pub sells: i64,
+    /// Σ ethAmount over buys.
+    pub buy_volume: Amount,
+    /// Σ ethAmount over sells.
+    pub sell_volume: Amount,
+    /// Σ protocolEthAmount.
+    pub protocol_revenue: Amount,
+    /// Σ subjectEthAmount.
+    pub subject_revenue: Amount,
+    /// Distinct traders that traded that day.
+    pub active_traders: i64,
+    /// Traders whose first trade was that day.
+    pub new_traders: i64,
+    /// Subjects whose first trade was that day.
+    pub new_subjects: i64,
+}
+
+/// The daily (UTC) series for a date range.
+#[utoipa::path(get, path = "/v1/daily", params(DailyQuery), responses((status = 200, body = Daily), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
+async fn daily(State(s): State<AppState>, Q(q): Q<DailyQuery>) -> ApiResult<Daily> {
     let id = market_id(&s.store, q.market).await?;
-    let from = q
-        .from
-        .as_deref()
-        .map(parse_date)
-        .transpose()?
-        .unwrap_or(i64::MIN / 2);
-    let to =
-        q.to.as_deref()
-            .map(parse_date)
-            .transpose()?
-            .unwrap_or(i64::MAX / 2);
-    if from > to {
-        return Err(ApiError::BadRequest(
-            "inverted range: `from` is after `to`".into(),
-        ));
-    }
+    let (from, to) = day_range(q.from.as_deref(), q.to.as_deref())?;
     let rows = sqlx::query(
         "SELECT day, trades, buys, sells, buy_volume_gwei, buy_volume_rem, sell_volume_gwei, sell_volume_rem, \
          protocol_gwei, protocol_rem, subject_gwei, subject_rem, active_traders, new_traders, new_subjects \
@@ -326,30 +639,34 @@ async fn daily(State(s): State<AppState>, Q(q): Q<DailyQuery>) -> ApiResult<serd
     .await?;
     let days: Vec<_> = rows
         .iter()
-        .map(|r| {
-            json!({
-                "date": format_date(r.get(0)),
-                "trades": r.get::<i64, _>(1),
-                "buys": r.get::<i64, _>(2),
-                "sells": r.get::<i64, _>(3),
-                "buyVolume": Amount::from_parts(r, 4),
-                "sellVolume": Amount::from_parts(r, 6),
-                "protocolRevenue": Amount::from_parts(r, 8),
-                "subjectRevenue": Amount::from_parts(r, 10),
-                "activeTraders": r.get::<i64, _>(12),
-                "newTraders": r.get::<i64, _>(13),
-                "newSubjects": r.get::<i64, _>(14),
-            })
+        .map(|r| Day {
+            date: format_date(r.get(0)),
+            trades: r.get(1),
+            buys: r.get(2),
+            sells: r.get(3),
+            buy_volume: Amount::from_parts(r, 4),
+            sell_volume: Amount::from_parts(r, 6),
+            protocol_revenue: Amount::from_parts(r, 8),
+            subject_revenue: Amount::from_parts(r, 10),
+            active_traders: r.get(12),
+            new_traders: r.get(13),
+            new_subjects: r.get(14),
         })
         .collect();
-    Ok(Json(json!({ "market": id, "days": days })))
+    Ok(Json(Daily { market: id, days }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct TopQuery {
+    /// Market id (see /v1/markets); required when the database holds several.
     market: Option<i64>,
+    /// Order: volume (default), fees, trades; for subjects also holders, supply.
+    #[param(pattern = "^(volume|fees|trades|holders|supply)$")]
     by: Option<String>,
+    /// Rows, 1..=100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
 }
 
@@ -368,10 +685,38 @@ fn by_amount(col: &str) -> String {
     format!("({col}_gwei + {col}_rem / 1000000000) DESC, ({col}_rem % 1000000000) DESC")
 }
 
-async fn top_subjects(
-    State(s): State<AppState>,
-    Q(q): Q<TopQuery>,
-) -> ApiResult<serde_json::Value> {
+/// Top subjects.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TopSubjects {
+    /// Market id.
+    pub market: i64,
+    /// Subjects, best first.
+    pub subjects: Vec<SubjectSummary>,
+}
+
+/// A subject's aggregates.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SubjectSummary {
+    /// The subject's address.
+    pub subject: String,
+    /// Keys outstanding.
+    pub supply: i64,
+    /// Traders holding at least one key.
+    pub holders: i64,
+    /// Trades with a non-zero amount.
+    pub trades: i64,
+    /// Σ ethAmount.
+    pub volume: Amount,
+    /// Σ subjectEthAmount.
+    pub fees_earned: Amount,
+    /// Unix time of its first trade.
+    pub first_trade_time: i64,
+}
+
+/// Top subjects by volume, fees earned, holders, supply or trades.
+#[utoipa::path(get, path = "/v1/subjects/top", params(TopQuery), responses((status = 200, body = TopSubjects), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
+async fn top_subjects(State(s): State<AppState>, Q(q): Q<TopQuery>) -> ApiResult<TopSubjects> {
     let id = market_id(&s.store, q.market).await?;
     let order = match q.by.as_deref().unwrap_or("volume") {
         "volume" => by_amount("volume"),
@@ -393,23 +738,53 @@ async fn top_subjects(
     .bind(limit(q.limit)?)
     .fetch_all(s.store.pool())
     .await?;
-    let subjects: Vec<_> = rows.iter().map(subject_json).collect();
-    Ok(Json(json!({ "market": id, "subjects": subjects })))
+    let subjects = rows.iter().map(subject_summary).collect();
+    Ok(Json(TopSubjects {
+        market: id,
+        subjects,
+    }))
 }
 
-fn subject_json(r: &sqlx::any::AnyRow) -> serde_json::Value {
-    json!({
-        "subject": r.get::<String, _>(0),
-        "supply": r.get::<i64, _>(1),
-        "holders": r.get::<i64, _>(2),
-        "trades": r.get::<i64, _>(3),
-        "volume": Amount::from_parts(r, 4),
-        "feesEarned": Amount::from_parts(r, 6),
-        "firstTradeTime": r.get::<i64, _>(8),
-    })
+fn subject_summary(r: &sqlx::any::AnyRow) -> SubjectSummary {
+    SubjectSummary {
+        subject: r.get(0),
+        supply: r.get(1),
+        holders: r.get(2),
+        trades: r.get(3),
+        volume: Amount::from_parts(r, 4),
+        fees_earned: Amount::from_parts(r, 6),
+        first_trade_time: r.get(8),
+    }
 }
 
-async fn top_traders(State(s): State<AppState>, Q(q): Q<TopQuery>) -> ApiResult<serde_json::Value> {
+/// Top traders.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TopTraders {
+    /// Market id.
+    pub market: i64,
+    /// Traders, best first.
+    pub traders: Vec<TraderSummary>,
+}
+
+/// A trader's aggregates.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TraderSummary {
+    /// The trader's address.
+    pub trader: String,
+    /// Trades with a non-zero amount.
+    pub trades: i64,
+    /// Σ ethAmount.
+    pub volume: Amount,
+    /// Σ protocol and subject fees paid.
+    pub fees_paid: Amount,
+    /// Unix time of the first trade.
+    pub first_trade_time: i64,
+}
+
+/// Top traders by volume, fees paid or trades.
+#[utoipa::path(get, path = "/v1/traders/top", params(TopQuery), responses((status = 200, body = TopTraders), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
+async fn top_traders(State(s): State<AppState>, Q(q): Q<TopQuery>) -> ApiResult<TopTraders> {
     let id = market_id(&s.store, q.market).await?;
     let order = match q.by.as_deref().unwrap_or("volume") {
         "volume" => by_amount("volume"),
@@ -429,15 +804,29 @@ async fn top_traders(State(s): State<AppState>, Q(q): Q<TopQuery>) -> ApiResult<
     .bind(limit(q.limit)?)
     .fetch_all(s.store.pool())
     .await?;
-    let traders: Vec<_> = rows.iter().map(trader_json).collect();
-    Ok(Json(json!({ "market": id, "traders": traders })))
+    let traders = rows.iter().map(trader_summary).collect();
+    Ok(Json(TopTraders {
+        market: id,
+        traders,
+    }))
 }
 
+/// One subject.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SubjectOne {
+    /// Market id.
+    pub market: i64,
+    /// Its aggregates.
+    pub subject: SubjectSummary,
+}
+
+/// One subject: supply, holders, trades, volume, fees earned.
+#[utoipa::path(get, path = "/v1/subjects/{address}", params(("address" = String, Path, description = "0x-prefixed address"), MarketQuery), responses((status = 200, body = SubjectOne), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn subject(
     State(s): State<AppState>,
-    Path(address): Path<String>,
+    P(address): P<String>,
     Q(q): Q<MarketQuery>,
-) -> ApiResult<serde_json::Value> {
+) -> ApiResult<SubjectOne> {
     let address = parse_address(&address)?;
     let id = market_id(&s.store, q.market).await?;
     let row = sqlx::query(
@@ -449,23 +838,39 @@ async fn subject(
     .fetch_optional(s.store.pool())
     .await?
     .ok_or_else(|| ApiError::NotFound(format!("subject {address} has no trades in market {id}")))?;
-    Ok(Json(json!({ "market": id, "subject": subject_json(&row) })))
+    Ok(Json(SubjectOne {
+        market: id,
+        subject: subject_summary(&row),
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[into_params(parameter_in = Query, rename_all = "camelCase")]
 struct TradesQuery {
+    /// Market id (see /v1/markets); required when the database holds several.
     market: Option<i64>,
+    /// Only this subject's trades.
+    #[param(pattern = r"^0x[0-9a-fA-F]{40}$")]
     subject: Option<String>,
+    /// Only this trader's trades.
+    #[param(pattern = r"^0x[0-9a-fA-F]{40}$")]
     trader: Option<String>,
+    /// `buy` or `sell`.
+    #[param(pattern = "^(buy|sell)$")]
     side: Option<String>,
+    /// From this block (inclusive).
     from_block: Option<i64>,
+    /// To this block (inclusive).
     to_block: Option<i64>,
     /// Unix seconds, inclusive.
     from_time: Option<i64>,
     /// Unix seconds, inclusive.
     to_time: Option<i64>,
+    /// Rows, 1..=100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
+    /// The previous page's nextCursor.
     cursor: Option<String>,
 }
 
@@ -481,8 +886,51 @@ fn parse_cursor<A: FromStr, B: FromStr>(cursor: &str) -> Result<(A, B), ApiError
     Ok((a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?))
 }
 
-/// Recent trades, newest first, with filters; paginated by a keyset cursor.
-async fn trades(State(s): State<AppState>, Q(q): Q<TradesQuery>) -> ApiResult<serde_json::Value> {
+/// A page of trades.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Trades {
+    /// Market id.
+    pub market: i64,
+    /// Trades, newest first.
+    pub trades: Vec<Trade>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// One trade (a `Trade` event).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Trade {
+    /// Block number.
+    pub block: i64,
+    /// Log index in the block.
+    pub log_index: i64,
+    /// Transaction hash.
+    pub tx_hash: String,
+    /// Block time (unix seconds).
+    pub time: i64,
+    /// Trader.
+    pub trader: String,
+    /// Subject.
+    pub subject: String,
+    /// `buy` or `sell`.
+    pub side: String,
+    /// Keys traded.
+    pub shares: i64,
+    /// ethAmount: the curve price of the keys.
+    pub eth_amount: Amount,
+    /// protocolEthAmount.
+    pub protocol_fee: Amount,
+    /// subjectEthAmount.
+    pub subject_fee: Amount,
+    /// The subject's supply after the trade.
+    pub supply: i64,
+}
+
+/// Trades, newest first, with filters; paginated by a keyset cursor.
+#[utoipa::path(get, path = "/v1/trades", params(TradesQuery), responses((status = 200, body = Trades), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
+async fn trades(State(s): State<AppState>, Q(q): Q<TradesQuery>) -> ApiResult<Trades> {
     let id = market_id(&s.store, q.market).await?;
     let limit = limit(q.limit)?;
     let mut sql = String::from(
@@ -566,42 +1014,76 @@ async fn trades(State(s): State<AppState>, Q(q): Q<TradesQuery>) -> ApiResult<se
     });
     let trades: Vec<_> = rows
         .iter()
-        .map(|r| {
-            json!({
-                "block": r.get::<i64, _>(0),
-                "logIndex": r.get::<i64, _>(1),
-                "txHash": r.get::<String, _>(2),
-                "time": r.get::<i64, _>(3),
-                "trader": r.get::<String, _>(4),
-                "subject": r.get::<String, _>(5),
-                "side": if r.get::<i64, _>(6) == 1 { "buy" } else { "sell" },
-                "shares": r.get::<i64, _>(7),
-                "ethAmount": Amount::from_parts(r, 8),
-                "protocolFee": Amount::from_parts(r, 10),
-                "subjectFee": Amount::from_parts(r, 12),
-                "supply": r.get::<i64, _>(14),
-            })
+        .map(|r| Trade {
+            block: r.get(0),
+            log_index: r.get(1),
+            tx_hash: r.get(2),
+            time: r.get(3),
+            trader: r.get(4),
+            subject: r.get(5),
+            side: if r.get::<i64, _>(6) == 1 {
+                "buy"
+            } else {
+                "sell"
+            }
+            .into(),
+            shares: r.get(7),
+            eth_amount: Amount::from_parts(r, 8),
+            protocol_fee: Amount::from_parts(r, 10),
+            subject_fee: Amount::from_parts(r, 12),
+            supply: r.get(14),
         })
         .collect();
-    Ok(Json(
-        json!({ "market": id, "trades": trades, "nextCursor": next }),
-    ))
+    Ok(Json(Trades {
+        market: id,
+        trades,
+        next_cursor: next,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct PageQuery {
+    /// Market id (see /v1/markets); required when the database holds several.
     market: Option<i64>,
+    /// Rows, 1..=100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
+    /// The previous page's nextCursor.
     cursor: Option<String>,
 }
 
+/// A page of a subject's holders.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Holders {
+    /// Market id.
+    pub market: i64,
+    /// The subject.
+    pub subject: String,
+    /// Holders, largest balance first.
+    pub holders: Vec<Holder>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A holder of a subject's keys.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Holder {
+    /// The trader.
+    pub trader: String,
+    /// Keys held.
+    pub balance: i64,
+}
+
 /// A subject's holders, largest balance first (ties by address); keyset cursor.
+#[utoipa::path(get, path = "/v1/subjects/{address}/holders", params(("address" = String, Path, description = "0x-prefixed address"), PageQuery), responses((status = 200, body = Holders), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn holders(
     State(s): State<AppState>,
-    Path(address): Path<String>,
+    P(address): P<String>,
     Q(q): Q<PageQuery>,
-) -> ApiResult<serde_json::Value> {
+) -> ApiResult<Holders> {
     let address = parse_address(&address)?;
     let id = market_id(&s.store, q.market).await?;
     let limit = limit(q.limit)?;
@@ -629,21 +1111,48 @@ async fn holders(
         let last = rows.last().expect("a full page");
         format!("{}_{}", last.get::<i64, _>(1), last.get::<String, _>(0))
     });
-    let holders: Vec<_> = rows
+    let holders = rows
         .iter()
-        .map(|r| json!({ "trader": r.get::<String, _>(0), "balance": r.get::<i64, _>(1) }))
+        .map(|r| Holder {
+            trader: r.get(0),
+            balance: r.get(1),
+        })
         .collect();
-    Ok(Json(
-        json!({ "market": id, "subject": address, "holders": holders, "nextCursor": next }),
-    ))
+    Ok(Json(Holders {
+        market: id,
+        subject: address,
+        holders,
+        next_cursor: next,
+    }))
+}
+
+/// One trader.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TraderOne {
+    /// Market id.
+    pub market: i64,
+    /// Its aggregates.
+    pub trader: TraderSummary,
+    /// Its current holdings (at most 100, largest first).
+    pub holdings: Vec<Holding>,
+}
+
+/// Keys of one subject held.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Holding {
+    /// The subject.
+    pub subject: String,
+    /// Keys held.
+    pub balance: i64,
 }
 
 /// One trader: totals and current holdings.
+#[utoipa::path(get, path = "/v1/traders/{address}", params(("address" = String, Path, description = "0x-prefixed address"), MarketQuery), responses((status = 200, body = TraderOne), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn trader(
     State(s): State<AppState>,
-    Path(address): Path<String>,
+    P(address): P<String>,
     Q(q): Q<MarketQuery>,
-) -> ApiResult<serde_json::Value> {
+) -> ApiResult<TraderOne> {
     let address = parse_address(&address)?;
     let id = market_id(&s.store, q.market).await?;
     let row = sqlx::query(
@@ -664,21 +1173,27 @@ async fn trader(
     .bind(i64::from(MAX_LIMIT))
     .fetch_all(s.store.pool())
     .await?;
-    Ok(Json(json!({
-        "market": id,
-        "trader": trader_json(&row),
-        "holdings": holdings.iter().map(|r| json!({ "subject": r.get::<String, _>(0), "balance": r.get::<i64, _>(1) })).collect::<Vec<_>>(),
-    })))
+    Ok(Json(TraderOne {
+        market: id,
+        trader: trader_summary(&row),
+        holdings: holdings
+            .iter()
+            .map(|r| Holding {
+                subject: r.get(0),
+                balance: r.get(1),
+            })
+            .collect(),
+    }))
 }
 
-fn trader_json(r: &sqlx::any::AnyRow) -> serde_json::Value {
-    json!({
-        "trader": r.get::<String, _>(0),
-        "trades": r.get::<i64, _>(1),
-        "volume": Amount::from_parts(r, 2),
-        "feesPaid": Amount::from_parts(r, 4),
-        "firstTradeTime": r.get::<i64, _>(6),
-    })
+fn trader_summary(r: &sqlx::any::AnyRow) -> TraderSummary {
+    TraderSummary {
+        trader: r.get(0),
+        trades: r.get(1),
+        volume: Amount::from_parts(r, 2),
+        fees_paid: Amount::from_parts(r, 4),
+        first_trade_time: r.get(6),
+    }
 }
 
 /// A 0x-prefixed 20-byte hex address, lowercased as stored.

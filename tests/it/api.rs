@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 
 use alloy::{primitives::U256, providers::Provider, sol_types::SolEvent};
-use keymarket_api::{AppState, router};
+use keymarket_api::AppState;
 use keymarket_contracts::{KeyMarket, TRADE_TOPIC};
 use keymarket_indexer::Store;
 use serde_json::Value;
@@ -13,9 +13,13 @@ use serde_json::Value;
 use crate::common::{Chain, Db, fresh_db};
 
 async fn serve(store: Store) -> String {
+    serve_state(AppState::new(store)).await
+}
+
+async fn serve_state(state: AppState) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router(AppState { store })).await });
+    tokio::spawn(keymarket_api::serve(listener, state));
     url
 }
 
@@ -99,6 +103,15 @@ async fn api_numbers_equal_the_chain_on_sqlite_and_postgres() {
         let first = days[0]["date"].as_str().unwrap().to_string();
         let (_, one) = get(&format!("{base}/v1/daily?from={first}&to={first}")).await;
         assert_eq!(one["days"].as_array().unwrap().len(), 1);
+        // The overview over a window equals that window's daily rows; TVL stays the current one.
+        let (status, w) = get(&format!("{base}/v1/overview?from={first}&to={first}")).await;
+        assert_eq!(status, 200, "{w}");
+        assert_eq!(w["trades"], days[0]["trades"]);
+        assert_eq!(w["protocolRevenue"], days[0]["protocolRevenue"]);
+        assert_eq!(w["traders"], days[0]["activeTraders"]);
+        assert_eq!(w["tvl"], o["netVolume"]);
+        assert_eq!(w["from"], first.as_str());
+        assert_eq!(o["tvl"], o["netVolume"]);
 
         let (status, top) = get(&format!("{base}/v1/subjects/top?by=volume&limit=5")).await;
         assert_eq!(status, 200);
@@ -239,6 +252,29 @@ async fn api_numbers_equal_the_chain_on_sqlite_and_postgres() {
             );
         }
 
+        // Prometheus metrics: latencies of the requests above, and the indexer's position.
+        let text = reqwest::get(format!("{base}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            text.contains(r#"keymarket_http_request_duration_seconds_count{route="/v1/overview",status="200"}"#),
+            "{text}"
+        );
+        let indexed = o["trades"].as_i64().unwrap();
+        assert!(
+            text.contains(&format!(
+                "keymarket_indexed_trades{{market=\"1\"}} {indexed}"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains("keymarket_lag_blocks{market=\"1\"} 0"),
+            "{text}"
+        );
+
         // Bad requests: 4xx with a JSON body naming the problem.
         for (path, status, needle) in [
             ("/v1/subjects/0x1234", 400, "malformed address"),
@@ -254,6 +290,11 @@ async fn api_numbers_equal_the_chain_on_sqlite_and_postgres() {
             ("/v1/overview?colour=red", 400, "unknown field"),
             ("/v1/nothing", 404, "no such endpoint"),
             ("/v1/trades?side=both", 400, "unknown side"),
+            (
+                "/v1/overview?from=2030-01-02&to=2030-01-01",
+                400,
+                "inverted range",
+            ),
             ("/v1/trades?cursor=abc", 400, "malformed cursor"),
             ("/v1/trades?fromBlock=9&toBlock=3", 400, "inverted range"),
             ("/v1/trades?trader=0xzz", 400, "malformed address"),
@@ -343,4 +384,101 @@ async fn dashboard_in_chromium() {
     let (_, o) = get(&format!("{base}/v1/overview")).await;
     assert_eq!(report["liveTrades"], o["trades"]);
     assert!(report["charts"].as_u64().unwrap() >= 4);
+}
+
+/// The per-client rate limit: past the burst, 429 with a JSON body and Retry-After; the bucket
+/// refills.
+#[tokio::test(flavor = "multi_thread")]
+async fn rate_limit_answers_429_with_json() {
+    let url = fresh_db(Db::Sqlite, "ratelimit").await;
+    let store = Store::connect(&url).await.unwrap();
+    let base = serve_state(AppState::new(store).with_rate_limit(1, 5)).await;
+    let client = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    let mut limited = None;
+    for _ in 0..12 {
+        let resp = client.get(format!("{base}/healthz")).send().await.unwrap();
+        statuses.push(resp.status().as_u16());
+        if resp.status() == 429 && limited.is_none() {
+            let retry = resp.headers()["retry-after"].to_str().unwrap().to_string();
+            let body: Value = resp.json().await.unwrap();
+            limited = Some((retry, body));
+        }
+    }
+    // A burst of 5, plus at most a refill or two if the machine is slow.
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    assert!((5..=7).contains(&ok), "a burst of 5: {statuses:?}");
+    assert!(statuses[..5].iter().all(|s| *s == 200), "{statuses:?}");
+    let (retry, body) = limited.expect("429s after the burst");
+    assert!(retry.parse::<u64>().unwrap() >= 1);
+    assert_eq!(body["error"]["status"], 429);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("rate limit")
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let resp = client.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "refilled");
+}
+
+/// The API against its own OpenAPI document (`/openapi.json`, generated by utoipa): schemathesis
+/// (PyPI, installed by scripts/setup.sh into .keymarket/venv) generates valid and invalid requests
+/// for every operation; no response may be a 5xx, and every response must match its documented
+/// status, content type and schema. Runs on SQLite and PostgreSQL.
+#[tokio::test(flavor = "multi_thread")]
+async fn openapi_document_holds_under_schemathesis() {
+    let chain = Chain::new().await;
+    chain.trade(400, 23, 100, 8 * 3600).await;
+    let root = env!("CARGO_MANIFEST_DIR");
+    for kind in [Db::Sqlite, Db::Postgres] {
+        let url = fresh_db(kind, "openapi").await;
+        let store = Store::connect(&url).await.unwrap();
+        keymarket_indexer::run(&chain.provider, &store, chain.spec(), &Default::default())
+            .await
+            .unwrap();
+        let base = serve(store).await;
+        let (status, doc) = get(&format!("{base}/openapi.json")).await;
+        assert_eq!(status, 200);
+        let paths: Vec<&String> = doc["paths"].as_object().unwrap().keys().collect();
+        for p in [
+            "/healthz",
+            "/v1/markets",
+            "/v1/overview",
+            "/v1/daily",
+            "/v1/subjects/top",
+            "/v1/traders/top",
+            "/v1/subjects/{address}",
+            "/v1/subjects/{address}/holders",
+            "/v1/traders/{address}",
+            "/v1/trades",
+        ] {
+            assert!(paths.iter().any(|k| *k == p), "{p} documented: {paths:?}");
+        }
+        let out = tokio::process::Command::new(format!("{root}/.keymarket/venv/bin/schemathesis"))
+            .args(["run", &format!("{base}/openapi.json")])
+            .args([
+                "--checks",
+                "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+            ])
+            .args(["--max-examples", "40", "--seed", "7", "--workers", "2"])
+            .args(["--phases", "examples,coverage,fuzzing", "--no-shrink"])
+            .current_dir(std::env::temp_dir())
+            .output()
+            .await
+            .expect("schemathesis runs (scripts/setup.sh installs it into .keymarket/venv)");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{kind:?}: schemathesis found problems:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // It really exercised every operation.
+        assert!(
+            stdout.contains("10 selected") || stdout.contains("10 total"),
+            "{stdout}"
+        );
+        println!("{kind:?}:\n{stdout}");
+    }
 }

@@ -1,0 +1,101 @@
+//! `/metrics` in the Prometheus (OpenMetrics text) format: request latencies per route and
+//! status, and per market the indexed trades, indexed block, last seen head and lag, read from
+//! the database at scrape time.
+
+use std::time::Duration;
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+
+/// Labels of a request.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// The matched route, e.g. `/v1/subjects/{address}`.
+    pub route: String,
+    /// The response status.
+    pub status: u16,
+}
+
+/// Labels of a market's gauges.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MarketLabels {
+    /// The market's id in the database.
+    pub market: i64,
+}
+
+/// The API's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Histogram>,
+    /// Trades with a non-zero amount, per market.
+    pub trades: Family<MarketLabels, Gauge>,
+    /// The newest indexed block, per market.
+    pub indexed_block: Family<MarketLabels, Gauge>,
+    /// The chain head the indexer last saw, per market.
+    pub head_block: Family<MarketLabels, Gauge>,
+    /// Head minus indexed block, per market.
+    pub lag_blocks: Family<MarketLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("keymarket");
+        // 0.1 ms … 3.3 s.
+        let requests = Family::<RequestLabels, Histogram>::new_with_constructor(
+            (|| Histogram::new(exponential_buckets(0.0001, 2.0, 16))) as fn() -> Histogram,
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "API request latency by route and status",
+            requests.clone(),
+        );
+        let mut gauge = |name: &str, help: &str| {
+            let f = Family::<MarketLabels, Gauge>::default();
+            registry.register(name, help, f.clone());
+            f
+        };
+        let trades = gauge(
+            "indexed_trades",
+            "Trades with a non-zero amount in the database",
+        );
+        let indexed_block = gauge("indexed_block", "Newest block indexed");
+        let head_block = gauge("head_block", "Chain head the indexer last saw");
+        let lag_blocks = gauge(
+            "lag_blocks",
+            "Blocks between the head and the indexed block",
+        );
+        Self {
+            registry,
+            requests,
+            trades,
+            indexed_block,
+            head_block,
+            lag_blocks,
+        }
+    }
+}
+
+impl Metrics {
+    /// Records one request.
+    pub fn observe(&self, route: String, status: u16, elapsed: Duration) {
+        self.requests
+            .get_or_create(&RequestLabels { route, status })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// The text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
