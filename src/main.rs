@@ -5,6 +5,8 @@
 //! - `keymarket deploy` deploys a KeyMarket and writes the deployment file;
 //! - `keymarket simulate` drives realistic trading on a deployment.
 
+mod bench_store;
+
 use std::{path::PathBuf, time::Duration};
 
 use alloy::{
@@ -53,6 +55,9 @@ enum Command {
     /// Benchmark: latency from a block being mined to its trades being queryable, while following.
     #[command(hide = true)]
     BenchLive(BenchLiveArgs),
+    /// Benchmark: write a friend.tech-sized synthetic database through the store (no chain).
+    #[command(hide = true)]
+    BenchStore(bench_store::BenchStoreArgs),
 }
 
 #[derive(Args)]
@@ -289,6 +294,7 @@ async fn main() -> Result<()> {
         Command::Simulate(args) => simulate(args).await,
         Command::Index(args) => index(args).await,
         Command::BenchLive(args) => bench_live(args).await,
+        Command::BenchStore(args) => bench_store::run(args).await,
         Command::Serve(args) => {
             let store = Store::connect(&args.database_url).await?;
             let listener = bind(args.listen).await?;

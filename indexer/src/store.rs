@@ -580,12 +580,48 @@ const DEFERRABLE_INDEXES: &[(&str, &str)] = &[
         "CREATE INDEX IF NOT EXISTS trades_market_block ON trades (market_id, block_number, log_index)",
     ),
     (
+        "subjects_by_volume",
+        "CREATE INDEX IF NOT EXISTS subjects_by_volume ON subjects (market_id, (volume_gwei + volume_rem / 1000000000) DESC, (volume_rem % 1000000000) DESC, subject)",
+    ),
+    (
+        "subjects_by_fees",
+        "CREATE INDEX IF NOT EXISTS subjects_by_fees ON subjects (market_id, (fees_gwei + fees_rem / 1000000000) DESC, (fees_rem % 1000000000) DESC, subject)",
+    ),
+    (
+        "subjects_by_holders",
+        "CREATE INDEX IF NOT EXISTS subjects_by_holders ON subjects (market_id, holders DESC, subject)",
+    ),
+    (
+        "subjects_by_supply",
+        "CREATE INDEX IF NOT EXISTS subjects_by_supply ON subjects (market_id, supply DESC, subject)",
+    ),
+    (
+        "subjects_by_trades",
+        "CREATE INDEX IF NOT EXISTS subjects_by_trades ON subjects (market_id, trades DESC, subject)",
+    ),
+    (
+        "traders_by_volume",
+        "CREATE INDEX IF NOT EXISTS traders_by_volume ON traders (market_id, (volume_gwei + volume_rem / 1000000000) DESC, (volume_rem % 1000000000) DESC, trader)",
+    ),
+    (
+        "traders_by_fees",
+        "CREATE INDEX IF NOT EXISTS traders_by_fees ON traders (market_id, (fees_gwei + fees_rem / 1000000000) DESC, (fees_rem % 1000000000) DESC, trader)",
+    ),
+    (
+        "traders_by_trades",
+        "CREATE INDEX IF NOT EXISTS traders_by_trades ON traders (market_id, trades DESC, trader)",
+    ),
+    (
+        "holdings_by_balance",
+        "CREATE INDEX IF NOT EXISTS holdings_by_balance ON holdings (market_id, subject, balance DESC, trader)",
+    ),
+    (
         "trades_market_subject",
-        "CREATE INDEX IF NOT EXISTS trades_market_subject ON trades (market_id, subject, block_number)",
+        "CREATE INDEX IF NOT EXISTS trades_market_subject ON trades (market_id, subject, block_number, log_index)",
     ),
     (
         "trades_market_trader",
-        "CREATE INDEX IF NOT EXISTS trades_market_trader ON trades (market_id, trader, block_number)",
+        "CREATE INDEX IF NOT EXISTS trades_market_trader ON trades (market_id, trader, block_number, log_index)",
     ),
 ];
 
