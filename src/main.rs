@@ -296,7 +296,7 @@ async fn main() -> Result<()> {
         Command::BenchLive(args) => bench_live(args).await,
         Command::BenchStore(args) => bench_store::run(args).await,
         Command::Serve(args) => {
-            let store = Store::connect(&args.database_url).await?;
+            let store = Store::connect_with(&args.database_url, Some(4)).await?;
             let listener = bind(args.listen).await?;
             println!("API on http://{}/v1/overview", args.listen);
             let state = keymarket_api::AppState::new(store)
@@ -381,7 +381,9 @@ async fn up(args: UpArgs) -> Result<()> {
     let listener = bind(args.listen).await?;
     let api = keymarket_api::serve(
         listener,
-        keymarket_api::AppState::new(store.clone()).with_rate_limit(100, 200),
+        // Its own pool: readers never wait for the indexer's batches (WAL).
+        keymarket_api::AppState::new(Store::connect_with(&args.database_url, Some(4)).await?)
+            .with_rate_limit(100, 200),
     );
     println!("\ndashboard  http://{}/", args.listen);
     println!(

@@ -9,10 +9,11 @@ pub mod dashboard;
 pub mod metrics;
 
 use std::{
+    collections::HashMap,
     net::{IpAddr, Ipv4Addr, SocketAddr},
     num::NonZeroU32,
     str::FromStr,
-    sync::Arc,
+    sync::{Arc, Mutex},
     time::Instant,
 };
 
@@ -43,7 +44,15 @@ pub struct AppState {
     pub store: Store,
     metrics: Arc<metrics::Metrics>,
     limiter: Option<Arc<RateLimit>>,
+    overviews: Arc<Mutex<HashMap<OverviewKey, (Instant, Overview)>>>,
 }
+
+/// (market, window of days).
+type OverviewKey = (i64, Option<(i64, i64)>);
+
+/// How long an overview is served from memory: the hottest endpoint answers from a snapshot at
+/// most this old (always a whole committed batch, never a half-applied one).
+const OVERVIEW_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A per-client (IP address) token bucket.
 #[derive(Debug)]
@@ -59,6 +68,7 @@ impl AppState {
             store,
             metrics: Arc::default(),
             limiter: None,
+            overviews: Arc::default(),
         }
     }
 
@@ -480,7 +490,7 @@ async fn markets(State(s): State<AppState>) -> ApiResult<Markets> {
 }
 
 /// Protocol numbers of a market, all time or over a window of days.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Overview {
     /// Market id.
@@ -536,6 +546,12 @@ async fn overview(State(s): State<AppState>, Q(q): Q<DailyQuery>) -> ApiResult<O
     let window = (q.from.is_some() || q.to.is_some())
         .then(|| day_range(q.from.as_deref(), q.to.as_deref()))
         .transpose()?;
+    let key = (id, window);
+    if let Some((at, o)) = s.overviews.lock().expect("not poisoned").get(&key)
+        && at.elapsed() < OVERVIEW_TTL
+    {
+        return Ok(Json(o.clone()));
+    }
     let t = s.store.totals(id, window).await?;
     let all = match window {
         None => t.clone(),
@@ -549,7 +565,7 @@ async fn overview(State(s): State<AppState>, Q(q): Q<DailyQuery>) -> ApiResult<O
         d(&t.subject_fees)?,
     );
     let tvl = d(&all.buy_volume)? - d(&all.sell_volume)?;
-    Ok(Json(Overview {
+    let o = Overview {
         market: id,
         from: window
             .map(|w| format_date(w.0.max(0)))
@@ -568,7 +584,13 @@ async fn overview(State(s): State<AppState>, Q(q): Q<DailyQuery>) -> ApiResult<O
         sells: t.sells,
         traders: t.traders,
         subjects: t.subjects,
-    }))
+    };
+    let mut cache = s.overviews.lock().expect("not poisoned");
+    if cache.len() > 1024 {
+        cache.clear();
+    }
+    cache.insert(key, (Instant::now(), o.clone()));
+    Ok(Json(o))
 }
 
 #[derive(Deserialize, IntoParams)]

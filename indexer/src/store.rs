@@ -93,6 +93,13 @@ impl Store {
     /// Connects to `url` (`sqlite:path` or `postgres://…`), creating a SQLite file if needed, and
     /// brings the schema up to date. A database written by an incompatible schema is refused.
     pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, None).await
+    }
+
+    /// Like [`Store::connect`], with a pool of `connections` (default: 1 on SQLite — the
+    /// indexer's single writer — and 4 on PostgreSQL). Readers such as the API use several: in
+    /// WAL mode SQLite readers run concurrently with each other and with the writer.
+    pub async fn connect_with(url: &str, connections: Option<u32>) -> Result<Self> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -109,8 +116,8 @@ impl Store {
             }
             _ => url.to_string(),
         };
-        let mut options =
-            AnyPoolOptions::new().max_connections(if backend == Backend::Sqlite { 1 } else { 4 });
+        let mut options = AnyPoolOptions::new()
+            .max_connections(connections.unwrap_or(if backend == Backend::Sqlite { 1 } else { 4 }));
         if backend == Backend::Sqlite {
             options = options.after_connect(|conn, _| {
                 Box::pin(async move {

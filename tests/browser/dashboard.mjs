@@ -84,7 +84,12 @@ try {
   const rl = createInterface({ input: process.stdin });
   await new Promise((resolve) => rl.once("line", resolve));
   rl.close();
-  const after = await getJson("/v1/overview");
+  // (The API serves the overview from a snapshot up to 1 s old.)
+  let after = await getJson("/v1/overview");
+  for (let i = 0; i < 50 && after.trades === ov.trades; i++) {
+    await new Promise((r) => setTimeout(r, 200));
+    after = await getJson("/v1/overview");
+  }
   if (after.trades === ov.trades) fail("the test did not add trades");
   try {
     await page.waitForFunction((n) => document.getElementById("stat-trades").dataset.value === String(n),

@@ -462,7 +462,9 @@ async fn openapi_document_holds_under_schemathesis() {
                 "--checks",
                 "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
             ])
-            .args(["--max-examples", "40", "--seed", "7", "--workers", "2"])
+            // One worker: with several, schemathesis' own code generation tripped over a CPython
+            // 3.11 threading bug ("AST constructor recursion depth mismatch") once here.
+            .args(["--max-examples", "40", "--seed", "7", "--workers", "1"])
             .args(["--phases", "examples,coverage,fuzzing", "--no-shrink"])
             .current_dir(std::env::temp_dir())
             .output()
