@@ -45,6 +45,8 @@ const MARKET: Address = Address::repeat_byte(0x4b);
 /// One trade every 2.6 s: 12M trades span about a year, as friend.tech's did.
 const SECS_PER_TRADE: f64 = 2.6;
 const START_TIME: i64 = 1_691_625_600; // 2023-08-10, friend.tech's launch
+/// The most keys of one subject (a price of 500²/16000 ≈ 15.6 ETH a key).
+const MAX_SUPPLY: u64 = 500;
 
 fn splitmix(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -102,30 +104,25 @@ pub(crate) async fn run(args: BenchStoreArgs) -> Result<()> {
         let mut trades = Vec::with_capacity(n as usize);
         for k in 0..n {
             let seq = written + k;
-            let s = subject_zipf.sample(&mut rng) as u32 - 1;
-            let sup = supply[s as usize];
-            // A subject's first key is bought by the subject itself (trader index = its own
-            // address, kept apart from the trader population).
-            let (trader, t, is_buy, amount) = if sup == 0 {
-                (subjects[s as usize].clone(), None, true, 1)
-            } else {
+            // Buyers stop at a price (friend.tech's busiest subjects held hundreds to a few
+            // thousand keys): a buy that would go past MAX_SUPPLY is drawn again.
+            let (s, sup, trader, t, is_buy, amount) = loop {
+                let s = subject_zipf.sample(&mut rng) as u32 - 1;
+                let sup = supply[s as usize];
+                // A subject's first key is bought by the subject itself (not one of the traders).
+                if sup == 0 {
+                    break (s, sup, subjects[s as usize].clone(), None, true, 1);
+                }
                 let t = trader_zipf.sample(&mut rng) as u32 - 1;
                 let have = held.get(&(s, t)).copied().unwrap_or(0);
                 let sellable = have.min(sup - 1);
                 if sellable > 0 && rng.random_range(0..100) < 45 {
-                    (
-                        traders[t as usize].clone(),
-                        Some(t),
-                        false,
-                        rng.random_range(1..=sellable.min(3)),
-                    )
-                } else {
-                    let amount = if rng.random_range(0..10) == 0 {
-                        rng.random_range(2..=5)
-                    } else {
-                        1
-                    };
-                    (traders[t as usize].clone(), Some(t), true, amount)
+                    let amount = rng.random_range(1..=sellable.min(3));
+                    break (s, sup, traders[t as usize].clone(), Some(t), false, amount);
+                }
+                let amount = if rng.random_range(0..10) == 0 { rng.random_range(2..=5) } else { 1 };
+                if sup + amount <= MAX_SUPPLY {
+                    break (s, sup, traders[t as usize].clone(), Some(t), true, amount);
                 }
             };
             let price = if is_buy {
