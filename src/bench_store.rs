@@ -120,7 +120,11 @@ pub(crate) async fn run(args: BenchStoreArgs) -> Result<()> {
                     let amount = rng.random_range(1..=sellable.min(3));
                     break (s, sup, traders[t as usize].clone(), Some(t), false, amount);
                 }
-                let amount = if rng.random_range(0..10) == 0 { rng.random_range(2..=5) } else { 1 };
+                let amount = if rng.random_range(0..10) == 0 {
+                    rng.random_range(2..=5)
+                } else {
+                    1
+                };
                 if sup + amount <= MAX_SUPPLY {
                     break (s, sup, traders[t as usize].clone(), Some(t), true, amount);
                 }

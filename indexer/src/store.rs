@@ -579,8 +579,12 @@ const DEFERRABLE_INDEXES: &[(&str, &str)] = &[
         "CREATE UNIQUE INDEX IF NOT EXISTS trades_identity ON trades (chain_id, tx_hash, log_index)",
     ),
     (
-        "holdings_market_trader",
-        "CREATE INDEX IF NOT EXISTS holdings_market_trader ON holdings (market_id, trader, subject)",
+        "holdings_by_trader",
+        "CREATE INDEX IF NOT EXISTS holdings_by_trader ON holdings (market_id, trader, balance DESC, subject)",
+    ),
+    (
+        "trades_market_time",
+        "CREATE INDEX IF NOT EXISTS trades_market_time ON trades (market_id, block_time, subject)",
     ),
     (
         "trades_market_block",

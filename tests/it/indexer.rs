@@ -68,6 +68,7 @@ async fn index_equals_recomputation_on_sqlite_and_postgres() {
                 "trades_identity",
                 "trades_market_block",
                 "trades_market_subject",
+                "trades_market_time",
                 "trades_market_trader"
             ],
             "{kind:?}: secondary indexes rebuilt after the backfill"
