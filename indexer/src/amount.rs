@@ -50,6 +50,20 @@ impl Wei {
         d.normalize()
     }
 
+    /// The represented value in wei (any sign; parts may be unnormalised sums).
+    pub fn to_i128(self) -> i128 {
+        i128::from(self.gwei) * i128::from(GWEI) + i128::from(self.rem)
+    }
+
+    /// The normalised split of a signed wei value (`0 <= rem < 10⁹`, so `(gwei, rem)` orders
+    /// like the value); `None` past ±9.2 × 10⁹ ETH.
+    pub fn from_i128(v: i128) -> Option<Self> {
+        Some(Self {
+            gwei: i64::try_from(v.div_euclid(i128::from(GWEI))).ok()?,
+            rem: v.rem_euclid(i128::from(GWEI)) as i64,
+        })
+    }
+
     /// Componentwise sum (exact for the represented value).
     pub fn plus(self, o: Self) -> Self {
         Self {
@@ -93,6 +107,26 @@ mod tests {
             assert_eq!(w.to_decimal_wei().to_string(), v.to_string());
         }
         assert_eq!(Wei::from_u256(U256::MAX), None);
+    }
+
+    #[test]
+    fn signed_values_normalise() {
+        for v in [
+            0i128,
+            1,
+            -1,
+            999_999_999,
+            -1_000_000_000,
+            -1_234_567_890_123_456_789,
+        ] {
+            let w = Wei::from_i128(v).unwrap();
+            assert!((0..1_000_000_000).contains(&w.rem), "{v}: {w:?}");
+            assert_eq!(w.to_i128(), v);
+        }
+        // Normalised pairs order like their values.
+        let (a, b) = (Wei::from_i128(-1).unwrap(), Wei::from_i128(1).unwrap());
+        assert!((a.gwei, a.rem) < (b.gwei, b.rem));
+        assert_eq!(Wei::from_i128(i128::MAX), None);
     }
 
     #[test]

@@ -302,8 +302,17 @@ impl Store {
                 batch.from
             )));
         }
-        insert_trades(&mut tx, self.backend, market, &batch.trades, checked).await?;
-        apply_aggregates(&mut tx, self.backend, market.id, &batch.trades, 1).await?;
+        let basis = released_basis(&mut tx, self.backend, market.id, &batch.trades).await?;
+        insert_trades(
+            &mut tx,
+            self.backend,
+            market,
+            &batch.trades,
+            &basis,
+            checked,
+        )
+        .await?;
+        apply_aggregates(&mut tx, self.backend, market.id, &batch.trades, &basis, 1).await?;
         for chunk in batch.blocks.chunks(MAX_PARAMS / 3) {
             let mut sql = String::from("INSERT INTO blocks (market_id, number, hash) VALUES ");
             push_placeholders(&mut sql, self.backend, chunk.len(), 3);
@@ -347,7 +356,7 @@ impl Store {
             .await
             .map_err(db("starting a transaction"))?;
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {TRADE_COLUMNS} FROM trades WHERE market_id = $1 AND block_number >= $2 ORDER BY block_number, log_index"
+            "SELECT {TRADE_COLUMNS}, basis_gwei, basis_rem FROM trades WHERE market_id = $1 AND block_number >= $2 ORDER BY block_number, log_index"
         )))
         .bind(market.id)
         .bind(first_orphan as i64)
@@ -358,7 +367,14 @@ impl Store {
             .iter()
             .map(TradeRow::from_row)
             .collect::<Result<Vec<_>>>()?;
-        apply_aggregates(&mut tx, self.backend, market.id, &orphans, -1).await?;
+        let basis: Vec<Wei> = rows
+            .iter()
+            .map(|r| Wei {
+                gwei: get_i64(r, 17),
+                rem: get_i64(r, 18),
+            })
+            .collect();
+        apply_aggregates(&mut tx, self.backend, market.id, &orphans, &basis, -1).await?;
         sqlx::query("DELETE FROM trades WHERE market_id = $1 AND block_number >= $2")
             .bind(market.id)
             .bind(first_orphan as i64)
@@ -623,6 +639,14 @@ const DEFERRABLE_INDEXES: &[(&str, &str)] = &[
         "CREATE INDEX IF NOT EXISTS traders_by_trades ON traders (market_id, trades DESC, trader)",
     ),
     (
+        "traders_by_pnl",
+        "CREATE INDEX IF NOT EXISTS traders_by_pnl ON traders (market_id, pnl_gwei DESC, pnl_rem DESC, trader)",
+    ),
+    (
+        "subjects_by_price",
+        "CREATE INDEX IF NOT EXISTS subjects_by_price ON subjects (market_id, (curve * supply * supply) DESC, subject)",
+    ),
+    (
         "holdings_by_balance",
         "CREATE INDEX IF NOT EXISTS holdings_by_balance ON holdings (market_id, subject, balance DESC, trader)",
     ),
@@ -642,7 +666,7 @@ const TRADES_IDENTITY: &str = "trades_identity";
 const DUMP_TABLES: &[(&str, &str)] = &[
     (
         "trades",
-        "chain_id, tx_hash, log_index, block_number, block_hash, block_time, trader, subject, is_buy, share_amount, eth_gwei, eth_rem, protocol_gwei, protocol_rem, subject_gwei, subject_rem, supply",
+        "chain_id, tx_hash, log_index, block_number, block_hash, block_time, trader, subject, is_buy, share_amount, eth_gwei, eth_rem, protocol_gwei, protocol_rem, subject_gwei, subject_rem, supply, basis_gwei, basis_rem",
     ),
     (
         "stats_daily",
@@ -650,14 +674,18 @@ const DUMP_TABLES: &[(&str, &str)] = &[
     ),
     (
         "subjects",
-        "subject, supply, holders, trades, volume_gwei, volume_rem, fees_gwei, fees_rem, first_time",
+        "subject, supply, holders, trades, volume_gwei, volume_rem, fees_gwei, fees_rem, first_time, curve",
     ),
     (
         "traders",
-        "trader, trades, volume_gwei, volume_rem, fees_gwei, fees_rem, first_time",
+        "trader, trades, volume_gwei, volume_rem, fees_gwei, fees_rem, first_time, pnl_gwei, pnl_rem",
     ),
-    ("holdings", "subject, trader, balance"),
+    ("holdings", "subject, trader, balance, cost_gwei, cost_rem"),
     ("daily_traders", "day, trader, trades"),
+    (
+        "subject_daily",
+        "subject, day, trades, buys, sells, buy_volume_gwei, buy_volume_rem, sell_volume_gwei, sell_volume_rem, fees_gwei, fees_rem",
+    ),
 ];
 
 pub(crate) const TRADE_COLUMNS: &str = "chain_id, tx_hash, log_index, block_number, block_hash, block_time, trader, subject, is_buy, share_amount, \
@@ -670,13 +698,17 @@ async fn insert_trades(
     backend: Backend,
     market: &MarketState,
     trades: &[TradeRow],
+    basis: &[Wei],
     checked: bool,
 ) -> Result<()> {
-    const COLS: usize = 18;
-    for chunk in trades.chunks(MAX_PARAMS / COLS) {
+    const COLS: usize = 20;
+    for (chunk, basis) in trades
+        .chunks(MAX_PARAMS / COLS)
+        .zip(basis.chunks(MAX_PARAMS / COLS))
+    {
         let mut sql = String::from(
             "INSERT INTO trades (chain_id, tx_hash, log_index, block_number, block_hash, block_time, trader, subject, is_buy, \
-             share_amount, eth_gwei, eth_rem, protocol_gwei, protocol_rem, subject_gwei, subject_rem, supply, market_id) VALUES ",
+             share_amount, eth_gwei, eth_rem, protocol_gwei, protocol_rem, subject_gwei, subject_rem, supply, market_id, basis_gwei, basis_rem) VALUES ",
         );
         push_placeholders(&mut sql, backend, chunk.len(), COLS);
         // A row already present would mean a range indexed twice: the count check below turns
@@ -686,7 +718,7 @@ async fn insert_trades(
             sql.push_str(" ON CONFLICT (chain_id, tx_hash, log_index) DO NOTHING");
         }
         let mut q = big_statement(&sql);
-        for t in chunk {
+        for (t, b) in chunk.iter().zip(basis) {
             q = q
                 .bind(t.chain_id)
                 .bind(&t.tx_hash)
@@ -705,7 +737,9 @@ async fn insert_trades(
                 .bind(t.subject_fee.gwei)
                 .bind(t.subject_fee.rem)
                 .bind(t.supply)
-                .bind(market.id);
+                .bind(market.id)
+                .bind(b.gwei)
+                .bind(b.rem);
         }
         let done = q.execute(&mut **tx).await.map_err(db("inserting trades"))?;
         if done.rows_affected() != chunk.len() as u64 {
@@ -741,21 +775,168 @@ struct PartyAgg {
     first_time: i64,
     supply: i64,
     holders: i64,
+    /// Subjects: the curve multiple read off the batch's trades (0: not seen).
+    curve: i64,
+    /// Traders: realised PnL, wei.
+    pnl: i128,
+}
+
+/// A subject's trades of one UTC day.
+#[derive(Default)]
+struct SubjectDayAgg {
+    trades: i64,
+    buys: i64,
+    sells: i64,
+    buy_volume: Wei,
+    sell_volume: Wei,
+    fees: Wei,
 }
 
 const DAY: i64 = 86_400;
 
-/// Adds (`sign` = 1) or subtracts (`sign` = -1) the contribution of `trades` to every aggregate.
-/// Zero-amount trades count in none. Counters that depend on the previous state (holders, new and
-/// active traders, new subjects) are derived from the rows' values after the update (`RETURNING`).
+/// Wei of one key at supply 1 on friend.tech's curve (1 ether / 16000).
+const KEY_UNIT: u128 = 62_500_000_000_000;
+
+/// The curve of a trade's subject, as a multiple of friend.tech's s²/16000 per key, from the
+/// trade's price: ethAmount = multiple × Σ i² over the keys traded × 1 ether / 16000. `None`
+/// when the keys traded are free (the first key) or the price is not on such a curve.
+pub fn curve_multiple(t: &TradeRow) -> Option<i64> {
+    let n = u128::try_from(t.share_amount).ok()?;
+    let supply = u128::try_from(t.supply).ok()?;
+    // The keys traded are numbered lo..=hi (a buy ends at the new supply, a sell starts there).
+    let lo = if t.is_buy {
+        supply.checked_sub(n)?
+    } else {
+        supply
+    };
+    let hi = (lo + n).checked_sub(1)?;
+    let squares = |k: u128| k * (k + 1) * (2 * k + 1) / 6;
+    let sum = squares(hi) - if lo == 0 { 0 } else { squares(lo - 1) };
+    let unit = sum.checked_mul(KEY_UNIT)?;
+    let eth = u128::try_from(t.eth.to_i128()).ok()?;
+    (unit > 0 && eth % unit == 0)
+        .then(|| i64::try_from(eth / unit).ok())
+        .flatten()
+        .filter(|m| *m > 0)
+}
+
+/// The cost basis each sell of `trades` releases, average-cost method: the holding's cost × keys
+/// sold / keys held, rounded down (all of it when the seller sells everything, or more than the
+/// index saw it buy — keys bought before a market's start block). Zero for buys and empty
+/// trades. Reads the stored holdings of the (subject, trader) pairs that sell in this batch and
+/// replays the batch in chain order.
+async fn released_basis(
+    tx: &mut Tx<'_>,
+    backend: Backend,
+    market_id: i64,
+    trades: &[TradeRow],
+) -> Result<Vec<Wei>> {
+    let mut index: HashMap<(&str, &str), usize> = HashMap::new();
+    for t in trades.iter().filter(|t| !t.is_buy && t.share_amount != 0) {
+        let next = index.len();
+        index
+            .entry((t.subject.as_str(), t.trader.as_str()))
+            .or_insert(next);
+    }
+    if index.is_empty() {
+        return Ok(vec![Wei::ZERO; trades.len()]);
+    }
+    // (balance, cost in wei) of each selling pair, from the database.
+    let mut state = vec![(0i64, 0i128); index.len()];
+    let pairs: Vec<(&str, &str)> = index.keys().copied().collect();
+    for chunk in pairs.chunks(MAX_PARAMS / 2) {
+        let mut sql = format!(
+            "SELECT subject, trader, balance, cost_gwei, cost_rem FROM holdings WHERE market_id = {market_id} AND (subject, trader) IN (VALUES "
+        );
+        push_placeholders(&mut sql, backend, chunk.len(), 2);
+        sql.push(')');
+        let mut q = big_statement(&sql);
+        for (subject, trader) in chunk {
+            q = q.bind(*subject).bind(*trader);
+        }
+        for r in q
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(db("reading holdings"))?
+        {
+            let (subject, trader): (String, String) = (r.get(0), r.get(1));
+            let i = index[&(subject.as_str(), trader.as_str())];
+            let cost = Wei {
+                gwei: get_i64(&r, 3),
+                rem: get_i64(&r, 4),
+            };
+            state[i] = (get_i64(&r, 2), cost.to_i128());
+        }
+    }
+    let mut out = Vec::with_capacity(trades.len());
+    for t in trades {
+        let i = index.get(&(t.subject.as_str(), t.trader.as_str()));
+        let (Some(&i), true) = (i, t.share_amount != 0) else {
+            out.push(Wei::ZERO);
+            continue;
+        };
+        let (balance, cost) = &mut state[i];
+        if t.is_buy {
+            *balance += t.share_amount;
+            *cost += paid(t);
+            out.push(Wei::ZERO);
+        } else {
+            let released = if *balance > t.share_amount {
+                *cost * i128::from(t.share_amount) / i128::from(*balance)
+            } else {
+                *cost
+            };
+            *balance -= t.share_amount;
+            *cost -= released;
+            out.push(wei(released)?);
+        }
+    }
+    Ok(out)
+}
+
+/// What a buyer paid: the price and both fees, wei.
+fn paid(t: &TradeRow) -> i128 {
+    t.eth.to_i128() + t.protocol_fee.to_i128() + t.subject_fee.to_i128()
+}
+
+/// What a seller received: the price less both fees, wei.
+fn received(t: &TradeRow) -> i128 {
+    t.eth.to_i128() - t.protocol_fee.to_i128() - t.subject_fee.to_i128()
+}
+
+fn wei(v: i128) -> Result<Wei> {
+    Wei::from_i128(v)
+        .ok_or_else(|| Error::Corrupt(format!("{v} wei is past the storable range of ±9.2e9 ETH")))
+}
+
+/// SQL that adds `excluded`'s `<col>_gwei, <col>_rem` to `table`'s and keeps the pair
+/// normalised (`0 <= rem < 10⁹`; floor division, exact on both databases), for signed amounts
+/// whose pairs must order by value.
+fn normalised_add(table: &str, col: &str) -> String {
+    let rem = format!("({table}.{col}_rem + excluded.{col}_rem)");
+    let modulo = format!("((({rem} % 1000000000) + 1000000000) % 1000000000)");
+    format!(
+        "{col}_gwei = {table}.{col}_gwei + excluded.{col}_gwei + ({rem} - {modulo}) / 1000000000, {col}_rem = {modulo}"
+    )
+}
+
+/// Adds (`sign` = 1) or subtracts (`sign` = -1) the contribution of `trades` to every aggregate;
+/// `basis[i]` is the cost basis `trades[i]` released (see [`released_basis`]). Zero-amount
+/// trades count in none. Counters that depend on the previous state (holders, new and active
+/// traders, new subjects) are derived from the rows' values after the update (`RETURNING`).
 async fn apply_aggregates(
     tx: &mut Tx<'_>,
     backend: Backend,
     market_id: i64,
     trades: &[TradeRow],
+    basis: &[Wei],
     sign: i64,
 ) -> Result<()> {
-    let trades: Vec<&TradeRow> = trades.iter().filter(|t| t.share_amount != 0).collect();
+    let trades: Vec<(&TradeRow, &Wei)> = trades
+        .iter()
+        .zip(basis)
+        .filter(|(t, _)| t.share_amount != 0)
+        .collect();
     if trades.is_empty() {
         return Ok(());
     }
@@ -763,21 +944,29 @@ async fn apply_aggregates(
     let mut days: BTreeMap<i64, DayAgg> = BTreeMap::new();
     let mut subjects: HashMap<&str, PartyAgg> = HashMap::new();
     let mut traders: HashMap<&str, PartyAgg> = HashMap::new();
-    let mut holdings: HashMap<(&str, &str), i64> = HashMap::new();
+    let mut holdings: HashMap<(&str, &str), (i64, i128)> = HashMap::new();
     let mut day_traders: HashMap<(i64, &str), i64> = HashMap::new();
-    for t in &trades {
+    let mut subject_days: HashMap<(&str, i64), SubjectDayAgg> = HashMap::new();
+    for (t, basis) in &trades {
         let day = t.block_time.div_euclid(DAY);
         let d = days.entry(day).or_default();
+        let sd = subject_days.entry((&t.subject, day)).or_default();
         d.trades += sign;
+        sd.trades += sign;
         if t.is_buy {
             d.buys += sign;
             d.buy_volume += s(t.eth);
+            sd.buys += sign;
+            sd.buy_volume += s(t.eth);
         } else {
             d.sells += sign;
             d.sell_volume += s(t.eth);
+            sd.sells += sign;
+            sd.sell_volume += s(t.eth);
         }
         d.protocol += s(t.protocol_fee);
         d.subject += s(t.subject_fee);
+        sd.fees += s(t.subject_fee);
         let sj = subjects.entry(&t.subject).or_insert_with(|| PartyAgg {
             first_time: i64::MAX,
             ..Default::default()
@@ -787,6 +976,10 @@ async fn apply_aggregates(
         sj.fees += s(t.subject_fee);
         sj.first_time = sj.first_time.min(t.block_time);
         sj.supply = t.supply; // trades are in chain order: the last one wins
+        if sign > 0 {
+            // A subject's curve never changes: rolling back leaves it as it was.
+            sj.curve = curve_multiple(t).unwrap_or(sj.curve);
+        }
         let tr = traders.entry(&t.trader).or_insert_with(|| PartyAgg {
             first_time: i64::MAX,
             ..Default::default()
@@ -795,36 +988,50 @@ async fn apply_aggregates(
         tr.volume += s(t.eth);
         tr.fees += s(t.protocol_fee.plus(t.subject_fee));
         tr.first_time = tr.first_time.min(t.block_time);
-        *holdings.entry((&t.subject, &t.trader)).or_default() += sign
-            * if t.is_buy {
-                t.share_amount
-            } else {
-                -t.share_amount
-            };
+        let h = holdings.entry((&t.subject, &t.trader)).or_default();
+        let basis = basis.to_i128();
+        if t.is_buy {
+            h.0 += sign * t.share_amount;
+            h.1 += i128::from(sign) * paid(t);
+        } else {
+            h.0 -= sign * t.share_amount;
+            h.1 -= i128::from(sign) * basis;
+            tr.pnl += i128::from(sign) * (received(t) - basis);
+        }
         *day_traders.entry((day, &t.trader)).or_default() += sign;
     }
     // On rollback the first-trade times must not move: the remaining trades are all older.
     let first = |t: i64| if sign > 0 { t } else { i64::MAX };
 
     // Holdings → holders per subject.
-    let rows: Vec<((&str, &str), i64)> = holdings.into_iter().collect();
-    for chunk in rows.chunks(MAX_PARAMS / 4) {
-        let mut sql =
-            String::from("INSERT INTO holdings (market_id, subject, trader, balance) VALUES ");
-        push_placeholders(&mut sql, backend, chunk.len(), 4);
-        sql.push_str(
-            " ON CONFLICT (market_id, subject, trader) DO UPDATE SET balance = holdings.balance + excluded.balance \
-             RETURNING subject, trader, balance",
+    let rows: Vec<((&str, &str), (i64, i128))> = holdings.into_iter().collect();
+    for chunk in rows.chunks(MAX_PARAMS / 6) {
+        let mut sql = String::from(
+            "INSERT INTO holdings (market_id, subject, trader, balance, cost_gwei, cost_rem) VALUES ",
         );
+        push_placeholders(&mut sql, backend, chunk.len(), 6);
+        sql.push_str(
+            " ON CONFLICT (market_id, subject, trader) DO UPDATE SET balance = holdings.balance + excluded.balance, ",
+        );
+        sql.push_str(&normalised_add("holdings", "cost"));
+        sql.push_str(" RETURNING subject, trader, balance");
         let mut q = big_statement(&sql);
-        for ((subject, trader), delta) in chunk {
-            q = q.bind(market_id).bind(*subject).bind(*trader).bind(*delta);
+        for ((subject, trader), (delta, cost)) in chunk {
+            let cost = wei(*cost)?;
+            q = q
+                .bind(market_id)
+                .bind(*subject)
+                .bind(*trader)
+                .bind(*delta)
+                .bind(cost.gwei)
+                .bind(cost.rem);
         }
         let returned = q
             .fetch_all(&mut **tx)
             .await
             .map_err(db("updating holdings"))?;
-        let deltas: HashMap<(&str, &str), i64> = chunk.iter().copied().collect();
+        let deltas: HashMap<(&str, &str), i64> =
+            chunk.iter().map(|(k, (delta, _))| (*k, *delta)).collect();
         let mut emptied = Vec::new();
         for r in returned {
             let (subject, trader): (String, String) = (r.get(0), r.get(1));
@@ -842,7 +1049,8 @@ async fn apply_aggregates(
             }
         }
         // Holdings that this batch emptied are removed (only those: a scan of the whole table per
-        // batch would make the backfill quadratic).
+        // batch would make the backfill quadratic). An emptied holding's cost basis is zero: its
+        // last sell released all of it.
         for chunk in emptied.chunks(MAX_PARAMS / 2) {
             let mut sql = String::from("DELETE FROM holdings WHERE balance = 0 AND market_id = ");
             sql.push_str(&market_id.to_string());
@@ -859,18 +1067,19 @@ async fn apply_aggregates(
 
     // Subjects → new subjects per day.
     let rows: Vec<(&str, PartyAgg)> = subjects.into_iter().collect();
-    for chunk in rows.chunks(MAX_PARAMS / 10) {
+    for chunk in rows.chunks(MAX_PARAMS / 11) {
         let mut sql = String::from(
-            "INSERT INTO subjects (market_id, subject, supply, holders, trades, volume_gwei, volume_rem, fees_gwei, fees_rem, first_time) VALUES ",
+            "INSERT INTO subjects (market_id, subject, supply, holders, trades, volume_gwei, volume_rem, fees_gwei, fees_rem, first_time, curve) VALUES ",
         );
-        push_placeholders(&mut sql, backend, chunk.len(), 10);
+        push_placeholders(&mut sql, backend, chunk.len(), 11);
         sql.push_str(
             " ON CONFLICT (market_id, subject) DO UPDATE SET \
              supply = CASE WHEN excluded.trades > 0 THEN excluded.supply ELSE subjects.supply END, \
              holders = subjects.holders + excluded.holders, trades = subjects.trades + excluded.trades, \
              volume_gwei = subjects.volume_gwei + excluded.volume_gwei, volume_rem = subjects.volume_rem + excluded.volume_rem, \
              fees_gwei = subjects.fees_gwei + excluded.fees_gwei, fees_rem = subjects.fees_rem + excluded.fees_rem, \
-             first_time = CASE WHEN excluded.first_time < subjects.first_time THEN excluded.first_time ELSE subjects.first_time END \
+             first_time = CASE WHEN excluded.first_time < subjects.first_time THEN excluded.first_time ELSE subjects.first_time END, \
+             curve = CASE WHEN excluded.curve > 0 THEN excluded.curve ELSE subjects.curve END \
              RETURNING subject, trades, first_time",
         );
         let mut q = big_statement(&sql);
@@ -885,7 +1094,8 @@ async fn apply_aggregates(
                 .bind(a.volume.rem)
                 .bind(a.fees.gwei)
                 .bind(a.fees.rem)
-                .bind(first(a.first_time));
+                .bind(first(a.first_time))
+                .bind(a.curve);
         }
         let returned = q
             .fetch_all(&mut **tx)
@@ -898,20 +1108,22 @@ async fn apply_aggregates(
 
     // Traders → new traders per day.
     let rows: Vec<(&str, PartyAgg)> = traders.into_iter().collect();
-    for chunk in rows.chunks(MAX_PARAMS / 8) {
+    for chunk in rows.chunks(MAX_PARAMS / 10) {
         let mut sql = String::from(
-            "INSERT INTO traders (market_id, trader, trades, volume_gwei, volume_rem, fees_gwei, fees_rem, first_time) VALUES ",
+            "INSERT INTO traders (market_id, trader, trades, volume_gwei, volume_rem, fees_gwei, fees_rem, first_time, pnl_gwei, pnl_rem) VALUES ",
         );
-        push_placeholders(&mut sql, backend, chunk.len(), 8);
+        push_placeholders(&mut sql, backend, chunk.len(), 10);
         sql.push_str(
             " ON CONFLICT (market_id, trader) DO UPDATE SET trades = traders.trades + excluded.trades, \
              volume_gwei = traders.volume_gwei + excluded.volume_gwei, volume_rem = traders.volume_rem + excluded.volume_rem, \
              fees_gwei = traders.fees_gwei + excluded.fees_gwei, fees_rem = traders.fees_rem + excluded.fees_rem, \
-             first_time = CASE WHEN excluded.first_time < traders.first_time THEN excluded.first_time ELSE traders.first_time END \
-             RETURNING trader, trades, first_time",
+             first_time = CASE WHEN excluded.first_time < traders.first_time THEN excluded.first_time ELSE traders.first_time END, ",
         );
+        sql.push_str(&normalised_add("traders", "pnl"));
+        sql.push_str(" RETURNING trader, trades, first_time");
         let mut q = big_statement(&sql);
         for (trader, a) in chunk {
+            let pnl = wei(a.pnl)?;
             q = q
                 .bind(market_id)
                 .bind(*trader)
@@ -920,7 +1132,9 @@ async fn apply_aggregates(
                 .bind(a.volume.rem)
                 .bind(a.fees.gwei)
                 .bind(a.fees.rem)
-                .bind(first(a.first_time));
+                .bind(first(a.first_time))
+                .bind(pnl.gwei)
+                .bind(pnl.rem);
         }
         let returned = q
             .fetch_all(&mut **tx)
@@ -929,6 +1143,42 @@ async fn apply_aggregates(
         for day in appeared_or_vanished(&returned, chunk, sign) {
             days.entry(day).or_default().new_traders += sign;
         }
+    }
+
+    // Each subject's day.
+    let rows: Vec<((&str, i64), SubjectDayAgg)> = subject_days.into_iter().collect();
+    for chunk in rows.chunks(MAX_PARAMS / 12) {
+        let mut sql = String::from(
+            "INSERT INTO subject_daily (market_id, subject, day, trades, buys, sells, buy_volume_gwei, buy_volume_rem, \
+             sell_volume_gwei, sell_volume_rem, fees_gwei, fees_rem) VALUES ",
+        );
+        push_placeholders(&mut sql, backend, chunk.len(), 12);
+        sql.push_str(
+            " ON CONFLICT (market_id, subject, day) DO UPDATE SET trades = subject_daily.trades + excluded.trades, \
+             buys = subject_daily.buys + excluded.buys, sells = subject_daily.sells + excluded.sells, \
+             buy_volume_gwei = subject_daily.buy_volume_gwei + excluded.buy_volume_gwei, buy_volume_rem = subject_daily.buy_volume_rem + excluded.buy_volume_rem, \
+             sell_volume_gwei = subject_daily.sell_volume_gwei + excluded.sell_volume_gwei, sell_volume_rem = subject_daily.sell_volume_rem + excluded.sell_volume_rem, \
+             fees_gwei = subject_daily.fees_gwei + excluded.fees_gwei, fees_rem = subject_daily.fees_rem + excluded.fees_rem",
+        );
+        let mut q = big_statement(&sql);
+        for ((subject, day), a) in chunk {
+            q = q
+                .bind(market_id)
+                .bind(*subject)
+                .bind(*day)
+                .bind(a.trades)
+                .bind(a.buys)
+                .bind(a.sells)
+                .bind(a.buy_volume.gwei)
+                .bind(a.buy_volume.rem)
+                .bind(a.sell_volume.gwei)
+                .bind(a.sell_volume.rem)
+                .bind(a.fees.gwei)
+                .bind(a.fees.rem);
+        }
+        q.execute(&mut **tx)
+            .await
+            .map_err(db("updating subjects' days"))?;
     }
 
     // Daily active traders.
@@ -1002,7 +1252,13 @@ async fn apply_aggregates(
         .map_err(db("updating daily stats"))?;
 
     if sign < 0 {
-        for table in ["subjects", "traders", "daily_traders", "stats_daily"] {
+        for table in [
+            "subjects",
+            "traders",
+            "daily_traders",
+            "stats_daily",
+            "subject_daily",
+        ] {
             sqlx::query(AssertSqlSafe(format!(
                 "DELETE FROM {table} WHERE market_id = $1 AND trades = 0"
             )))

@@ -14,7 +14,7 @@ use alloy::{
     rpc::types::{Filter, Log},
     sol_types::SolEvent,
 };
-use keymarket_contracts::{DeployConfig, Deployment, KeyMarket, TRADE_TOPIC, toolchain};
+use keymarket_contracts::{DeployConfig, Deployment, KeyMarket, TRADE_TOPIC, curve, toolchain};
 use keymarket_indexer::{MarketSpec, Store};
 use keymarket_simulate::SimConfig;
 
@@ -158,6 +158,14 @@ fn split(v: U256) -> (i64, i64) {
     (q.to::<i64>(), r.to::<i64>())
 }
 
+/// A signed wei value as a normalised (gwei, rem) pair, 0 <= rem < 1e9.
+fn split_signed(v: i128) -> (i64, i64) {
+    (
+        v.div_euclid(1_000_000_000) as i64,
+        v.rem_euclid(1_000_000_000) as i64,
+    )
+}
+
 /// Every indexer table recomputed from the chain's logs alone, in the format of `Store::dump`.
 #[allow(clippy::type_complexity)]
 pub(crate) fn recompute(chain_id: u64, logs: &[Log]) -> BTreeMap<&'static str, Vec<String>> {
@@ -179,6 +187,11 @@ pub(crate) fn recompute(chain_id: u64, logs: &[Log]) -> BTreeMap<&'static str, V
     let mut traders: BTreeMap<String, (i64, (i64, i64), (i64, i64), i64)> = BTreeMap::new();
     let mut holdings: BTreeMap<(String, String), i64> = BTreeMap::new();
     let mut day_traders: BTreeMap<(i64, String), i64> = BTreeMap::new();
+    // Average-cost bookkeeping: a holding's cost, a trader's realised PnL, a subject's curve.
+    let mut cost: HashMap<(String, String), i128> = HashMap::new();
+    let mut pnl: HashMap<String, i128> = HashMap::new();
+    let mut curves: HashMap<String, i64> = HashMap::new();
+    let mut subject_days: BTreeMap<(String, i64), Agg> = BTreeMap::new();
     for l in logs.iter().filter(|l| l.topics()[0] == TRADE_TOPIC) {
         let t = KeyMarket::Trade::decode_log_data(l.data()).unwrap();
         let time = l.block_timestamp.unwrap() as i64;
@@ -190,8 +203,37 @@ pub(crate) fn recompute(chain_id: u64, logs: &[Log]) -> BTreeMap<&'static str, V
         let (trader, subject) = (hex(t.trader.as_slice()), hex(t.subject.as_slice()));
         let amount: i64 = t.shareAmount.to();
         let supply: i64 = t.supply.to();
+        let key = (subject.clone(), trader.clone());
+        let (eth, fees) = (
+            t.ethAmount.to::<i128>(),
+            t.protocolEthAmount.to::<i128>() + t.subjectEthAmount.to::<i128>(),
+        );
+        let mut released = 0i128;
+        if amount != 0 {
+            let held = holdings.get(&key).copied().unwrap_or(0);
+            let c = cost.entry(key.clone()).or_default();
+            if t.isBuy {
+                *c += eth + fees;
+            } else {
+                released = if held > amount {
+                    *c * i128::from(amount) / i128::from(held)
+                } else {
+                    *c
+                };
+                *c -= released;
+                *pnl.entry(trader.clone()).or_default() += eth - fees - released;
+            }
+            // The curve, from the contract's own price formula.
+            let first = if t.isBuy { supply - amount } else { supply } as u64;
+            for (id, multiple) in [(curve::CURVE_STANDARD, 1), (curve::CURVE_STEEP, 10)] {
+                if !t.ethAmount.is_zero() && curve::price(id, first, amount as u64) == t.ethAmount {
+                    curves.insert(subject.clone(), multiple);
+                }
+            }
+        }
+        let basis = split_signed(released);
         trades.push(format!(
-            "{chain_id}|{}|{}|{}|{}|{time}|{trader}|{subject}|{}|{amount}|{}|{}|{}|{}|{}|{}|{supply}",
+            "{chain_id}|{}|{}|{}|{}|{time}|{trader}|{subject}|{}|{amount}|{}|{}|{}|{}|{}|{}|{supply}|{}|{}",
             hex(l.transaction_hash.unwrap().as_slice()),
             l.log_index.unwrap(),
             l.block_number.unwrap(),
@@ -202,11 +244,25 @@ pub(crate) fn recompute(chain_id: u64, logs: &[Log]) -> BTreeMap<&'static str, V
             p.0,
             p.1,
             s.0,
-            s.1
+            s.1,
+            basis.0,
+            basis.1
         ));
         if amount == 0 {
             continue;
         }
+        let sd = subject_days
+            .entry((subject.clone(), time.div_euclid(86_400)))
+            .or_default();
+        sd.trades += 1;
+        if t.isBuy {
+            sd.buys += 1;
+            add(&mut sd.v[0], t.ethAmount);
+        } else {
+            sd.sells += 1;
+            add(&mut sd.v[1], t.ethAmount);
+        }
+        add(&mut sd.v[3], t.subjectEthAmount);
         let day = time.div_euclid(86_400);
         let d = days.entry(day).or_default();
         d.trades += 1;
@@ -288,7 +344,7 @@ pub(crate) fn recompute(chain_id: u64, logs: &[Log]) -> BTreeMap<&'static str, V
             .iter()
             .map(|(s, a)| {
                 format!(
-                    "{s}|{}|{}|{}|{}|{}|{}|{}|{}",
+                    "{s}|{}|{}|{}|{}|{}|{}|{}|{}|{}",
                     a.0,
                     holders.get(s.as_str()).copied().unwrap_or(0),
                     a.1,
@@ -296,7 +352,8 @@ pub(crate) fn recompute(chain_id: u64, logs: &[Log]) -> BTreeMap<&'static str, V
                     a.2.1,
                     a.3.0,
                     a.3.1,
-                    a.4
+                    a.4,
+                    curves.get(s).copied().unwrap_or(0)
                 )
             })
             .collect(),
@@ -306,9 +363,10 @@ pub(crate) fn recompute(chain_id: u64, logs: &[Log]) -> BTreeMap<&'static str, V
         traders
             .iter()
             .map(|(t, a)| {
+                let p = split_signed(pnl.get(t).copied().unwrap_or(0));
                 format!(
-                    "{t}|{}|{}|{}|{}|{}|{}",
-                    a.0, a.1.0, a.1.1, a.2.0, a.2.1, a.3
+                    "{t}|{}|{}|{}|{}|{}|{}|{}|{}",
+                    a.0, a.1.0, a.1.1, a.2.0, a.2.1, a.3, p.0, p.1
                 )
             })
             .collect(),
@@ -318,7 +376,30 @@ pub(crate) fn recompute(chain_id: u64, logs: &[Log]) -> BTreeMap<&'static str, V
         holdings
             .iter()
             .filter(|(_, b)| **b != 0)
-            .map(|((s, t), b)| format!("{s}|{t}|{b}"))
+            .map(|((s, t), b)| {
+                let c = split_signed(cost[&(s.clone(), t.clone())]);
+                format!("{s}|{t}|{b}|{}|{}", c.0, c.1)
+            })
+            .collect(),
+    );
+    out.insert(
+        "subject_daily",
+        subject_days
+            .iter()
+            .map(|((s, day), d)| {
+                format!(
+                    "{s}|{day}|{}|{}|{}|{}|{}|{}|{}|{}|{}",
+                    d.trades,
+                    d.buys,
+                    d.sells,
+                    d.v[0].0,
+                    d.v[0].1,
+                    d.v[1].0,
+                    d.v[1].1,
+                    d.v[3].0,
+                    d.v[3].1
+                )
+            })
             .collect(),
     );
     out.insert(
