@@ -163,7 +163,7 @@ pub(crate) async fn run(args: BenchStoreArgs) -> Result<()> {
                 supply: new_supply as i64,
             });
         }
-        let (from, to) = (market.next_block, (written + n) as u64);
+        let (from, to) = (market.next_block, written + n);
         let last_hash = trades.last().expect("n > 0").block_hash.parse()?;
         let batch = Batch {
             from,

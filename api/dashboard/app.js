@@ -17,6 +17,18 @@ async function api(path, params = {}) {
   return body;
 }
 
+// Every day of a daily series, following the API's cursor (pages of at most a year).
+async function allDays(path) {
+  const days = [];
+  let cursor = null;
+  do {
+    const page = await api(path, { cursor });
+    days.push(...page.days);
+    cursor = page.nextCursor;
+  } while (cursor);
+  return days;
+}
+
 // Exact ETH formatting of a wei string, rounded to `digits` decimals, with thousands separators.
 function formatEth(amount, digits = 4) {
   let wei = BigInt(amount.wei);
@@ -91,9 +103,9 @@ function chart(id, series, data, extra = {}) {
 const bars = () => uPlot.paths.bars({ size: [0.7, 60] });
 
 async function refreshOverview() {
-  const [ov, daily, subjects, traders, trades] = await Promise.all([
+  const [ov, days, subjects, traders, trades] = await Promise.all([
     api("/v1/overview"),
-    api("/v1/daily"),
+    allDays("/v1/daily"),
     api("/v1/subjects/top", { by: "volume", limit: 10 }),
     api("/v1/traders/top", { by: "volume", limit: 10 }),
     api("/v1/trades", { limit: 15 }),
@@ -106,7 +118,6 @@ async function refreshOverview() {
   setStat("stat-traders", ov.traders, ov.traders.toLocaleString("en-US"));
   setStat("stat-subjects", ov.subjects, ov.subjects.toLocaleString("en-US"));
 
-  const days = daily.days;
   const x = days.map((d) => dayToSecs(d.date));
   let cum = 0;
   const rev = days.map((d) => Number(d.protocolRevenue.eth));
@@ -130,7 +141,7 @@ async function refreshOverview() {
     link(`#/subject/${s.subject}`, short(s.subject)), formatEth(s.volume), formatEth(s.feesEarned), s.holders, s.supply,
   ]));
   fillTable("top-traders", traders.traders.map((t) => [
-    short(t.trader), formatEth(t.volume), formatEth(t.feesPaid), t.trades,
+    short(t.trader), formatEth(t.volume), formatEth(t.feesPaid), formatEth(t.realisedPnl), t.trades,
   ]));
   fillTable("recent-trades", trades.trades.map((t) => [
     t.block, side(t.side), short(t.trader), link(`#/subject/${t.subject}`, short(t.subject)), t.shares, formatEth(t.ethAmount),
@@ -138,15 +149,26 @@ async function refreshOverview() {
 }
 
 async function refreshSubject(address) {
-  const [s, trades] = await Promise.all([
+  const [s, trades, days] = await Promise.all([
     api(`/v1/subjects/${address}`),
     api("/v1/trades", { subject: address, limit: 100 }),
+    allDays(`/v1/subjects/${address}/daily`),
   ]);
   $("subject-address").textContent = address;
   setStat("subject-supply", s.subject.supply, s.subject.supply.toLocaleString("en-US"));
   setStat("subject-holders", s.subject.holders, s.subject.holders.toLocaleString("en-US"));
   setEthStat("subject-volume", s.subject.volume);
   setEthStat("subject-fees", s.subject.feesEarned);
+  for (const [id, price] of [["subject-buy-price", s.subject.buyPrice], ["subject-sell-price", s.subject.sellPrice]]) {
+    if (price) setEthStat(id, price); else setStat(id, "", "–");
+  }
+  chart("chart-subject-daily", [
+    { label: "volume", stroke: "#2f6fed", fill: "#2f6fed55", paths: bars(), scale: "y" },
+    { label: "fees earned", stroke: "#e08a00", width: 2, scale: "fees" },
+  ], [days.map((d) => dayToSecs(d.date)),
+    days.map((d) => Number(d.buyVolume.eth) + Number(d.sellVolume.eth)),
+    days.map((d) => Number(d.feesEarned.eth))],
+  { axes: [{}, { size: 70, scale: "y" }, { side: 1, size: 70, scale: "fees", grid: { show: false } }] });
   // Price per key at each trade, ordered by supply (uPlot needs ascending x).
   const points = trades.trades
     .filter((t) => t.shares > 0)
@@ -195,9 +217,11 @@ function route() {
   state.holdersCursor = null;
   $("overview-page").hidden = !!m;
   $("subject-page").hidden = !m;
-  if (state.charts["chart-price"]) {
-    state.charts["chart-price"].destroy();
-    delete state.charts["chart-price"];
+  for (const id of ["chart-price", "chart-subject-daily"]) {
+    if (state.charts[id]) {
+      state.charts[id].destroy();
+      delete state.charts[id];
+    }
   }
   document.body.dataset.ready = "0";
   refresh();

@@ -45,7 +45,11 @@ pub struct AppState {
     metrics: Arc<metrics::Metrics>,
     limiter: Option<Arc<RateLimit>>,
     overviews: Arc<Mutex<HashMap<OverviewKey, (Instant, Overview)>>>,
+    series: Arc<Mutex<HashMap<SeriesKey, (Instant, axum::body::Bytes)>>>,
 }
+
+/// (market, subject or "" for the whole market, first day, last day, limit).
+type SeriesKey = (i64, String, i64, i64, i64);
 
 /// (market, window of days).
 type OverviewKey = (i64, Option<(i64, i64)>);
@@ -69,6 +73,7 @@ impl AppState {
             metrics: Arc::default(),
             limiter: None,
             overviews: Arc::default(),
+            series: Arc::default(),
         }
     }
 
@@ -108,6 +113,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/traders/top", get(top_traders))
         .route("/v1/subjects/{address}", get(subject))
         .route("/v1/subjects/{address}/holders", get(holders))
+        .route("/v1/subjects/{address}/daily", get(subject_daily))
         .route("/v1/traders/{address}", get(trader))
         .route("/v1/trades", get(trades))
         .route("/metrics", get(metrics_text))
@@ -124,6 +130,12 @@ pub fn router(state: AppState) -> Router {
                 .allow_methods([axum::http::Method::GET]),
         )
         .layer(tower_http::compression::CompressionLayer::new())
+        // A bug that panics in a handler answers a JSON 500 instead of dropping the connection.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                ApiError::Internal("a request handler panicked".into()).into_response()
+            },
+        ))
         .with_state(state)
 }
 
@@ -227,6 +239,7 @@ pub struct ErrorDetail {
         top_traders,
         subject,
         holders,
+        subject_daily,
         trader,
         trades
     )
@@ -607,13 +620,118 @@ struct DailyQuery {
     to: Option<String>,
 }
 
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct SeriesQuery {
+    /// Market id (see /v1/markets); required when the database holds several.
+    market: Option<i64>,
+    /// First UTC day, YYYY-MM-DD (inclusive); default: the first day with trades.
+    #[param(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
+    from: Option<String>,
+    /// Last UTC day, YYYY-MM-DD (inclusive); default: the last day with trades.
+    #[param(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
+    to: Option<String>,
+    /// Days with trades per page, 1..=366 (default 366).
+    #[param(minimum = 1, maximum = 366)]
+    limit: Option<u32>,
+    /// The previous page's nextCursor (a YYYY-MM-DD date: the next page starts there).
+    #[param(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
+    cursor: Option<String>,
+}
+
+/// Most days in one page of a daily series (a year).
+pub const MAX_DAYS: u32 = 366;
+
+impl SeriesQuery {
+    /// (first day, last day, page size), checked; the cursor moves the first day.
+    fn page(&self) -> Result<(i64, i64, i64), ApiError> {
+        let (from, to) = day_range(self.from.as_deref(), self.to.as_deref())?;
+        let limit = match self.limit.unwrap_or(MAX_DAYS) {
+            0 => return Err(ApiError::BadRequest("limit must be at least 1".into())),
+            n if n > MAX_DAYS => {
+                return Err(ApiError::BadRequest(format!(
+                    "limit {n} is over the cap of {MAX_DAYS} days"
+                )));
+            }
+            n => i64::from(n),
+        };
+        let from = match &self.cursor {
+            Some(c) => {
+                let at = parse_date(c)
+                    .map_err(|_| ApiError::BadRequest(format!("malformed cursor {c:?}")))?;
+                if at < from || at > to.saturating_add(1) {
+                    return Err(ApiError::BadRequest(format!(
+                        "cursor {c:?} is outside the requested range"
+                    )));
+                }
+                at
+            }
+            None => from,
+        };
+        Ok((from, to, limit))
+    }
+}
+
+/// A serialised daily series from the snapshot cache (at most [`OVERVIEW_TTL`] old), or built by
+/// `build` and cached.
+async fn cached_series<F, Fut>(s: &AppState, key: SeriesKey, build: F) -> Result<Response, ApiError>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<axum::body::Bytes, ApiError>>,
+{
+    let hit = s
+        .series
+        .lock()
+        .expect("not poisoned")
+        .get(&key)
+        .filter(|(at, _)| at.elapsed() < OVERVIEW_TTL)
+        .map(|(_, body)| body.clone());
+    let body = match hit {
+        Some(body) => body,
+        None => {
+            let body = build().await?;
+            let mut cache = s.series.lock().expect("not poisoned");
+            if cache.len() > 1024 {
+                cache.clear();
+            }
+            cache.insert(key, (Instant::now(), body.clone()));
+            body
+        }
+    };
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response())
+}
+
+fn to_json<T: Serialize>(v: &T) -> Result<axum::body::Bytes, ApiError> {
+    serde_json::to_vec(v)
+        .map(Into::into)
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// The cursor of a series page: the day after its last row, when more rows may follow.
+fn next_day_cursor(days: &[i64], limit: i64) -> Option<String> {
+    (days.len() as i64 >= limit)
+        .then(|| days.last().map(|d| format_date(d + 1)))
+        .flatten()
+}
+
 /// A market's daily series.
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct Daily {
     /// Market id.
     pub market: i64,
     /// UTC days with trades, oldest first.
     pub days: Vec<Day>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
 }
 
 /// One UTC day.
@@ -644,25 +762,30 @@ pub struct Day {
     pub new_subjects: i64,
 }
 
-/// The daily (UTC) series for a date range.
-#[utoipa::path(get, path = "/v1/daily", params(DailyQuery), responses((status = 200, body = Daily), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
-async fn daily(State(s): State<AppState>, Q(q): Q<DailyQuery>) -> ApiResult<Daily> {
+/// The daily (UTC) series for a date range, oldest first, a page of at most a year (cursor).
+/// Served from a snapshot at most 1 s old.
+#[utoipa::path(get, path = "/v1/daily", params(SeriesQuery), responses((status = 200, body = Daily), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
+async fn daily(State(s): State<AppState>, Q(q): Q<SeriesQuery>) -> Result<Response, ApiError> {
     let id = market_id(&s.store, q.market).await?;
-    let (from, to) = day_range(q.from.as_deref(), q.to.as_deref())?;
-    let rows = sqlx::query(
-        "SELECT day, trades, buys, sells, buy_volume_gwei, buy_volume_rem, sell_volume_gwei, sell_volume_rem, \
-         protocol_gwei, protocol_rem, subject_gwei, subject_rem, active_traders, new_traders, new_subjects \
-         FROM stats_daily WHERE market_id = $1 AND day >= $2 AND day <= $3 ORDER BY day",
-    )
-    .bind(id)
-    .bind(from)
-    .bind(to)
-    .fetch_all(s.store.pool())
-    .await?;
-    let days: Vec<_> = rows
-        .iter()
-        .map(|r| Day {
-            date: format_date(r.get(0)),
+    let (from, to, limit) = q.page()?;
+    let key = (id, String::new(), from, to, limit);
+    cached_series(&s, key, || async {
+        let rows = sqlx::query(
+            "SELECT day, trades, buys, sells, buy_volume_gwei, buy_volume_rem, sell_volume_gwei, sell_volume_rem, \
+             protocol_gwei, protocol_rem, subject_gwei, subject_rem, active_traders, new_traders, new_subjects \
+             FROM stats_daily WHERE market_id = $1 AND day >= $2 AND day <= $3 ORDER BY day LIMIT $4",
+        )
+        .bind(id)
+        .bind(from)
+        .bind(to)
+        .bind(limit)
+        .fetch_all(s.store.pool())
+        .await?;
+        let numbers: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+        let days: Vec<_> = rows
+            .iter()
+            .map(|r| Day {
+                date: format_date(r.get(0)),
             trades: r.get(1),
             buys: r.get(2),
             sells: r.get(3),
@@ -675,7 +798,13 @@ async fn daily(State(s): State<AppState>, Q(q): Q<DailyQuery>) -> ApiResult<Dail
             new_subjects: r.get(14),
         })
         .collect();
-    Ok(Json(Daily { market: id, days }))
+        to_json(&Daily {
+            market: id,
+            days,
+            next_cursor: next_day_cursor(&numbers, limit),
+        })
+    })
+    .await
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -684,8 +813,9 @@ async fn daily(State(s): State<AppState>, Q(q): Q<DailyQuery>) -> ApiResult<Dail
 struct TopQuery {
     /// Market id (see /v1/markets); required when the database holds several.
     market: Option<i64>,
-    /// Order: volume (default), fees, trades; for subjects also holders, supply.
-    #[param(pattern = "^(volume|fees|trades|holders|supply)$")]
+    /// Order: volume (default), fees, trades; for subjects also holders, supply, price (of the
+    /// next key); for traders also pnl (realised).
+    #[param(pattern = "^(volume|fees|trades|holders|supply|price|pnl)$")]
     by: Option<String>,
     /// Rows, 1..=100 (default 20).
     #[param(minimum = 1, maximum = 100)]
@@ -734,9 +864,34 @@ pub struct SubjectSummary {
     pub fees_earned: Amount,
     /// Unix time of its first trade.
     pub first_trade_time: i64,
+    /// Its curve, as a multiple of friend.tech's s²/16000 ETH per key (1; 10 for the steep
+    /// curve), read off its trades' prices; 0 while unknown (only its free first key traded).
+    pub curve: i64,
+    /// Price of the next key before fees (the contract's `getBuyPrice(subject, 1)`); null
+    /// while the curve is unknown.
+    pub buy_price: Option<Amount>,
+    /// What selling one key fetches before fees (`getSellPrice(subject, 1)`); null when only
+    /// the last key, which cannot be sold, is out, or while the curve is unknown.
+    pub sell_price: Option<Amount>,
 }
 
-/// Top subjects by volume, fees earned, holders, supply or trades.
+/// Wei of one key at supply 1 on friend.tech's curve (1 ether / 16000).
+const KEY_UNIT: i128 = 62_500_000_000_000;
+
+/// The price before fees of key number `k` (0-based) on a curve `multiple` × s²/16000.
+fn key_price(multiple: i64, k: i64) -> Option<Amount> {
+    (multiple > 0 && k >= 0)
+        .then(|| {
+            i128::from(multiple)
+                .checked_mul(i128::from(k).checked_mul(i128::from(k))?)?
+                .checked_mul(KEY_UNIT)
+        })
+        .flatten()
+        .and_then(|wei| Decimal::try_from_i128_with_scale(wei, 0).ok())
+        .map(Amount::from_wei)
+}
+
+/// Top subjects by volume, fees earned, holders, supply, price or trades.
 #[utoipa::path(get, path = "/v1/subjects/top", params(TopQuery), responses((status = 200, body = TopSubjects), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn top_subjects(State(s): State<AppState>, Q(q): Q<TopQuery>) -> ApiResult<TopSubjects> {
     let id = market_id(&s.store, q.market).await?;
@@ -745,16 +900,16 @@ async fn top_subjects(State(s): State<AppState>, Q(q): Q<TopQuery>) -> ApiResult
         "fees" => by_amount("fees"),
         "holders" => "holders DESC".into(),
         "supply" => "supply DESC".into(),
+        "price" => "(curve * supply * supply) DESC".into(),
         "trades" => "trades DESC".into(),
         other => {
             return Err(ApiError::BadRequest(format!(
-                "unknown `by` value {other:?}: use volume, fees, holders, supply or trades"
+                "unknown `by` value {other:?}: use volume, fees, holders, supply, price or trades"
             )));
         }
     };
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT subject, supply, holders, trades, volume_gwei, volume_rem, fees_gwei, fees_rem, first_time \
-         FROM subjects WHERE market_id = $1 ORDER BY {order}, subject LIMIT $2"
+        "SELECT {SUBJECT_COLUMNS} FROM subjects WHERE market_id = $1 ORDER BY {order}, subject LIMIT $2"
     )))
     .bind(id)
     .bind(limit(q.limit)?)
@@ -767,15 +922,26 @@ async fn top_subjects(State(s): State<AppState>, Q(q): Q<TopQuery>) -> ApiResult
     }))
 }
 
+/// The columns [`subject_summary`] reads.
+const SUBJECT_COLUMNS: &str = "subject, supply, holders, trades, volume_gwei, volume_rem, fees_gwei, fees_rem, first_time, curve";
+
 fn subject_summary(r: &sqlx::any::AnyRow) -> SubjectSummary {
+    let (supply, curve): (i64, i64) = (r.get(1), r.get(9));
     SubjectSummary {
         subject: r.get(0),
-        supply: r.get(1),
+        supply,
         holders: r.get(2),
         trades: r.get(3),
         volume: Amount::from_parts(r, 4),
         fees_earned: Amount::from_parts(r, 6),
         first_trade_time: r.get(8),
+        curve,
+        buy_price: key_price(curve, supply),
+        sell_price: if supply > 1 {
+            key_price(curve, supply - 1)
+        } else {
+            None
+        },
     }
 }
 
@@ -802,9 +968,12 @@ pub struct TraderSummary {
     pub fees_paid: Amount,
     /// Unix time of the first trade.
     pub first_trade_time: i64,
+    /// Realised profit and loss (average cost): Σ over its sells of the proceeds after fees
+    /// less the cost basis of the keys sold. Negative for a loss.
+    pub realised_pnl: Amount,
 }
 
-/// Top traders by volume, fees paid or trades.
+/// Top traders by volume, fees paid, trades or realised PnL.
 #[utoipa::path(get, path = "/v1/traders/top", params(TopQuery), responses((status = 200, body = TopTraders), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn top_traders(State(s): State<AppState>, Q(q): Q<TopQuery>) -> ApiResult<TopTraders> {
     let id = market_id(&s.store, q.market).await?;
@@ -812,15 +981,15 @@ async fn top_traders(State(s): State<AppState>, Q(q): Q<TopQuery>) -> ApiResult<
         "volume" => by_amount("volume"),
         "fees" => by_amount("fees"),
         "trades" => "trades DESC".into(),
+        "pnl" => "pnl_gwei DESC, pnl_rem DESC".into(),
         other => {
             return Err(ApiError::BadRequest(format!(
-                "unknown `by` value {other:?}: use volume, fees or trades"
+                "unknown `by` value {other:?}: use volume, fees, trades or pnl"
             )));
         }
     };
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT trader, trades, volume_gwei, volume_rem, fees_gwei, fees_rem, first_time \
-         FROM traders WHERE market_id = $1 ORDER BY {order}, trader LIMIT $2"
+        "SELECT {TRADER_COLUMNS} FROM traders WHERE market_id = $1 ORDER BY {order}, trader LIMIT $2"
     )))
     .bind(id)
     .bind(limit(q.limit)?)
@@ -851,10 +1020,9 @@ async fn subject(
 ) -> ApiResult<SubjectOne> {
     let address = parse_address(&address)?;
     let id = market_id(&s.store, q.market).await?;
-    let row = sqlx::query(
-        "SELECT subject, supply, holders, trades, volume_gwei, volume_rem, fees_gwei, fees_rem, first_time \
-         FROM subjects WHERE market_id = $1 AND subject = $2",
-    )
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {SUBJECT_COLUMNS} FROM subjects WHERE market_id = $1 AND subject = $2"
+    )))
     .bind(id)
     .bind(&address)
     .fetch_optional(s.store.pool())
@@ -1148,6 +1316,99 @@ async fn holders(
     }))
 }
 
+/// A subject's daily series.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SubjectDaily {
+    /// Market id.
+    pub market: i64,
+    /// The subject.
+    pub subject: String,
+    /// UTC days on which its keys traded, oldest first.
+    pub days: Vec<SubjectDay>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A subject's trades of one UTC day.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SubjectDay {
+    /// YYYY-MM-DD.
+    pub date: String,
+    /// Trades with a non-zero amount.
+    pub trades: i64,
+    /// Buys.
+    pub buys: i64,
+    /// Sells.
+    pub sells: i64,
+    /// Σ ethAmount over buys.
+    pub buy_volume: Amount,
+    /// Σ ethAmount over sells.
+    pub sell_volume: Amount,
+    /// Σ subjectEthAmount: what the subject earned that day.
+    pub fees_earned: Amount,
+}
+
+/// One subject's daily series (UTC), oldest first, a page of at most a year (cursor). Served
+/// from a snapshot at most 1 s old.
+#[utoipa::path(get, path = "/v1/subjects/{address}/daily", params(("address" = String, Path, description = "0x-prefixed address"), SeriesQuery), responses((status = 200, body = SubjectDaily), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
+async fn subject_daily(
+    State(s): State<AppState>,
+    P(address): P<String>,
+    Q(q): Q<SeriesQuery>,
+) -> Result<Response, ApiError> {
+    let address = parse_address(&address)?;
+    let id = market_id(&s.store, q.market).await?;
+    let (from, to, limit) = q.page()?;
+    let key = (id, address.clone(), from, to, limit);
+    cached_series(&s, key, || async {
+        let rows = sqlx::query(
+            "SELECT day, trades, buys, sells, buy_volume_gwei, buy_volume_rem, sell_volume_gwei, sell_volume_rem, fees_gwei, fees_rem \
+             FROM subject_daily WHERE market_id = $1 AND subject = $2 AND day >= $3 AND day <= $4 ORDER BY day LIMIT $5",
+        )
+        .bind(id)
+        .bind(&address)
+        .bind(from)
+        .bind(to)
+        .bind(limit)
+        .fetch_all(s.store.pool())
+        .await?;
+        if rows.is_empty() {
+            let known = sqlx::query("SELECT 1 FROM subjects WHERE market_id = $1 AND subject = $2")
+                .bind(id)
+                .bind(&address)
+                .fetch_optional(s.store.pool())
+                .await?;
+            if known.is_none() {
+                return Err(ApiError::NotFound(format!(
+                    "subject {address} has no trades in market {id}"
+                )));
+            }
+        }
+        let numbers: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+        let days = rows
+            .iter()
+            .map(|r| SubjectDay {
+                date: format_date(r.get(0)),
+                trades: r.get(1),
+                buys: r.get(2),
+                sells: r.get(3),
+                buy_volume: Amount::from_parts(r, 4),
+                sell_volume: Amount::from_parts(r, 6),
+                fees_earned: Amount::from_parts(r, 8),
+            })
+            .collect();
+        to_json(&SubjectDaily {
+            market: id,
+            subject: address.clone(),
+            days,
+            next_cursor: next_day_cursor(&numbers, limit),
+        })
+    })
+    .await
+}
+
 /// One trader.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TraderOne {
@@ -1161,11 +1422,15 @@ pub struct TraderOne {
 
 /// Keys of one subject held.
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct Holding {
     /// The subject.
     pub subject: String,
     /// Keys held.
     pub balance: i64,
+    /// What the keys held cost, fees included (average cost: each sell releases the cost of
+    /// the keys sold in proportion).
+    pub cost_basis: Amount,
 }
 
 /// One trader: totals and current holdings.
@@ -1177,17 +1442,16 @@ async fn trader(
 ) -> ApiResult<TraderOne> {
     let address = parse_address(&address)?;
     let id = market_id(&s.store, q.market).await?;
-    let row = sqlx::query(
-        "SELECT trader, trades, volume_gwei, volume_rem, fees_gwei, fees_rem, first_time \
-         FROM traders WHERE market_id = $1 AND trader = $2",
-    )
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {TRADER_COLUMNS} FROM traders WHERE market_id = $1 AND trader = $2"
+    )))
     .bind(id)
     .bind(&address)
     .fetch_optional(s.store.pool())
     .await?
     .ok_or_else(|| ApiError::NotFound(format!("trader {address} has no trades in market {id}")))?;
     let holdings = sqlx::query(
-        "SELECT subject, balance FROM holdings WHERE market_id = $1 AND trader = $2 AND balance > 0 \
+        "SELECT subject, balance, cost_gwei, cost_rem FROM holdings WHERE market_id = $1 AND trader = $2 AND balance > 0 \
          ORDER BY balance DESC, subject LIMIT $3",
     )
     .bind(id)
@@ -1203,10 +1467,15 @@ async fn trader(
             .map(|r| Holding {
                 subject: r.get(0),
                 balance: r.get(1),
+                cost_basis: Amount::from_parts(r, 2),
             })
             .collect(),
     }))
 }
+
+/// The columns [`trader_summary`] reads.
+const TRADER_COLUMNS: &str =
+    "trader, trades, volume_gwei, volume_rem, fees_gwei, fees_rem, first_time, pnl_gwei, pnl_rem";
 
 fn trader_summary(r: &sqlx::any::AnyRow) -> TraderSummary {
     TraderSummary {
@@ -1215,6 +1484,7 @@ fn trader_summary(r: &sqlx::any::AnyRow) -> TraderSummary {
         volume: Amount::from_parts(r, 2),
         fees_paid: Amount::from_parts(r, 4),
         first_trade_time: r.get(6),
+        realised_pnl: Amount::from_parts(r, 7),
     }
 }
 

@@ -794,6 +794,9 @@ struct SubjectDayAgg {
 
 const DAY: i64 = 86_400;
 
+/// (subject, trader).
+type HoldingKey<'a> = (&'a str, &'a str);
+
 /// Wei of one key at supply 1 on friend.tech's curve (1 ether / 16000).
 const KEY_UNIT: u128 = 62_500_000_000_000;
 
@@ -944,7 +947,8 @@ async fn apply_aggregates(
     let mut days: BTreeMap<i64, DayAgg> = BTreeMap::new();
     let mut subjects: HashMap<&str, PartyAgg> = HashMap::new();
     let mut traders: HashMap<&str, PartyAgg> = HashMap::new();
-    let mut holdings: HashMap<(&str, &str), (i64, i128)> = HashMap::new();
+    // (balance change, cost change in wei)
+    let mut holdings: HashMap<HoldingKey<'_>, (i64, i128)> = HashMap::new();
     let mut day_traders: HashMap<(i64, &str), i64> = HashMap::new();
     let mut subject_days: HashMap<(&str, i64), SubjectDayAgg> = HashMap::new();
     for (t, basis) in &trades {
@@ -1004,7 +1008,7 @@ async fn apply_aggregates(
     let first = |t: i64| if sign > 0 { t } else { i64::MAX };
 
     // Holdings → holders per subject.
-    let rows: Vec<((&str, &str), (i64, i128))> = holdings.into_iter().collect();
+    let rows: Vec<(HoldingKey<'_>, (i64, i128))> = holdings.into_iter().collect();
     for chunk in rows.chunks(MAX_PARAMS / 6) {
         let mut sql = String::from(
             "INSERT INTO holdings (market_id, subject, trader, balance, cost_gwei, cost_rem) VALUES ",

@@ -3,7 +3,8 @@
 // 1. The overview loads with no console errors, failed requests or page errors, and every
 //    headline number on it equals the API's (exact wei / counts, read from data-value).
 // 2. A screenshot of the page is written.
-// 3. The subject page of the top subject shows the API's supply, holders and holder rows.
+// 3. The subject page of the top subject shows the API's supply, holders, holder rows and
+//    current buy/sell prices, and its two charts.
 // 4. Live updates: prints "waiting-for-change", then (after the test indexed new trades) reads a
 //    line on stdin and waits until the page shows the API's new trade count.
 // Exits non-zero with a message on any mismatch; prints one JSON line of what it checked.
@@ -72,7 +73,14 @@ try {
     supply: document.getElementById("subject-supply").dataset.value,
     holders: document.getElementById("subject-holders").dataset.value,
     rows: document.querySelectorAll("#holders tbody tr").length,
+    buyPrice: document.getElementById("subject-buy-price").dataset.value,
+    sellPrice: document.getElementById("subject-sell-price").dataset.value,
+    charts: document.querySelectorAll("#subject-page .charts canvas").length,
   }));
+  const wei = (a) => (a ? a.wei : "");
+  if (shown.buyPrice !== wei(subj.buyPrice)) fail(`subject buy price: page ${shown.buyPrice}, API ${wei(subj.buyPrice)}`);
+  if (shown.sellPrice !== wei(subj.sellPrice)) fail(`subject sell price: page ${shown.sellPrice}, API ${wei(subj.sellPrice)}`);
+  if (shown.charts < 2) fail(`subject page: expected 2 charts, found ${shown.charts}`);
   if (shown.supply !== String(subj.supply)) fail(`subject supply: page ${shown.supply}, API ${subj.supply}`);
   if (shown.holders !== String(subj.holders)) fail(`subject holders: page ${shown.holders}, API ${subj.holders}`);
   if (shown.rows !== Math.min(20, subj.holders)) fail(`holder rows: page ${shown.rows}, API holders ${subj.holders}`);

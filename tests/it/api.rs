@@ -10,7 +10,7 @@ use keymarket_contracts::{KeyMarket, TRADE_TOPIC};
 use keymarket_indexer::Store;
 use serde_json::Value;
 
-use crate::common::{Chain, Db, fresh_db};
+use crate::common::{Chain, Db, average_cost, fresh_db};
 
 async fn serve(store: Store) -> String {
     serve_state(AppState::new(store)).await
@@ -252,6 +252,126 @@ async fn api_numbers_equal_the_chain_on_sqlite_and_postgres() {
             );
         }
 
+        // Realised PnL and cost basis (average cost, fees included) equal a recomputation from
+        // the logs; the ranking by PnL orders by value, losses included.
+        let avg = average_cost(&logs);
+        let (status, by_pnl) = get(&format!("{base}/v1/traders/top?by=pnl&limit=100")).await;
+        assert_eq!(status, 200, "{by_pnl}");
+        let pnls: Vec<i128> = by_pnl["traders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                let got: i128 = t["realisedPnl"]["wei"].as_str().unwrap().parse().unwrap();
+                let want = avg.pnl.get(t["trader"].as_str().unwrap()).copied();
+                assert_eq!(got, want.unwrap_or(0), "{kind:?}: {t}");
+                got
+            })
+            .collect();
+        assert_eq!(pnls.len(), traders.len().min(100));
+        assert!(pnls.windows(2).all(|w| w[0] >= w[1]), "{pnls:?}");
+        assert!(
+            pnls.iter().any(|p| *p > 0) && pnls.iter().any(|p| *p < 0),
+            "gains and losses: {pnls:?}"
+        );
+        let mut costs_checked = 0;
+        for h in tr["holdings"].as_array().unwrap() {
+            let key = (
+                h["subject"].as_str().unwrap().to_string(),
+                top_trader.clone(),
+            );
+            assert_eq!(
+                h["costBasis"]["wei"].as_str().unwrap(),
+                avg.cost[&key].to_string(),
+                "{kind:?}: {h}"
+            );
+            costs_checked += 1;
+        }
+        assert!(costs_checked > 0, "the top trader holds keys");
+
+        // Current prices equal the contract's own quotes; the ranking by price follows them.
+        let (status, by_price) = get(&format!("{base}/v1/subjects/top?by=price&limit=100")).await;
+        assert_eq!(status, 200, "{by_price}");
+        let (mut last, mut priced, mut steep) = (U256::MAX, 0, 0);
+        for sj in by_price["subjects"].as_array().unwrap() {
+            let addr = sj["subject"].as_str().unwrap().parse().unwrap();
+            if sj["curve"] == 0 {
+                assert!(sj["buyPrice"].is_null(), "{sj}");
+                continue;
+            }
+            steep += i32::from(sj["curve"] == 10);
+            let buy = market
+                .getBuyPrice(addr, U256::from(1))
+                .call()
+                .await
+                .unwrap();
+            assert_eq!(sj["buyPrice"]["wei"], buy.to_string(), "{kind:?}: {sj}");
+            if sj["supply"].as_i64().unwrap() > 1 {
+                let sell = market
+                    .getSellPrice(addr, U256::from(1))
+                    .call()
+                    .await
+                    .unwrap();
+                assert_eq!(sj["sellPrice"]["wei"], sell.to_string(), "{kind:?}: {sj}");
+            } else {
+                assert!(sj["sellPrice"].is_null(), "{sj}");
+            }
+            assert!(buy <= last, "by price: {sj}");
+            last = buy;
+            priced += 1;
+        }
+        assert!(priced > 5 && steep > 0, "{priced} priced, {steep} steep");
+
+        // A subject's daily series, a day a page: its days add up to its totals.
+        let (mut n, mut earned, mut cursor, mut pages) = (0, U256::ZERO, String::new(), 0);
+        loop {
+            let (status, page) = get(&format!(
+                "{base}/v1/subjects/{top_subject}/daily?limit=1{cursor}"
+            ))
+            .await;
+            assert_eq!(status, 200, "{page}");
+            for d in page["days"].as_array().unwrap() {
+                n += d["trades"].as_i64().unwrap();
+                earned += d["feesEarned"]["wei"]
+                    .as_str()
+                    .unwrap()
+                    .parse::<U256>()
+                    .unwrap();
+                pages += 1;
+            }
+            match page["nextCursor"].as_str() {
+                Some(c) => cursor = format!("&cursor={c}"),
+                None => break,
+            }
+        }
+        assert!(pages > 1, "several days");
+        assert_eq!(n, one["subject"]["trades"].as_i64().unwrap(), "{kind:?}");
+        assert_eq!(
+            earned.to_string(),
+            one["subject"]["feesEarned"]["wei"].as_str().unwrap()
+        );
+        // The market's series through its cursor, two days a page: every day once.
+        let (mut dates, mut cursor) = (Vec::new(), String::new());
+        loop {
+            let (status, page) = get(&format!("{base}/v1/daily?limit=2{cursor}")).await;
+            assert_eq!(status, 200, "{page}");
+            dates.extend(
+                page["days"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|d| d["date"].clone()),
+            );
+            match page["nextCursor"].as_str() {
+                Some(c) => cursor = format!("&cursor={c}"),
+                None => break,
+            }
+        }
+        assert_eq!(
+            dates,
+            days.iter().map(|d| d["date"].clone()).collect::<Vec<_>>()
+        );
+
         // Prometheus metrics: latencies of the requests above, and the indexer's position.
         let text = reqwest::get(format!("{base}/metrics"))
             .await
@@ -285,6 +405,19 @@ async fn api_numbers_equal_the_chain_on_sqlite_and_postgres() {
                 "inverted range",
             ),
             ("/v1/daily?from=2023-02-30", 400, "malformed date"),
+            ("/v1/daily?limit=367", 400, "over the cap"),
+            ("/v1/daily?cursor=2023-13-01", 400, "malformed cursor"),
+            (
+                "/v1/daily?from=2030-01-01&cursor=2023-01-01",
+                400,
+                "outside the requested range",
+            ),
+            ("/v1/traders/top?by=price", 400, "unknown `by` value"),
+            (
+                "/v1/subjects/0x0000000000000000000000000000000000000001/daily",
+                404,
+                "has no trades",
+            ),
             ("/v1/subjects/top?limit=1000", 400, "over the cap"),
             ("/v1/subjects/top?by=vibes", 400, "unknown `by` value"),
             ("/v1/overview?colour=red", 400, "unknown field"),
@@ -451,6 +584,7 @@ async fn openapi_document_holds_under_schemathesis() {
             "/v1/traders/top",
             "/v1/subjects/{address}",
             "/v1/subjects/{address}/holders",
+            "/v1/subjects/{address}/daily",
             "/v1/traders/{address}",
             "/v1/trades",
         ] {
@@ -478,7 +612,7 @@ async fn openapi_document_holds_under_schemathesis() {
         );
         // It really exercised every operation.
         assert!(
-            stdout.contains("10 selected") || stdout.contains("10 total"),
+            stdout.contains("11 selected") || stdout.contains("11 total"),
             "{stdout}"
         );
         println!("{kind:?}:\n{stdout}");

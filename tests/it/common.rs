@@ -166,6 +166,52 @@ fn split_signed(v: i128) -> (i64, i64) {
     )
 }
 
+/// Average-cost bookkeeping recomputed from the chain's Trade logs: the cost basis each log
+/// released (sells; 0 otherwise), each (subject, trader) holding's cost and each trader's
+/// realised PnL, in wei.
+pub(crate) struct AverageCost {
+    pub(crate) released: Vec<i128>,
+    pub(crate) cost: HashMap<(String, String), i128>,
+    pub(crate) pnl: HashMap<String, i128>,
+}
+
+pub(crate) fn average_cost(logs: &[Log]) -> AverageCost {
+    let mut out = AverageCost {
+        released: Vec::new(),
+        cost: HashMap::new(),
+        pnl: HashMap::new(),
+    };
+    let mut held: HashMap<(String, String), i64> = HashMap::new();
+    for l in logs.iter().filter(|l| l.topics()[0] == TRADE_TOPIC) {
+        let t = KeyMarket::Trade::decode_log_data(l.data()).unwrap();
+        let (trader, subject) = (hex(t.trader.as_slice()), hex(t.subject.as_slice()));
+        let amount: i64 = t.shareAmount.to();
+        let (eth, fees) = (
+            t.ethAmount.to::<i128>(),
+            t.protocolEthAmount.to::<i128>() + t.subjectEthAmount.to::<i128>(),
+        );
+        let key = (subject, trader.clone());
+        let balance = held.entry(key.clone()).or_default();
+        let c = out.cost.entry(key).or_default();
+        let mut released = 0;
+        if amount != 0 && t.isBuy {
+            *c += eth + fees;
+            *balance += amount;
+        } else if amount != 0 {
+            released = if *balance > amount {
+                *c * i128::from(amount) / i128::from(*balance)
+            } else {
+                *c
+            };
+            *c -= released;
+            *balance -= amount;
+            *out.pnl.entry(trader).or_default() += eth - fees - released;
+        }
+        out.released.push(released);
+    }
+    out
+}
+
 /// Every indexer table recomputed from the chain's logs alone, in the format of `Store::dump`.
 #[allow(clippy::type_complexity)]
 pub(crate) fn recompute(chain_id: u64, logs: &[Log]) -> BTreeMap<&'static str, Vec<String>> {
@@ -187,12 +233,15 @@ pub(crate) fn recompute(chain_id: u64, logs: &[Log]) -> BTreeMap<&'static str, V
     let mut traders: BTreeMap<String, (i64, (i64, i64), (i64, i64), i64)> = BTreeMap::new();
     let mut holdings: BTreeMap<(String, String), i64> = BTreeMap::new();
     let mut day_traders: BTreeMap<(i64, String), i64> = BTreeMap::new();
-    // Average-cost bookkeeping: a holding's cost, a trader's realised PnL, a subject's curve.
-    let mut cost: HashMap<(String, String), i128> = HashMap::new();
-    let mut pnl: HashMap<String, i128> = HashMap::new();
+    let AverageCost {
+        released,
+        cost,
+        pnl,
+    } = average_cost(logs);
     let mut curves: HashMap<String, i64> = HashMap::new();
     let mut subject_days: BTreeMap<(String, i64), Agg> = BTreeMap::new();
-    for l in logs.iter().filter(|l| l.topics()[0] == TRADE_TOPIC) {
+    let trade_logs = logs.iter().filter(|l| l.topics()[0] == TRADE_TOPIC);
+    for (l, released) in trade_logs.zip(released) {
         let t = KeyMarket::Trade::decode_log_data(l.data()).unwrap();
         let time = l.block_timestamp.unwrap() as i64;
         let (e, p, s) = (
@@ -203,26 +252,7 @@ pub(crate) fn recompute(chain_id: u64, logs: &[Log]) -> BTreeMap<&'static str, V
         let (trader, subject) = (hex(t.trader.as_slice()), hex(t.subject.as_slice()));
         let amount: i64 = t.shareAmount.to();
         let supply: i64 = t.supply.to();
-        let key = (subject.clone(), trader.clone());
-        let (eth, fees) = (
-            t.ethAmount.to::<i128>(),
-            t.protocolEthAmount.to::<i128>() + t.subjectEthAmount.to::<i128>(),
-        );
-        let mut released = 0i128;
         if amount != 0 {
-            let held = holdings.get(&key).copied().unwrap_or(0);
-            let c = cost.entry(key.clone()).or_default();
-            if t.isBuy {
-                *c += eth + fees;
-            } else {
-                released = if held > amount {
-                    *c * i128::from(amount) / i128::from(held)
-                } else {
-                    *c
-                };
-                *c -= released;
-                *pnl.entry(trader.clone()).or_default() += eth - fees - released;
-            }
             // The curve, from the contract's own price formula.
             let first = if t.isBuy { supply - amount } else { supply } as u64;
             for (id, multiple) in [(curve::CURVE_STANDARD, 1), (curve::CURVE_STEEP, 10)] {
