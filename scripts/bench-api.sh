@@ -8,7 +8,8 @@
 # Env: PG_ADMIN (default postgres://postgres@127.0.0.1:5432/postgres), PORT (default 8090),
 #      DBS (default "sqlite postgres"), PG_TRADES (default TRADES), BATCH (trades per committed
 #      batch, default 50000), KEEP=1 keeps the databases (under .keymarket/bench-api/) for a
-#      rerun with REUSE=1.
+#      rerun with REUSE=1, WRITE_ONLY=1 writes them without loading the API (e.g. to write both
+#      databases at once, then load each on a quiet machine with REUSE=1).
 set -euo pipefail
 export RUST_LOG="${RUST_LOG:-info}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -45,6 +46,7 @@ bench_db() { # name url trades
     echo "[bench] $name: writing $n trades through the store"
     /usr/bin/time -f "  wall %e s, peak RSS %M KB" "$km" bench-store --database-url "$url" --trades "$n" --batch "${BATCH:-50000}" 2> >(grep -E "wall|progress|built index" >&2)
   fi
+  if [[ "${WRITE_ONLY:-}" == 1 ]]; then return; fi
   "$km" serve --database-url "$url" --listen "127.0.0.1:$port" --rate-limit 0 >/dev/null 2>&1 &
   local pid=$!
   for _ in $(seq 100); do curl -sf "$base/healthz" >/dev/null && break; sleep 0.2; done
@@ -56,12 +58,16 @@ bench_db() { # name url trades
   echo "| endpoint | req/s | p50 | p99 | non-2xx |"
   echo "| --- | ---: | ---: | ---: | ---: |"
   load "/v1/overview" "$base/v1/overview"
-  load "/v1/daily" "$base/v1/daily"
+  load "/v1/daily (a year a page)" "$base/v1/daily"
+  load "/v1/daily?limit=30" "$base/v1/daily?limit=30"
   load "/v1/subjects/top?by=volume" "$base/v1/subjects/top?by=volume"
   load "/v1/subjects/top?by=holders" "$base/v1/subjects/top?by=holders"
+  load "/v1/subjects/top?by=price" "$base/v1/subjects/top?by=price"
   load "/v1/traders/top?by=volume" "$base/v1/traders/top?by=volume"
+  load "/v1/traders/top?by=pnl" "$base/v1/traders/top?by=pnl"
   load "/v1/subjects/{top}" "$base/v1/subjects/$subject"
   load "/v1/subjects/{top}/holders" "$base/v1/subjects/$subject/holders"
+  load "/v1/subjects/{top}/daily" "$base/v1/subjects/$subject/daily"
   load "/v1/traders/{top}" "$base/v1/traders/$trader"
   load "/v1/trades" "$base/v1/trades"
   load "/v1/trades?subject={top}" "$base/v1/trades?subject=$subject"
