@@ -654,13 +654,17 @@ async fn print_stats<P: Provider>(
     );
     println!("  traders           {}; subjects {}", t.traders, t.subjects);
     println!(
-        "  this run          {} trades in {:.2}s ({:.0} trades/s); store stage {:.2}s ({:.0} trades/s); waiting for the RPC {:.2}s",
+        "  this run          {} trades in {:.2}s ({:.0} trades/s); store stage {:.2}s ({:.0} trades/s); waiting for the RPC {:.2}s; building deferred indexes {:.2}s; other {:.2}s",
         r.trades,
         r.elapsed.as_secs_f64(),
         r.trades as f64 / r.elapsed.as_secs_f64().max(1e-9),
         r.store_time.as_secs_f64(),
         r.trades as f64 / r.store_time.as_secs_f64().max(1e-9),
-        r.fetch_wait.as_secs_f64()
+        r.fetch_wait.as_secs_f64(),
+        r.index_time.as_secs_f64(),
+        r.elapsed
+            .saturating_sub(r.store_time + r.fetch_wait + r.index_time)
+            .as_secs_f64()
     );
     Ok(())
 }

@@ -46,6 +46,7 @@ pub struct AppState {
     limiter: Option<Arc<RateLimit>>,
     overviews: Arc<Mutex<HashMap<OverviewKey, (Instant, Overview)>>>,
     series: Arc<Mutex<HashMap<SeriesKey, (Instant, axum::body::Bytes)>>>,
+    market_ids: Arc<Mutex<Option<(Instant, Arc<[i64]>)>>>,
 }
 
 /// (market, subject or "" for the whole market, first day, last day, limit).
@@ -74,6 +75,7 @@ impl AppState {
             limiter: None,
             overviews: Arc::default(),
             series: Arc::default(),
+            market_ids: Arc::default(),
         }
     }
 
@@ -376,16 +378,34 @@ struct MarketQuery {
 }
 
 /// Resolves the `market` parameter: required when the database holds several markets.
-async fn market_id(store: &Store, market: Option<i64>) -> Result<i64, ApiError> {
-    let ids: Vec<(i64,)> = sqlx::query_as("SELECT id FROM markets ORDER BY id")
-        .fetch_all(store.pool())
-        .await?;
+/// The market list comes from a snapshot at most [`OVERVIEW_TTL`] old (one query less per
+/// request; on PostgreSQL a network round trip); a market missing from it is looked up again, so
+/// a newly indexed market is found at once.
+async fn market_id(s: &AppState, market: Option<i64>) -> Result<i64, ApiError> {
+    let cached = s
+        .market_ids
+        .lock()
+        .expect("not poisoned")
+        .as_ref()
+        .filter(|(at, _)| at.elapsed() < OVERVIEW_TTL)
+        .map(|(_, ids)| ids.clone());
+    let ids = match cached {
+        Some(ids) if market.is_none_or(|m| ids.contains(&m)) => ids,
+        _ => {
+            let rows: Vec<(i64,)> = sqlx::query_as("SELECT id FROM markets ORDER BY id")
+                .fetch_all(s.store.pool())
+                .await?;
+            let ids: Arc<[i64]> = rows.into_iter().map(|(id,)| id).collect();
+            *s.market_ids.lock().expect("not poisoned") = Some((Instant::now(), ids.clone()));
+            ids
+        }
+    };
     match market {
-        Some(id) if ids.iter().any(|(i,)| *i == id) => Ok(id),
+        Some(id) if ids.contains(&id) => Ok(id),
         Some(id) => Err(ApiError::NotFound(format!(
             "unknown market {id}; see /v1/markets"
         ))),
-        None if ids.len() == 1 => Ok(ids[0].0),
+        None if ids.len() == 1 => Ok(ids[0]),
         None if ids.is_empty() => Err(ApiError::NotFound(
             "the database holds no market yet".into(),
         )),
@@ -555,7 +575,7 @@ fn day_range(from: Option<&str>, to: Option<&str>) -> Result<(i64, i64), ApiErro
 /// Protocol revenue, subject revenue, volume, trades, traders, subjects and TVL.
 #[utoipa::path(get, path = "/v1/overview", params(DailyQuery), responses((status = 200, body = Overview), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn overview(State(s): State<AppState>, Q(q): Q<DailyQuery>) -> ApiResult<Overview> {
-    let id = market_id(&s.store, q.market).await?;
+    let id = market_id(&s, q.market).await?;
     let window = (q.from.is_some() || q.to.is_some())
         .then(|| day_range(q.from.as_deref(), q.to.as_deref()))
         .transpose()?;
@@ -766,7 +786,7 @@ pub struct Day {
 /// Served from a snapshot at most 1 s old.
 #[utoipa::path(get, path = "/v1/daily", params(SeriesQuery), responses((status = 200, body = Daily), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn daily(State(s): State<AppState>, Q(q): Q<SeriesQuery>) -> Result<Response, ApiError> {
-    let id = market_id(&s.store, q.market).await?;
+    let id = market_id(&s, q.market).await?;
     let (from, to, limit) = q.page()?;
     let key = (id, String::new(), from, to, limit);
     cached_series(&s, key, || async {
@@ -894,7 +914,7 @@ fn key_price(multiple: i64, k: i64) -> Option<Amount> {
 /// Top subjects by volume, fees earned, holders, supply, price or trades.
 #[utoipa::path(get, path = "/v1/subjects/top", params(TopQuery), responses((status = 200, body = TopSubjects), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn top_subjects(State(s): State<AppState>, Q(q): Q<TopQuery>) -> ApiResult<TopSubjects> {
-    let id = market_id(&s.store, q.market).await?;
+    let id = market_id(&s, q.market).await?;
     let order = match q.by.as_deref().unwrap_or("volume") {
         "volume" => by_amount("volume"),
         "fees" => by_amount("fees"),
@@ -976,7 +996,7 @@ pub struct TraderSummary {
 /// Top traders by volume, fees paid, trades or realised PnL.
 #[utoipa::path(get, path = "/v1/traders/top", params(TopQuery), responses((status = 200, body = TopTraders), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn top_traders(State(s): State<AppState>, Q(q): Q<TopQuery>) -> ApiResult<TopTraders> {
-    let id = market_id(&s.store, q.market).await?;
+    let id = market_id(&s, q.market).await?;
     let order = match q.by.as_deref().unwrap_or("volume") {
         "volume" => by_amount("volume"),
         "fees" => by_amount("fees"),
@@ -1019,7 +1039,7 @@ async fn subject(
     Q(q): Q<MarketQuery>,
 ) -> ApiResult<SubjectOne> {
     let address = parse_address(&address)?;
-    let id = market_id(&s.store, q.market).await?;
+    let id = market_id(&s, q.market).await?;
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {SUBJECT_COLUMNS} FROM subjects WHERE market_id = $1 AND subject = $2"
     )))
@@ -1121,7 +1141,7 @@ pub struct Trade {
 /// Trades, newest first, with filters; paginated by a keyset cursor.
 #[utoipa::path(get, path = "/v1/trades", params(TradesQuery), responses((status = 200, body = Trades), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn trades(State(s): State<AppState>, Q(q): Q<TradesQuery>) -> ApiResult<Trades> {
-    let id = market_id(&s.store, q.market).await?;
+    let id = market_id(&s, q.market).await?;
     let limit = limit(q.limit)?;
     let mut sql = String::from(
         "SELECT block_number, log_index, tx_hash, block_time, trader, subject, is_buy, share_amount, \
@@ -1275,7 +1295,7 @@ async fn holders(
     Q(q): Q<PageQuery>,
 ) -> ApiResult<Holders> {
     let address = parse_address(&address)?;
-    let id = market_id(&s.store, q.market).await?;
+    let id = market_id(&s, q.market).await?;
     let limit = limit(q.limit)?;
     let (after_balance, after_trader) = match &q.cursor {
         Some(c) => {
@@ -1359,7 +1379,7 @@ async fn subject_daily(
     Q(q): Q<SeriesQuery>,
 ) -> Result<Response, ApiError> {
     let address = parse_address(&address)?;
-    let id = market_id(&s.store, q.market).await?;
+    let id = market_id(&s, q.market).await?;
     let (from, to, limit) = q.page()?;
     let key = (id, address.clone(), from, to, limit);
     cached_series(&s, key, || async {
@@ -1441,7 +1461,7 @@ async fn trader(
     Q(q): Q<MarketQuery>,
 ) -> ApiResult<TraderOne> {
     let address = parse_address(&address)?;
-    let id = market_id(&s.store, q.market).await?;
+    let id = market_id(&s, q.market).await?;
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {TRADER_COLUMNS} FROM traders WHERE market_id = $1 AND trader = $2"
     )))

@@ -155,6 +155,8 @@ pub struct RunReport {
     /// Time the store waited for fetched ranges (fetching overlaps with storing; this is the
     /// part of fetching that storing did not hide).
     pub fetch_wait: Duration,
+    /// Time spent building the secondary indexes a long backfill deferred (at the head).
+    pub index_time: Duration,
     /// Wall-clock time.
     pub elapsed: Duration,
 }
@@ -312,7 +314,9 @@ pub async fn run<P: Provider>(
                 // Reaching the head ends a long backfill (also one killed before this point).
                 caught_up = true;
                 bar.set_message("building indexes");
+                let t = Instant::now();
                 store.build_secondary_indexes().await?;
+                report.index_time += t.elapsed();
             }
             if config.stop_at.is_some_and(|s| market.next_block > s) || !config.follow {
                 break;
