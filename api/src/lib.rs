@@ -44,19 +44,22 @@ pub struct AppState {
     pub store: Store,
     metrics: Arc<metrics::Metrics>,
     limiter: Option<Arc<RateLimit>>,
-    overviews: Arc<Mutex<HashMap<OverviewKey, (Instant, Overview)>>>,
-    series: Arc<Mutex<HashMap<SeriesKey, (Instant, axum::body::Bytes)>>>,
+    snapshots: Arc<Mutex<HashMap<String, Snapshot>>>,
     market_ids: Arc<Mutex<Option<(Instant, Arc<[i64]>)>>>,
 }
 
-/// (market, subject or "" for the whole market, first day, last day, limit).
-type SeriesKey = (i64, String, i64, i64, i64);
+/// A serialised response of one of the hottest endpoints (overview, daily series), kept in
+/// memory; always of whole committed batches, never of a half-applied one.
+#[derive(Debug)]
+struct Snapshot {
+    at: Instant,
+    body: axum::body::Bytes,
+    /// When a request started building its successor (the others keep serving this one).
+    refreshing_since: Option<Instant>,
+}
 
-/// (market, window of days).
-type OverviewKey = (i64, Option<(i64, i64)>);
-
-/// How long an overview is served from memory: the hottest endpoint answers from a snapshot at
-/// most this old (always a whole committed batch, never a half-applied one).
+/// How long a snapshot is fresh. A stale one is rebuilt by one request while the others are
+/// still served it, so a snapshot served is at most this old plus one rebuild.
 const OVERVIEW_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A per-client (IP address) token bucket.
@@ -73,8 +76,7 @@ impl AppState {
             store,
             metrics: Arc::default(),
             limiter: None,
-            overviews: Arc::default(),
-            series: Arc::default(),
+            snapshots: Arc::default(),
             market_ids: Arc::default(),
         }
     }
@@ -574,17 +576,25 @@ fn day_range(from: Option<&str>, to: Option<&str>) -> Result<(i64, i64), ApiErro
 
 /// Protocol revenue, subject revenue, volume, trades, traders, subjects and TVL.
 #[utoipa::path(get, path = "/v1/overview", params(DailyQuery), responses((status = 200, body = Overview), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
-async fn overview(State(s): State<AppState>, Q(q): Q<DailyQuery>) -> ApiResult<Overview> {
+async fn overview(State(s): State<AppState>, Q(q): Q<DailyQuery>) -> Result<Response, ApiError> {
     let id = market_id(&s, q.market).await?;
     let window = (q.from.is_some() || q.to.is_some())
         .then(|| day_range(q.from.as_deref(), q.to.as_deref()))
         .transpose()?;
-    let key = (id, window);
-    if let Some((at, o)) = s.overviews.lock().expect("not poisoned").get(&key)
-        && at.elapsed() < OVERVIEW_TTL
-    {
-        return Ok(Json(o.clone()));
-    }
+    let key = format!(
+        "overview {id} {window:?} {} {}",
+        q.from.is_some(),
+        q.to.is_some()
+    );
+    snapshot(&s, key, || build_overview(&s, id, window, &q)).await
+}
+
+async fn build_overview(
+    s: &AppState,
+    id: i64,
+    window: Option<(i64, i64)>,
+    q: &DailyQuery,
+) -> Result<axum::body::Bytes, ApiError> {
     let t = s.store.totals(id, window).await?;
     let all = match window {
         None => t.clone(),
@@ -618,12 +628,7 @@ async fn overview(State(s): State<AppState>, Q(q): Q<DailyQuery>) -> ApiResult<O
         traders: t.traders,
         subjects: t.subjects,
     };
-    let mut cache = s.overviews.lock().expect("not poisoned");
-    if cache.len() > 1024 {
-        cache.clear();
-    }
-    cache.insert(key, (Instant::now(), o.clone()));
-    Ok(Json(o))
+    to_json(&o)
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -693,30 +698,57 @@ impl SeriesQuery {
     }
 }
 
-/// A serialised daily series from the snapshot cache (at most [`OVERVIEW_TTL`] old), or built by
-/// `build` and cached.
-async fn cached_series<F, Fut>(s: &AppState, key: SeriesKey, build: F) -> Result<Response, ApiError>
+/// Answers from the snapshot under `key`: fresh, or stale while another request rebuilds it;
+/// otherwise this request builds it with `build` (a rebuild abandoned for 5 s, e.g. by a client
+/// that went away, is taken over).
+async fn snapshot<F, Fut>(s: &AppState, key: String, build: F) -> Result<Response, ApiError>
 where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<axum::body::Bytes, ApiError>>,
 {
-    let hit = s
-        .series
-        .lock()
-        .expect("not poisoned")
-        .get(&key)
-        .filter(|(at, _)| at.elapsed() < OVERVIEW_TTL)
-        .map(|(_, body)| body.clone());
-    let body = match hit {
+    let served = {
+        let mut cache = s.snapshots.lock().expect("not poisoned");
+        match cache.get_mut(&key) {
+            Some(snap) if snap.at.elapsed() < OVERVIEW_TTL => Some(snap.body.clone()),
+            Some(snap)
+                if snap
+                    .refreshing_since
+                    .is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(5)) =>
+            {
+                Some(snap.body.clone())
+            }
+            Some(snap) => {
+                snap.refreshing_since = Some(Instant::now());
+                None
+            }
+            None => None,
+        }
+    };
+    let body = match served {
         Some(body) => body,
         None => {
-            let body = build().await?;
-            let mut cache = s.series.lock().expect("not poisoned");
-            if cache.len() > 1024 {
-                cache.clear();
+            let built = build().await;
+            let mut cache = s.snapshots.lock().expect("not poisoned");
+            match built {
+                Ok(body) => {
+                    if cache.len() > 4096 {
+                        cache.clear();
+                    }
+                    let snap = Snapshot {
+                        at: Instant::now(),
+                        body: body.clone(),
+                        refreshing_since: None,
+                    };
+                    cache.insert(key, snap);
+                    body
+                }
+                Err(e) => {
+                    if let Some(snap) = cache.get_mut(&key) {
+                        snap.refreshing_since = None;
+                    }
+                    return Err(e);
+                }
             }
-            cache.insert(key, (Instant::now(), body.clone()));
-            body
         }
     };
     Ok((
@@ -788,8 +820,8 @@ pub struct Day {
 async fn daily(State(s): State<AppState>, Q(q): Q<SeriesQuery>) -> Result<Response, ApiError> {
     let id = market_id(&s, q.market).await?;
     let (from, to, limit) = q.page()?;
-    let key = (id, String::new(), from, to, limit);
-    cached_series(&s, key, || async {
+    let key = format!("daily {id} {from} {to} {limit}");
+    snapshot(&s, key, || async {
         let rows = sqlx::query(
             "SELECT day, trades, buys, sells, buy_volume_gwei, buy_volume_rem, sell_volume_gwei, sell_volume_rem, \
              protocol_gwei, protocol_rem, subject_gwei, subject_rem, active_traders, new_traders, new_subjects \
@@ -1381,8 +1413,8 @@ async fn subject_daily(
     let address = parse_address(&address)?;
     let id = market_id(&s, q.market).await?;
     let (from, to, limit) = q.page()?;
-    let key = (id, address.clone(), from, to, limit);
-    cached_series(&s, key, || async {
+    let key = format!("subject daily {id} {address} {from} {to} {limit}");
+    snapshot(&s, key, || async {
         let rows = sqlx::query(
             "SELECT day, trades, buys, sells, buy_volume_gwei, buy_volume_rem, sell_volume_gwei, sell_volume_rem, fees_gwei, fees_rem \
              FROM subject_daily WHERE market_id = $1 AND subject = $2 AND day >= $3 AND day <= $4 ORDER BY day LIMIT $5",
