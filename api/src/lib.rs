@@ -45,8 +45,11 @@ pub struct AppState {
     metrics: Arc<metrics::Metrics>,
     limiter: Option<Arc<RateLimit>>,
     snapshots: Arc<Mutex<HashMap<String, Snapshot>>>,
-    market_ids: Arc<Mutex<Option<(Instant, Arc<[i64]>)>>>,
+    market_ids: Arc<Mutex<Option<MarketIds>>>,
 }
+
+/// The market ids and when they were read.
+type MarketIds = (Instant, Arc<[i64]>);
 
 /// A serialised response of one of the hottest endpoints (overview, daily series), kept in
 /// memory; always of whole committed batches, never of a half-applied one.
