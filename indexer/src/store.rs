@@ -418,6 +418,9 @@ impl Store {
     /// ([`Store::build_secondary_indexes`]). Readers still get right answers meanwhile, slower.
     pub async fn drop_secondary_indexes(&self) -> Result<()> {
         for (name, _) in DEFERRABLE_INDEXES {
+            if KEPT_DURING_BACKFILL.contains(name) {
+                continue;
+            }
             sqlx::query(AssertSqlSafe(format!("DROP INDEX IF EXISTS {name}")))
                 .execute(&self.pool)
                 .await
@@ -661,6 +664,12 @@ const DEFERRABLE_INDEXES: &[(&str, &str)] = &[
 ];
 
 const TRADES_IDENTITY: &str = "trades_identity";
+
+/// Deferrable indexes that a long backfill nevertheless keeps: trades arrive in their order
+/// (block, then time), so each insert appends at the index's right edge — cheaper than a sorted
+/// build of the whole table at the end. [`Store::build_secondary_indexes`] still creates them
+/// where missing (e.g. dropped by an older version).
+const KEPT_DURING_BACKFILL: &[&str] = &["trades_market_block", "trades_market_time"];
 
 /// Tables and columns compared by [`Store::dump`] (everything but surrogate ids).
 const DUMP_TABLES: &[(&str, &str)] = &[
