@@ -122,6 +122,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/subjects/{address}/holders", get(holders))
         .route("/v1/subjects/{address}/daily", get(subject_daily))
         .route("/v1/traders/{address}", get(trader))
+        .route("/v1/traders/{address}/holdings", get(trader_holdings))
         .route("/v1/trades", get(trades))
         .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(openapi_json))
@@ -248,6 +249,7 @@ pub struct ErrorDetail {
         holders,
         subject_daily,
         trader,
+        trader_holdings,
         trades
     )
 )]
@@ -1331,31 +1333,7 @@ async fn holders(
 ) -> ApiResult<Holders> {
     let address = parse_address(&address)?;
     let id = market_id(&s, q.market).await?;
-    let limit = limit(q.limit)?;
-    let (after_balance, after_trader) = match &q.cursor {
-        Some(c) => {
-            let (b, t): (i64, String) = parse_cursor(c)?;
-            (b, parse_address(&t)?)
-        }
-        None => (i64::MAX, String::new()),
-    };
-    let rows = sqlx::query(
-        "SELECT trader, balance FROM holdings WHERE market_id = $1 AND subject = $2 AND balance > 0 \
-         AND (balance < $3 OR (balance = $3 AND trader > $4)) ORDER BY balance DESC, trader LIMIT $5",
-    )
-    .bind(id)
-    .bind(&address)
-    .bind(after_balance)
-    .bind(&after_trader)
-    .bind(limit + 1)
-    .fetch_all(s.store.pool())
-    .await?;
-    let more = rows.len() as i64 > limit;
-    let rows = &rows[..rows.len().min(limit as usize)];
-    let next = more.then(|| {
-        let last = rows.last().expect("a full page");
-        format!("{}_{}", last.get::<i64, _>(1), last.get::<String, _>(0))
-    });
+    let (rows, next) = holdings_page(&s, id, "subject", &address, &q).await?;
     let holders = rows
         .iter()
         .map(|r| Holder {
@@ -1367,6 +1345,99 @@ async fn holders(
         market: id,
         subject: address,
         holders,
+        next_cursor: next,
+    }))
+}
+
+/// A page of holdings rows of one subject's (`of` = "subject") or one trader's (`of` =
+/// "trader") keys, largest balance first, ties by the other address; keyset cursor
+/// `balance_address`. Columns: the other address, balance, cost basis (gwei, rem). Both orders
+/// read an index of exactly that order (holdings_by_balance, holdings_by_trader).
+async fn holdings_page(
+    s: &AppState,
+    id: i64,
+    of: &str,
+    address: &str,
+    q: &PageQuery,
+) -> Result<(Vec<sqlx::any::AnyRow>, Option<String>), ApiError> {
+    let other = if of == "subject" { "trader" } else { "subject" };
+    let limit = limit(q.limit)?;
+    let (after_balance, after) = match &q.cursor {
+        Some(c) => {
+            let (b, a): (i64, String) = parse_cursor(c)?;
+            (b, parse_address(&a)?)
+        }
+        None => (i64::MAX, String::new()),
+    };
+    let mut rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {other}, balance, cost_gwei, cost_rem FROM holdings WHERE market_id = $1 AND {of} = $2 AND balance > 0 \
+         AND (balance < $3 OR (balance = $3 AND {other} > $4)) ORDER BY balance DESC, {other} LIMIT $5"
+    )))
+    .bind(id)
+    .bind(address)
+    .bind(after_balance)
+    .bind(&after)
+    .bind(limit + 1)
+    .fetch_all(s.store.pool())
+    .await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next = more.then(|| {
+        let last = rows.last().expect("a full page");
+        format!("{}_{}", last.get::<i64, _>(1), last.get::<String, _>(0))
+    });
+    Ok((rows, next))
+}
+
+fn holding(r: &sqlx::any::AnyRow) -> Holding {
+    Holding {
+        subject: r.get(0),
+        balance: r.get(1),
+        cost_basis: Amount::from_parts(r, 2),
+    }
+}
+
+/// A page of a trader's holdings.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TraderHoldings {
+    /// Market id.
+    pub market: i64,
+    /// The trader.
+    pub trader: String,
+    /// Holdings, largest balance first.
+    pub holdings: Vec<Holding>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A trader's holdings with their cost basis, largest balance first (ties by subject); keyset
+/// cursor.
+#[utoipa::path(get, path = "/v1/traders/{address}/holdings", params(("address" = String, Path, description = "0x-prefixed address"), PageQuery), responses((status = 200, body = TraderHoldings), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
+async fn trader_holdings(
+    State(s): State<AppState>,
+    P(address): P<String>,
+    Q(q): Q<PageQuery>,
+) -> ApiResult<TraderHoldings> {
+    let address = parse_address(&address)?;
+    let id = market_id(&s, q.market).await?;
+    let (rows, next) = holdings_page(&s, id, "trader", &address, &q).await?;
+    if rows.is_empty() && q.cursor.is_none() {
+        let known = sqlx::query("SELECT 1 FROM traders WHERE market_id = $1 AND trader = $2")
+            .bind(id)
+            .bind(&address)
+            .fetch_optional(s.store.pool())
+            .await?;
+        if known.is_none() {
+            return Err(ApiError::NotFound(format!(
+                "trader {address} has no trades in market {id}"
+            )));
+        }
+    }
+    Ok(Json(TraderHoldings {
+        market: id,
+        trader: address,
+        holdings: rows.iter().map(holding).collect(),
         next_cursor: next,
     }))
 }
@@ -1466,13 +1537,17 @@ async fn subject_daily(
 
 /// One trader.
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct TraderOne {
     /// Market id.
     pub market: i64,
     /// Its aggregates.
     pub trader: TraderSummary,
-    /// Its current holdings (at most 100, largest first).
+    /// Its current holdings: the first page of /v1/traders/{address}/holdings (100, largest
+    /// first).
     pub holdings: Vec<Holding>,
+    /// Pass as `cursor` to /v1/traders/{address}/holdings for the rest; null when that was all.
+    pub holdings_next_cursor: Option<String>,
 }
 
 /// Keys of one subject held.
@@ -1505,26 +1580,17 @@ async fn trader(
     .fetch_optional(s.store.pool())
     .await?
     .ok_or_else(|| ApiError::NotFound(format!("trader {address} has no trades in market {id}")))?;
-    let holdings = sqlx::query(
-        "SELECT subject, balance, cost_gwei, cost_rem FROM holdings WHERE market_id = $1 AND trader = $2 AND balance > 0 \
-         ORDER BY balance DESC, subject LIMIT $3",
-    )
-    .bind(id)
-    .bind(&address)
-    .bind(i64::from(MAX_LIMIT))
-    .fetch_all(s.store.pool())
-    .await?;
+    let first_page = PageQuery {
+        market: q.market,
+        limit: Some(MAX_LIMIT),
+        cursor: None,
+    };
+    let (holdings, next) = holdings_page(&s, id, "trader", &address, &first_page).await?;
     Ok(Json(TraderOne {
         market: id,
         trader: trader_summary(&row),
-        holdings: holdings
-            .iter()
-            .map(|r| Holding {
-                subject: r.get(0),
-                balance: r.get(1),
-                cost_basis: Amount::from_parts(r, 2),
-            })
-            .collect(),
+        holdings: holdings.iter().map(holding).collect(),
+        holdings_next_cursor: next,
     }))
 }
 

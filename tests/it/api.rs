@@ -288,6 +288,23 @@ async fn api_numbers_equal_the_chain_on_sqlite_and_postgres() {
             costs_checked += 1;
         }
         assert!(costs_checked > 0, "the top trader holds keys");
+        // The same holdings through their own endpoint, two a page.
+        let (mut paged, mut cursor) = (Vec::new(), String::new());
+        loop {
+            let (status, page) = get(&format!(
+                "{base}/v1/traders/{top_trader}/holdings?limit=2{cursor}"
+            ))
+            .await;
+            assert_eq!(status, 200, "{page}");
+            paged.extend(page["holdings"].as_array().unwrap().iter().cloned());
+            match page["nextCursor"].as_str() {
+                Some(c) => cursor = format!("&cursor={c}"),
+                None => break,
+            }
+        }
+        assert_eq!(&paged, tr["holdings"].as_array().unwrap(), "{kind:?}");
+        assert!(tr["holdingsNextCursor"].is_null());
+        assert!(paged.len() > 2, "several pages: {paged:?}");
 
         // Current prices equal the contract's own quotes; the ranking by price follows them.
         let (status, by_price) = get(&format!("{base}/v1/subjects/top?by=price&limit=100")).await;
@@ -417,6 +434,16 @@ async fn api_numbers_equal_the_chain_on_sqlite_and_postgres() {
                 "/v1/subjects/0x0000000000000000000000000000000000000001/daily",
                 404,
                 "has no trades",
+            ),
+            (
+                "/v1/traders/0x0000000000000000000000000000000000000001/holdings",
+                404,
+                "has no trades",
+            ),
+            (
+                "/v1/traders/0x0000000000000000000000000000000000000001/holdings?cursor=x",
+                400,
+                "malformed cursor",
             ),
             ("/v1/subjects/top?limit=1000", 400, "over the cap"),
             ("/v1/subjects/top?by=vibes", 400, "unknown `by` value"),
@@ -586,6 +613,7 @@ async fn openapi_document_holds_under_schemathesis() {
             "/v1/subjects/{address}/holders",
             "/v1/subjects/{address}/daily",
             "/v1/traders/{address}",
+            "/v1/traders/{address}/holdings",
             "/v1/trades",
         ] {
             assert!(paths.iter().any(|k| *k == p), "{p} documented: {paths:?}");
@@ -612,7 +640,7 @@ async fn openapi_document_holds_under_schemathesis() {
         );
         // It really exercised every operation.
         assert!(
-            stdout.contains("11 selected") || stdout.contains("11 total"),
+            stdout.contains("12 selected") || stdout.contains("12 total"),
             "{stdout}"
         );
         println!("{kind:?}:\n{stdout}");
