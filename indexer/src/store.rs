@@ -726,7 +726,10 @@ async fn insert_trades(
         if checked {
             sql.push_str(" ON CONFLICT (chain_id, tx_hash, log_index) DO NOTHING");
         }
-        let mut q = big_statement(&sql);
+        // Full chunks (most of a backfill's) share one text: prepared once and cached (two
+        // variants at most: with and without the conflict clause).
+        let full = chunk.len() == MAX_PARAMS / COLS;
+        let mut q = big_statement(&sql).persistent(full);
         for (t, b) in chunk.iter().zip(basis) {
             q = q
                 .bind(t.chain_id)
@@ -1306,7 +1309,8 @@ fn appeared_or_vanished(returned: &[AnyRow], chunk: &[(&str, PartyAgg)], sign: i
 
 /// A multi-row statement. Not prepared-and-cached: its text varies with the number of rows, and
 /// each cached variant with tens of thousands of parameters would hold megabytes for the life of
-/// the connection (memory would grow with the variety of batch sizes).
+/// the connection (memory would grow with the variety of batch sizes). The trades insert caches
+/// its full-chunk variant only (`.persistent(true)`), a fixed text.
 fn big_statement(sql: &str) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
     sqlx::query(AssertSqlSafe(sql)).persistent(false)
 }
