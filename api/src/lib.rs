@@ -772,11 +772,19 @@ fn to_json<T: Serialize>(v: &T) -> Result<axum::body::Bytes, ApiError> {
         .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
-/// The cursor of a series page: the day after its last row, when more rows may follow.
-fn next_day_cursor(days: &[i64], limit: i64) -> Option<String> {
-    (days.len() as i64 >= limit)
-        .then(|| days.last().map(|d| format_date(d + 1)))
-        .flatten()
+/// A series page from rows fetched with `LIMIT limit + 1` (day first): the page's rows, and the
+/// cursor — the day after its last row — only when another row follows.
+fn series_page(
+    mut rows: Vec<sqlx::any::AnyRow>,
+    limit: i64,
+) -> (Vec<sqlx::any::AnyRow>, Option<String>) {
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next = rows
+        .last()
+        .filter(|_| more)
+        .map(|r| format_date(r.get::<i64, _>(0) + 1));
+    (rows, next)
 }
 
 /// A market's daily series.
@@ -835,10 +843,10 @@ async fn daily(State(s): State<AppState>, Q(q): Q<SeriesQuery>) -> Result<Respon
         .bind(id)
         .bind(from)
         .bind(to)
-        .bind(limit)
+        .bind(limit + 1)
         .fetch_all(s.store.pool())
         .await?;
-        let numbers: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+        let (rows, next_cursor) = series_page(rows, limit);
         let days: Vec<_> = rows
             .iter()
             .map(|r| Day {
@@ -858,7 +866,7 @@ async fn daily(State(s): State<AppState>, Q(q): Q<SeriesQuery>) -> Result<Respon
         to_json(&Daily {
             market: id,
             days,
-            next_cursor: next_day_cursor(&numbers, limit),
+            next_cursor,
         })
     })
     .await
@@ -1497,7 +1505,7 @@ async fn subject_daily(
         .bind(&address)
         .bind(from)
         .bind(to)
-        .bind(limit)
+        .bind(limit + 1)
         .fetch_all(s.store.pool())
         .await?;
         if rows.is_empty() {
@@ -1512,7 +1520,7 @@ async fn subject_daily(
                 )));
             }
         }
-        let numbers: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+        let (rows, next_cursor) = series_page(rows, limit);
         let days = rows
             .iter()
             .map(|r| SubjectDay {
@@ -1529,7 +1537,7 @@ async fn subject_daily(
             market: id,
             subject: address.clone(),
             days,
-            next_cursor: next_day_cursor(&numbers, limit),
+            next_cursor,
         })
     })
     .await
