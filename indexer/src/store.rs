@@ -319,7 +319,7 @@ impl Store {
         .await?;
         apply_aggregates(&mut tx, self.backend, market.id, &batch.trades, &basis, 1).await?;
         for chunk in batch.blocks.chunks(MAX_PARAMS / 3) {
-            let mut sql = String::from("INSERT INTO blocks (market_id, number, hash) VALUES ");
+            let mut sql = insert_into(self.backend, "blocks (market_id, number, hash) VALUES ");
             push_placeholders(&mut sql, self.backend, chunk.len(), 3);
             sql.push_str(" ON CONFLICT (market_id, number) DO UPDATE SET hash = excluded.hash");
             let mut q = big_statement(&sql);
@@ -721,8 +721,8 @@ async fn insert_trades(
     let texts: Vec<String> = chunks
         .iter()
         .map(|(chunk, _)| {
-            let mut sql = String::from(
-                "INSERT INTO trades (chain_id, tx_hash, log_index, block_number, block_hash, block_time, trader, subject, is_buy, \
+            let mut sql = insert_into(backend,
+                "trades (chain_id, tx_hash, log_index, block_number, block_hash, block_time, trader, subject, is_buy, \
                  share_amount, eth_gwei, eth_rem, protocol_gwei, protocol_rem, subject_gwei, subject_rem, supply, market_id, basis_gwei, basis_rem) VALUES ",
             );
             push_placeholders(&mut sql, backend, chunk.len(), COLS);
@@ -1043,8 +1043,9 @@ async fn apply_aggregates(
     // Holdings → holders per subject.
     let rows: Vec<(HoldingKey<'_>, (i64, i128))> = holdings.into_iter().collect();
     for chunk in rows.chunks(MAX_PARAMS / 6) {
-        let mut sql = String::from(
-            "INSERT INTO holdings (market_id, subject, trader, balance, cost_gwei, cost_rem) VALUES ",
+        let mut sql = insert_into(
+            backend,
+            "holdings (market_id, subject, trader, balance, cost_gwei, cost_rem) VALUES ",
         );
         push_placeholders(&mut sql, backend, chunk.len(), 6);
         sql.push_str(
@@ -1105,8 +1106,9 @@ async fn apply_aggregates(
     // Subjects → new subjects per day.
     let rows: Vec<(&str, PartyAgg)> = subjects.into_iter().collect();
     for chunk in rows.chunks(MAX_PARAMS / 11) {
-        let mut sql = String::from(
-            "INSERT INTO subjects (market_id, subject, supply, holders, trades, volume_gwei, volume_rem, fees_gwei, fees_rem, first_time, curve) VALUES ",
+        let mut sql = insert_into(
+            backend,
+            "subjects (market_id, subject, supply, holders, trades, volume_gwei, volume_rem, fees_gwei, fees_rem, first_time, curve) VALUES ",
         );
         push_placeholders(&mut sql, backend, chunk.len(), 11);
         sql.push_str(
@@ -1146,8 +1148,9 @@ async fn apply_aggregates(
     // Traders → new traders per day.
     let rows: Vec<(&str, PartyAgg)> = traders.into_iter().collect();
     for chunk in rows.chunks(MAX_PARAMS / 10) {
-        let mut sql = String::from(
-            "INSERT INTO traders (market_id, trader, trades, volume_gwei, volume_rem, fees_gwei, fees_rem, first_time, pnl_gwei, pnl_rem) VALUES ",
+        let mut sql = insert_into(
+            backend,
+            "traders (market_id, trader, trades, volume_gwei, volume_rem, fees_gwei, fees_rem, first_time, pnl_gwei, pnl_rem) VALUES ",
         );
         push_placeholders(&mut sql, backend, chunk.len(), 10);
         sql.push_str(
@@ -1185,8 +1188,9 @@ async fn apply_aggregates(
     // Each subject's day.
     let rows: Vec<((&str, i64), SubjectDayAgg)> = subject_days.into_iter().collect();
     for chunk in rows.chunks(MAX_PARAMS / 12) {
-        let mut sql = String::from(
-            "INSERT INTO subject_daily (market_id, subject, day, trades, buys, sells, buy_volume_gwei, buy_volume_rem, \
+        let mut sql = insert_into(
+            backend,
+            "subject_daily (market_id, subject, day, trades, buys, sells, buy_volume_gwei, buy_volume_rem, \
              sell_volume_gwei, sell_volume_rem, fees_gwei, fees_rem) VALUES ",
         );
         push_placeholders(&mut sql, backend, chunk.len(), 12);
@@ -1221,8 +1225,10 @@ async fn apply_aggregates(
     // Daily active traders.
     let rows: Vec<((i64, &str), i64)> = day_traders.into_iter().collect();
     for chunk in rows.chunks(MAX_PARAMS / 4) {
-        let mut sql =
-            String::from("INSERT INTO daily_traders (market_id, day, trader, trades) VALUES ");
+        let mut sql = insert_into(
+            backend,
+            "daily_traders (market_id, day, trader, trades) VALUES ",
+        );
         push_placeholders(&mut sql, backend, chunk.len(), 4);
         sql.push_str(
             " ON CONFLICT (market_id, day, trader) DO UPDATE SET trades = daily_traders.trades + excluded.trades \
@@ -1249,8 +1255,9 @@ async fn apply_aggregates(
 
     // Days.
     let rows: Vec<(i64, DayAgg)> = days.into_iter().collect();
-    let mut sql = String::from(
-        "INSERT INTO stats_daily (market_id, day, trades, buys, sells, buy_volume_gwei, buy_volume_rem, sell_volume_gwei, \
+    let mut sql = insert_into(
+        backend,
+        "stats_daily (market_id, day, trades, buys, sells, buy_volume_gwei, buy_volume_rem, sell_volume_gwei, \
          sell_volume_rem, protocol_gwei, protocol_rem, subject_gwei, subject_rem, active_traders, new_traders, new_subjects) VALUES ",
     );
     push_placeholders(&mut sql, backend, rows.len(), 16);
@@ -1308,9 +1315,17 @@ async fn apply_aggregates(
     Ok(())
 }
 
-/// Appends `rows` tuples of `cols` placeholders. SQLite gets anonymous `?` (bound by position):
-/// with `?NNN` or `$NNN` every bind looks its name up in a linear list (sqlite3VListNumToName),
-/// which makes a 30,000-parameter statement quadratic. PostgreSQL gets `$NNN`.
+/// The start of a multi-row `INSERT` (`rest`: "table (columns) VALUES …"). On SQLite, `OR FAIL`:
+/// a failing row stops the statement without undoing its earlier rows, so SQLite keeps no
+/// statement journal (a copy of every page the statement touches, the default `ABORT` needs).
+/// Nothing is lost by that: any error rolls the whole transaction back.
+fn insert_into(backend: Backend, rest: &str) -> String {
+    match backend {
+        Backend::Sqlite => format!("INSERT OR FAIL INTO {rest}"),
+        Backend::Postgres => format!("INSERT INTO {rest}"),
+    }
+}
+
 /// From the `RETURNING key, trades, first_time` rows of a subjects/traders upsert: the UTC days
 /// (of their first trade) of the parties this batch made appear (`sign` > 0: their trade count
 /// equals this batch's) or vanish (`sign` < 0: no trades left).
@@ -1336,6 +1351,9 @@ fn big_statement(sql: &str) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyA
     sqlx::query(AssertSqlSafe(sql)).persistent(false)
 }
 
+/// Appends `rows` tuples of `cols` placeholders. SQLite gets anonymous `?` (bound by position):
+/// with `?NNN` or `$NNN` every bind looks its name up in a linear list (sqlite3VListNumToName),
+/// which makes a 30,000-parameter statement quadratic. PostgreSQL gets `$NNN`.
 fn push_placeholders(sql: &mut String, backend: Backend, rows: usize, cols: usize) {
     use std::fmt::Write;
     let mut n = 1;
