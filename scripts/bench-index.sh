@@ -55,17 +55,24 @@ fi
 head=$(node_modules/@foundry-rs/cast-linux-amd64/bin/cast block-number --rpc-url "$rpc")
 echo "[bench] chain head: block $head; machine: $(nproc) cores"
 
+# CPU seconds (user + system) anvil has used so far: what serving the logs costs, on the same cores.
+anvil_cpu() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$anvil_pid/stat"; }
+time_fmt="  wall %e s, indexer CPU %U s user + %S s system, peak RSS %M KB"
 run_index() { # label db-url [extra args]
   local label="$1" url="$2"; shift 2
   echo "[bench] $label"
-  /usr/bin/time -f "  wall %e s, peak RSS %M KB" "$km" index --rpc-url "$rpc" --deployment "$dep" --database-url "$url" \
+  local a0; a0=$(anvil_cpu)
+  /usr/bin/time -f "$time_fmt" "$km" index --rpc-url "$rpc" --deployment "$dep" --database-url "$url" \
     --quiet --initial-range 50 --max-range 5000 --concurrency 4 "$@" | grep -E "trades |this run"
+  echo "  anvil CPU $(awk -v a="$(anvil_cpu)" -v b="$a0" 'BEGIN {printf "%.2f", a - b}') s"
 }
 
 rm -f "$dir"/bench.db*
 echo "[bench] baseline: RPC side only (eth_getLogs + headers + decoding, nothing stored)"
-/usr/bin/time -f "  wall %e s, peak RSS %M KB" "$km" index --rpc-url "$rpc" --deployment "$dep" \
+a0=$(anvil_cpu)
+/usr/bin/time -f "$time_fmt" "$km" index --rpc-url "$rpc" --deployment "$dep" \
   --database-url "sqlite:$dir/bench.db" --quiet --fetch-only --initial-range 50 --max-range 5000 --concurrency 4
+echo "  anvil CPU $(awk -v a="$(anvil_cpu)" -v b="$a0" 'BEGIN {printf "%.2f", a - b}') s"
 rm -f "$dir"/bench.db*
 run_index "SQLite, first quarter of the chain" "sqlite:$dir/bench.db" --stop-at $((head / 4))
 rm -f "$dir"/bench.db*
