@@ -21,6 +21,9 @@ use crate::{Error, Result, amount::Wei, decode::TradeRow};
 /// The page cache of SQLite connections: 64 MiB (the default is 2 MiB); the backfill's upserts
 /// touch index pages all over the file.
 const SQLITE_CACHE_SIZE: &str = "PRAGMA cache_size=-65536";
+/// Temporary tables and statement journals of SQLite connections in memory (index builds switch
+/// to files: see [`Store::build_secondary_indexes`]).
+const SQLITE_TEMP_STORE: &str = "PRAGMA temp_store=MEMORY";
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -135,7 +138,7 @@ impl Store {
                     conn.execute("PRAGMA synchronous=NORMAL").await?;
                     conn.execute("PRAGMA busy_timeout=10000").await?;
                     conn.execute(SQLITE_CACHE_SIZE).await?;
-                    conn.execute("PRAGMA temp_store=MEMORY").await?;
+                    conn.execute(SQLITE_TEMP_STORE).await?;
                     Ok(())
                 })
             });
@@ -463,11 +466,7 @@ impl Store {
         }
         let built = build_missing(&mut conn, self.backend).await;
         if self.backend == Backend::Sqlite {
-            for pragma in [
-                "PRAGMA temp_store=MEMORY",
-                "PRAGMA threads=0",
-                SQLITE_CACHE_SIZE,
-            ] {
+            for pragma in [SQLITE_TEMP_STORE, "PRAGMA threads=0", SQLITE_CACHE_SIZE] {
                 sqlx::query(pragma)
                     .execute(&mut *conn)
                     .await
@@ -765,28 +764,35 @@ async fn insert_trades(
     const COLS: usize = 20;
     const ROWS: usize = MAX_PARAMS / COLS;
     let chunks: Vec<(&[TradeRow], &[Wei])> = trades.chunks(ROWS).zip(basis.chunks(ROWS)).collect();
-    let texts: Vec<String> = chunks
-        .iter()
-        .map(|(chunk, _)| {
-            let mut sql = insert_into(backend,
-                "trades (chain_id, tx_hash, log_index, block_number, block_hash, block_time, trader, subject, is_buy, \
-                 share_amount, eth_gwei, eth_rem, protocol_gwei, protocol_rem, subject_gwei, subject_rem, supply, market_id, basis_gwei, basis_rem) VALUES ",
-            );
-            push_placeholders(&mut sql, backend, chunk.len(), COLS);
-            // A row already present would mean a range indexed twice: the count check below
-            // turns that into an error instead of double-counted aggregates. (During a long
-            // backfill the identity index is absent and its build at the end does that check.)
-            if checked {
-                sql.push_str(" ON CONFLICT (chain_id, tx_hash, log_index) DO NOTHING");
-            }
-            sql
-        })
-        .collect();
+    let text = |rows: usize| {
+        let mut sql = insert_into(
+            backend,
+            "trades (chain_id, tx_hash, log_index, block_number, block_hash, block_time, trader, subject, is_buy, \
+             share_amount, eth_gwei, eth_rem, protocol_gwei, protocol_rem, subject_gwei, subject_rem, supply, market_id, basis_gwei, basis_rem) VALUES ",
+        );
+        push_placeholders(&mut sql, backend, rows, COLS);
+        // A row already present would mean a range indexed twice: the count check below turns
+        // that into an error instead of double-counted aggregates. (During a long backfill the
+        // identity index is absent and its build at the end does that check.)
+        if checked {
+            sql.push_str(" ON CONFLICT (chain_id, tx_hash, log_index) DO NOTHING");
+        }
+        sql
+    };
+    // Two texts at most: full chunks (most of a backfill's) and the last, shorter one.
+    let full = (trades.len() >= ROWS).then(|| text(ROWS));
+    let last = (!trades.len().is_multiple_of(ROWS)).then(|| text(trades.len() % ROWS));
     let bind = |i: usize| {
         let (chunk, basis) = chunks[i];
-        // Full chunks (most of a backfill's) share one text: prepared once and cached (two
-        // variants at most: with and without the conflict clause).
-        let mut q = big_statement(&texts[i]).persistent(chunk.len() == ROWS);
+        // The full chunks' text is prepared once and cached (two variants at most: with and
+        // without the conflict clause).
+        let (sql, cached) = if chunk.len() == ROWS {
+            (&full, true)
+        } else {
+            (&last, false)
+        };
+        let mut q =
+            big_statement(sql.as_deref().expect("a text for each chunk length")).persistent(cached);
         for (t, b) in chunk.iter().zip(basis) {
             q = q
                 .bind(t.chain_id)
