@@ -57,6 +57,7 @@ echo "[bench] chain head: block $head; machine: $(nproc) cores"
 
 # CPU seconds (user + system) anvil has used so far: what serving the logs costs, on the same cores.
 anvil_cpu() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$anvil_pid/stat"; }
+anvil_cpu_since() { echo "  anvil CPU $(awk -v a="$(anvil_cpu)" -v b="$1" 'BEGIN {printf "%.2f", a - b}') s"; }
 time_fmt="  wall %e s, indexer CPU %U s user + %S s system, peak RSS %M KB"
 run_index() { # label db-url [extra args]
   local label="$1" url="$2"; shift 2
@@ -64,7 +65,7 @@ run_index() { # label db-url [extra args]
   local a0; a0=$(anvil_cpu)
   /usr/bin/time -f "$time_fmt" "$km" index --rpc-url "$rpc" --deployment "$dep" --database-url "$url" \
     --quiet --initial-range 50 --max-range 5000 --concurrency 4 "$@" | grep -E "trades |this run"
-  echo "  anvil CPU $(awk -v a="$(anvil_cpu)" -v b="$a0" 'BEGIN {printf "%.2f", a - b}') s"
+  anvil_cpu_since "$a0"
 }
 
 rm -f "$dir"/bench.db*
@@ -72,7 +73,7 @@ echo "[bench] baseline: RPC side only (eth_getLogs + headers + decoding, nothing
 a0=$(anvil_cpu)
 /usr/bin/time -f "$time_fmt" "$km" index --rpc-url "$rpc" --deployment "$dep" \
   --database-url "sqlite:$dir/bench.db" --quiet --fetch-only --initial-range 50 --max-range 5000 --concurrency 4
-echo "  anvil CPU $(awk -v a="$(anvil_cpu)" -v b="$a0" 'BEGIN {printf "%.2f", a - b}') s"
+anvil_cpu_since "$a0"
 rm -f "$dir"/bench.db*
 run_index "SQLite, first quarter of the chain" "sqlite:$dir/bench.db" --stop-at $((head / 4))
 rm -f "$dir"/bench.db*
