@@ -14,18 +14,20 @@ pub mod store;
 
 use std::{
     collections::{BTreeSet, HashMap},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use alloy::{
     eips::BlockNumberOrTag,
     primitives::{Address, B256},
-    providers::Provider,
+    providers::{Provider, RootProvider},
     rpc::types::Log,
 };
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use keymarket_contracts::TRADE_TOPIC;
+use tokio_util::task::AbortOnDropHandle;
 use tracing::{info, warn};
 
 pub use crate::{
@@ -278,6 +280,10 @@ where
 }
 
 /// Indexes one market: backfill to the head (less confirmations), then follow it if asked.
+///
+/// Ranges of logs and their headers are fetched through the provider's [`RootProvider`] (its
+/// transport, shared), in tasks of their own; the provider's own layers and fillers are used for
+/// the other calls only.
 pub async fn run<P: Provider>(
     provider: P,
     store: &Store,
@@ -286,7 +292,12 @@ pub async fn run<P: Provider>(
 ) -> Result<RunReport> {
     let started = Instant::now();
     let mut market = prepare(&provider, store, spec, config.window).await?;
-    let fetcher = LogFetcher::new(&provider, spec.address, TRADE_TOPIC, config.fetch.clone());
+    let fetcher = Arc::new(LogFetcher::new(
+        provider.root().clone(),
+        spec.address,
+        TRADE_TOPIC,
+        config.fetch.clone(),
+    ));
     let mut report = RunReport::default();
     let first = market.next_block;
     let head = retry("eth_blockNumber", RETRIES, || provider.get_block_number()).await?;
@@ -332,8 +343,7 @@ pub async fn run<P: Provider>(
         // `concurrency` at a time while earlier ones commit, in order (fetching and storing
         // overlap; at most `concurrency` + 1 ranges are held in memory).
         let batches = batches(
-            &provider,
-            &fetcher,
+            fetcher.clone(),
             market.chain_id,
             (market.next_block, target),
             head,
@@ -405,16 +415,21 @@ pub async fn run<P: Provider>(
 /// The ranges `from..=target` as decoded batches, in order: planned from the fetcher's adaptive
 /// hint and fetched `concurrency` at a time. An item is `None` when the chain changed between a
 /// range's logs and its headers (a reorg while fetching): the caller must stop and re-check.
-fn batches<'a, P: Provider, F: Provider>(
-    provider: &'a P,
-    fetcher: &'a LogFetcher<F>,
+///
+/// Each range is fetched and decoded in a task of its own, so that parsing a response (the
+/// indexer's biggest CPU cost after the database) runs on the runtime's worker threads while the
+/// caller's task binds and commits the previous batch. Dropping the stream aborts the tasks.
+fn batches(
+    fetcher: Arc<LogFetcher<RootProvider>>,
     chain_id: u64,
     (from, target): (u64, u64),
     head: u64,
     window: u64,
-) -> impl futures::Stream<Item = Result<Option<Batch>>> + 'a {
+) -> impl futures::Stream<Item = Result<Option<Batch>>> {
+    let concurrency = fetcher.concurrency();
+    let planner = fetcher.clone();
     futures::stream::unfold(from, move |from| {
-        let hint = fetcher.range_hint();
+        let hint = planner.range_hint();
         async move {
             (from <= target).then(|| {
                 let to = (from + hint - 1).min(target);
@@ -422,11 +437,19 @@ fn batches<'a, P: Provider, F: Provider>(
             })
         }
     })
-    .map(move |(from, to)| async move {
-        let logs = fetcher.logs(from, to).await?;
-        build_batch(provider, chain_id, from, to, logs, head, window).await
+    .map(move |(from, to)| {
+        let fetcher = fetcher.clone();
+        let task = tokio::spawn(async move {
+            let logs = fetcher.logs(from, to).await?;
+            build_batch(fetcher.provider(), chain_id, from, to, logs, head, window).await
+        });
+        async move {
+            AbortOnDropHandle::new(task)
+                .await
+                .map_err(|e| Error::Rpc(format!("fetching blocks {from}..={to} failed: {e}")))?
+        }
     })
-    .buffered(fetcher.concurrency())
+    .buffered(concurrency)
 }
 
 /// Fetches and decodes a market's trades from its start block to `stop_at` (or the head) without
@@ -437,13 +460,17 @@ pub async fn fetch_only<P: Provider>(
     config: &IndexerConfig,
 ) -> Result<(u64, u64, Duration)> {
     let started = Instant::now();
-    let fetcher = LogFetcher::new(&provider, spec.address, TRADE_TOPIC, config.fetch.clone());
+    let fetcher = Arc::new(LogFetcher::new(
+        provider.root().clone(),
+        spec.address,
+        TRADE_TOPIC,
+        config.fetch.clone(),
+    ));
     let chain_id = retry("eth_chainId", RETRIES, || provider.get_chain_id()).await?;
     let head = retry("eth_blockNumber", RETRIES, || provider.get_block_number()).await?;
     let target = config.stop_at.unwrap_or(head).min(head);
     let mut stream = std::pin::pin!(batches(
-        &provider,
-        &fetcher,
+        fetcher,
         chain_id,
         (spec.start_block, target),
         head,
