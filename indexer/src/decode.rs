@@ -1,10 +1,60 @@
 //! Decoding `Trade` logs into rows.
 
-use alloy::{rpc::types::Log, sol_types::SolEvent};
+use alloy::{
+    primitives::{Address, B256, Bytes, U64},
+    sol_types::SolEvent,
+};
 use keymarket_contracts::KeyMarket;
+use serde::Deserialize;
 use sqlx::{Row, any::AnyRow};
 
 use crate::{Error, Result, amount::Wei, store::hex};
+
+/// A log as `eth_getLogs` returns it, with the fields the indexer reads. Deserialized straight
+/// from the response into fixed-size hashes and numbers (unknown fields are skipped) rather than
+/// into alloy's general `rpc::types::Log`, whose flattened layout makes serde buffer every field
+/// of every log first: responses hold tens of thousands of logs, and parsing them is the
+/// indexer's largest CPU cost after the database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RpcLog {
+    /// The emitting contract.
+    pub address: Address,
+    /// Topics (a `Trade` has one: the event's signature hash).
+    pub topics: Vec<B256>,
+    /// ABI-encoded non-indexed fields.
+    pub data: Bytes,
+    /// Block hash (`None` for a pending log).
+    #[serde(default)]
+    pub block_hash: Option<B256>,
+    /// Block number (`None` for a pending log).
+    #[serde(default)]
+    pub block_number: Option<U64>,
+    /// Block timestamp, seconds (not every node returns it).
+    #[serde(default)]
+    pub block_timestamp: Option<U64>,
+    /// Transaction hash.
+    #[serde(default)]
+    pub transaction_hash: Option<B256>,
+    /// Index of the log in its block.
+    #[serde(default)]
+    pub log_index: Option<U64>,
+    /// Whether a reorg removed the log (filters only; `eth_getLogs` returns canonical logs).
+    #[serde(default)]
+    pub removed: bool,
+}
+
+impl RpcLog {
+    /// The block number (0 for a pending log, which `TradeRow::from_log` refuses).
+    pub fn block(&self) -> u64 {
+        self.block_number.map_or(0, |n| n.to())
+    }
+
+    /// The log's position in the chain: (block number, log index).
+    pub fn position(&self) -> (u64, u64) {
+        (self.block(), self.log_index.map_or(0, |i| i.to()))
+    }
+}
 
 /// One `Trade` event, ready to store. Addresses and hashes are lowercase 0x hex.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,14 +91,19 @@ pub struct TradeRow {
 
 impl TradeRow {
     /// Decodes a `Trade` log; `block_time` is the log's `blockTimestamp` unless given.
-    pub fn from_log(chain_id: u64, log: &Log, block_time: Option<u64>) -> Result<Self> {
+    pub fn from_log(chain_id: u64, log: &RpcLog, block_time: Option<u64>) -> Result<Self> {
         let bad = |why: &str| {
             Error::Decode(format!(
                 "log {:?}#{:?}: {why}",
                 log.transaction_hash, log.log_index
             ))
         };
-        let t = KeyMarket::Trade::decode_log_data(log.data()).map_err(|e| bad(&e.to_string()))?;
+        if log.removed {
+            return Err(bad("the node marked the log removed (reorged out)"));
+        }
+        // Checks topic0 too.
+        let t = KeyMarket::Trade::decode_raw_log(log.topics.iter().copied(), &log.data)
+            .map_err(|e| bad(&e.to_string()))?;
         let too_big = |_| bad("amount out of the storable range");
         Ok(Self {
             chain_id: chain_id as i64,
@@ -56,11 +111,17 @@ impl TradeRow {
                 .transaction_hash
                 .ok_or_else(|| bad("no transaction hash"))?
                 .as_slice()),
-            log_index: log.log_index.ok_or_else(|| bad("no log index"))? as i64,
-            block_number: log.block_number.ok_or_else(|| bad("pending log"))? as i64,
+            log_index: log
+                .log_index
+                .ok_or_else(|| bad("no log index"))?
+                .to::<i64>(),
+            block_number: log
+                .block_number
+                .ok_or_else(|| bad("pending log"))?
+                .to::<i64>(),
             block_hash: hex(log.block_hash.ok_or_else(|| bad("pending log"))?.as_slice()),
             block_time: block_time
-                .or(log.block_timestamp)
+                .or(log.block_timestamp.map(|t| t.to()))
                 .ok_or_else(|| bad("no block timestamp"))? as i64,
             trader: hex(t.trader.as_slice()),
             subject: hex(t.subject.as_slice()),
@@ -105,5 +166,69 @@ impl TradeRow {
             },
             supply: r.get(16),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `Trade` log exactly as anvil's `eth_getLogs` returns it (a subject buying its first key).
+    const LOG: &str = r#"{"address":"0x5fbdb2315678afecb367f032d93f642f64180aa3","topics":["0x2c76e7a47fd53e2854856ac3f0a5f3ee40d15cfaa82266357ea9779c486ab9c3"],"data":"0x00000000000000000000000070997970c51812dc3a010c7d01b50e0d17dc79c800000000000000000000000070997970c51812dc3a010c7d01b50e0d17dc79c8000000000000000000000000000000000000000000000000000000000000000100000000000000000000000000000000000000000000000000000000000000010000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000001","blockHash":"0xd3456e0d586ff8c2c4a791fb1f904ceb8bf5c0c4099825376f35e310823935c3","blockNumber":"0x2","blockTimestamp":"0x6b080f99","transactionHash":"0x24cf43b5addc71c5b172db1965e7532a3f054e7e5646a05b0877e0ee96d88281","transactionIndex":"0x0","logIndex":"0x1","removed":false}"#;
+
+    fn log() -> RpcLog {
+        serde_json::from_str(LOG).expect("a log")
+    }
+
+    #[test]
+    fn decodes_a_trade_log_from_the_rpc_json() {
+        let l = log();
+        assert_eq!(l.position(), (2, 1));
+        let t = TradeRow::from_log(31337, &l, None).expect("a trade");
+        assert_eq!(t.chain_id, 31337);
+        assert_eq!(
+            t.tx_hash,
+            "0x24cf43b5addc71c5b172db1965e7532a3f054e7e5646a05b0877e0ee96d88281"
+        );
+        assert_eq!((t.block_number, t.log_index), (2, 1));
+        assert_eq!(
+            t.block_hash,
+            "0xd3456e0d586ff8c2c4a791fb1f904ceb8bf5c0c4099825376f35e310823935c3"
+        );
+        assert_eq!(t.block_time, 0x6b080f99);
+        assert_eq!(t.trader, "0x70997970c51812dc3a010c7d01b50e0d17dc79c8");
+        assert_eq!(t.subject, t.trader);
+        assert!(t.is_buy);
+        assert_eq!((t.share_amount, t.supply), (1, 1));
+        assert_eq!(t.eth, Wei::ZERO);
+        // A timestamp from the block header wins over the log's.
+        assert_eq!(TradeRow::from_log(1, &l, Some(7)).unwrap().block_time, 7);
+    }
+
+    #[test]
+    fn refuses_other_events_removed_and_pending_logs() {
+        let mut other = log();
+        other.topics[0] = B256::repeat_byte(1);
+        let err = TradeRow::from_log(1, &other, None).unwrap_err().to_string();
+        assert!(err.contains("undecodable log"), "{err}");
+
+        let mut removed = log();
+        removed.removed = true;
+        let err = TradeRow::from_log(1, &removed, None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("removed"), "{err}");
+
+        let mut pending = log();
+        pending.block_number = None;
+        let err = TradeRow::from_log(1, &pending, None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("pending"), "{err}");
+
+        let mut no_time = log();
+        no_time.block_timestamp = None;
+        assert!(TradeRow::from_log(1, &no_time, None).is_err());
+        assert!(TradeRow::from_log(1, &no_time, Some(5)).is_ok());
     }
 }

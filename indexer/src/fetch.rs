@@ -11,13 +11,13 @@ use std::{
 use alloy::{
     primitives::{Address, B256},
     providers::Provider,
-    rpc::types::{Filter, Log},
+    rpc::types::Filter,
     transports::{RpcError, TransportError, TransportErrorKind},
 };
 use rand::RngExt;
 use tracing::{debug, warn};
 
-use crate::{Error, Result};
+use crate::{Error, Result, decode::RpcLog};
 
 /// Limits of the adaptive range.
 #[derive(Debug, Clone)]
@@ -96,7 +96,7 @@ impl<P: Provider> LogFetcher<P> {
     }
 
     /// All logs in `[from, to]`, splitting and retrying as needed; the range hint adapts.
-    pub async fn logs(&self, from: u64, to: u64) -> Result<Vec<Log>> {
+    pub async fn logs(&self, from: u64, to: u64) -> Result<Vec<RpcLog>> {
         let mut out = Vec::new();
         // Work list of ranges, processed in order (a split pushes both halves back in order).
         let mut todo = vec![(from, to)];
@@ -151,19 +151,20 @@ impl<P: Provider> LogFetcher<P> {
                 }
             }
         }
-        out.sort_by_key(|l| (l.block_number, l.log_index));
+        out.sort_by_key(RpcLog::position);
         Ok(out)
     }
 
-    async fn request(&self, from: u64, to: u64) -> Result<Vec<Log>, Failure> {
+    async fn request(&self, from: u64, to: u64) -> Result<Vec<RpcLog>, Failure> {
         let filter = Filter::new()
             .address(self.address)
             .event_signature(self.topic0)
             .from_block(from)
             .to_block(to);
-        match tokio::time::timeout(self.config.request_timeout, self.provider.get_logs(&filter))
-            .await
-        {
+        let call = self
+            .provider
+            .raw_request::<_, Vec<RpcLog>>("eth_getLogs".into(), (&filter,));
+        match tokio::time::timeout(self.config.request_timeout, call).await {
             Err(_) => Err(Failure::TooLarge(format!(
                 "timed out after {:?}",
                 self.config.request_timeout

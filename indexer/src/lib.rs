@@ -22,7 +22,6 @@ use alloy::{
     eips::BlockNumberOrTag,
     primitives::{Address, B256},
     providers::{Provider, RootProvider},
-    rpc::types::Log,
 };
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -31,7 +30,7 @@ use tokio_util::task::AbortOnDropHandle;
 use tracing::{info, warn};
 
 pub use crate::{
-    decode::TradeRow,
+    decode::{RpcLog, TradeRow},
     fetch::{FetchConfig, LogFetcher},
     store::{Backend, Batch, MarketState, Store, Totals},
 };
@@ -506,7 +505,7 @@ async fn build_batch<P: Provider>(
     chain_id: u64,
     from: u64,
     to: u64,
-    logs: Vec<Log>,
+    logs: Vec<RpcLog>,
     head: u64,
     window: u64,
 ) -> Result<Option<Batch>> {
@@ -516,7 +515,7 @@ async fn build_batch<P: Provider>(
     wanted.insert(to);
     for l in &logs {
         if near_head || l.block_timestamp.is_none() {
-            wanted.insert(l.block_number.unwrap_or_default());
+            wanted.insert(l.block());
         }
     }
     let fetched = futures::future::try_join_all(
@@ -536,7 +535,7 @@ async fn build_batch<P: Provider>(
     let mut trades = Vec::with_capacity(logs.len());
     let mut blocks = vec![(to, headers[&to].0)];
     for l in &logs {
-        let n = l.block_number.unwrap_or_default();
+        let n = l.block();
         if let Some(&(hash, time)) = headers.get(&n) {
             if l.block_hash != Some(hash) {
                 return Ok(None);
