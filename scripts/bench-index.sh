@@ -8,12 +8,15 @@
 #   scripts/bench-index.sh [TRADES]
 # Env: PG_ADMIN (default postgres://postgres@127.0.0.1:5432/postgres), PORT (default 8548),
 #      BASELINE_BIN (optional: another keymarket binary to index the whole chain into SQLite too),
-#      BENCH_CHAIN_ONLY=1 (build and save the chain, then stop).
+#      BENCH_CHAIN_ONLY=1 (build and save the chain, then stop),
+#      ROUNDS (default 3: the whole-chain SQLite run, and the baseline binary's, alternate this many
+#      times and the medians are reported; the machine is shared, single runs vary by ±15%).
 set -euo pipefail
 export RUST_LOG="${RUST_LOG:-warn}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 trades="${1:-1000000}"
+rounds="${ROUNDS:-3}"
 port="${PORT:-8548}"
 pg_admin="${PG_ADMIN:-postgres://postgres@127.0.0.1:5432/postgres}"
 rpc="http://127.0.0.1:$port"
@@ -64,9 +67,11 @@ run_index() { # label db-url [extra args]
   echo "[bench] $label"
   local a0; a0=$(anvil_cpu)
   /usr/bin/time -f "$time_fmt" "$km" index --rpc-url "$rpc" --deployment "$dep" --database-url "$url" \
-    --quiet --initial-range 50 --max-range 5000 --concurrency 4 "$@" | grep -E "trades |this run"
+    --quiet --initial-range 50 --max-range 5000 --concurrency 4 "$@" | grep -E "trades |this run" | tee "$dir/last-run.txt"
+  last_rate=$(grep -oP 'this run[^(]*\(\K[0-9]+(?= trades/s)' "$dir/last-run.txt" || echo 0)
   anvil_cpu_since "$a0"
 }
+median() { tr ' ' '\n' <<< "$*" | grep . | sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
 
 rm -f "$dir"/bench.db*
 echo "[bench] baseline: RPC side only (eth_getLogs + headers + decoding, nothing stored)"
@@ -76,13 +81,22 @@ a0=$(anvil_cpu)
 anvil_cpu_since "$a0"
 rm -f "$dir"/bench.db*
 run_index "SQLite, first quarter of the chain" "sqlite:$dir/bench.db" --stop-at $((head / 4))
-rm -f "$dir"/bench.db*
-run_index "SQLite, whole chain" "sqlite:$dir/bench.db"
-if [[ -n "${BASELINE_BIN:-}" ]]; then
+new_rates="" base_rates=""
+for round in $(seq "$rounds"); do
   rm -f "$dir"/bench.db*
-  km_new="$km"; km="$BASELINE_BIN"
-  run_index "SQLite, whole chain, baseline binary $BASELINE_BIN" "sqlite:$dir/bench.db"
-  km="$km_new"
+  run_index "SQLite, whole chain (round $round of $rounds)" "sqlite:$dir/bench.db"
+  new_rates="$new_rates $last_rate"
+  if [[ -n "${BASELINE_BIN:-}" ]]; then
+    rm -f "$dir"/bench.db*
+    km_new="$km"; km="$BASELINE_BIN"
+    run_index "SQLite, whole chain, baseline binary $BASELINE_BIN (round $round of $rounds)" "sqlite:$dir/bench.db"
+    km="$km_new"
+    base_rates="$base_rates $last_rate"
+  fi
+done
+echo "[bench] SQLite, whole chain: median $(median $new_rates) trades/s over $rounds runs (${new_rates# })"
+if [[ -n "${BASELINE_BIN:-}" ]]; then
+  echo "[bench] baseline binary: median $(median $base_rates) trades/s (${base_rates# }); ratio of medians $(awk -v a="$(median $new_rates)" -v b="$(median $base_rates)" 'BEGIN {printf "%.2f", a / b}')x"
 fi
 db="km_bench_$$"
 psql "$pg_admin" -qc "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
