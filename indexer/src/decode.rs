@@ -207,28 +207,22 @@ mod tests {
 
     #[test]
     fn refuses_other_events_removed_and_pending_logs() {
-        let mut other = log();
-        other.topics[0] = B256::repeat_byte(1);
-        let err = TradeRow::from_log(1, &other, None).unwrap_err().to_string();
-        assert!(err.contains("undecodable log"), "{err}");
-
-        let mut removed = log();
-        removed.removed = true;
-        let err = TradeRow::from_log(1, &removed, None)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("removed"), "{err}");
-
-        let mut pending = log();
-        pending.block_number = None;
-        let err = TradeRow::from_log(1, &pending, None)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("pending"), "{err}");
-
-        let mut no_time = log();
-        no_time.block_timestamp = None;
-        assert!(TradeRow::from_log(1, &no_time, None).is_err());
-        assert!(TradeRow::from_log(1, &no_time, Some(5)).is_ok());
+        let cases: [(&str, fn(&mut RpcLog)); 4] = [
+            ("Trade", |l| l.topics[0] = B256::repeat_byte(1)),
+            ("removed", |l| l.removed = true),
+            ("pending", |l| l.block_number = None),
+            ("timestamp", |l| l.block_timestamp = None),
+        ];
+        for (why, spoil) in cases {
+            let mut l = log();
+            spoil(&mut l);
+            let err = TradeRow::from_log(1, &l, None).unwrap_err().to_string();
+            assert!(err.starts_with("undecodable log"), "{why}: {err}");
+            assert!(err.contains(why), "{why}: {err}");
+        }
+        // A log without a timestamp is fine when the block header gave one.
+        let mut l = log();
+        l.block_timestamp = None;
+        assert_eq!(TradeRow::from_log(1, &l, Some(5)).unwrap().block_time, 5);
     }
 }
