@@ -207,7 +207,8 @@ mod tests {
 
     #[test]
     fn refuses_other_events_removed_and_pending_logs() {
-        let cases: [(&str, fn(&mut RpcLog)); 4] = [
+        type Spoil = fn(&mut RpcLog);
+        let cases: [(&str, Spoil); 4] = [
             ("Trade", |l| l.topics[0] = B256::repeat_byte(1)),
             ("removed", |l| l.removed = true),
             ("pending", |l| l.block_number = None),
