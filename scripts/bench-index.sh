@@ -9,14 +9,19 @@
 # Env: PG_ADMIN (default postgres://postgres@127.0.0.1:5432/postgres), PORT (default 8548),
 #      BASELINE_BIN (optional: another keymarket binary to index the whole chain into SQLite too),
 #      BENCH_CHAIN_ONLY=1 (build and save the chain, then stop),
+#      CONCURRENCY (ranges in flight, default 2),
 #      ROUNDS (default 3: the whole-chain SQLite run, and the baseline binary's, alternate this many
-#      times and the medians are reported; the machine is shared, single runs vary by ±15%).
+#      times and the medians are reported; the machine is shared, single runs vary by 15-30%).
 set -euo pipefail
 export RUST_LOG="${RUST_LOG:-warn}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 trades="${1:-1000000}"
 rounds="${ROUNDS:-3}"
+# Ranges in flight. 2, not the indexer's default of 4: anvil runs on the same two cores, answers
+# at once, and serving 4 ranges concurrently costs it more CPU (alternating runs: 2 beat 4 in 5 of
+# 6 pairs, ~1.13x, peak RSS 262-297 vs 316-336 MB). Against a remote RPC, latency favours more.
+concurrency="${CONCURRENCY:-2}"
 port="${PORT:-8548}"
 pg_admin="${PG_ADMIN:-postgres://postgres@127.0.0.1:5432/postgres}"
 rpc="http://127.0.0.1:$port"
@@ -67,7 +72,7 @@ run_index() { # label db-url [extra args]
   echo "[bench] $label"
   local a0; a0=$(anvil_cpu)
   /usr/bin/time -f "$time_fmt" "$km" index --rpc-url "$rpc" --deployment "$dep" --database-url "$url" \
-    --quiet --initial-range 50 --max-range 5000 --concurrency 4 "$@" | grep -E "trades |this run" | tee "$dir/last-run.txt"
+    --quiet --initial-range 50 --max-range 5000 --concurrency "$concurrency" "$@" | grep -E "trades |this run" | tee "$dir/last-run.txt"
   last_rate=$(grep -oP 'this run[^(]*\(\K[0-9]+(?= trades/s)' "$dir/last-run.txt" || echo 0)
   anvil_cpu_since "$a0"
 }
@@ -77,7 +82,7 @@ rm -f "$dir"/bench.db*
 echo "[bench] baseline: RPC side only (eth_getLogs + headers + decoding, nothing stored)"
 a0=$(anvil_cpu)
 /usr/bin/time -f "$time_fmt" "$km" index --rpc-url "$rpc" --deployment "$dep" \
-  --database-url "sqlite:$dir/bench.db" --quiet --fetch-only --initial-range 50 --max-range 5000 --concurrency 4
+  --database-url "sqlite:$dir/bench.db" --quiet --fetch-only --initial-range 50 --max-range 5000 --concurrency "$concurrency"
 anvil_cpu_since "$a0"
 rm -f "$dir"/bench.db*
 run_index "SQLite, first quarter of the chain" "sqlite:$dir/bench.db" --stop-at $((head / 4))
