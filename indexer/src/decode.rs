@@ -18,7 +18,7 @@ use crate::{Error, Result, amount::Wei, store::hex};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RpcLog {
-    /// The emitting contract.
+    /// The emitting contract (checked against the filter by [`crate::LogFetcher::logs`]).
     pub address: Address,
     /// Topics (a `Trade` has one: the event's signature hash).
     pub topics: Vec<B256>,

@@ -151,6 +151,13 @@ impl<P: Provider> LogFetcher<P> {
                 }
             }
         }
+        // The filter asked for one address: a log of another would be counted as this market's.
+        if let Some(l) = out.iter().find(|l| l.address != self.address) {
+            return Err(Error::Rpc(format!(
+                "eth_getLogs {from}..={to} for {} returned a log of {}: refusing a provider that ignores the address filter",
+                self.address, l.address
+            )));
+        }
         out.sort_by_key(RpcLog::position);
         Ok(out)
     }
