@@ -465,15 +465,17 @@ impl Store {
             }
         }
         let built = build_missing(&mut conn, self.backend).await;
+        let mut restored = Ok(());
         if self.backend == Backend::Sqlite {
             for pragma in [SQLITE_TEMP_STORE, "PRAGMA threads=0", SQLITE_CACHE_SIZE] {
-                sqlx::query(pragma)
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(db("restoring the connection's settings"))?;
+                if let Err(e) = sqlx::query(pragma).execute(&mut *conn).await {
+                    restored = Err(db("restoring the connection's settings")(e));
+                }
             }
         }
-        built
+        // A failed build's error matters more than a failed restore's.
+        let built = built?;
+        restored.map(|()| built)
     }
 
     async fn has_index(&self, name: &str) -> Result<bool> {
