@@ -1,6 +1,6 @@
 //! RPC faults through a real fault-injecting HTTP proxy on loopback, between the indexer and
 //! anvil: dropped connections, stalls, HTTP 429 and 5xx, truncated bodies, and provider-style
-//! "query returned more than 10000 results" refusals of wide `eth_getLogs` ranges. The final
+//! refusals of wide `eth_getLogs` ranges ("query returned more than 10000 results", HTTP 413). The final
 //! database must equal the recomputation from the chain.
 
 use std::{
@@ -29,6 +29,7 @@ struct Counts {
     server_errors: AtomicU64,
     truncated: AtomicU64,
     refused_ranges: AtomicU64,
+    refused_http: AtomicU64,
 }
 
 /// Starts the proxy in front of `upstream`; returns its URL.
@@ -103,7 +104,11 @@ async fn handle(
                 .unwrap_or(0)
         };
         if num("toBlock").saturating_sub(num("fromBlock")) > 6 {
-            counts.refused_ranges.fetch_add(1, Ordering::Relaxed);
+            // Every other refusal as HTTP 413 with a plain-text body, like a gateway's.
+            if counts.refused_ranges.fetch_add(1, Ordering::Relaxed) % 2 == 1 {
+                counts.refused_http.fetch_add(1, Ordering::Relaxed);
+                return respond(&mut sock, 413, b"response too large", None).await;
+            }
             let err = format!(
                 r#"{{"jsonrpc":"2.0","id":{},"error":{{"code":-32005,"message":"query returned more than 10000 results"}}}}"#,
                 request["id"]
@@ -220,6 +225,7 @@ async fn rpc_faults_through_a_proxy_change_nothing() {
         ("5xx", &counts.server_errors),
         ("truncated", &counts.truncated),
         ("refused ranges", &counts.refused_ranges),
+        ("HTTP 413", &counts.refused_http),
     ] {
         assert!(
             c.load(Ordering::Relaxed) > 0,
