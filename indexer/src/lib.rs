@@ -13,7 +13,7 @@ pub mod fetch;
 pub mod store;
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::BTreeSet,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -510,7 +510,7 @@ async fn build_batch<P: Provider>(
     window: u64,
 ) -> Result<Option<Batch>> {
     let near_head = to + window >= head;
-    let mut headers: HashMap<u64, (B256, u64)> = HashMap::new();
+    let mut headers: foldhash::HashMap<u64, (B256, u64)> = Default::default();
     let mut wanted: BTreeSet<u64> = BTreeSet::new();
     wanted.insert(to);
     for l in &logs {
