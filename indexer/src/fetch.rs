@@ -58,7 +58,7 @@ impl Default for FetchConfig {
 pub struct LogFetcher<P> {
     provider: P,
     /// The provider's HTTP transport, when it is one: `eth_getLogs` is then posted directly and
-    /// its response parsed in one pass (see [`LogFetcher::request_http`]).
+    /// its response parsed in one pass (see [`request_http`]).
     http: Option<Http<reqwest::Client>>,
     address: Address,
     topic0: B256,
@@ -205,8 +205,8 @@ impl<P: Provider> LogFetcher<P> {
 
 /// `eth_getLogs` over HTTP, its response parsed once, straight into [`RpcLog`]s. (Through
 /// alloy's transport a response is first scanned into a raw JSON value, copied, then parsed again:
-/// with responses of tens of megabytes that was a tenth of the indexer's fetch work.) Errors are
-/// classified like [`classify`] does alloy's.
+/// 4% of all the indexer's instructions in `scripts/bench-instructions.sh`.) Errors are classified
+/// like [`classify`] does alloy's.
 async fn request_http(
     http: &Http<reqwest::Client>,
     filter: &Filter,
