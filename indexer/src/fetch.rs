@@ -313,3 +313,48 @@ fn classify_error(code: i64, message: &str, why: impl FnOnce() -> String) -> Fai
         Failure::Transient(why())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Providers' ways of refusing a range as too large split it; other JSON-RPC errors retry.
+    #[test]
+    fn json_rpc_errors_split_or_retry() {
+        let too_large = [
+            (-32005, "query returned more than 10000 results"),
+            (
+                -32000,
+                "Log response size exceeded. You can make eth_getLogs requests with up to a 2K block range",
+            ),
+            (-32602, "block range is too wide"),
+            (-32000, "eth_getLogs is limited to a 10,000 range"),
+            (-32000, "request timed out"),
+        ];
+        for (code, message) in too_large {
+            assert!(
+                matches!(
+                    classify_error(code, message, String::new),
+                    Failure::TooLarge(_)
+                ),
+                "{code} {message:?} splits"
+            );
+        }
+        for (code, message) in [
+            (-32000, "header not found"),
+            (-32603, "internal error"),
+            (
+                -32601,
+                "the method eth_getLogs does not exist/is not available",
+            ),
+        ] {
+            assert!(
+                matches!(
+                    classify_error(code, message, String::new),
+                    Failure::Transient(_)
+                ),
+                "{code} {message:?} retries"
+            );
+        }
+    }
+}
