@@ -34,13 +34,13 @@ anvil=node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 cast=node_modules/@foundry-rs/cast-linux-amd64/bin/cast
 env -u RUST_LOG "$anvil" --port "$port" --accounts 60 --balance 1000000000 --gas-limit 1000000000 --order fifo --silent --load-state "$state" &
 anvil_pid=$!
-trap 'kill -INT "$anvil_pid" 2>/dev/null || true; wait "$anvil_pid" 2>/dev/null || true' EXIT
+out="$(mktemp -d)"
+trap 'kill -INT "$anvil_pid" 2>/dev/null || true; wait "$anvil_pid" 2>/dev/null || true; rm -rf "$out"' EXIT
 for _ in $(seq 600); do "$cast" chain-id --rpc-url "$rpc" >/dev/null 2>&1 && break; sleep 0.5; done
 echo "[bench] chain of $trades trades loaded: head block $("$cast" block-number --rpc-url "$rpc")"
 
-out="$(mktemp -d)"
-# Inclusive instructions of the first function whose name matches (callgrind_annotate lists a
-# function once per source file it spans; the largest figure is the function's own total).
+# Inclusive instructions of the function whose name matches (callgrind_annotate lists a function
+# once per source file it spans; the largest figure is the function's own total).
 inclusive() { grep -F "$2" "$1" | awk '{gsub(",", "", $1); if ($1 + 0 > m + 0) m = $1} END {print m + 0}'; }
 measure() { # label binary -> sets total
   local label="$1" bin="$2"
@@ -48,11 +48,11 @@ measure() { # label binary -> sets total
   echo "[bench] $label: $bin under callgrind"
   valgrind --tool=callgrind --callgrind-out-file="$out/cg.%p" "$bin" index --rpc-url "$rpc" \
     --deployment "$dep" --database-url "sqlite:$out/idx.db" --quiet --initial-range 50 \
-    --max-range 5000 --concurrency 2 2>"$out/valgrind.log" | grep -E "^  trades "
+    --max-range 5000 --concurrency 2 2>"$out/valgrind.log" | grep -E "^  trades " | tee "$out/trades.txt"
   callgrind_annotate --inclusive=yes "$out"/cg.* 2>/dev/null > "$out/annotated.txt"
   total=$(grep -oP '^\s*\K[0-9,]+(?= \(100\.0%\)\s+PROGRAM TOTALS)' "$out/annotated.txt" | tr -d ,)
   local indexed
-  indexed=$(sqlite3_count "$out/idx.db")
+  indexed=$(awk '{print $2}' "$out/trades.txt")
   awk -v t="$total" -v n="$indexed" \
     -v fetch="$(inclusive "$out/annotated.txt" 'keymarket_indexer::batches::{{closure}}::{{closure}}')" \
     -v commit="$(inclusive "$out/annotated.txt" 'keymarket_indexer::store::Store::commit::{{closure}}')" \
@@ -62,8 +62,6 @@ measure() { # label binary -> sets total
       printf "  by stage (inclusive, %% of all): fetch+decode tasks %.1f%%, store commits on the indexer'"'"'s task %.1f%% (binding, aggregates), SQLite statements %.1f%%\n", 100 * fetch / t, 100 * commit / t, 100 * step / t
     }'
 }
-# The trades stored (Python's sqlite3 module; Python is needed by scripts/setup.sh anyway).
-sqlite3_count() { python3 -c "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute('SELECT COUNT(*) FROM trades').fetchone()[0])" "$1"; }
 
 measure "this build" target/release/keymarket
 new_total=$total
@@ -71,4 +69,3 @@ if [[ -n "${BASELINE_BIN:-}" ]]; then
   measure "baseline" "$BASELINE_BIN"
   awk -v a="$new_total" -v b="$total" 'BEGIN {printf "[bench] instructions, this build / baseline: %.3f\n", a / b}'
 fi
-rm -rf "$out"
