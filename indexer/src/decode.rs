@@ -6,7 +6,6 @@ use alloy::{
 };
 use keymarket_contracts::KeyMarket;
 use serde::Deserialize;
-use sqlx::{Row, any::AnyRow};
 
 use crate::{Error, Result, amount::Wei, store::hex};
 
@@ -136,35 +135,6 @@ impl TradeRow {
                 .ok_or(())
                 .map_err(too_big)?,
             supply: i64::try_from(t.supply).map_err(|_| bad("supply out of range"))?,
-        })
-    }
-
-    /// Reads a row selected with `store::TRADE_COLUMNS`.
-    pub(crate) fn from_row(r: &AnyRow) -> Result<Self> {
-        Ok(Self {
-            chain_id: r.get(0),
-            tx_hash: r.get(1),
-            log_index: r.get(2),
-            block_number: r.get(3),
-            block_hash: r.get(4),
-            block_time: r.get(5),
-            trader: r.get(6),
-            subject: r.get(7),
-            is_buy: r.get::<i64, _>(8) != 0,
-            share_amount: r.get(9),
-            eth: Wei {
-                gwei: r.get(10),
-                rem: r.get(11),
-            },
-            protocol_fee: Wei {
-                gwei: r.get(12),
-                rem: r.get(13),
-            },
-            subject_fee: Wei {
-                gwei: r.get(14),
-                rem: r.get(15),
-            },
-            supply: r.get(16),
         })
     }
 }

@@ -1,6 +1,7 @@
 //! The SQL store: raw trades, the unfinalized block window, checkpoints and the incrementally
-//! maintained aggregates, on SQLite (default) or PostgreSQL through sqlx's `Any` driver, with the
-//! same SQL on both (placeholders `$n`, `ON CONFLICT … DO UPDATE`, `RETURNING`).
+//! maintained aggregates, on SQLite (default) or PostgreSQL, with the same SQL on both
+//! (placeholders `$n`, `ON CONFLICT … DO UPDATE`, `RETURNING`). Reads go through sqlx's `Any`
+//! driver; commits and rollbacks through the write path of `store/writer.rs` (a native connection on SQLite).
 //!
 //! Every batch — its rows, its aggregate updates, its block hashes and the checkpoint — commits
 //! in one transaction, so a process killed at any instant leaves either all of a batch or none
@@ -14,13 +15,18 @@ use foldhash::HashMap;
 
 use alloy::primitives::{Address, B256};
 use sqlx::{
-    AnyPool, AssertSqlSafe, Row,
+    AnyPool, AssertSqlSafe, Executor, Row,
     any::{AnyPoolOptions, AnyRow},
     migrate::Migrator,
+    sqlite::{SqliteConnectOptions, SqlitePoolOptions},
 };
 use tracing::{debug, info};
 
 use crate::{Error, Result, amount::Wei, decode::TradeRow};
+
+mod writer;
+
+use writer::{Stmt, WriteRow, WriteTx, Writer};
 
 /// The page cache of SQLite connections: 64 MiB (the default is 2 MiB); the backfill's upserts
 /// touch index pages all over the file.
@@ -28,6 +34,19 @@ const SQLITE_CACHE_SIZE: &str = "PRAGMA cache_size=-65536";
 /// Temporary tables and statement journals of SQLite connections in memory (index builds switch
 /// to files: see [`Store::build_secondary_indexes`]).
 const SQLITE_TEMP_STORE: &str = "PRAGMA temp_store=MEMORY";
+
+/// The settings of every SQLite connection. 16 KiB pages (the default is 4 KiB), taking effect
+/// when the file is new: a backfill appends rows and index entries, and bigger pages mean fewer
+/// page splits, WAL frames and checksums per row (1M-trade backfill: +10-20% end to end, see
+/// docs/performance.md). An existing file keeps its page size.
+const SQLITE_PRAGMAS: &[&str] = &[
+    "PRAGMA page_size=16384",
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA busy_timeout=10000",
+    SQLITE_CACHE_SIZE,
+    SQLITE_TEMP_STORE,
+];
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -132,17 +151,9 @@ impl Store {
         if backend == Backend::Sqlite {
             options = options.after_connect(|conn, _| {
                 Box::pin(async move {
-                    use sqlx::Executor;
-                    // 16 KiB pages (the default is 4 KiB), taking effect when the file is new: a
-                    // backfill appends rows and index entries, and bigger pages mean fewer page
-                    // splits, WAL frames and checksums per row (1M-trade backfill: +10-20% end to
-                    // end, see docs/performance.md). An existing file keeps its page size.
-                    conn.execute("PRAGMA page_size=16384").await?;
-                    conn.execute("PRAGMA journal_mode=WAL").await?;
-                    conn.execute("PRAGMA synchronous=NORMAL").await?;
-                    conn.execute("PRAGMA busy_timeout=10000").await?;
-                    conn.execute(SQLITE_CACHE_SIZE).await?;
-                    conn.execute(SQLITE_TEMP_STORE).await?;
+                    for pragma in SQLITE_PRAGMAS {
+                        conn.execute(*pragma).await?;
+                    }
                     Ok(())
                 })
             });
@@ -170,7 +181,36 @@ impl Store {
             .run(&pool)
             .await
             .map_err(|e| Error::IncompatibleSchema(e.to_string()))?;
-        Ok(Self { pool, backend })
+        let writer = match backend {
+            Backend::Postgres => Writer::Any(pool.clone()),
+            // Opened at the first write (readers such as the API never open it).
+            Backend::Sqlite => {
+                let options: SqliteConnectOptions =
+                    url.parse().map_err(|source| Error::Database {
+                        what: format!("invalid database URL {}", redact(&url)),
+                        source,
+                    })?;
+                let options = sqlx::ConnectOptions::disable_statement_logging(options);
+                Writer::Sqlite(
+                    SqlitePoolOptions::new()
+                        .max_connections(1)
+                        .after_connect(|conn, _| {
+                            Box::pin(async move {
+                                for pragma in SQLITE_PRAGMAS {
+                                    conn.execute(*pragma).await?;
+                                }
+                                Ok(())
+                            })
+                        })
+                        .connect_lazy_with(options),
+                )
+            }
+        };
+        Ok(Self {
+            pool,
+            writer,
+            backend,
+        })
     }
 
     /// The backend.
@@ -263,14 +303,23 @@ impl Store {
 
     /// Records the chain head seen while the market is caught up (for the lag the API reports).
     pub async fn record_head(&self, market_id: i64, head: u64) -> Result<()> {
-        sqlx::query("UPDATE markets SET head_block = $1, head_seen_at = $2 WHERE id = $3")
-            .bind(head as i64)
-            .bind(unix_now())
-            .bind(market_id)
-            .execute(&self.pool)
+        // On the writer: a write on the other SQLite connection would void the writer's page cache.
+        let mut tx = self.begin_write().await?;
+        let mut q = Stmt::new(
+            self.backend,
+            "UPDATE markets SET head_block = $1, head_seen_at = $2 WHERE id = $3",
+            3,
+        );
+        q.int(head as i64).int(unix_now()).int(market_id);
+        tx.execute(q).await.map_err(db("recording the head"))?;
+        tx.commit().await.map_err(db("recording the head"))
+    }
+
+    async fn begin_write(&self) -> Result<WriteTx> {
+        self.writer
+            .begin()
             .await
-            .map_err(db("recording the head"))?;
-        Ok(())
+            .map_err(db("starting a transaction"))
     }
 
     /// The stored block window, newest first.
@@ -299,62 +348,62 @@ impl Store {
     pub async fn commit(&self, market: &MarketState, batch: &Batch, window: u64) -> Result<()> {
         // (Outside the transaction: SQLite's pool has a single connection.)
         let checked = self.has_index(TRADES_IDENTITY).await?;
-        let mut tx = self
-            .pool
-            .begin()
+        let backend = self.backend;
+        let mut tx = self.begin_write().await?;
+        let mut q = Stmt::new(backend, "SELECT next_block FROM markets WHERE id = $1", 1);
+        q.int(market.id);
+        let next = tx
+            .fetch_all(q)
             .await
-            .map_err(db("starting a transaction"))?;
-        let row = sqlx::query("SELECT next_block FROM markets WHERE id = $1")
-            .bind(market.id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db("reading the checkpoint"))?;
-        let next: i64 = row.get(0);
+            .map_err(db("reading the checkpoint"))?
+            .first()
+            .ok_or_else(|| Error::Corrupt(format!("market {} is not registered", market.id)))?
+            .int(0);
         if next as u64 != batch.from {
             return Err(Error::Corrupt(format!(
                 "batch starts at block {} but the checkpoint is {next}: another indexer is writing this market?",
                 batch.from
             )));
         }
-        let basis = released_basis(&mut tx, self.backend, market.id, &batch.trades).await?;
-        insert_trades(
-            &mut tx,
-            self.backend,
-            market,
-            &batch.trades,
-            &basis,
-            checked,
-        )
-        .await?;
-        apply_aggregates(&mut tx, self.backend, market.id, &batch.trades, &basis, 1).await?;
-        for chunk in batch.blocks.chunks(MAX_PARAMS / 3) {
-            let mut sql = insert_into(self.backend, "blocks (market_id, number, hash) VALUES ");
-            push_placeholders(&mut sql, self.backend, chunk.len(), 3);
+        let basis = released_basis(&mut tx, backend, market.id, &batch.trades).await?;
+        insert_trades(&mut tx, backend, market, &batch.trades, &basis, checked).await?;
+        apply_aggregates(&mut tx, backend, market.id, &batch.trades, &basis, 1).await?;
+        let hashes: Vec<String> = batch
+            .blocks
+            .iter()
+            .map(|(_, h)| hex(h.as_slice()))
+            .collect();
+        for (chunk, hashes) in batch
+            .blocks
+            .chunks(MAX_PARAMS / 3)
+            .zip(hashes.chunks(MAX_PARAMS / 3))
+        {
+            let mut sql = insert_into(backend, "blocks (market_id, number, hash) VALUES ");
+            push_placeholders(&mut sql, backend, chunk.len(), 3);
             sql.push_str(" ON CONFLICT (market_id, number) DO UPDATE SET hash = excluded.hash");
-            let mut q = big_statement(&sql);
-            for (n, h) in chunk {
-                q = q.bind(market.id).bind(*n as i64).bind(hex(h.as_slice()));
+            let mut q = big_statement(backend, &sql, chunk.len() * 3);
+            for ((n, _), h) in chunk.iter().zip(hashes) {
+                q.int(market.id).int(*n as i64).text(h);
             }
-            q.execute(&mut *tx)
-                .await
-                .map_err(db("storing block hashes"))?;
+            tx.execute(q).await.map_err(db("storing block hashes"))?;
         }
-        sqlx::query("DELETE FROM blocks WHERE market_id = $1 AND number < $2")
-            .bind(market.id)
-            .bind(batch.to.saturating_sub(window) as i64)
-            .execute(&mut *tx)
-            .await
-            .map_err(db("pruning block hashes"))?;
-        sqlx::query(
+        let mut q = Stmt::new(
+            backend,
+            "DELETE FROM blocks WHERE market_id = $1 AND number < $2",
+            2,
+        );
+        q.int(market.id).int(batch.to.saturating_sub(window) as i64);
+        tx.execute(q).await.map_err(db("pruning block hashes"))?;
+        let mut q = Stmt::new(
+            backend,
             "UPDATE markets SET next_block = $1, head_block = $2, head_seen_at = $3 WHERE id = $4",
-        )
-        .bind((batch.to + 1) as i64)
-        .bind(batch.head.max(batch.to) as i64)
-        .bind(unix_now())
-        .bind(market.id)
-        .execute(&mut *tx)
-        .await
-        .map_err(db("moving the checkpoint"))?;
+            4,
+        );
+        q.int((batch.to + 1) as i64)
+            .int(batch.head.max(batch.to) as i64)
+            .int(unix_now())
+            .int(market.id);
+        tx.execute(q).await.map_err(db("moving the checkpoint"))?;
         tx.commit().await.map_err(db("committing a batch"))?;
         debug!(target: "indexer::store", from = batch.from, to = batch.to, trades = batch.trades.len(), "committed");
         Ok(())
@@ -364,35 +413,33 @@ impl Store {
     /// orphaned trades' contributions are subtracted from every aggregate, their rows and block
     /// hashes deleted and the checkpoint moved, in one transaction.
     pub async fn rollback(&self, market: &MarketState, first_orphan: u64) -> Result<usize> {
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(db("starting a transaction"))?;
-        let rows = sqlx::query(AssertSqlSafe(format!(
+        let backend = self.backend;
+        let mut tx = self.begin_write().await?;
+        let sql = format!(
             "SELECT {TRADE_COLUMNS}, basis_gwei, basis_rem FROM trades WHERE market_id = $1 AND block_number >= $2 ORDER BY block_number, log_index"
-        )))
-        .bind(market.id)
-        .bind(first_orphan as i64)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db("reading orphaned trades"))?;
-        let orphans = rows
-            .iter()
-            .map(TradeRow::from_row)
-            .collect::<Result<Vec<_>>>()?;
+        );
+        let mut q = Stmt::new(backend, &sql, 2).persistent(false);
+        q.int(market.id).int(first_orphan as i64);
+        let rows = tx
+            .fetch_all(q)
+            .await
+            .map_err(db("reading orphaned trades"))?;
+        let orphans: Vec<TradeRow> = rows.iter().map(trade_from_row).collect();
         let basis: Vec<Wei> = rows
             .iter()
             .map(|r| Wei {
-                gwei: get_i64(r, 17),
-                rem: get_i64(r, 18),
+                gwei: r.int(17),
+                rem: r.int(18),
             })
             .collect();
-        apply_aggregates(&mut tx, self.backend, market.id, &orphans, &basis, -1).await?;
-        sqlx::query("DELETE FROM trades WHERE market_id = $1 AND block_number >= $2")
-            .bind(market.id)
-            .bind(first_orphan as i64)
-            .execute(&mut *tx)
+        apply_aggregates(&mut tx, backend, market.id, &orphans, &basis, -1).await?;
+        let mut q = Stmt::new(
+            backend,
+            "DELETE FROM trades WHERE market_id = $1 AND block_number >= $2",
+            2,
+        );
+        q.int(market.id).int(first_orphan as i64);
+        tx.execute(q)
             .await
             .map_err(db("deleting orphaned trades"))?;
         // A subject's supply is that of its latest remaining trade.
@@ -400,27 +447,32 @@ impl Store {
         subjects.sort();
         subjects.dedup();
         for s in subjects {
-            sqlx::query(
+            let mut q = Stmt::new(
+                backend,
                 "UPDATE subjects SET supply = COALESCE((SELECT t.supply FROM trades t WHERE t.market_id = $1 AND t.subject = $2 \
                  AND t.share_amount > 0 ORDER BY t.block_number DESC, t.log_index DESC LIMIT 1), 0) \
                  WHERE market_id = $1 AND subject = $2",
-            )
-            .bind(market.id)
-            .bind(s)
-            .execute(&mut *tx)
-            .await
-            .map_err(db("restoring supplies"))?;
+                2,
+            );
+            q.int(market.id).text(s);
+            tx.execute(q).await.map_err(db("restoring supplies"))?;
         }
-        sqlx::query("DELETE FROM blocks WHERE market_id = $1 AND number >= $2")
-            .bind(market.id)
-            .bind(first_orphan as i64)
-            .execute(&mut *tx)
+        let mut q = Stmt::new(
+            backend,
+            "DELETE FROM blocks WHERE market_id = $1 AND number >= $2",
+            2,
+        );
+        q.int(market.id).int(first_orphan as i64);
+        tx.execute(q)
             .await
             .map_err(db("deleting orphaned block hashes"))?;
-        sqlx::query("UPDATE markets SET next_block = $1 WHERE id = $2")
-            .bind(first_orphan as i64)
-            .bind(market.id)
-            .execute(&mut *tx)
+        let mut q = Stmt::new(
+            backend,
+            "UPDATE markets SET next_block = $1 WHERE id = $2",
+            2,
+        );
+        q.int(first_orphan as i64).int(market.id);
+        tx.execute(q)
             .await
             .map_err(db("moving the checkpoint back"))?;
         tx.commit().await.map_err(db("committing a rollback"))?;
@@ -593,7 +645,10 @@ impl Store {
 /// The store.
 #[derive(Debug, Clone)]
 pub struct Store {
+    /// Readers, schema changes and the start-up bookkeeping.
     pool: AnyPool,
+    /// Commits and rollbacks.
+    writer: Writer,
     backend: Backend,
 }
 
@@ -757,10 +812,8 @@ const DUMP_TABLES: &[(&str, &str)] = &[
 pub(crate) const TRADE_COLUMNS: &str = "chain_id, tx_hash, log_index, block_number, block_hash, block_time, trader, subject, is_buy, share_amount, \
      eth_gwei, eth_rem, protocol_gwei, protocol_rem, subject_gwei, subject_rem, supply";
 
-type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
-
 async fn insert_trades(
-    tx: &mut Tx<'_>,
+    tx: &mut WriteTx,
     backend: Backend,
     market: &MarketState,
     trades: &[TradeRow],
@@ -797,30 +850,33 @@ async fn insert_trades(
         } else {
             (&last, false)
         };
-        let mut q =
-            big_statement(sql.as_deref().expect("a text for each chunk length")).persistent(cached);
+        let mut q = big_statement(
+            backend,
+            sql.as_deref().expect("a text for each chunk length"),
+            chunk.len() * COLS,
+        )
+        .persistent(cached);
         for (t, b) in chunk.iter().zip(basis) {
-            q = q
-                .bind(t.chain_id)
-                .bind(&t.tx_hash)
-                .bind(t.log_index)
-                .bind(t.block_number)
-                .bind(&t.block_hash)
-                .bind(t.block_time)
-                .bind(&t.trader)
-                .bind(&t.subject)
-                .bind(i64::from(t.is_buy))
-                .bind(t.share_amount)
-                .bind(t.eth.gwei)
-                .bind(t.eth.rem)
-                .bind(t.protocol_fee.gwei)
-                .bind(t.protocol_fee.rem)
-                .bind(t.subject_fee.gwei)
-                .bind(t.subject_fee.rem)
-                .bind(t.supply)
-                .bind(market.id)
-                .bind(b.gwei)
-                .bind(b.rem);
+            q.int(t.chain_id)
+                .text(&t.tx_hash)
+                .int(t.log_index)
+                .int(t.block_number)
+                .text(&t.block_hash)
+                .int(t.block_time)
+                .text(&t.trader)
+                .text(&t.subject)
+                .int(i64::from(t.is_buy))
+                .int(t.share_amount)
+                .int(t.eth.gwei)
+                .int(t.eth.rem)
+                .int(t.protocol_fee.gwei)
+                .int(t.protocol_fee.rem)
+                .int(t.subject_fee.gwei)
+                .int(t.subject_fee.rem)
+                .int(t.supply)
+                .int(market.id)
+                .int(b.gwei)
+                .int(b.rem);
         }
         q
     };
@@ -829,16 +885,16 @@ async fn insert_trades(
         let q = next.take().expect("bound ahead");
         // While the database executes chunk i, chunk i + 1 is bound (the binding is this
         // thread's work, the execution the database's).
-        let (done, ahead) = futures::join!(q.execute(&mut **tx), async {
+        let (done, ahead) = futures::join!(tx.execute(q), async {
             (i + 1 < chunks.len()).then(|| bind(i + 1))
         });
         next = ahead;
         let done = done.map_err(db("inserting trades"))?;
         let rows = chunks[i].0.len() as u64;
-        if done.rows_affected() != rows {
+        if done != rows {
             return Err(Error::Corrupt(format!(
                 "{} of {rows} trades were already stored: refusing to count them twice",
-                rows - done.rows_affected(),
+                rows - done,
             )));
         }
     }
@@ -921,7 +977,7 @@ pub fn curve_multiple(t: &TradeRow) -> Option<i64> {
 /// trades. Reads the stored holdings of the (subject, trader) pairs that sell in this batch and
 /// replays the batch in chain order.
 async fn released_basis(
-    tx: &mut Tx<'_>,
+    tx: &mut WriteTx,
     backend: Backend,
     market_id: i64,
     trades: &[TradeRow],
@@ -945,22 +1001,17 @@ async fn released_basis(
         );
         push_placeholders(&mut sql, backend, chunk.len(), 2);
         sql.push(')');
-        let mut q = big_statement(&sql);
+        let mut q = big_statement(backend, &sql, chunk.len() * 2);
         for (subject, trader) in chunk {
-            q = q.bind(*subject).bind(*trader);
+            q.text(subject).text(trader);
         }
-        for r in q
-            .fetch_all(&mut **tx)
-            .await
-            .map_err(db("reading holdings"))?
-        {
-            let (subject, trader): (String, String) = (r.get(0), r.get(1));
-            let i = index[&(subject.as_str(), trader.as_str())];
+        for r in tx.fetch_all(q).await.map_err(db("reading holdings"))? {
+            let i = index[&(r.text(0), r.text(1))];
             let cost = Wei {
-                gwei: get_i64(&r, 3),
-                rem: get_i64(&r, 4),
+                gwei: r.int(3),
+                rem: r.int(4),
             };
-            state[i] = (get_i64(&r, 2), cost.to_i128());
+            state[i] = (r.int(2), cost.to_i128());
         }
     }
     let mut out = Vec::with_capacity(trades.len());
@@ -1020,7 +1071,7 @@ fn normalised_add(table: &str, col: &str) -> String {
 /// trades count in none. Counters that depend on the previous state (holders, new and active
 /// traders, new subjects) are derived from the rows' values after the update (`RETURNING`).
 async fn apply_aggregates(
-    tx: &mut Tx<'_>,
+    tx: &mut WriteTx,
     backend: Backend,
     market_id: i64,
     trades: &[TradeRow],
@@ -1112,34 +1163,27 @@ async fn apply_aggregates(
         );
         sql.push_str(&normalised_add("holdings", "cost"));
         sql.push_str(" RETURNING subject, trader, balance");
-        let mut q = big_statement(&sql);
+        let mut q = big_statement(backend, &sql, chunk.len() * 6);
         for ((subject, trader), (delta, cost)) in chunk {
             let cost = wei(*cost)?;
-            q = q
-                .bind(market_id)
-                .bind(*subject)
-                .bind(*trader)
-                .bind(*delta)
-                .bind(cost.gwei)
-                .bind(cost.rem);
+            q.int(market_id)
+                .text(subject)
+                .text(trader)
+                .int(*delta)
+                .int(cost.gwei)
+                .int(cost.rem);
         }
-        let returned = q
-            .fetch_all(&mut **tx)
-            .await
-            .map_err(db("updating holdings"))?;
+        let returned = tx.fetch_all(q).await.map_err(db("updating holdings"))?;
         let deltas: HashMap<(&str, &str), i64> =
             chunk.iter().map(|(k, (delta, _))| (*k, *delta)).collect();
         let mut emptied = Vec::new();
-        for r in returned {
-            let (subject, trader): (String, String) = (r.get(0), r.get(1));
-            let new = get_i64(&r, 2);
-            let old = new - deltas[&(subject.as_str(), trader.as_str())];
+        for r in &returned {
+            let (subject, trader) = (r.text(0), r.text(1));
+            let new = r.int(2);
+            let old = new - deltas[&(subject, trader)];
             let change = i64::from(new > 0) - i64::from(old > 0);
             if change != 0 {
-                subjects
-                    .get_mut(subject.as_str())
-                    .expect("touched subject")
-                    .holders += change;
+                subjects.get_mut(subject).expect("touched subject").holders += change;
             }
             if new == 0 {
                 emptied.push((subject, trader));
@@ -1154,11 +1198,11 @@ async fn apply_aggregates(
             sql.push_str(" AND (subject, trader) IN (VALUES ");
             push_placeholders(&mut sql, backend, chunk.len(), 2);
             sql.push(')');
-            let mut q = big_statement(&sql);
+            let mut q = big_statement(backend, &sql, chunk.len() * 2);
             for (subject, trader) in chunk {
-                q = q.bind(subject.as_str()).bind(trader.as_str());
+                q.text(subject).text(trader);
             }
-            q.execute(&mut **tx).await.map_err(db("pruning holdings"))?;
+            tx.execute(q).await.map_err(db("pruning holdings"))?;
         }
     }
 
@@ -1180,25 +1224,21 @@ async fn apply_aggregates(
              curve = CASE WHEN excluded.curve > 0 THEN excluded.curve ELSE subjects.curve END \
              RETURNING subject, trades, first_time",
         );
-        let mut q = big_statement(&sql);
+        let mut q = big_statement(backend, &sql, chunk.len() * 11);
         for (subject, a) in chunk {
-            q = q
-                .bind(market_id)
-                .bind(*subject)
-                .bind(a.supply)
-                .bind(a.holders)
-                .bind(a.trades)
-                .bind(a.volume.gwei)
-                .bind(a.volume.rem)
-                .bind(a.fees.gwei)
-                .bind(a.fees.rem)
-                .bind(first(a.first_time))
-                .bind(a.curve);
+            q.int(market_id)
+                .text(subject)
+                .int(a.supply)
+                .int(a.holders)
+                .int(a.trades)
+                .int(a.volume.gwei)
+                .int(a.volume.rem)
+                .int(a.fees.gwei)
+                .int(a.fees.rem)
+                .int(first(a.first_time))
+                .int(a.curve);
         }
-        let returned = q
-            .fetch_all(&mut **tx)
-            .await
-            .map_err(db("updating subjects"))?;
+        let returned = tx.fetch_all(q).await.map_err(db("updating subjects"))?;
         for day in appeared_or_vanished(&returned, chunk, sign) {
             days.entry(day).or_default().new_subjects += sign;
         }
@@ -1220,25 +1260,21 @@ async fn apply_aggregates(
         );
         sql.push_str(&normalised_add("traders", "pnl"));
         sql.push_str(" RETURNING trader, trades, first_time");
-        let mut q = big_statement(&sql);
+        let mut q = big_statement(backend, &sql, chunk.len() * 10);
         for (trader, a) in chunk {
             let pnl = wei(a.pnl)?;
-            q = q
-                .bind(market_id)
-                .bind(*trader)
-                .bind(a.trades)
-                .bind(a.volume.gwei)
-                .bind(a.volume.rem)
-                .bind(a.fees.gwei)
-                .bind(a.fees.rem)
-                .bind(first(a.first_time))
-                .bind(pnl.gwei)
-                .bind(pnl.rem);
+            q.int(market_id)
+                .text(trader)
+                .int(a.trades)
+                .int(a.volume.gwei)
+                .int(a.volume.rem)
+                .int(a.fees.gwei)
+                .int(a.fees.rem)
+                .int(first(a.first_time))
+                .int(pnl.gwei)
+                .int(pnl.rem);
         }
-        let returned = q
-            .fetch_all(&mut **tx)
-            .await
-            .map_err(db("updating traders"))?;
+        let returned = tx.fetch_all(q).await.map_err(db("updating traders"))?;
         for day in appeared_or_vanished(&returned, chunk, sign) {
             days.entry(day).or_default().new_traders += sign;
         }
@@ -1260,25 +1296,22 @@ async fn apply_aggregates(
              sell_volume_gwei = subject_daily.sell_volume_gwei + excluded.sell_volume_gwei, sell_volume_rem = subject_daily.sell_volume_rem + excluded.sell_volume_rem, \
              fees_gwei = subject_daily.fees_gwei + excluded.fees_gwei, fees_rem = subject_daily.fees_rem + excluded.fees_rem",
         );
-        let mut q = big_statement(&sql);
+        let mut q = big_statement(backend, &sql, chunk.len() * 12);
         for ((subject, day), a) in chunk {
-            q = q
-                .bind(market_id)
-                .bind(*subject)
-                .bind(*day)
-                .bind(a.trades)
-                .bind(a.buys)
-                .bind(a.sells)
-                .bind(a.buy_volume.gwei)
-                .bind(a.buy_volume.rem)
-                .bind(a.sell_volume.gwei)
-                .bind(a.sell_volume.rem)
-                .bind(a.fees.gwei)
-                .bind(a.fees.rem);
+            q.int(market_id)
+                .text(subject)
+                .int(*day)
+                .int(a.trades)
+                .int(a.buys)
+                .int(a.sells)
+                .int(a.buy_volume.gwei)
+                .int(a.buy_volume.rem)
+                .int(a.sell_volume.gwei)
+                .int(a.sell_volume.rem)
+                .int(a.fees.gwei)
+                .int(a.fees.rem);
         }
-        q.execute(&mut **tx)
-            .await
-            .map_err(db("updating subjects' days"))?;
+        tx.execute(q).await.map_err(db("updating subjects' days"))?;
     }
 
     // Daily active traders.
@@ -1293,19 +1326,18 @@ async fn apply_aggregates(
             " ON CONFLICT (market_id, day, trader) DO UPDATE SET trades = daily_traders.trades + excluded.trades \
              RETURNING day, trader, trades",
         );
-        let mut q = big_statement(&sql);
+        let mut q = big_statement(backend, &sql, chunk.len() * 4);
         for ((day, trader), n) in chunk {
-            q = q.bind(market_id).bind(*day).bind(*trader).bind(*n);
+            q.int(market_id).int(*day).text(trader).int(*n);
         }
-        let returned = q
-            .fetch_all(&mut **tx)
+        let returned = tx
+            .fetch_all(q)
             .await
             .map_err(db("updating daily traders"))?;
         let deltas: HashMap<(i64, &str), i64> = chunk.iter().copied().collect();
         for r in returned {
-            let (day, trader): (i64, String) = (get_i64(&r, 0), r.get(1));
-            let now = get_i64(&r, 2);
-            let delta = deltas[&(day, trader.as_str())];
+            let (day, now) = (r.int(0), r.int(2));
+            let delta = deltas[&(day, r.text(1))];
             if (sign > 0 && now == delta) || (sign < 0 && now == 0) {
                 days.entry(day).or_default().active += sign;
             }
@@ -1330,29 +1362,26 @@ async fn apply_aggregates(
          active_traders = stats_daily.active_traders + excluded.active_traders, new_traders = stats_daily.new_traders + excluded.new_traders, \
          new_subjects = stats_daily.new_subjects + excluded.new_subjects",
     );
-    let mut q = big_statement(&sql);
+    let mut q = big_statement(backend, &sql, rows.len() * 16);
     for (day, d) in &rows {
-        q = q
-            .bind(market_id)
-            .bind(*day)
-            .bind(d.trades)
-            .bind(d.buys)
-            .bind(d.sells)
-            .bind(d.buy_volume.gwei)
-            .bind(d.buy_volume.rem)
-            .bind(d.sell_volume.gwei)
-            .bind(d.sell_volume.rem)
-            .bind(d.protocol.gwei)
-            .bind(d.protocol.rem)
-            .bind(d.subject.gwei)
-            .bind(d.subject.rem)
-            .bind(d.active)
-            .bind(d.new_traders)
-            .bind(d.new_subjects);
+        q.int(market_id)
+            .int(*day)
+            .int(d.trades)
+            .int(d.buys)
+            .int(d.sells)
+            .int(d.buy_volume.gwei)
+            .int(d.buy_volume.rem)
+            .int(d.sell_volume.gwei)
+            .int(d.sell_volume.rem)
+            .int(d.protocol.gwei)
+            .int(d.protocol.rem)
+            .int(d.subject.gwei)
+            .int(d.subject.rem)
+            .int(d.active)
+            .int(d.new_traders)
+            .int(d.new_subjects);
     }
-    q.execute(&mut **tx)
-        .await
-        .map_err(db("updating daily stats"))?;
+    tx.execute(q).await.map_err(db("updating daily stats"))?;
 
     if sign < 0 {
         for table in [
@@ -1362,13 +1391,12 @@ async fn apply_aggregates(
             "stats_daily",
             "subject_daily",
         ] {
-            sqlx::query(AssertSqlSafe(format!(
-                "DELETE FROM {table} WHERE market_id = $1 AND trades = 0"
-            )))
-            .bind(market_id)
-            .execute(&mut **tx)
-            .await
-            .map_err(db("pruning emptied aggregates"))?;
+            let sql = format!("DELETE FROM {table} WHERE market_id = $1 AND trades = 0");
+            let mut q = Stmt::new(backend, &sql, 1);
+            q.int(market_id);
+            tx.execute(q)
+                .await
+                .map_err(db("pruning emptied aggregates"))?;
         }
     }
     Ok(())
@@ -1388,26 +1416,49 @@ fn insert_into(backend: Backend, rest: &str) -> String {
 /// From the `RETURNING key, trades, first_time` rows of a subjects/traders upsert: the UTC days
 /// (of their first trade) of the parties this batch made appear (`sign` > 0: their trade count
 /// equals this batch's) or vanish (`sign` < 0: no trades left).
-fn appeared_or_vanished(returned: &[AnyRow], chunk: &[(&str, PartyAgg)], sign: i64) -> Vec<i64> {
+fn appeared_or_vanished(returned: &[WriteRow], chunk: &[(&str, PartyAgg)], sign: i64) -> Vec<i64> {
     let deltas: HashMap<&str, i64> = chunk.iter().map(|(k, a)| (*k, a.trades)).collect();
     returned
         .iter()
         .filter_map(|r| {
-            let key: String = r.get(0);
-            let (trades_now, first_time) = (get_i64(r, 1), get_i64(r, 2));
-            let delta = deltas[key.as_str()];
+            let (trades_now, first_time) = (r.int(1), r.int(2));
+            let delta = deltas[r.text(0)];
             ((sign > 0 && trades_now == delta) || (sign < 0 && trades_now == 0))
                 .then(|| first_time.div_euclid(DAY))
         })
         .collect()
 }
 
+/// A row of [`TRADE_COLUMNS`].
+fn trade_from_row(r: &WriteRow) -> TradeRow {
+    let wei = |i| Wei {
+        gwei: r.int(i),
+        rem: r.int(i + 1),
+    };
+    TradeRow {
+        chain_id: r.int(0),
+        tx_hash: r.text(1).to_owned(),
+        log_index: r.int(2),
+        block_number: r.int(3),
+        block_hash: r.text(4).to_owned(),
+        block_time: r.int(5),
+        trader: r.text(6).to_owned(),
+        subject: r.text(7).to_owned(),
+        is_buy: r.int(8) != 0,
+        share_amount: r.int(9),
+        eth: wei(10),
+        protocol_fee: wei(12),
+        subject_fee: wei(14),
+        supply: r.int(16),
+    }
+}
+
 /// A multi-row statement. Not prepared-and-cached: its text varies with the number of rows, and
 /// each cached variant with tens of thousands of parameters would hold megabytes for the life of
 /// the connection (memory would grow with the variety of batch sizes). The trades insert caches
 /// its full-chunk variant only (`.persistent(true)`), a fixed text.
-fn big_statement(sql: &str) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
-    sqlx::query(AssertSqlSafe(sql)).persistent(false)
+fn big_statement(backend: Backend, sql: &str, params: usize) -> Stmt<'_> {
+    Stmt::new(backend, sql, params).persistent(false)
 }
 
 /// Appends `rows` tuples of `cols` placeholders. SQLite gets anonymous `?` (bound by position):
