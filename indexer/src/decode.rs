@@ -9,34 +9,39 @@ use serde::Deserialize;
 
 use crate::{Error, Result, amount::Wei, store::hex};
 
+mod rpc_hex;
+
 /// A log as `eth_getLogs` returns it, with the fields the indexer reads. Deserialized straight
 /// from the response into fixed-size hashes and numbers (unknown fields are skipped) rather than
 /// into alloy's general `rpc::types::Log`, whose flattened layout makes serde buffer every field
 /// of every log first: responses hold tens of thousands of logs, and parsing them is the
-/// indexer's largest CPU cost after the database.
+/// indexer's largest CPU cost after the database. Hex strings are read as bytes ([`rpc_hex`]).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RpcLog {
     /// The emitting contract (checked against the filter by [`crate::LogFetcher::logs`]).
+    #[serde(deserialize_with = "rpc_hex::required")]
     pub address: Address,
     /// Topics (a `Trade` has one: the event's signature hash).
+    #[serde(deserialize_with = "rpc_hex::list")]
     pub topics: Vec<B256>,
     /// ABI-encoded non-indexed fields.
+    #[serde(deserialize_with = "rpc_hex::required")]
     pub data: Bytes,
     /// Block hash (`None` for a pending log).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "rpc_hex::optional")]
     pub block_hash: Option<B256>,
     /// Block number (`None` for a pending log).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "rpc_hex::optional")]
     pub block_number: Option<U64>,
     /// Block timestamp, seconds (not every node returns it).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "rpc_hex::optional")]
     pub block_timestamp: Option<U64>,
     /// Transaction hash.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "rpc_hex::optional")]
     pub transaction_hash: Option<B256>,
     /// Index of the log in its block.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "rpc_hex::optional")]
     pub log_index: Option<U64>,
     /// Whether a reorg removed the log (filters only; `eth_getLogs` returns canonical logs).
     #[serde(default)]
@@ -173,6 +178,58 @@ mod tests {
         assert_eq!(t.eth, Wei::ZERO);
         // A timestamp from the block header wins over the log's.
         assert_eq!(TradeRow::from_log(1, &l, Some(7)).unwrap().block_time, 7);
+    }
+
+    #[test]
+    fn reads_hex_fields_strictly() {
+        // A pending log: null block fields; no timestamp at all.
+        let pending = LOG
+            .replace(r#""blockHash":"0xd3456e0d586ff8c2c4a791fb1f904ceb8bf5c0c4099825376f35e310823935c3""#, r#""blockHash":null"#)
+            .replace(r#""blockNumber":"0x2""#, r#""blockNumber":null"#)
+            .replace(r#""blockTimestamp":"0x6b080f99","#, "");
+        let l: RpcLog = serde_json::from_str(&pending).expect("a pending log");
+        assert_eq!(
+            (l.block_hash, l.block_number, l.block_timestamp),
+            (None, None, None)
+        );
+        assert_eq!(l.data, log().data);
+        // JSON escapes are undone before the hex is read.
+        let escaped = LOG.replace(r#""logIndex":"0x1""#, r#""logIndex":"\u0030x1f""#);
+        let l: RpcLog = serde_json::from_str(&escaped).expect("an escaped quantity");
+        assert_eq!(l.position(), (2, 0x1f));
+        for (field, bad, expected) in [
+            (
+                r#""blockNumber":"0x2""#,
+                r#""blockNumber":"2""#,
+                "a quantity",
+            ),
+            (
+                r#""blockNumber":"0x2""#,
+                r#""blockNumber":"0x""#,
+                "a quantity",
+            ),
+            (
+                r#""blockNumber":"0x2""#,
+                r#""blockNumber":"0x10000000000000000""#,
+                "a quantity",
+            ),
+            (r#""blockNumber":"0x2""#, r#""blockNumber":2"#, "a quantity"),
+            (r#""logIndex":"0x1""#, r#""logIndex":"0xg""#, "a quantity"),
+            (
+                r#""address":"0x5fbdb2315678afecb367f032d93f642f64180aa3""#,
+                r#""address":"0x5fbdb2315678afecb367f032d93f642f64180a""#,
+                "a 20-byte address",
+            ),
+            (r#""topics":["0x2c"#, r#""topics":["0xzc"#, "a 32-byte hash"),
+            (r#""data":"0x0000"#, r#""data":"0x000"#, "bytes"),
+            (r#""data":"0x0000"#, r#""data":"é0000"#, "bytes"),
+        ] {
+            assert!(LOG.contains(field), "{field}");
+            let err = serde_json::from_str::<RpcLog>(&LOG.replacen(field, bad, 1))
+                .expect_err(bad)
+                .to_string();
+            assert!(err.contains(expected), "{bad}: {err}");
+        }
     }
 
     #[test]
