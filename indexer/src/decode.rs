@@ -5,46 +5,35 @@ use alloy::{
     sol_types::SolEvent,
 };
 use keymarket_contracts::KeyMarket;
-use serde::Deserialize;
 
 use crate::{Error, Result, amount::Wei, store::hex};
 
-mod rpc_hex;
+mod rpc_json;
 
 /// A log as `eth_getLogs` returns it, with the fields the indexer reads. Deserialized straight
 /// from the response into fixed-size hashes and numbers (unknown fields are skipped) rather than
 /// into alloy's general `rpc::types::Log`, whose flattened layout makes serde buffer every field
 /// of every log first: responses hold tens of thousands of logs, and parsing them is the
-/// indexer's largest CPU cost after the database. Hex strings are read as bytes ([`rpc_hex`]).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// indexer's largest CPU cost after the database. Keys and hex strings are read as bytes (`decode/rpc_json.rs`).
+#[derive(Debug, Clone)]
 pub struct RpcLog {
     /// The emitting contract (checked against the filter by [`crate::LogFetcher::logs`]).
-    #[serde(deserialize_with = "rpc_hex::required")]
     pub address: Address,
     /// Topics (a `Trade` has one: the event's signature hash).
-    #[serde(deserialize_with = "rpc_hex::list")]
     pub topics: Vec<B256>,
     /// ABI-encoded non-indexed fields.
-    #[serde(deserialize_with = "rpc_hex::required")]
     pub data: Bytes,
     /// Block hash (`None` for a pending log).
-    #[serde(default, deserialize_with = "rpc_hex::optional")]
     pub block_hash: Option<B256>,
     /// Block number (`None` for a pending log).
-    #[serde(default, deserialize_with = "rpc_hex::optional")]
     pub block_number: Option<U64>,
     /// Block timestamp, seconds (not every node returns it).
-    #[serde(default, deserialize_with = "rpc_hex::optional")]
     pub block_timestamp: Option<U64>,
     /// Transaction hash.
-    #[serde(default, deserialize_with = "rpc_hex::optional")]
     pub transaction_hash: Option<B256>,
     /// Index of the log in its block.
-    #[serde(default, deserialize_with = "rpc_hex::optional")]
     pub log_index: Option<U64>,
     /// Whether a reorg removed the log (filters only; `eth_getLogs` returns canonical logs).
-    #[serde(default)]
     pub removed: bool,
 }
 
@@ -230,6 +219,27 @@ mod tests {
                 .to_string();
             assert!(err.contains(expected), "{bad}: {err}");
         }
+        // Keys: unknown ones are skipped, required ones must be there, none twice.
+        let extra = LOG.replace(
+            r#""removed":false"#,
+            r#""removed":false,"extra":{"a":[1,"b"]}"#,
+        );
+        assert_eq!(
+            serde_json::from_str::<RpcLog>(&extra).unwrap().position(),
+            (2, 1)
+        );
+        let missing = LOG
+            .replace(r#""removed":false"#, r#""removed":false,"x":0"#)
+            .replace(r#""topics":"#, r#""x":"#);
+        let err = serde_json::from_str::<RpcLog>(&missing)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing field `topics`"), "{err}");
+        let twice = LOG.replace(r#""removed":false"#, r#""removed":false,"logIndex":"0x2""#);
+        let err = serde_json::from_str::<RpcLog>(&twice)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("duplicate field `logIndex`"), "{err}");
     }
 
     #[test]
