@@ -867,16 +867,12 @@ async fn insert_trades(
                 .text(&t.subject)
                 .int(i64::from(t.is_buy))
                 .int(t.share_amount)
-                .int(t.eth.gwei)
-                .int(t.eth.rem)
-                .int(t.protocol_fee.gwei)
-                .int(t.protocol_fee.rem)
-                .int(t.subject_fee.gwei)
-                .int(t.subject_fee.rem)
+                .wei(t.eth)
+                .wei(t.protocol_fee)
+                .wei(t.subject_fee)
                 .int(t.supply)
                 .int(market.id)
-                .int(b.gwei)
-                .int(b.rem);
+                .wei(*b);
         }
         q
     };
@@ -1170,8 +1166,7 @@ async fn apply_aggregates(
                 .text(subject)
                 .text(trader)
                 .int(*delta)
-                .int(cost.gwei)
-                .int(cost.rem);
+                .wei(cost);
         }
         let returned = tx.fetch_all(q).await.map_err(db("updating holdings"))?;
         let deltas: HashMap<(&str, &str), i64> =
@@ -1231,10 +1226,8 @@ async fn apply_aggregates(
                 .int(a.supply)
                 .int(a.holders)
                 .int(a.trades)
-                .int(a.volume.gwei)
-                .int(a.volume.rem)
-                .int(a.fees.gwei)
-                .int(a.fees.rem)
+                .wei(a.volume)
+                .wei(a.fees)
                 .int(first(a.first_time))
                 .int(a.curve);
         }
@@ -1266,13 +1259,10 @@ async fn apply_aggregates(
             q.int(market_id)
                 .text(trader)
                 .int(a.trades)
-                .int(a.volume.gwei)
-                .int(a.volume.rem)
-                .int(a.fees.gwei)
-                .int(a.fees.rem)
+                .wei(a.volume)
+                .wei(a.fees)
                 .int(first(a.first_time))
-                .int(pnl.gwei)
-                .int(pnl.rem);
+                .wei(pnl);
         }
         let returned = tx.fetch_all(q).await.map_err(db("updating traders"))?;
         for day in appeared_or_vanished(&returned, chunk, sign) {
@@ -1304,12 +1294,9 @@ async fn apply_aggregates(
                 .int(a.trades)
                 .int(a.buys)
                 .int(a.sells)
-                .int(a.buy_volume.gwei)
-                .int(a.buy_volume.rem)
-                .int(a.sell_volume.gwei)
-                .int(a.sell_volume.rem)
-                .int(a.fees.gwei)
-                .int(a.fees.rem);
+                .wei(a.buy_volume)
+                .wei(a.sell_volume)
+                .wei(a.fees);
         }
         tx.execute(q).await.map_err(db("updating subjects' days"))?;
     }
@@ -1369,14 +1356,10 @@ async fn apply_aggregates(
             .int(d.trades)
             .int(d.buys)
             .int(d.sells)
-            .int(d.buy_volume.gwei)
-            .int(d.buy_volume.rem)
-            .int(d.sell_volume.gwei)
-            .int(d.sell_volume.rem)
-            .int(d.protocol.gwei)
-            .int(d.protocol.rem)
-            .int(d.subject.gwei)
-            .int(d.subject.rem)
+            .wei(d.buy_volume)
+            .wei(d.sell_volume)
+            .wei(d.protocol)
+            .wei(d.subject)
             .int(d.active)
             .int(d.new_traders)
             .int(d.new_subjects);

@@ -15,6 +15,7 @@ use sqlx::{
 };
 
 use super::Backend;
+use crate::amount::Wei;
 
 /// Where commits and rollbacks are written.
 #[derive(Debug, Clone)]
@@ -44,15 +45,7 @@ pub(super) enum WriteTx {
 impl WriteTx {
     /// Runs a statement; returns the number of rows it changed.
     pub(super) async fn execute(&mut self, stmt: Stmt<'_>) -> Result<u64, sqlx::Error> {
-        let Stmt {
-            sql,
-            args,
-            persistent,
-            error,
-        } = stmt;
-        if let Some(e) = error {
-            return Err(sqlx::Error::Encode(e));
-        }
+        let (sql, args, persistent) = stmt.into_parts()?;
         match (self, args) {
             (Self::Any(tx), Args::Any(args)) => sqlx::query_with(AssertSqlSafe(sql), args)
                 .persistent(persistent)
@@ -70,28 +63,24 @@ impl WriteTx {
 
     /// Runs a statement and returns its rows.
     pub(super) async fn fetch_all(&mut self, stmt: Stmt<'_>) -> Result<Vec<WriteRow>, sqlx::Error> {
-        let Stmt {
-            sql,
-            args,
-            persistent,
-            error,
-        } = stmt;
-        if let Some(e) = error {
-            return Err(sqlx::Error::Encode(e));
-        }
-        match (self, args) {
+        let (sql, args, persistent) = stmt.into_parts()?;
+        Ok(match (self, args) {
             (Self::Any(tx), Args::Any(args)) => sqlx::query_with(AssertSqlSafe(sql), args)
                 .persistent(persistent)
                 .fetch_all(&mut **tx)
-                .await
-                .map(|rows| rows.into_iter().map(WriteRow::Any).collect()),
+                .await?
+                .into_iter()
+                .map(WriteRow::Any)
+                .collect(),
             (Self::Sqlite(tx), Args::Sqlite(args)) => sqlx::query_with(AssertSqlSafe(sql), args)
                 .persistent(persistent)
                 .fetch_all(&mut **tx)
-                .await
-                .map(|rows| rows.into_iter().map(WriteRow::Sqlite).collect()),
+                .await?
+                .into_iter()
+                .map(WriteRow::Sqlite)
+                .collect(),
             _ => unreachable!("a statement built for the other connection"),
-        }
+        })
     }
 
     /// Commits.
@@ -157,6 +146,11 @@ impl<'s> Stmt<'s> {
         self.note(added)
     }
 
+    /// Binds the next two parameters: an amount's gwei and remainder columns.
+    pub(super) fn wei(&mut self, w: Wei) -> &mut Self {
+        self.int(w.gwei).int(w.rem)
+    }
+
     /// Binds the next parameter, a text.
     pub(super) fn text(&mut self, v: &str) -> &mut Self {
         let added = match &mut self.args {
@@ -164,6 +158,14 @@ impl<'s> Stmt<'s> {
             Args::Sqlite(a) => a.add(v),
         };
         self.note(added)
+    }
+
+    /// The text, the arguments and the caching choice; the first encoding error, if any.
+    fn into_parts(self) -> Result<(&'s str, Args, bool), sqlx::Error> {
+        match self.error {
+            Some(e) => Err(sqlx::Error::Encode(e)),
+            None => Ok((self.sql, self.args, self.persistent)),
+        }
     }
 
     fn note(&mut self, added: Result<(), BoxDynError>) -> &mut Self {
