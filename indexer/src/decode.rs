@@ -14,7 +14,8 @@ mod rpc_json;
 /// from the response into fixed-size hashes and numbers (unknown fields are skipped) rather than
 /// into alloy's general `rpc::types::Log`, whose flattened layout makes serde buffer every field
 /// of every log first: responses hold tens of thousands of logs, and parsing them is the
-/// indexer's largest CPU cost after the database. Keys and hex strings are read as bytes (`decode/rpc_json.rs`).
+/// indexer's largest CPU cost after the database. Keys and hex strings are read as bytes
+/// (`decode/rpc_json.rs`).
 #[derive(Debug, Clone)]
 pub struct RpcLog {
     /// The emitting contract (checked against the filter by [`crate::LogFetcher::logs`]).
@@ -170,7 +171,7 @@ mod tests {
     }
 
     #[test]
-    fn reads_hex_fields_strictly() {
+    fn reads_log_json_strictly() {
         // A pending log: null block fields; no timestamp at all.
         let pending = LOG
             .replace(r#""blockHash":"0xd3456e0d586ff8c2c4a791fb1f904ceb8bf5c0c4099825376f35e310823935c3""#, r#""blockHash":null"#)

@@ -1,7 +1,8 @@
 //! The SQL store: raw trades, the unfinalized block window, checkpoints and the incrementally
 //! maintained aggregates, on SQLite (default) or PostgreSQL, with the same SQL on both
 //! (placeholders `$n`, `ON CONFLICT … DO UPDATE`, `RETURNING`). Reads go through sqlx's `Any`
-//! driver; commits and rollbacks through the write path of `store/writer.rs` (a native connection on SQLite).
+//! driver; commits and rollbacks through the write path of `store/writer.rs` (a native
+//! connection on SQLite).
 //!
 //! Every batch — its rows, its aggregate updates, its block hashes and the checkpoint — commits
 //! in one transaction, so a process killed at any instant leaves either all of a batch or none
@@ -353,7 +354,7 @@ impl Store {
     /// Commits one indexed range: rows, aggregates, block hashes (keeping `window` blocks) and the
     /// checkpoint, in one transaction. Refuses a batch that does not start at the checkpoint.
     pub async fn commit(&self, market: &MarketState, batch: &Batch, window: u64) -> Result<()> {
-        // (Outside the transaction: SQLite's pool has a single connection.)
+        // (On the readers' pool, before the writer's transaction.)
         let checked = self.has_index(TRADES_IDENTITY).await?;
         let backend = self.backend;
         let mut tx = self.begin_write().await?;
