@@ -897,9 +897,41 @@ fn limit(l: Option<u32>) -> Result<i64, ApiError> {
     }
 }
 
-/// Orders by an exact amount column pair (normalised gwei, then the remainder).
-fn by_amount(col: &str) -> String {
-    format!("({col}_gwei + {col}_rem / 1000000000) DESC, ({col}_rem % 1000000000) DESC")
+/// Orders by an exact amount column pair (normalised gwei, then the remainder): volume.
+const BY_VOLUME: &str =
+    "(volume_gwei + volume_rem / 1000000000) DESC, (volume_rem % 1000000000) DESC";
+/// The same for fees.
+const BY_FEES: &str = "(fees_gwei + fees_rem / 1000000000) DESC, (fees_rem % 1000000000) DESC";
+
+/// A top list's rows: `columns` of the market's rows of `table`, in the order `q.by` names
+/// (`orders`: the choices and their `ORDER BY` terms, the first one the default; an unknown choice
+/// is a 400), ties broken by `key`, at most `q.limit` of them. Returns the market id too.
+async fn top_rows(
+    s: &AppState,
+    q: TopQuery,
+    table: &str,
+    key: &str,
+    columns: &str,
+    orders: &[(&str, &str)],
+) -> Result<(i64, Vec<sqlx::any::AnyRow>), ApiError> {
+    let id = market_id(s, q.market).await?;
+    let by = q.by.as_deref().unwrap_or(orders[0].0);
+    let Some((_, order)) = orders.iter().find(|(name, _)| *name == by) else {
+        let names: Vec<&str> = orders.iter().map(|(name, _)| *name).collect();
+        let (last, rest) = names.split_last().expect("at least one order");
+        return Err(ApiError::BadRequest(format!(
+            "unknown `by` value {by:?}: use {} or {last}",
+            rest.join(", ")
+        )));
+    };
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {columns} FROM {table} WHERE market_id = $1 ORDER BY {order}, {key} LIMIT $2"
+    )))
+    .bind(id)
+    .bind(limit(q.limit)?)
+    .fetch_all(s.store.pool())
+    .await?;
+    Ok((id, rows))
 }
 
 /// Top subjects.
@@ -959,31 +991,18 @@ fn key_price(multiple: i64, k: i64) -> Option<Amount> {
 /// Top subjects by volume, fees earned, holders, supply, price or trades.
 #[utoipa::path(get, path = "/v1/subjects/top", params(TopQuery), responses((status = 200, body = TopSubjects), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn top_subjects(State(s): State<AppState>, Q(q): Q<TopQuery>) -> ApiResult<TopSubjects> {
-    let id = market_id(&s, q.market).await?;
-    let order = match q.by.as_deref().unwrap_or("volume") {
-        "volume" => by_amount("volume"),
-        "fees" => by_amount("fees"),
-        "holders" => "holders DESC".into(),
-        "supply" => "supply DESC".into(),
-        "price" => "(curve * supply * supply) DESC".into(),
-        "trades" => "trades DESC".into(),
-        other => {
-            return Err(ApiError::BadRequest(format!(
-                "unknown `by` value {other:?}: use volume, fees, holders, supply, price or trades"
-            )));
-        }
-    };
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {SUBJECT_COLUMNS} FROM subjects WHERE market_id = $1 ORDER BY {order}, subject LIMIT $2"
-    )))
-    .bind(id)
-    .bind(limit(q.limit)?)
-    .fetch_all(s.store.pool())
-    .await?;
-    let subjects = rows.iter().map(subject_summary).collect();
+    let orders = [
+        ("volume", BY_VOLUME),
+        ("fees", BY_FEES),
+        ("holders", "holders DESC"),
+        ("supply", "supply DESC"),
+        ("price", "(curve * supply * supply) DESC"),
+        ("trades", "trades DESC"),
+    ];
+    let (id, rows) = top_rows(&s, q, "subjects", "subject", SUBJECT_COLUMNS, &orders).await?;
     Ok(Json(TopSubjects {
         market: id,
-        subjects,
+        subjects: rows.iter().map(subject_summary).collect(),
     }))
 }
 
@@ -1041,29 +1060,16 @@ pub struct TraderSummary {
 /// Top traders by volume, fees paid, trades or realised PnL.
 #[utoipa::path(get, path = "/v1/traders/top", params(TopQuery), responses((status = 200, body = TopTraders), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn top_traders(State(s): State<AppState>, Q(q): Q<TopQuery>) -> ApiResult<TopTraders> {
-    let id = market_id(&s, q.market).await?;
-    let order = match q.by.as_deref().unwrap_or("volume") {
-        "volume" => by_amount("volume"),
-        "fees" => by_amount("fees"),
-        "trades" => "trades DESC".into(),
-        "pnl" => "pnl_gwei DESC, pnl_rem DESC".into(),
-        other => {
-            return Err(ApiError::BadRequest(format!(
-                "unknown `by` value {other:?}: use volume, fees, trades or pnl"
-            )));
-        }
-    };
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {TRADER_COLUMNS} FROM traders WHERE market_id = $1 ORDER BY {order}, trader LIMIT $2"
-    )))
-    .bind(id)
-    .bind(limit(q.limit)?)
-    .fetch_all(s.store.pool())
-    .await?;
-    let traders = rows.iter().map(trader_summary).collect();
+    let orders = [
+        ("volume", BY_VOLUME),
+        ("fees", BY_FEES),
+        ("trades", "trades DESC"),
+        ("pnl", "pnl_gwei DESC, pnl_rem DESC"),
+    ];
+    let (id, rows) = top_rows(&s, q, "traders", "trader", TRADER_COLUMNS, &orders).await?;
     Ok(Json(TopTraders {
         market: id,
-        traders,
+        traders: rows.iter().map(trader_summary).collect(),
     }))
 }
 
