@@ -433,13 +433,7 @@ impl Store {
             .await
             .map_err(db("reading orphaned trades"))?;
         let orphans: Vec<TradeRow> = rows.iter().map(trade_from_row).collect();
-        let basis: Vec<Wei> = rows
-            .iter()
-            .map(|r| Wei {
-                gwei: r.int(17),
-                rem: r.int(18),
-            })
-            .collect();
+        let basis: Vec<Wei> = rows.iter().map(|r| r.wei(17)).collect();
         apply_aggregates(&mut tx, backend, market.id, &orphans, &basis, -1).await?;
         let mut q = Stmt::new(
             backend,
@@ -1011,11 +1005,7 @@ async fn released_basis(
         }
         for r in tx.fetch_all(q).await.map_err(db("reading holdings"))? {
             let i = index[&(r.text(0), r.text(1))];
-            let cost = Wei {
-                gwei: r.int(3),
-                rem: r.int(4),
-            };
-            state[i] = (r.int(2), cost.to_i128());
+            state[i] = (r.int(2), r.wei(3).to_i128());
         }
     }
     let mut out = Vec::with_capacity(trades.len());
@@ -1422,10 +1412,6 @@ fn appeared_or_vanished(returned: &[WriteRow], chunk: &[(&str, PartyAgg)], sign:
 
 /// A row of [`TRADE_COLUMNS`].
 fn trade_from_row(r: &WriteRow) -> TradeRow {
-    let wei = |i| Wei {
-        gwei: r.int(i),
-        rem: r.int(i + 1),
-    };
     TradeRow {
         chain_id: r.int(0),
         tx_hash: r.text(1).to_owned(),
@@ -1437,9 +1423,9 @@ fn trade_from_row(r: &WriteRow) -> TradeRow {
         subject: r.text(7).to_owned(),
         is_buy: r.int(8) != 0,
         share_amount: r.int(9),
-        eth: wei(10),
-        protocol_fee: wei(12),
-        subject_fee: wei(14),
+        eth: r.wei(10),
+        protocol_fee: r.wei(12),
+        subject_fee: r.wei(14),
         supply: r.int(16),
     }
 }

@@ -191,6 +191,14 @@ impl WriteRow {
         }
     }
 
+    /// Columns `i` and `i + 1`, an amount's gwei and remainder.
+    pub(super) fn wei(&self, i: usize) -> Wei {
+        Wei {
+            gwei: self.int(i),
+            rem: self.int(i + 1),
+        }
+    }
+
     /// Column `i`, a text.
     pub(super) fn text(&self, i: usize) -> &str {
         match self {
