@@ -171,6 +171,7 @@ pub(crate) async fn run(args: BenchStoreArgs) -> Result<()> {
             trades,
             blocks: vec![(to, last_hash)],
             head: args.trades,
+            parent: None,
         };
         store.commit(&market, &batch, 128).await?;
         market.next_block = to + 1;

@@ -22,7 +22,8 @@ use keymarket_contracts::{DeployConfig, Deployment, toolchain};
 use keymarket_indexer::{FetchConfig, IndexerConfig, MarketSpec, RunReport, Store};
 use keymarket_simulate::{SimConfig, SimReport};
 
-use tracing::info;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
 
 /// mimalloc instead of glibc's malloc: the indexer allocates per log and per bound parameter, and
 /// glibc's allocator cost ~9% of its instructions (docs/performance.md).
@@ -306,10 +307,43 @@ async fn main() -> Result<()> {
             println!("API on http://{}/v1/overview", args.listen);
             let state = keymarket_api::AppState::new(store)
                 .with_rate_limit(args.rate_limit, args.rate_limit.saturating_mul(2));
-            keymarket_api::serve(listener, state).await?;
+            keymarket_api::serve(listener, state, shutdown_on_signal().cancelled_owned()).await?;
+            eprintln!("stopped: requests in flight were answered");
             Ok(())
         }
     }
+}
+
+/// A token cancelled by the first SIGTERM or SIGINT (Ctrl-C), for a clean stop: the indexer
+/// finishes the commit in flight, the API answers the requests in flight. A second signal exits
+/// at once (status 130); the database is consistent then too, since every batch is one
+/// transaction.
+fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            warn!(target: "keymarket", "cannot install signal handlers; SIGTERM/SIGINT kill the process");
+            return;
+        };
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        info!(target: "keymarket", signal = name, "stopping cleanly (send it again to exit at once)");
+        cancel.cancel();
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+        warn!(target: "keymarket", "second signal: exiting now");
+        std::process::exit(130);
+    });
+    token
 }
 
 /// The anvil every local command uses: enough unlocked, rich accounts for the simulator, FIFO
@@ -331,6 +365,7 @@ fn spawn_anvil(port: u16, accounts: usize) -> Result<AnvilInstance> {
 }
 
 async fn up(args: UpArgs) -> Result<()> {
+    let stop = shutdown_on_signal();
     let accounts = args.sim.subjects + 20;
     info!(target: "keymarket::up", port = args.port, accounts, "starting anvil");
     let anvil = spawn_anvil(args.port, accounts)?;
@@ -351,7 +386,13 @@ async fn up(args: UpArgs) -> Result<()> {
         deployment.address, deployment.deploy_block
     );
     println!("deployment {}", args.deployment.display());
-    let report = run_simulation(&rpc_url, &deployment, &args.sim).await?;
+    let report = tokio::select! {
+        r = run_simulation(&rpc_url, &deployment, &args.sim) => r?,
+        () = stop.cancelled() => {
+            eprintln!("stopped during the simulation; nothing was indexed");
+            return Ok(());
+        }
+    };
     print_report(&report, args.sim.json)?;
 
     // Index the fresh chain into a fresh SQLite file (a restarted anvil is a new chain).
@@ -375,10 +416,15 @@ async fn up(args: UpArgs) -> Result<()> {
     };
     let config = IndexerConfig {
         progress: true,
+        shutdown: stop.clone(),
         ..IndexerConfig::default()
     };
     println!("\nindexing into {}", args.database_url);
     let run = keymarket_indexer::run(&provider, &store, spec, &config).await?;
+    if run.stopped {
+        eprintln!("stopped: blocks below {} are indexed", run.next_block);
+        return Ok(());
+    }
     print_stats(&store, &provider, &spec, &run).await?;
     if args.exit {
         return Ok(());
@@ -389,6 +435,7 @@ async fn up(args: UpArgs) -> Result<()> {
         // Its own pool: readers never wait for the indexer's batches (WAL).
         keymarket_api::AppState::new(Store::connect_with(&args.database_url, Some(4)).await?)
             .with_rate_limit(100, 200),
+        stop.clone().cancelled_owned(),
     );
     println!("\ndashboard  http://{}/", args.listen);
     println!(
@@ -398,6 +445,7 @@ async fn up(args: UpArgs) -> Result<()> {
     println!("anvil keeps running on {rpc_url}; the indexer follows it. Press Ctrl-C to stop.");
     let follow = IndexerConfig {
         follow: true,
+        shutdown: stop.clone(),
         ..IndexerConfig::default()
     };
     if args.live_interval_secs > 0 {
@@ -406,13 +454,32 @@ async fn up(args: UpArgs) -> Result<()> {
             args.live_trades, args.live_interval_secs
         );
     }
-    tokio::select! {
-        r = keymarket_indexer::run(&provider, &store, spec, &follow) => { r?; }
-        r = api => { r?; }
-        r = live_trading(&provider, &deployment, &args) => { r?; }
-        r = tokio::signal::ctrl_c() => { r?; }
-    }
+    // Each part stops on the signal; one that fails stops the others.
+    let indexer = async {
+        let r = keymarket_indexer::run(&provider, &store, spec, &follow).await;
+        stop.cancel();
+        r.map_err(eyre::Report::from)
+    };
+    let api = async {
+        let r = api.await;
+        stop.cancel();
+        r.map_err(eyre::Report::from)
+    };
+    let trading = async {
+        tokio::select! {
+            r = live_trading(&provider, &deployment, &args) => { stop.cancel(); r }
+            () = stop.cancelled() => Ok(()),
+        }
+    };
+    let (indexed, served, traded) = tokio::join!(indexer, api, trading);
+    let indexed = indexed?;
+    served?;
+    traded?;
     drop(anvil);
+    eprintln!(
+        "stopped: blocks below {} are indexed in {}; anvil stopped",
+        indexed.next_block, args.database_url
+    );
     Ok(())
 }
 
@@ -592,6 +659,7 @@ async fn index(args: IndexArgs) -> Result<()> {
         window: args.window,
         progress: !args.quiet && !args.follow,
         stop_at: args.stop_at,
+        shutdown: shutdown_on_signal(),
         ..IndexerConfig::default()
     };
     if args.fetch_only {
@@ -611,7 +679,14 @@ async fn index(args: IndexArgs) -> Result<()> {
         .map(|spec| keymarket_indexer::run(&provider, &store, *spec, &config));
     let reports = futures::future::try_join_all(runs).await?;
     for (spec, r) in specs.iter().zip(&reports) {
-        print_stats(&store, &provider, spec, r).await?;
+        if r.stopped {
+            eprintln!(
+                "stopped: market {} is indexed below block {} ({} trades this run); run the same command to resume",
+                spec.address, r.next_block, r.trades
+            );
+        } else {
+            print_stats(&store, &provider, spec, r).await?;
+        }
     }
     Ok(())
 }

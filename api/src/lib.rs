@@ -99,13 +99,19 @@ impl AppState {
     }
 }
 
-/// Serves the API and dashboard on `listener` until the future is dropped, with each
-/// connection's peer address available to the per-client rate limit.
-pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
+/// Serves the API and dashboard on `listener` until `shutdown` completes (then stops accepting
+/// connections and returns once the requests in flight are answered), with each connection's
+/// peer address available to the per-client rate limit.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     axum::serve(
         listener,
         router(state).into_make_service_with_connect_info::<SocketAddr>(),
     )
+    .with_graceful_shutdown(shutdown)
     .await
 }
 

@@ -4,7 +4,10 @@
 //! exponential backoff and jitter; a range is never skipped.
 
 use std::{
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -17,11 +20,14 @@ use alloy::{
         http::{Http, reqwest},
     },
 };
-use rand::RngExt;
 use serde::Deserialize;
 use tracing::{debug, warn};
 
-use crate::{Error, Result, decode::RpcLog};
+use crate::{
+    Error, Result,
+    decode::RpcLog,
+    rpc::{self, Fault},
+};
 
 /// Limits of the adaptive range.
 #[derive(Debug, Clone)]
@@ -36,8 +42,14 @@ pub struct FetchConfig {
     pub concurrency: usize,
     /// Give up on a single-block range after this many consecutive failures (0 = never).
     pub max_attempts: u32,
-    /// Per-request timeout.
+    /// Per-request timeout of `eth_getLogs` (a range that takes longer is split).
     pub request_timeout: Duration,
+    /// Per-request timeout of every other call (block number, headers, chain id, code): a
+    /// request the provider accepts and never answers is abandoned and retried after this.
+    pub call_timeout: Duration,
+    /// The provider's health, shared by every call made with this configuration (clones share
+    /// it): during an outage the indexer sends one probe per backoff, not one per caller.
+    pub gate: Arc<rpc::Gate>,
 }
 
 impl Default for FetchConfig {
@@ -49,6 +61,8 @@ impl Default for FetchConfig {
             concurrency: 4,
             max_attempts: 0,
             request_timeout: Duration::from_secs(60),
+            call_timeout: Duration::from_secs(10),
+            gate: Arc::default(),
         }
     }
 }
@@ -70,8 +84,23 @@ pub struct LogFetcher<P> {
 enum Failure {
     /// The provider refused the range as too large: split it.
     TooLarge(String),
-    /// A transport error, rate limit, server error or broken response: retry.
+    /// The provider asks to slow down: retry after a backoff.
+    RateLimited(String),
+    /// A transport error, server error, broken response or an answer that contradicts the
+    /// request: retry.
     Transient(String),
+}
+
+impl FetchConfig {
+    /// How the indexer's other calls are retried: each attempt within `call_timeout`, for as
+    /// long as it takes.
+    pub fn retry(&self) -> rpc::Retry {
+        rpc::Retry {
+            timeout: self.call_timeout,
+            attempts: None,
+            gate: self.gate.clone(),
+        }
+    }
 }
 
 impl<P: Provider> LogFetcher<P> {
@@ -111,13 +140,27 @@ impl<P: Provider> LogFetcher<P> {
     }
 
     /// All logs in `[from, to]`, splitting and retrying as needed; the range hint adapts.
+    ///
+    /// Every answer is checked against its request before it is used (see [`check_answer`]): a
+    /// provider that answers with logs of another range, another contract or event, or with logs
+    /// that contradict each other is asked again, never believed. The same log repeated within
+    /// an answer is kept once.
     pub async fn logs(&self, from: u64, to: u64) -> Result<Vec<RpcLog>> {
         let mut out = Vec::new();
         // Work list of ranges, processed in order (a split pushes both halves back in order).
         let mut todo = vec![(from, to)];
         let mut failures = 0u32;
+        let gate = &self.config.gate;
         while let Some((a, b)) = todo.pop() {
-            match self.request(a, b).await {
+            let permit = gate.pass().await;
+            let answer = self
+                .request(a, b)
+                .await
+                .and_then(|logs| check_answer(logs, a, b, self.address, self.topic0));
+            if matches!(answer, Ok(_) | Err(Failure::TooLarge(_))) {
+                gate.answered();
+            }
+            match answer {
                 Ok(logs) => {
                     failures = 0;
                     let span = b - a + 1;
@@ -141,16 +184,22 @@ impl<P: Provider> LogFetcher<P> {
                     todo.push((mid + 1, b));
                     todo.push((a, mid));
                 }
-                Err(Failure::TooLarge(why) | Failure::Transient(why)) => {
+                Err(failed) => {
                     failures += 1;
+                    let (fault, why) = match failed {
+                        Failure::RateLimited(why) => (Fault::RateLimited, why),
+                        Failure::TooLarge(why) | Failure::Transient(why) => (Fault::Transient, why),
+                    };
+                    rpc::RETRIES.count(fault, why.starts_with(TIMED_OUT));
                     if self.config.max_attempts > 0 && failures >= self.config.max_attempts {
                         return Err(Error::Rpc(format!(
                             "eth_getLogs {a}..={b} failed {failures} times: {why}"
                         )));
                     }
                     // Repeated failures of a wide range may be a size problem in disguise
-                    // (e.g. a proxy cutting large bodies): split after three.
-                    if failures >= 3 && a < b {
+                    // (e.g. a proxy cutting large bodies): split after three (not for rate
+                    // limits: more, smaller requests are the opposite of what was asked).
+                    if failures >= 3 && a < b && fault != Fault::RateLimited {
                         let mid = a + (b - a) / 2;
                         self.range
                             .store((b - a).div_ceil(2).max(1), Ordering::Relaxed);
@@ -159,20 +208,15 @@ impl<P: Provider> LogFetcher<P> {
                         failures = 0;
                         continue;
                     }
-                    let delay = backoff(failures);
-                    warn!(target: "indexer::fetch", from = a, to = b, attempt = failures, delay_ms = delay.as_millis() as u64, %why, "eth_getLogs failed; retrying");
-                    tokio::time::sleep(delay).await;
+                    // The next attempt (of this range or any other call) waits out the backoff.
+                    let delay = gate.failed();
+                    drop(permit);
+                    warn!(target: "indexer::fetch", from = a, to = b, attempt = failures, ?fault, delay_ms = delay.as_millis() as u64, %why, "eth_getLogs failed; retrying");
                     todo.push((a, b));
                 }
             }
         }
-        // The filter asked for one address: a log of another would be counted as this market's.
-        if let Some(l) = out.iter().find(|l| l.address != self.address) {
-            return Err(Error::Rpc(format!(
-                "eth_getLogs {from}..={to} for {} returned a log of {}: refusing a provider that ignores the address filter",
-                self.address, l.address
-            )));
-        }
+        // Sub-ranges are disjoint and each was checked, so the whole is in order once sorted.
         out.sort_by_key(RpcLog::position);
         Ok(out)
     }
@@ -195,12 +239,88 @@ impl<P: Provider> LogFetcher<P> {
         };
         match tokio::time::timeout(self.config.request_timeout, call).await {
             Err(_) => Err(Failure::TooLarge(format!(
-                "timed out after {:?}",
+                "{TIMED_OUT} {:?}",
                 self.config.request_timeout
             ))),
             Ok(result) => result,
         }
     }
+}
+
+/// How a request that was never answered is described (and counted as a timeout).
+const TIMED_OUT: &str = "no answer within";
+
+/// Checks an `eth_getLogs` answer for `[from, to]` against the request, and drops repeats of
+/// the same log. Refused (asked again): a log outside the range, of another contract or event,
+/// pending or removed, or two logs that contradict each other — the same position with different
+/// contents, or one block number with two block hashes (the answer spans a reorg).
+fn check_answer(
+    mut logs: Vec<RpcLog>,
+    from: u64,
+    to: u64,
+    address: Address,
+    topic0: B256,
+) -> Result<Vec<RpcLog>, Failure> {
+    let refuse = |why: String| {
+        Err(Failure::Transient(format!(
+            "a wrong eth_getLogs answer for blocks {from}..={to}: {why}"
+        )))
+    };
+    for l in &logs {
+        let (Some(n), Some(_), Some(_), Some(_)) = (
+            l.block_number,
+            l.block_hash,
+            l.log_index,
+            l.transaction_hash,
+        ) else {
+            return refuse("a log without its block, index or transaction (pending?)".into());
+        };
+        let n: u64 = n.to();
+        if n < from || n > to {
+            return refuse(format!("a log of block {n}"));
+        }
+        if l.address != address {
+            return refuse(format!(
+                "a log of {} (the filter asked for {address})",
+                l.address
+            ));
+        }
+        if l.topics.first() != Some(&topic0) {
+            return refuse("a log of another event".into());
+        }
+        if l.removed {
+            return refuse("a log marked removed".into());
+        }
+    }
+    // Providers answer in chain order; sorting costs nothing then and finds repeats otherwise.
+    if !logs.is_sorted_by_key(RpcLog::position) {
+        logs.sort_by_key(RpcLog::position);
+    }
+    let mut repeats = 0;
+    let mut kept: Vec<RpcLog> = Vec::with_capacity(logs.len());
+    for l in logs {
+        if let Some(last) = kept.last() {
+            if last.position() == l.position() {
+                if *last != l {
+                    return refuse(format!(
+                        "two different logs at block {} index {}",
+                        l.block(),
+                        l.position().1
+                    ));
+                }
+                repeats += 1;
+                continue;
+            }
+            if last.block() == l.block() && last.block_hash != l.block_hash {
+                return refuse(format!("block {} with two hashes", l.block()));
+            }
+        }
+        kept.push(l);
+    }
+    if repeats > 0 {
+        warn!(target: "indexer::fetch", from, to, repeats, "eth_getLogs answer repeated logs; kept each once");
+    }
+    Ok(kept)
 }
 
 /// `eth_getLogs` over HTTP, its response parsed once, straight into [`RpcLog`]s. (Through
@@ -248,17 +368,24 @@ async fn request_http(
     match serde_json::from_slice::<Answer>(&body) {
         Ok(Answer {
             error: Some(error), ..
-        }) => Err(classify_error(error.code, &error.message, || {
+        }) => Err(failure(
+            rpc::classify_logs(error.code, &error.message),
             format!(
                 "server returned an error response: error code {}: {}",
                 error.code, error.message
-            )
-        })),
+            ),
+        )),
         Ok(Answer {
             result: Some(logs), ..
         }) if status.is_success() => Ok(logs),
         _ if status == reqwest::StatusCode::PAYLOAD_TOO_LARGE => {
             Err(Failure::TooLarge(format!("HTTP {status}")))
+        }
+        _ if status == reqwest::StatusCode::TOO_MANY_REQUESTS => {
+            Err(Failure::RateLimited(format!(
+                "HTTP {status}: {}",
+                String::from_utf8_lossy(&body[..body.len().min(200)])
+            )))
         }
         _ if !status.is_success() => Err(Failure::Transient(format!(
             "HTTP {status}: {}",
@@ -274,87 +401,100 @@ async fn request_http(
     }
 }
 
-/// Exponential backoff with full jitter: up to 100 ms × 2ⁿ, capped at 10 s.
-pub fn backoff(attempt: u32) -> Duration {
-    let cap = (100u64 << attempt.min(7)).min(10_000);
-    Duration::from_millis(rand::rng().random_range(cap / 2..=cap))
-}
-
 fn classify(e: TransportError) -> Failure {
     match &e {
-        RpcError::ErrorResp(payload) => {
-            classify_error(payload.code, &payload.message, || e.to_string())
-        }
+        RpcError::ErrorResp(payload) => failure(
+            rpc::classify_logs(payload.code, &payload.message),
+            e.to_string(),
+        ),
         RpcError::Transport(TransportErrorKind::HttpError(h)) if h.status == 413 => {
             Failure::TooLarge(e.to_string())
         }
-        _ => Failure::Transient(e.to_string()),
+        _ => failure(rpc::classify_transport(&e), e.to_string()),
     }
 }
 
-/// A JSON-RPC error: the provider refusing the range as too large (split it), or another one
-/// (retry).
-fn classify_error(code: i64, message: &str, why: impl FnOnce() -> String) -> Failure {
-    const TOO_LARGE: &[&str] = &[
-        "too many",
-        "limit",
-        "exceed",
-        "range",
-        "too large",
-        "response size",
-        "timeout",
-        "timed out",
-        "query returned more than",
-    ];
-    let msg = message.to_lowercase();
-    if code == -32005 || TOO_LARGE.iter().any(|p| msg.contains(p)) {
-        Failure::TooLarge(why())
-    } else {
-        Failure::Transient(why())
+/// The fetcher's reading of a classified fault: too large → split, anything else → retry.
+fn failure(fault: Fault, why: String) -> Failure {
+    match fault {
+        Fault::TooLarge => Failure::TooLarge(why),
+        Fault::RateLimited => Failure::RateLimited(why),
+        Fault::Transient | Fault::Permanent => Failure::Transient(why),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use alloy::primitives::U64;
 
-    /// Providers' ways of refusing a range as too large split it; other JSON-RPC errors retry.
+    use super::*;
+    use crate::decode::tests::log;
+
+    fn at(block: u64, index: u64) -> RpcLog {
+        let mut l = log();
+        l.block_number = Some(U64::from(block));
+        l.log_index = Some(U64::from(index));
+        l
+    }
+
+    fn check(logs: Vec<RpcLog>, from: u64, to: u64) -> Result<Vec<RpcLog>, String> {
+        let l = log();
+        check_answer(logs, from, to, l.address, l.topics[0]).map_err(|f| match f {
+            Failure::Transient(why) => why,
+            _ => panic!("a wrong answer is retried as transient"),
+        })
+    }
+
+    /// An answer is used only if it is an answer to the request; repeats are kept once.
     #[test]
-    fn json_rpc_errors_split_or_retry() {
-        let too_large = [
-            (-32005, "query returned more than 10000 results"),
-            (
-                -32000,
-                "Log response size exceeded. You can make eth_getLogs requests with up to a 2K block range",
-            ),
-            (-32602, "block range is too wide"),
-            (-32000, "eth_getLogs is limited to a 10,000 range"),
-            (-32000, "request timed out"),
-        ];
-        for (code, message) in too_large {
-            assert!(
-                matches!(
-                    classify_error(code, message, String::new),
-                    Failure::TooLarge(_)
-                ),
-                "{code} {message:?} splits"
-            );
-        }
-        for (code, message) in [
-            (-32000, "header not found"),
-            (-32603, "internal error"),
-            (
-                -32601,
-                "the method eth_getLogs does not exist/is not available",
-            ),
-        ] {
-            assert!(
-                matches!(
-                    classify_error(code, message, String::new),
-                    Failure::Transient(_)
-                ),
-                "{code} {message:?} retries"
-            );
-        }
+    fn answers_are_checked_against_the_request() {
+        let kept = check(vec![at(5, 1), at(3, 0), at(5, 1), at(5, 0)], 3, 5).unwrap();
+        let positions: Vec<_> = kept.iter().map(RpcLog::position).collect();
+        assert_eq!(
+            positions,
+            [(3, 0), (5, 0), (5, 1)],
+            "sorted, the repeat kept once"
+        );
+
+        // Logs of the next range (a provider answering the wrong request).
+        let why = check(vec![at(5, 0), at(6, 0)], 3, 5).unwrap_err();
+        assert!(why.contains("a log of block 6"), "{why}");
+        assert!(check(vec![at(2, 0)], 3, 5).is_err(), "below the range");
+        let mut other = at(4, 0);
+        other.address = Address::repeat_byte(7);
+        assert!(
+            check(vec![other], 3, 5)
+                .unwrap_err()
+                .contains("the filter asked for")
+        );
+        let mut event = at(4, 0);
+        event.topics[0] = B256::repeat_byte(1);
+        assert!(
+            check(vec![event], 3, 5)
+                .unwrap_err()
+                .contains("another event")
+        );
+        let mut removed = at(4, 0);
+        removed.removed = true;
+        assert!(check(vec![removed], 3, 5).is_err());
+        let mut pending = at(4, 0);
+        pending.block_hash = None;
+        assert!(check(vec![pending], 3, 5).is_err());
+        // Contradictions: one position, two logs; one block, two hashes.
+        let mut changed = at(4, 0);
+        changed.data = Default::default();
+        assert!(
+            check(vec![at(4, 0), changed], 3, 5)
+                .unwrap_err()
+                .contains("two different logs")
+        );
+        let mut forked = at(4, 1);
+        forked.block_hash = Some(B256::repeat_byte(9));
+        assert!(
+            check(vec![at(4, 0), forked], 3, 5)
+                .unwrap_err()
+                .contains("two hashes")
+        );
+        assert!(check(Vec::new(), 3, 5).unwrap().is_empty());
     }
 }

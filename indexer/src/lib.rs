@@ -10,6 +10,7 @@
 pub mod amount;
 pub mod decode;
 pub mod fetch;
+pub mod rpc;
 pub mod store;
 
 use std::{
@@ -26,7 +27,7 @@ use alloy::{
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use keymarket_contracts::TRADE_TOPIC;
-use tokio_util::task::AbortOnDropHandle;
+use tokio_util::{sync::CancellationToken, task::AbortOnDropHandle};
 use tracing::{info, warn};
 
 pub use crate::{
@@ -86,6 +87,48 @@ pub enum Error {
     /// The stored data contradicts itself or a batch.
     #[error("refusing to continue: {0}")]
     Corrupt(String),
+    /// The chain below a batch is no longer the one stored (a reorg while indexing): the batch
+    /// was not stored; the sync loop repairs the window and carries on.
+    #[error("the chain changed at block {block} while indexing")]
+    Reorged {
+        /// The block whose stored hash the chain no longer has.
+        block: u64,
+    },
+}
+
+impl Error {
+    /// Whether the error is a database outage that waiting out may heal: a connection lost,
+    /// reset or refused (a PostgreSQL restart or failover), the server shutting down or starting
+    /// up, the pool finding no connection in time, a SQLite file locked or busy for longer than
+    /// its busy timeout. The transaction open at the time was rolled back by the database.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Database { source, .. } => db_error_is_transient(source),
+            _ => false,
+        }
+    }
+}
+
+fn db_error_is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(d) => {
+            let code = d.code().unwrap_or_default();
+            // PostgreSQL SQLSTATEs: connection exceptions (08xxx), admin/crash shutdown and
+            // "the database system is starting up" (57P01-57P03), too many connections,
+            // serialization failures and deadlocks (the transaction is simply retried).
+            code.starts_with("08")
+                || ["57P01", "57P02", "57P03", "53300", "40001", "40P01"].contains(&&*code)
+                // SQLite's primary result codes SQLITE_BUSY (5) and SQLITE_LOCKED (6), also
+                // as the low byte of an extended code.
+                || code.parse::<u32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
+        }
+        _ => false,
+    }
 }
 
 /// Result type of the indexer.
@@ -123,6 +166,9 @@ pub struct IndexerConfig {
     /// covered, it drops the trades table's secondary indexes (a long backfill) and builds them
     /// once, sorted, when it reaches the head.
     pub bulk_min_trades: u64,
+    /// Cancelled to stop the run cleanly (SIGTERM, Ctrl-C): the batch being committed commits,
+    /// fetches and waits are abandoned, and [`run`] returns what it did.
+    pub shutdown: CancellationToken,
 }
 
 impl Default for IndexerConfig {
@@ -136,6 +182,7 @@ impl Default for IndexerConfig {
             progress: false,
             stop_at: None,
             bulk_min_trades: 100_000,
+            shutdown: CancellationToken::new(),
         }
     }
 }
@@ -160,17 +207,32 @@ pub struct RunReport {
     pub index_time: Duration,
     /// Wall-clock time.
     pub elapsed: Duration,
+    /// Database outages waited out (a failed transaction, rolled back and tried again).
+    pub database_retries: u64,
+    /// Every block below this one is indexed (the checkpoint when the run ended).
+    pub next_block: u64,
+    /// The run was stopped by [`IndexerConfig::shutdown`].
+    pub stopped: bool,
 }
 
 /// Checks a market against the chain and registers it: right chain, code at the address, start
 /// block not beyond the head, and the stored block window still on the canonical chain.
+///
+/// The first call (the chain id) gives up after a few attempts, so that a wrong or unreachable
+/// URL is a clear error; once the provider has answered, every call is retried for as long as it
+/// takes ([`FetchConfig::retry`]).
 pub async fn prepare<P: Provider>(
     provider: &P,
     store: &Store,
     spec: MarketSpec,
-    window: u64,
+    config: &IndexerConfig,
 ) -> Result<MarketState> {
-    let chain_id = retry("eth_chainId", 4, || provider.get_chain_id())
+    let retry = config.fetch.retry();
+    let first_contact = rpc::Retry {
+        attempts: Some(4),
+        ..retry.clone()
+    };
+    let chain_id = rpc::call("eth_chainId", &first_contact, || provider.get_chain_id())
         .await
         .map_err(|e| Error::Rpc(format!("cannot reach the RPC: {e}")))?;
     if let Some(expected) = spec.chain_id
@@ -181,100 +243,105 @@ pub async fn prepare<P: Provider>(
             spec.address
         )));
     }
-    let genesis = block_hash(provider, 0)
+    let genesis = block_hash(provider, 0, &retry)
         .await?
         .ok_or_else(|| Error::Rpc("the RPC has no genesis block".into()))?;
     store.ensure_chain(chain_id, genesis).await?;
-    if retry("eth_getCode", RETRIES, || {
-        provider.get_code_at(spec.address)
-    })
-    .await?
-    .is_empty()
+    if rpc::call("eth_getCode", &retry, || provider.get_code_at(spec.address))
+        .await?
+        .is_empty()
     {
         return Err(Error::NoCode {
             address: spec.address,
             chain_id,
         });
     }
-    let head = retry("eth_blockNumber", RETRIES, || provider.get_block_number()).await?;
+    let head = rpc::call("eth_blockNumber", &retry, || provider.get_block_number()).await?;
     if spec.start_block > head {
         return Err(Error::Config(format!(
             "start block {} is beyond the chain's head {head}",
             spec.start_block
         )));
     }
-    let market = store
+    let mut market = store
         .ensure_market(chain_id, spec.address, spec.start_block)
         .await?;
-    let mut market = market;
-    check_reorg(provider, store, &mut market, window).await?;
+    check_reorg(provider, store, &mut market, config).await?;
     Ok(market)
 }
 
 /// Compares the stored block window with the chain; on a mismatch rolls back to the newest block
 /// both agree on. Returns whether a reorg was repaired.
+///
+/// A block the provider does not know yet is not a reorg: a node behind the one that gave the
+/// head (a lagging replica behind a load balancer) answers `null` for blocks it has not seen, and
+/// rewinding then would undo good data. The check is simply made again at the next poll.
 pub async fn check_reorg<P: Provider>(
     provider: &P,
     store: &Store,
     market: &mut MarketState,
-    window: u64,
+    config: &IndexerConfig,
 ) -> Result<bool> {
+    let retry = config.fetch.retry();
     let stored = store.window(market.id).await?;
     let Some(&(top, top_hash)) = stored.first() else {
         return Ok(false);
     };
-    if block_hash(provider, top).await? == Some(top_hash) {
-        return Ok(false);
-    }
-    for &(n, h) in &stored[1..] {
-        if block_hash(provider, n).await? == Some(h) {
-            let orphans = store.rollback(market, n + 1).await?;
-            warn!(target: "indexer::reorg", common_ancestor = n, orphaned_blocks = top - n, orphaned_trades = orphans, "reorg: rolled back");
-            market.next_block = n + 1;
-            return Ok(true);
+    match block_hash(provider, top, &retry).await? {
+        Some(h) if h == top_hash => return Ok(false),
+        Some(_) => {}
+        None => {
+            warn!(target: "indexer::reorg", block = top, "the provider does not know the newest indexed block (a lagging node?); waiting");
+            return Ok(false);
         }
     }
-    Err(Error::ReorgTooDeep { at: top, window })
+    for &(n, h) in &stored[1..] {
+        match block_hash(provider, n, &retry).await? {
+            Some(chain) if chain == h => {
+                let orphans = store.rollback(market, n + 1).await?;
+                warn!(target: "indexer::reorg", common_ancestor = n, orphaned_blocks = top - n, orphaned_trades = orphans, "reorg: rolled back");
+                market.next_block = n + 1;
+                return Ok(true);
+            }
+            Some(_) => {}
+            None => {
+                warn!(target: "indexer::reorg", block = n, "the provider does not know an indexed block (a lagging node?); waiting");
+                return Ok(false);
+            }
+        }
+    }
+    Err(Error::ReorgTooDeep {
+        at: top,
+        window: config.window,
+    })
 }
 
-async fn block_hash<P: Provider>(provider: &P, n: u64) -> Result<Option<B256>> {
-    Ok(header(provider, n).await?.map(|(hash, _)| hash))
+async fn block_hash<P: Provider>(provider: &P, n: u64, retry: &rpc::Retry) -> Result<Option<B256>> {
+    Ok(header(provider, n, retry).await?.map(|(hash, _)| hash))
 }
 
-/// A block's (hash, timestamp), with transport errors retried.
-async fn header<P: Provider>(provider: &P, n: u64) -> Result<Option<(B256, u64)>> {
-    retry("eth_getBlockByNumber", RETRIES, || {
+/// A block's (hash, timestamp); `None` if the provider does not have it.
+async fn header<P: Provider>(
+    provider: &P,
+    n: u64,
+    retry: &rpc::Retry,
+) -> Result<Option<(B256, u64)>> {
+    rpc::call("eth_getBlockByNumber", retry, || {
         provider.get_block_by_number(BlockNumberOrTag::Number(n))
     })
     .await
     .map(|b| b.map(|b| (b.header.hash, b.header.timestamp)))
 }
 
-/// Attempts for RPC calls other than `eth_getLogs` (which retries for ever, splitting ranges).
-const RETRIES: u32 = 12;
-
-/// Runs an RPC call, retrying transport failures (dropped connections, HTTP 429/5xx, broken
-/// bodies) with backoff and jitter; JSON-RPC errors are answers, not failures, and are returned.
-async fn retry<T, F, Fut>(what: &str, attempts: u32, mut call: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::IntoFuture<Output = Result<T, alloy::transports::TransportError>>,
-{
-    let mut attempt = 0;
-    loop {
-        match call().into_future().await {
-            Ok(v) => return Ok(v),
-            Err(e @ alloy::transports::RpcError::ErrorResp(_)) => return Err(e.into()),
-            Err(e) => {
-                attempt += 1;
-                if attempt >= attempts {
-                    return Err(Error::Rpc(format!("{what} failed {attempt} times: {e}")));
-                }
-                let delay = fetch::backoff(attempt);
-                warn!(target: "indexer::rpc", what, attempt, delay_ms = delay.as_millis() as u64, error = %e, "RPC call failed; retrying");
-                tokio::time::sleep(delay).await;
-            }
-        }
+/// `fut`, unless `stop` is cancelled first (`None`).
+async fn or_stop<T>(
+    stop: &CancellationToken,
+    fut: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        biased;
+        () = stop.cancelled() => None,
+        v = fut => Some(v),
     }
 }
 
@@ -283,6 +350,12 @@ where
 /// Ranges of logs and their headers are fetched through the provider's [`RootProvider`] (its
 /// transport, shared), in tasks of their own; the provider's own layers and fillers are used for
 /// the other calls only.
+///
+/// Temporary faults never end a run: RPC calls are retried for as long as it takes
+/// ([`rpc::call`]); a database outage ([`Error::is_transient`]) rolls back the open transaction,
+/// and the run waits with backoff, reads its checkpoint again and carries on; a reorg found
+/// below a batch ([`Error::Reorged`]) is repaired. Cancelling [`IndexerConfig::shutdown`] ends
+/// the run after the commit in flight, with `stopped` set in the report.
 pub async fn run<P: Provider>(
     provider: P,
     store: &Store,
@@ -290,16 +363,32 @@ pub async fn run<P: Provider>(
     config: &IndexerConfig,
 ) -> Result<RunReport> {
     let started = Instant::now();
-    let mut market = prepare(&provider, store, spec, config.window).await?;
+    let stop = &config.shutdown;
+    let retry = config.fetch.retry();
+    let mut report = RunReport::default();
+    let Some(market) = or_stop(stop, prepare(&provider, store, spec, config)).await else {
+        report.stopped = true;
+        return Ok(report);
+    };
+    let mut market = market?;
     let fetcher = Arc::new(LogFetcher::new(
         provider.root().clone(),
         spec.address,
         TRADE_TOPIC,
         config.fetch.clone(),
     ));
-    let mut report = RunReport::default();
     let first = market.next_block;
-    let head = retry("eth_blockNumber", RETRIES, || provider.get_block_number()).await?;
+    let Some(head) = or_stop(
+        stop,
+        rpc::call("eth_blockNumber", &retry, || provider.get_block_number()),
+    )
+    .await
+    else {
+        report.stopped = true;
+        report.next_block = market.next_block;
+        return Ok(report);
+    };
+    let head = head?;
     let bar = if config.progress {
         backfill_bar(first, head)
     } else {
@@ -310,104 +399,167 @@ pub async fn run<P: Provider>(
     let mut bulk = false;
     let mut caught_up = false;
     let mut last_head_record = Instant::now();
+    let mut db_failures = 0u32;
+    /// What the sync loop does after a pass.
+    enum Flow {
+        /// Another pass.
+        Again,
+        /// The run is over.
+        Done,
+    }
     loop {
-        let head = retry("eth_blockNumber", RETRIES, || provider.get_block_number()).await?;
-        let mut target = head.saturating_sub(config.confirmations);
-        if let Some(stop) = config.stop_at {
-            target = target.min(stop);
+        if stop.is_cancelled() {
+            report.stopped = true;
+            break;
         }
-        if check_reorg(&provider, store, &mut market, config.window).await? {
-            report.reorgs += 1;
-        }
-        if market.next_block > target {
-            if !caught_up {
-                // Reaching the head ends a long backfill (also one killed before this point).
-                caught_up = true;
-                bar.set_message("building indexes");
-                let t = Instant::now();
-                store.build_secondary_indexes().await?;
-                report.index_time += t.elapsed();
+        let pass = async {
+            let Some(head) = or_stop(
+                stop,
+                rpc::call("eth_blockNumber", &retry, || provider.get_block_number()),
+            )
+            .await
+            else {
+                return Ok(Flow::Again);
+            };
+            let head = head?;
+            let mut target = head.saturating_sub(config.confirmations);
+            if let Some(stop) = config.stop_at {
+                target = target.min(stop);
             }
-            if config.stop_at.is_some_and(|s| market.next_block > s) || !config.follow {
-                break;
-            }
-            if last_head_record.elapsed() >= Duration::from_secs(1) {
-                last_head_record = Instant::now();
-                store.record_head(market.id, head).await?;
-            }
-            tokio::time::sleep(config.poll_interval).await;
-            continue;
-        }
-        // One pass to `target`: ranges are planned from the adaptive hint and fetched
-        // `concurrency` at a time while earlier ones commit, in order (fetching and storing
-        // overlap; at most `concurrency` + 1 ranges are held in memory).
-        let batches = batches(
-            fetcher.clone(),
-            market.chain_id,
-            (market.next_block, target),
-            head,
-            config.window,
-        );
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Batch>(1);
-        let producer = async move {
-            let mut batches = std::pin::pin!(batches);
-            while let Some(batch) = batches.next().await {
-                // `None`: the chain changed under us between the logs and the headers; stop the
-                // pass and re-check.
-                let Some(batch) = batch? else { break };
-                if tx.send(batch).await.is_err() {
-                    break;
+            match or_stop(stop, check_reorg(&provider, store, &mut market, config)).await {
+                None => return Ok(Flow::Again),
+                Some(repaired) => {
+                    if repaired? {
+                        report.reorgs += 1;
+                    }
                 }
             }
-            Ok::<_, Error>(())
+            if market.next_block > target {
+                if !caught_up {
+                    // Reaching the head ends a long backfill (also one killed before this point).
+                    bar.set_message("building indexes");
+                    let t = Instant::now();
+                    let Some(built) = or_stop(stop, store.build_secondary_indexes()).await else {
+                        return Ok(Flow::Again);
+                    };
+                    built?;
+                    caught_up = true;
+                    report.index_time += t.elapsed();
+                }
+                if config.stop_at.is_some_and(|s| market.next_block > s) || !config.follow {
+                    return Ok(Flow::Done);
+                }
+                if last_head_record.elapsed() >= Duration::from_secs(1) {
+                    last_head_record = Instant::now();
+                    store.record_head(market.id, head).await?;
+                }
+                or_stop(stop, tokio::time::sleep(config.poll_interval)).await;
+                return Ok(Flow::Again);
+            }
+            // One pass to `target`: ranges are planned from the adaptive hint and fetched
+            // `concurrency` at a time while earlier ones commit, in order (fetching and storing
+            // overlap; at most `concurrency` + 1 ranges are held in memory).
+            let batches = batches(
+                fetcher.clone(),
+                market.chain_id,
+                (market.next_block, target),
+                head,
+                config.window,
+                retry.clone(),
+            );
+            let (tx, rx) = tokio::sync::mpsc::channel::<Batch>(1);
+            let producer = async move {
+                let mut batches = std::pin::pin!(batches);
+                while let Some(Some(batch)) = or_stop(stop, batches.next()).await {
+                    // `None`: the chain changed under us between the logs and the headers; stop
+                    // the pass and re-check.
+                    let Some(batch) = batch? else { break };
+                    if tx.send(batch).await.is_err() {
+                        break;
+                    }
+                }
+                Ok::<_, Error>(())
+            };
+            let consumer = async {
+                let mut rx = rx;
+                loop {
+                    let t = Instant::now();
+                    // A stop is obeyed between commits, never during one.
+                    let Some(Some(batch)) = or_stop(stop, rx.recv()).await else {
+                        break;
+                    };
+                    report.fetch_wait += t.elapsed();
+                    let t = Instant::now();
+                    store.commit(&market, &batch, config.window).await?;
+                    report.store_time += t.elapsed();
+                    market.next_block = batch.to + 1;
+                    report.trades += batch.trades.len() as u64;
+                    report.blocks += batch.to - batch.from + 1;
+                    report.batches += 1;
+                    if !bulk
+                        && !caught_up
+                        && report.trades >= config.bulk_min_trades
+                        && head.saturating_sub(batch.to) > report.blocks
+                    {
+                        bulk = true;
+                        info!(target: "indexer::sync", trades = report.trades, remaining_blocks = head - batch.to, "long backfill: secondary indexes dropped until the head is reached");
+                        store.drop_secondary_indexes().await?;
+                    }
+                    bar.set_length(head.max(batch.to));
+                    bar.set_position(batch.to);
+                    bar.set_message(format!("{} trades", report.trades));
+                    if last_log.elapsed() >= Duration::from_secs(5) {
+                        last_log = Instant::now();
+                        let secs = started.elapsed().as_secs_f64();
+                        info!(
+                            target: "indexer::sync",
+                            block = batch.to,
+                            head,
+                            lag = head.saturating_sub(batch.to),
+                            trades = report.trades,
+                            trades_per_sec = (report.trades as f64 / secs) as u64,
+                            blocks_per_sec = (report.blocks as f64 / secs) as u64,
+                            range = fetcher.range_hint(),
+                            "progress"
+                        );
+                    }
+                }
+                Ok::<_, Error>(())
+            };
+            futures::future::try_join(producer, consumer).await?;
+            Ok(Flow::Again)
         };
-        let consumer = async {
-            loop {
-                let t = Instant::now();
-                let Some(batch) = rx.recv().await else { break };
-                report.fetch_wait += t.elapsed();
-                let t = Instant::now();
-                store.commit(&market, &batch, config.window).await?;
-                report.store_time += t.elapsed();
-                market.next_block = batch.to + 1;
-                report.trades += batch.trades.len() as u64;
-                report.blocks += batch.to - batch.from + 1;
-                report.batches += 1;
-                if !bulk
-                    && !caught_up
-                    && report.trades >= config.bulk_min_trades
-                    && head.saturating_sub(batch.to) > report.blocks
-                {
-                    bulk = true;
-                    info!(target: "indexer::sync", trades = report.trades, remaining_blocks = head - batch.to, "long backfill: secondary indexes dropped until the head is reached");
-                    store.drop_secondary_indexes().await?;
-                }
-                bar.set_length(head.max(batch.to));
-                bar.set_position(batch.to);
-                bar.set_message(format!("{} trades", report.trades));
-                if last_log.elapsed() >= Duration::from_secs(5) {
-                    last_log = Instant::now();
-                    let secs = started.elapsed().as_secs_f64();
-                    info!(
-                        target: "indexer::sync",
-                        block = batch.to,
-                        head,
-                        lag = head.saturating_sub(batch.to),
-                        trades = report.trades,
-                        trades_per_sec = (report.trades as f64 / secs) as u64,
-                        blocks_per_sec = (report.blocks as f64 / secs) as u64,
-                        range = fetcher.range_hint(),
-                        "progress"
-                    );
+        match pass.await {
+            Ok(Flow::Again) => db_failures = 0,
+            Ok(Flow::Done) => break,
+            Err(Error::Reorged { block }) => {
+                warn!(target: "indexer::reorg", block, "the chain changed below the next batch; checking the window");
+            }
+            Err(e) if e.is_transient() => {
+                db_failures += 1;
+                report.database_retries += 1;
+                let delay = rpc::backoff(db_failures);
+                warn!(target: "indexer::store", attempt = db_failures, delay_ms = delay.as_millis() as u64, error = %e, "database unavailable (the open transaction was rolled back); retrying");
+                or_stop(stop, tokio::time::sleep(delay)).await;
+                // A commit may have succeeded although its answer was lost: the checkpoint says.
+                match or_stop(stop, store.next_block(market.id)).await {
+                    Some(Ok(next)) => market.next_block = next,
+                    Some(Err(e)) if e.is_transient() => {} // still down: the next pass waits again
+                    Some(Err(e)) => return Err(e),
+                    None => {}
                 }
             }
-            Ok::<_, Error>(())
-        };
-        futures::future::try_join(producer, consumer).await?;
+            Err(e) => return Err(e),
+        }
     }
     bar.finish_and_clear();
     report.elapsed = started.elapsed();
-    info!(target: "indexer::sync", trades = report.trades, blocks = report.blocks, reorgs = report.reorgs, secs = report.elapsed.as_secs_f64(), "done");
+    report.next_block = market.next_block;
+    if report.stopped {
+        info!(target: "indexer::sync", market = %spec.address, next_block = market.next_block, trades = report.trades, "stopped on request: every block below next_block is indexed");
+    } else {
+        info!(target: "indexer::sync", trades = report.trades, blocks = report.blocks, reorgs = report.reorgs, secs = report.elapsed.as_secs_f64(), "done");
+    }
     Ok(report)
 }
 
@@ -424,6 +576,7 @@ fn batches(
     (from, target): (u64, u64),
     head: u64,
     window: u64,
+    retry: rpc::Retry,
 ) -> impl futures::Stream<Item = Result<Option<Batch>>> {
     let concurrency = fetcher.concurrency();
     let planner = fetcher.clone();
@@ -438,9 +591,19 @@ fn batches(
     })
     .map(move |(from, to)| {
         let fetcher = fetcher.clone();
+        let retry = retry.clone();
         let task = tokio::spawn(async move {
             let logs = fetcher.logs(from, to).await?;
-            build_batch(fetcher.provider(), chain_id, from, to, logs, head, window).await
+            build_batch(
+                fetcher.provider(),
+                chain_id,
+                (from, to),
+                logs,
+                head,
+                window,
+                &retry,
+            )
+            .await
         });
         async move {
             AbortOnDropHandle::new(task)
@@ -465,8 +628,9 @@ pub async fn fetch_only<P: Provider>(
         TRADE_TOPIC,
         config.fetch.clone(),
     ));
-    let chain_id = retry("eth_chainId", RETRIES, || provider.get_chain_id()).await?;
-    let head = retry("eth_blockNumber", RETRIES, || provider.get_block_number()).await?;
+    let retry = config.fetch.retry();
+    let chain_id = rpc::call("eth_chainId", &retry, || provider.get_chain_id()).await?;
+    let head = rpc::call("eth_blockNumber", &retry, || provider.get_block_number()).await?;
     let target = config.stop_at.unwrap_or(head).min(head);
     let mut stream = std::pin::pin!(batches(
         fetcher,
@@ -474,6 +638,7 @@ pub async fn fetch_only<P: Provider>(
         (spec.start_block, target),
         head,
         config.window,
+        retry.clone(),
     ));
     let (mut trades, mut blocks) = (0, 0);
     while let Some(batch) = stream.next().await {
@@ -499,20 +664,25 @@ fn backfill_bar(from: u64, head: u64) -> ProgressBar {
 
 /// Decodes a range's logs and collects the block hashes to keep. Near the head, the hashes in
 /// the logs are checked against freshly fetched headers; `None` means they disagree (a reorg
-/// happened while fetching) and the range must be fetched again.
+/// happened while fetching) and the range must be fetched again. The hash of the block before
+/// the range, fetched after its logs, goes with the batch: the store refuses the batch if it is
+/// not the hash stored for that block (a reorg below the range, wherever it happened).
 async fn build_batch<P: Provider>(
     provider: &P,
     chain_id: u64,
-    from: u64,
-    to: u64,
+    (from, to): (u64, u64),
     logs: Vec<RpcLog>,
     head: u64,
     window: u64,
+    retry: &rpc::Retry,
 ) -> Result<Option<Batch>> {
     let near_head = to + window >= head;
     let mut headers: foldhash::HashMap<u64, (B256, u64)> = Default::default();
     let mut wanted: BTreeSet<u64> = BTreeSet::new();
     wanted.insert(to);
+    if from > 0 {
+        wanted.insert(from - 1);
+    }
     for l in &logs {
         if near_head || l.block_timestamp.is_none() {
             wanted.insert(l.block());
@@ -521,7 +691,7 @@ async fn build_batch<P: Provider>(
     let fetched = futures::future::try_join_all(
         wanted
             .iter()
-            .map(|&n| async move { Ok::<_, Error>((n, header(provider, n).await?)) }),
+            .map(|&n| async move { Ok::<_, Error>((n, header(provider, n, retry).await?)) }),
     )
     .await?;
     for (n, hb) in fetched {
@@ -532,6 +702,7 @@ async fn build_batch<P: Provider>(
             None => return Ok(None),
         }
     }
+    let parent = (from > 0).then(|| (from - 1, headers[&(from - 1)].0));
     let mut trades = Vec::with_capacity(logs.len());
     let mut blocks = vec![(to, headers[&to].0)];
     for l in &logs {
@@ -552,6 +723,7 @@ async fn build_batch<P: Provider>(
         head,
         from,
         to,
+        parent,
         trades,
         blocks,
     }))

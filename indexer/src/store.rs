@@ -98,6 +98,9 @@ pub struct Batch {
     pub blocks: Vec<(u64, B256)>,
     /// The chain head when the range was fetched (recorded for the lag the API reports).
     pub head: u64,
+    /// The block before the range and its hash on the chain the range was fetched from: the
+    /// batch is refused ([`Error::Reorged`]) if the store holds another hash for that block.
+    pub parent: Option<(u64, B256)>,
 }
 
 /// Totals of a market over all time (from the daily aggregates).
@@ -372,6 +375,24 @@ impl Store {
                 "batch starts at block {} but the checkpoint is {next}: another indexer is writing this market?",
                 batch.from
             )));
+        }
+        if let Some((number, hash)) = batch.parent {
+            let mut q = Stmt::new(
+                backend,
+                "SELECT hash FROM blocks WHERE market_id = $1 AND number = $2",
+                2,
+            );
+            q.int(market.id).int(number as i64);
+            let stored = tx
+                .fetch_all(q)
+                .await
+                .map_err(db("reading the parent block's hash"))?;
+            if stored
+                .first()
+                .is_some_and(|r| r.text(0) != hex(hash.as_slice()))
+            {
+                return Err(Error::Reorged { block: number });
+            }
         }
         let basis = released_basis(&mut tx, backend, market.id, &batch.trades).await?;
         insert_trades(&mut tx, backend, market, &batch.trades, &basis, checked).await?;

@@ -19,7 +19,11 @@ async fn serve(store: Store) -> String {
 async fn serve_state(state: AppState) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(keymarket_api::serve(listener, state));
+    tokio::spawn(keymarket_api::serve(
+        listener,
+        state,
+        std::future::pending(),
+    ));
     url
 }
 

@@ -153,10 +153,9 @@ async fn following_repairs_reorgs_up_to_the_window() {
     for kind in [Db::Sqlite, Db::Postgres] {
         let url = fresh_db(kind, "reorg").await;
         let store = Store::connect(&url).await.unwrap();
-        let market =
-            keymarket_indexer::prepare(&chain.provider, &store, chain.spec(), config.window)
-                .await
-                .unwrap();
+        let market = keymarket_indexer::prepare(&chain.provider, &store, chain.spec(), &config)
+            .await
+            .unwrap();
         let (provider, store2, spec, config) = (
             chain.provider.clone(),
             store.clone(),

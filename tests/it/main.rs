@@ -8,3 +8,4 @@ mod common;
 mod crash;
 mod faults;
 mod indexer;
+mod provider;

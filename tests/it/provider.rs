@@ -1,0 +1,601 @@
+//! What real providers do, injected by a real HTTP proxy on loopback between the indexer and
+//! anvil (anvil cannot misbehave on demand): rate-limit and internal-error answers in providers'
+//! own words, "header not found" from a node a block behind, requests accepted and never
+//! answered, answers of the wrong range, repeated and overlapping logs, minutes-long outages, a
+//! lagging replica whose head goes backwards — and a reorg below the head while the backfill
+//! runs, and a SQLite file locked by another process for longer than the busy timeout. Each test
+//! runs the indexer on SQLite and PostgreSQL at once, backfilling and following; the process
+//! stays up by itself and the databases end equal to the recomputation from the chain's logs.
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use alloy::{
+    network::TransactionBuilder,
+    primitives::U256,
+    providers::{Provider, ProviderBuilder, RootProvider, ext::AnvilApi},
+    rpc::types::{
+        TransactionRequest,
+        anvil::{ReorgOptions, TransactionData},
+    },
+    sol_types::SolCall,
+};
+use keymarket_contracts::KeyMarket;
+use keymarket_indexer::{FetchConfig, IndexerConfig, RunReport, Store};
+use serde_json::{Value, json};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+    task::JoinHandle,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::common::{Chain, Db, assert_same, dump, fresh_db, recompute};
+
+/// How the proxy behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Forwards everything.
+    Healthy,
+    /// A provider having a bad day: a cycle of rate limits, internal errors, lagging nodes,
+    /// hung requests, wrong ranges, repeated and overlapping logs, among good answers.
+    Misbehaving,
+    /// Down: every request gets HTTP 502.
+    Outage,
+    /// A replica this many blocks behind: a lower head, no blocks above it.
+    Lagging(u64),
+}
+
+struct Proxy {
+    url: String,
+    upstream: String,
+    client: reqwest::Client,
+    mode: Mutex<Mode>,
+    /// Every `eth_getLogs` forwarded waits this long first (to make a backfill last).
+    logs_delay_ms: AtomicU64,
+    /// Requests received, of every kind.
+    requests: AtomicU64,
+    seq: AtomicU64,
+    /// What was injected, by kind.
+    injected: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl Proxy {
+    async fn start(upstream: String) -> Arc<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = Arc::new(Self {
+            url: format!("http://{}", listener.local_addr().unwrap()),
+            upstream,
+            client: reqwest::Client::new(),
+            mode: Mutex::new(Mode::Healthy),
+            logs_delay_ms: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            seq: AtomicU64::new(0),
+            injected: Mutex::default(),
+        });
+        let p = proxy.clone();
+        tokio::spawn(async move {
+            while let Ok((sock, _)) = listener.accept().await {
+                let p = p.clone();
+                tokio::spawn(async move {
+                    let _ = p.handle(sock).await;
+                });
+            }
+        });
+        proxy
+    }
+
+    fn set(&self, mode: Mode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+
+    fn provider(&self) -> RootProvider {
+        ProviderBuilder::new()
+            .connect_http(self.url.parse().unwrap())
+            .root()
+            .clone()
+    }
+
+    fn count(&self, kind: &'static str) {
+        *self.injected.lock().unwrap().entry(kind).or_default() += 1;
+    }
+
+    fn injected(&self, kind: &str) -> u64 {
+        self.injected
+            .lock()
+            .unwrap()
+            .get(kind)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    async fn handle(&self, mut sock: TcpStream) -> std::io::Result<()> {
+        let Some(body) = read_request(&mut sock).await? else {
+            return Ok(());
+        };
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let request: Value = serde_json::from_slice(&body).unwrap_or_default();
+        let method = request["method"].as_str().unwrap_or("").to_string();
+        let id = request["id"].clone();
+        let mode = *self.mode.lock().unwrap();
+        let error = |code: i64, message: &str| {
+            json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
+                .to_string()
+        };
+        match mode {
+            Mode::Healthy => {}
+            Mode::Outage => {
+                self.count("outage 502");
+                return respond(&mut sock, 502, b"<html>502 Bad Gateway</html>").await;
+            }
+            Mode::Lagging(behind) => {
+                let head = self.head().await.saturating_sub(behind);
+                let beyond = |v: &Value| {
+                    v.as_str()
+                        .and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok())
+                        .is_some_and(|n| n > head)
+                };
+                match method.as_str() {
+                    "eth_blockNumber" => {
+                        self.count("lagging head");
+                        let answer =
+                            json!({"jsonrpc": "2.0", "id": id, "result": format!("{head:#x}")});
+                        return respond(&mut sock, 200, answer.to_string().as_bytes()).await;
+                    }
+                    "eth_getBlockByNumber" if beyond(&request["params"][0]) => {
+                        self.count("lagging unknown block");
+                        let answer = json!({"jsonrpc": "2.0", "id": id, "result": null});
+                        return respond(&mut sock, 200, answer.to_string().as_bytes()).await;
+                    }
+                    "eth_getLogs" if beyond(&request["params"][0]["toBlock"]) => {
+                        self.count("lagging logs");
+                        let e = error(-32602, "block range extends beyond current head block");
+                        return respond(&mut sock, 200, e.as_bytes()).await;
+                    }
+                    _ => {}
+                }
+            }
+            Mode::Misbehaving => {
+                let n = self.seq.fetch_add(1, Ordering::Relaxed);
+                match (method.as_str(), n % 23) {
+                    ("eth_getLogs", 0) => {
+                        self.count("alchemy 429");
+                        let e = error(
+                            429,
+                            "Your app has exceeded its compute units per second capacity. If you have retries enabled, you can safely ignore this message. If not, check out https://docs.alchemy.com/reference/throughput",
+                        );
+                        return respond(&mut sock, 429, e.as_bytes()).await;
+                    }
+                    ("eth_getLogs", 3) => {
+                        self.count("infura rate limit");
+                        let e = error(-32005, "daily request count exceeded, request rate limited");
+                        return respond(&mut sock, 200, e.as_bytes()).await;
+                    }
+                    ("eth_getLogs" | "eth_getBlockByNumber", 5) => {
+                        self.count("internal error");
+                        let e = error(-32603, "Internal error");
+                        return respond(&mut sock, 200, e.as_bytes()).await;
+                    }
+                    ("eth_getBlockByNumber", 1 | 8) => {
+                        self.count("header not found");
+                        let e = error(-32000, "header not found");
+                        return respond(&mut sock, 200, e.as_bytes()).await;
+                    }
+                    ("eth_blockNumber", 2 | 9) => {
+                        self.count("quicknode rate limit");
+                        let e = error(
+                            -32007,
+                            "20/second request limit reached - reduce calls per second or upgrade your account at quicknode.com",
+                        );
+                        return respond(&mut sock, 200, e.as_bytes()).await;
+                    }
+                    (_, 7) | ("eth_getBlockByNumber", 16) => {
+                        // Accepted and never answered.
+                        self.count("hung");
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                        return Ok(());
+                    }
+                    ("eth_getLogs", 11) => {
+                        // The logs of the next range, as if answering another request. (An
+                        // empty answer cannot be told from an honest one: only a range whose
+                        // successor holds logs is a lie worth telling.)
+                        let (from, to) = range(&request);
+                        let span = to - from + 1;
+                        let mut shifted = request.clone();
+                        shifted["params"][0]["fromBlock"] = json!(format!("{:#x}", from + span));
+                        shifted["params"][0]["toBlock"] = json!(format!("{:#x}", to + span));
+                        let answer = self.forward(shifted.to_string().into_bytes()).await;
+                        let parsed: Value = serde_json::from_slice(&answer).unwrap_or_default();
+                        if parsed["result"].as_array().is_some_and(|l| !l.is_empty()) {
+                            self.count("wrong range");
+                            return respond(&mut sock, 200, &answer).await;
+                        }
+                    }
+                    ("eth_getLogs", 13) => {
+                        // Every log twice.
+                        let answer = self.forward_logs(body.clone()).await;
+                        let mut parsed: Value = serde_json::from_slice(&answer).unwrap();
+                        if let Some(logs) = parsed["result"].as_array_mut()
+                            && !logs.is_empty()
+                        {
+                            self.count("repeated logs");
+                            let twice: Vec<Value> =
+                                logs.iter().flat_map(|l| [l.clone(), l.clone()]).collect();
+                            *logs = twice;
+                        }
+                        return respond(&mut sock, 200, parsed.to_string().as_bytes()).await;
+                    }
+                    ("eth_getLogs", 17) => {
+                        // A range that overlaps the one before it.
+                        let (from, _) = range(&request);
+                        let mut wider = request.clone();
+                        wider["params"][0]["fromBlock"] =
+                            json!(format!("{:#x}", from.saturating_sub(3)));
+                        self.count("overlapping range");
+                        let answer = self.forward_logs(wider.to_string().into_bytes()).await;
+                        return respond(&mut sock, 200, &answer).await;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let answer = if method == "eth_getLogs" {
+            self.forward_logs(body).await
+        } else {
+            self.forward(body).await
+        };
+        respond(&mut sock, 200, &answer).await
+    }
+
+    async fn forward_logs(&self, body: Vec<u8>) -> Vec<u8> {
+        let delay = self.logs_delay_ms.load(Ordering::Relaxed);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        self.forward(body).await
+    }
+
+    async fn forward(&self, body: Vec<u8>) -> Vec<u8> {
+        let resp = self
+            .client
+            .post(&self.upstream)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("anvil answers the proxy");
+        resp.bytes().await.unwrap().to_vec()
+    }
+
+    async fn head(&self) -> u64 {
+        let answer = self
+            .forward(br#"{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}"#.to_vec())
+            .await;
+        let v: Value = serde_json::from_slice(&answer).unwrap();
+        u64::from_str_radix(v["result"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+    }
+}
+
+fn range(request: &Value) -> (u64, u64) {
+    let p = &request["params"][0];
+    let num = |k: &str| {
+        u64::from_str_radix(p[k].as_str().unwrap_or("0x0").trim_start_matches("0x"), 16)
+            .unwrap_or(0)
+    };
+    (num("fromBlock"), num("toBlock"))
+}
+
+/// Reads one HTTP/1.1 request's body (`None`: the client went away).
+async fn read_request(sock: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    let header_end = loop {
+        let n = sock.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..header_end]).to_lowercase();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap_or(0))
+        })
+        .unwrap_or(0);
+    while buf.len() < header_end + len {
+        let n = sock.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Ok(Some(buf[header_end..header_end + len].to_vec()))
+}
+
+async fn respond(sock: &mut TcpStream, status: u16, body: &[u8]) -> std::io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    sock.write_all(head.as_bytes()).await?;
+    sock.write_all(body).await?;
+    sock.shutdown().await
+}
+
+/// An indexer following the chain through the proxy, on one database.
+struct Follower {
+    kind: Db,
+    url: String,
+    store: Store,
+    stop: CancellationToken,
+    task: JoinHandle<keymarket_indexer::Result<RunReport>>,
+}
+
+fn config(stop: CancellationToken) -> IndexerConfig {
+    IndexerConfig {
+        fetch: FetchConfig {
+            initial_range: 2,
+            max_range: 4,
+            concurrency: 3,
+            request_timeout: Duration::from_secs(2),
+            call_timeout: Duration::from_secs(1),
+            ..FetchConfig::default()
+        },
+        follow: true,
+        window: 128,
+        poll_interval: Duration::from_millis(100),
+        // A long backfill from the first few hundred trades on: the trades' unique index is
+        // dropped while it runs, so exactly-once rests on the indexer alone.
+        bulk_min_trades: 200,
+        shutdown: stop,
+        ..IndexerConfig::default()
+    }
+}
+
+async fn follow(chain: &Chain, proxy: &Proxy, name: &str) -> Vec<Follower> {
+    let mut followers = Vec::new();
+    for kind in [Db::Sqlite, Db::Postgres] {
+        let url = fresh_db(kind, name).await;
+        let store = Store::connect(&url).await.unwrap();
+        let stop = CancellationToken::new();
+        let (provider, s, spec, config) = (
+            proxy.provider(),
+            store.clone(),
+            chain.spec(),
+            config(stop.clone()),
+        );
+        let task =
+            tokio::spawn(async move { keymarket_indexer::run(provider, &s, spec, &config).await });
+        followers.push(Follower {
+            kind,
+            url,
+            store,
+            stop,
+            task,
+        });
+    }
+    followers
+}
+
+/// The checkpoint of the (only) market, 0 while it is not registered or the database is away.
+async fn checkpoint(store: &Store) -> u64 {
+    store.next_block(1).await.unwrap_or(0)
+}
+
+/// Waits until every follower has indexed the chain's head; fails if one of them ended.
+async fn caught_up(chain: &Chain, followers: &[Follower]) {
+    let head = chain.provider.get_block_number().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    for f in followers {
+        while checkpoint(&f.store).await <= head {
+            assert!(
+                !f.task.is_finished(),
+                "the {:?} indexer stopped by itself",
+                f.kind
+            );
+            assert!(
+                Instant::now() < deadline,
+                "the {:?} indexer did not reach block {head}",
+                f.kind
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Stops the followers cleanly and compares each database with the recomputation from the chain.
+async fn stop_and_compare(chain: &Chain, followers: Vec<Follower>, what: &str) -> Vec<RunReport> {
+    let want = recompute(chain.deployment.chain_id, &chain.logs().await);
+    let mut reports = Vec::new();
+    for f in followers {
+        f.stop.cancel();
+        let report = f
+            .task
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("the {:?} indexer failed: {e}", f.kind));
+        assert!(report.stopped, "stopped on request");
+        assert_same(
+            &format!("{:?} {what}", f.kind),
+            &dump(&f.url, chain).await,
+            &want,
+        );
+        reports.push(report);
+    }
+    reports
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_misbehaving_provider_is_retried_and_never_believed() {
+    let chain = Chain::new().await;
+    chain.trade(1_500, 81, 15, 900).await; // ~100 blocks
+    let proxy = Proxy::start(chain.rpc_url()).await;
+    proxy.set(Mode::Misbehaving);
+    let followers = follow(&chain, &proxy, "misbehaving").await;
+    caught_up(&chain, &followers).await;
+    // While following: more trades, the same provider.
+    chain.trade(300, 82, 15, 900).await;
+    caught_up(&chain, &followers).await;
+    // A SQLite file locked by another writer for longer than the busy timeout (10 s), while
+    // new trades arrive: the indexer waits it out.
+    let sqlite = followers[0].url.trim_start_matches("sqlite:").to_string();
+    let mut locker = {
+        use sqlx::Connection;
+        sqlx::SqliteConnection::connect(&format!("sqlite:{sqlite}"))
+            .await
+            .unwrap()
+    };
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    chain.trade(150, 83, 15, 900).await;
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    sqlx::query("COMMIT").execute(&mut locker).await.unwrap();
+    caught_up(&chain, &followers).await;
+    let reports = stop_and_compare(&chain, followers, "through a misbehaving provider").await;
+    assert!(
+        reports[0].database_retries > 0,
+        "the SQLite indexer met the lock"
+    );
+    for kind in [
+        "alchemy 429",
+        "infura rate limit",
+        "internal error",
+        "header not found",
+        "quicknode rate limit",
+        "hung",
+        "wrong range",
+        "repeated logs",
+        "overlapping range",
+    ] {
+        assert!(proxy.injected(kind) > 0, "the proxy injected {kind}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_outage_is_waited_out_without_hammering() {
+    let chain = Chain::new().await;
+    chain.trade(1_500, 91, 15, 900).await;
+    let proxy = Proxy::start(chain.rpc_url()).await;
+    proxy.logs_delay_ms.store(1_000, Ordering::Relaxed);
+    let followers = follow(&chain, &proxy, "outage").await;
+    // Mid-backfill, the provider goes down for longer than any fixed retry budget would allow
+    // (the indexer used to give up after ~46 s).
+    while checkpoint(&followers[0].store).await < chain.deployment.deploy_block + 10 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let outage = Duration::from_secs(60);
+    let before = proxy.requests.load(Ordering::Relaxed);
+    proxy.set(Mode::Outage);
+    tokio::time::sleep(outage).await;
+    let during = proxy.requests.load(Ordering::Relaxed) - before;
+    proxy.set(Mode::Healthy);
+    let healed = Instant::now();
+    let head = chain.provider.get_block_number().await.unwrap();
+    assert!(
+        checkpoint(&followers[0].store).await <= head,
+        "the outage came mid-backfill"
+    );
+    proxy.logs_delay_ms.store(0, Ordering::Relaxed);
+    caught_up(&chain, &followers).await;
+    println!(
+        "outage of {outage:?}: {during} requests from 2 indexers ({:.2}/s); caught up {:?} after it healed",
+        during as f64 / outage.as_secs_f64(),
+        healed.elapsed()
+    );
+    // Backoff through one gate per provider: after the requests in flight fail and a few quick
+    // probes, each indexer sends one request every 5-10 s, however many ranges and headers
+    // wait (before the gate, each waiting call retried on its own: 396 requests in 60 s).
+    assert!(
+        (during as f64) < outage.as_secs_f64(),
+        "{during} requests during a {outage:?} outage: more than 1/s"
+    );
+    // While following: trades, then a shorter outage.
+    chain.trade(300, 92, 15, 900).await;
+    proxy.set(Mode::Outage);
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    proxy.set(Mode::Healthy);
+    caught_up(&chain, &followers).await;
+    stop_and_compare(&chain, followers, "after two outages").await;
+    assert!(proxy.injected("outage 502") > 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lagging_replica_rewinds_nothing_and_reorgs_behind_the_head_are_repaired() {
+    let chain = Chain::new().await;
+    chain.trade(3_000, 101, 15, 900).await; // ~200 blocks
+    let proxy = Proxy::start(chain.rpc_url()).await;
+    proxy.logs_delay_ms.store(400, Ordering::Relaxed);
+    let followers = follow(&chain, &proxy, "replica").await;
+    // A reorg 79 blocks below the head while the backfill is still running, replacing blocks the
+    // indexers have already stored (inside the 128-block window).
+    let head = chain.provider.get_block_number().await.unwrap();
+    for f in &followers {
+        while checkpoint(&f.store).await < head - 55 {
+            assert!(!f.task.is_finished(), "the {:?} indexer stopped", f.kind);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let accounts = chain.provider.get_accounts().await.unwrap();
+    let subject = accounts[2]; // opened by the simulator
+    let buy = KeyMarket::buySharesCall {
+        subject,
+        amount: U256::from(3),
+    }
+    .abi_encode();
+    let tx = TransactionRequest::default()
+        .with_from(subject)
+        .with_to(chain.deployment.address)
+        .with_input(buy)
+        .with_value(U256::from(10u64).pow(U256::from(24)))
+        .with_gas_limit(200_000);
+    chain
+        .provider
+        .anvil_reorg(ReorgOptions {
+            depth: 79,
+            tx_block_pairs: vec![(TransactionData::JSON(tx), 0)],
+        })
+        .await
+        .unwrap();
+    proxy.logs_delay_ms.store(0, Ordering::Relaxed);
+    caught_up(&chain, &followers).await;
+    // Then a replica 20 blocks behind answers for a while (its head goes backwards and it does
+    // not know the newest indexed blocks) while new trades arrive: not a reorg.
+    let rewound: Vec<u64> = {
+        let mut v = Vec::new();
+        for f in &followers {
+            v.push(checkpoint(&f.store).await);
+        }
+        v
+    };
+    proxy.set(Mode::Lagging(20));
+    chain.trade(150, 102, 15, 900).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    for (f, before) in followers.iter().zip(&rewound) {
+        assert!(
+            checkpoint(&f.store).await >= *before,
+            "the {:?} indexer rewound for a lagging replica",
+            f.kind
+        );
+    }
+    proxy.set(Mode::Healthy);
+    caught_up(&chain, &followers).await;
+    let reports = stop_and_compare(&chain, followers, "after a reorg and a lagging replica").await;
+    for r in &reports {
+        assert_eq!(r.reorgs, 1, "one reorg repaired, none for the replica");
+    }
+    assert!(proxy.injected("lagging unknown block") > 0);
+    assert!(proxy.injected("lagging head") > 0);
+}
