@@ -5,7 +5,9 @@
 #   3. the Rust tests: unit tests and the end-to-end tests over a real anvil, the indexer on a
 #      SQLite file and on the machine's PostgreSQL (127.0.0.1:5432, trust auth; override with
 #      KEYMARKET_TEST_POSTGRES=postgres://user@host:port/admin-db), SIGKILL crash tests and a
-#      fault-injecting RPC proxy.
+#      fault-injecting RPC proxy;
+#   4. the disruptive tests, alone: the indexer riding out restarts of the machine's PostgreSQL
+#      (pg_ctlcluster restart; the server is started again even if the test fails).
 # Set FOUNDRY_PROFILE=ci for the longer fuzz/invariant campaigns (.ci/run does).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -28,5 +30,8 @@ say "forge tests (profile: ${FOUNDRY_PROFILE:-default})"
 
 say "cargo tests (workspace: bindings, simulator, indexer; end-to-end over anvil, SQLite, PostgreSQL)"
 cargo test --workspace --locked
+
+say "disruptive tests, one at a time (restart the machine's PostgreSQL under a running indexer)"
+cargo test --locked --test it -- --ignored --test-threads=1
 
 say "all tests passed"

@@ -7,6 +7,7 @@ use std::time::Duration;
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{
+        counter::Counter,
         family::Family,
         gauge::Gauge,
         histogram::{Histogram, exponential_buckets},
@@ -30,9 +31,20 @@ pub struct MarketLabels {
     pub market: i64,
 }
 
+/// Labels of the indexer's retries.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FaultLabels {
+    /// `rate_limited`, `transient`, `timeout` (RPC) or `database`.
+    pub fault: &'static str,
+}
+
 /// The API's metrics.
 #[derive(Debug)]
 pub struct Metrics {
+    /// Faults the indexers of this process waited out (from `keymarket_indexer::rpc::RETRIES`).
+    retries: Family<FaultLabels, Counter>,
+    /// Serialises bringing `retries` up to date (two scrapes at once would add a delta twice).
+    retries_sync: std::sync::Mutex<()>,
     registry: Registry,
     requests: Family<RequestLabels, Histogram>,
     /// Trades with a non-zero amount, per market.
@@ -72,7 +84,15 @@ impl Default for Metrics {
             "lag_blocks",
             "Blocks between the head and the indexed block",
         );
+        let retries = Family::<FaultLabels, Counter>::default();
+        registry.register(
+            "indexer_retries",
+            "RPC calls and database transactions the indexer retried in this process, by fault",
+            retries.clone(),
+        );
         Self {
+            retries,
+            retries_sync: std::sync::Mutex::default(),
             registry,
             requests,
             trades,
@@ -93,6 +113,18 @@ impl Metrics {
 
     /// The text exposition of every metric.
     pub fn encode(&self) -> String {
+        let r = &keymarket_indexer::rpc::RETRIES;
+        let _sync = self.retries_sync.lock().expect("metrics");
+        for (fault, total) in [
+            ("rate_limited", &r.rate_limited),
+            ("transient", &r.transient),
+            ("timeout", &r.timeouts),
+            ("database", &r.database),
+        ] {
+            let counter = self.retries.get_or_create(&FaultLabels { fault });
+            let total = total.load(std::sync::atomic::Ordering::Relaxed);
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");

@@ -157,7 +157,13 @@ impl<P: Provider> LogFetcher<P> {
                 .request(a, b)
                 .await
                 .and_then(|logs| check_answer(logs, a, b, self.address, self.topic0));
-            if matches!(answer, Ok(_) | Err(Failure::TooLarge(_))) {
+            // A refusal is an answer (the provider is up); a timeout is not.
+            let answered = match &answer {
+                Ok(_) => true,
+                Err(Failure::TooLarge(why)) => !why.starts_with(TIMED_OUT),
+                Err(_) => false,
+            };
+            if answered {
                 gate.answered();
             }
             match answer {
@@ -191,11 +197,15 @@ impl<P: Provider> LogFetcher<P> {
                         Failure::TooLarge(why) | Failure::Transient(why) => (Fault::Transient, why),
                     };
                     rpc::RETRIES.count(fault, why.starts_with(TIMED_OUT));
+                    // The next attempt (of this range or any other call) waits out the backoff.
+                    let delay = gate.failed();
+                    drop(permit);
                     if self.config.max_attempts > 0 && failures >= self.config.max_attempts {
                         return Err(Error::Rpc(format!(
                             "eth_getLogs {a}..={b} failed {failures} times: {why}"
                         )));
                     }
+                    warn!(target: "indexer::fetch", from = a, to = b, attempt = failures, ?fault, delay_ms = delay.as_millis() as u64, %why, "eth_getLogs failed; retrying");
                     // Repeated failures of a wide range may be a size problem in disguise
                     // (e.g. a proxy cutting large bodies): split after three (not for rate
                     // limits: more, smaller requests are the opposite of what was asked).
@@ -208,10 +218,6 @@ impl<P: Provider> LogFetcher<P> {
                         failures = 0;
                         continue;
                     }
-                    // The next attempt (of this range or any other call) waits out the backoff.
-                    let delay = gate.failed();
-                    drop(permit);
-                    warn!(target: "indexer::fetch", from = a, to = b, attempt = failures, ?fault, delay_ms = delay.as_millis() as u64, %why, "eth_getLogs failed; retrying");
                     todo.push((a, b));
                 }
             }

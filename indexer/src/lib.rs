@@ -538,6 +538,9 @@ pub async fn run<P: Provider>(
             Err(e) if e.is_transient() => {
                 db_failures += 1;
                 report.database_retries += 1;
+                rpc::RETRIES
+                    .database
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let delay = rpc::backoff(db_failures);
                 warn!(target: "indexer::store", attempt = db_failures, delay_ms = delay.as_millis() as u64, error = %e, "database unavailable (the open transaction was rolled back); retrying");
                 or_stop(stop, tokio::time::sleep(delay)).await;

@@ -188,15 +188,18 @@ pub fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(rand::rng().random_range(cap / 2..=cap))
 }
 
-/// Calls retried so far, by fault (exported on the API's /metrics by the binary).
+/// Faults waited out so far by this process's indexers, by kind (exported on `/metrics` by the
+/// API when it runs in the same process, as in `keymarket up`).
 #[derive(Debug, Default)]
 pub struct RetryCounts {
-    /// Rate-limit answers.
+    /// RPC calls answered with a rate limit.
     pub rate_limited: AtomicU64,
-    /// Other temporary failures (including timeouts).
+    /// RPC calls that failed otherwise (transport, server errors, wrong answers, timeouts).
     pub transient: AtomicU64,
-    /// Client-side timeouts (also counted in `transient`).
+    /// RPC calls never answered within their timeout (also counted in `transient`).
     pub timeouts: AtomicU64,
+    /// Database transactions that failed for an outage and were tried again.
+    pub database: AtomicU64,
 }
 
 /// The process's retry counters.
@@ -204,6 +207,7 @@ pub static RETRIES: RetryCounts = RetryCounts {
     rate_limited: AtomicU64::new(0),
     transient: AtomicU64::new(0),
     timeouts: AtomicU64::new(0),
+    database: AtomicU64::new(0),
 };
 
 impl RetryCounts {
@@ -504,5 +508,36 @@ mod tests {
             assert!(d >= Duration::from_millis(50), "{attempt}: {d:?}");
         }
         assert!(backoff(20) >= Duration::from_secs(5));
+    }
+
+    /// After a failure, callers wait out the backoff and then only one of them (a probe) goes;
+    /// an answer lets all of them go at once.
+    #[tokio::test]
+    async fn a_failing_provider_gets_one_probe_at_a_time() {
+        let gate = Arc::new(Gate::default());
+        gate.failed(); // 100-200 ms
+        let passed = Arc::new(AtomicU64::new(0));
+        let callers: Vec<_> = (0..5)
+            .map(|_| {
+                let (gate, passed) = (gate.clone(), passed.clone());
+                tokio::spawn(async move {
+                    let permit = gate.pass().await;
+                    passed.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(400)).await;
+                    drop(permit);
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            passed.load(Ordering::SeqCst),
+            1,
+            "one probe while it is out"
+        );
+        gate.answered();
+        for c in callers {
+            c.await.unwrap();
+        }
+        assert_eq!(passed.load(Ordering::SeqCst), 5, "all go once it answered");
     }
 }
