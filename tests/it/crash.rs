@@ -26,11 +26,16 @@ impl Delays {
 }
 
 fn index_cmd(chain: &Chain, url: &str, follow: bool) -> Command {
+    index_cmd_via(&chain.rpc_url(), chain, url, follow)
+}
+
+/// `keymarket index` of the chain's market through the RPC at `rpc_url`.
+fn index_cmd_via(rpc_url: &str, chain: &Chain, url: &str, follow: bool) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_keymarket"));
     cmd.args([
         "index",
         "--rpc-url",
-        &chain.rpc_url(),
+        rpc_url,
         "--database-url",
         url,
         "--quiet",
@@ -328,7 +333,8 @@ async fn process_caught_up(chain: &Chain, url: &str, child: &mut tokio::process:
     }
 }
 
-/// PostgreSQL restarted mid-backfill and again while following: the indexer rolls back, waits,
+/// PostgreSQL's connections terminated again and again and the server restarted mid-backfill,
+/// and restarted again while following: the indexer rolls back, waits,
 /// reconnects and carries on by itself; nothing lost, nothing counted twice. Restarting the
 /// machine's server disturbs every other PostgreSQL test, so this one runs alone, in its own
 /// stage of scripts/test.sh (`--ignored`).
@@ -339,7 +345,10 @@ async fn postgres_restarts_are_waited_out() {
     let chain = Chain::new().await;
     chain.trade(4_000, 75, 10, 300).await; // ~400 blocks
     let url = fresh_db(Db::Postgres, "restart").await;
-    let mut child = index_cmd(&chain, &url, true)
+    // A slow provider, so that the backfill lasts (~20 s).
+    let proxy = crate::provider::Proxy::start(chain.rpc_url()).await;
+    proxy.slow_logs(Duration::from_millis(300));
+    let mut child = index_cmd_via(&proxy.url, &chain, &url, true)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -353,6 +362,29 @@ async fn postgres_restarts_are_waited_out() {
         assert!(Instant::now() < deadline, "the backfill started");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Connections terminated "due to administrator command" (what a restart or failover does to
+    // them) again and again for 2 s, so that some land inside a transaction.
+    let db = url.rsplit('/').next().unwrap().to_string();
+    let admin = sqlx::AnyPool::connect(&url).await.unwrap();
+    let storm = Instant::now();
+    let mut terminated = 0u64;
+    while storm.elapsed() < Duration::from_secs(2) {
+        let q = format!(
+            "SELECT CAST(COUNT(pg_terminate_backend(pid)) AS BIGINT) FROM pg_stat_activity \
+             WHERE datname = '{db}' AND pid <> pg_backend_pid()"
+        );
+        let n: i64 = sqlx::Row::get(
+            &sqlx::query(sqlx::AssertSqlSafe(q))
+                .fetch_one(&admin)
+                .await
+                .unwrap(),
+            0,
+        );
+        terminated += n as u64;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    admin.close().await;
+    assert!(terminated > 0, "the indexer's connections were terminated");
     cluster.restart();
     let head = alloy::providers::Provider::get_block_number(&chain.provider)
         .await
@@ -363,6 +395,7 @@ async fn postgres_restarts_are_waited_out() {
         "the restart came mid-backfill"
     );
     drop(store);
+    proxy.slow_logs(Duration::ZERO);
     process_caught_up(&chain, &url, &mut child).await;
     // While following, with trades arriving.
     let trading = chain.trade(300, 76, 15, 300);

@@ -52,8 +52,8 @@ enum Mode {
     Lagging(u64),
 }
 
-struct Proxy {
-    url: String,
+pub(crate) struct Proxy {
+    pub(crate) url: String,
     upstream: String,
     client: reqwest::Client,
     mode: Mutex<Mode>,
@@ -67,7 +67,8 @@ struct Proxy {
 }
 
 impl Proxy {
-    async fn start(upstream: String) -> Arc<Self> {
+    /// A healthy proxy in front of `upstream`.
+    pub(crate) async fn start(upstream: String) -> Arc<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let proxy = Arc::new(Self {
             url: format!("http://{}", listener.local_addr().unwrap()),
@@ -89,6 +90,12 @@ impl Proxy {
             }
         });
         proxy
+    }
+
+    /// Delays every `eth_getLogs` forwarded by `delay` (to make a backfill last).
+    pub(crate) fn slow_logs(&self, delay: Duration) {
+        self.logs_delay_ms
+            .store(delay.as_millis() as u64, Ordering::Relaxed);
     }
 
     fn set(&self, mode: Mode) {
