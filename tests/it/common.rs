@@ -8,11 +8,15 @@ use std::{
 };
 
 use alloy::{
+    network::TransactionBuilder,
     node_bindings::{Anvil, AnvilInstance},
     primitives::{Address, U256},
-    providers::{Provider, ProviderBuilder, RootProvider},
-    rpc::types::{Filter, Log},
-    sol_types::SolEvent,
+    providers::{Provider, ProviderBuilder, RootProvider, ext::AnvilApi},
+    rpc::types::{
+        Filter, Log, TransactionRequest,
+        anvil::{ReorgOptions, TransactionData},
+    },
+    sol_types::{SolCall, SolEvent},
 };
 use keymarket_contracts::{DeployConfig, Deployment, KeyMarket, TRADE_TOPIC, curve, toolchain};
 use keymarket_indexer::{MarketSpec, Store};
@@ -88,6 +92,31 @@ impl Chain {
 
     pub(crate) fn rpc_url(&self) -> String {
         self.anvil.endpoint()
+    }
+
+    /// Replaces the last `depth` blocks by a new branch (`anvil_reorg`) that carries a trade of
+    /// its own: a subject opened by the simulator buys `keys` of its own keys.
+    pub(crate) async fn reorg_with_a_buy(&self, depth: u64, keys: u64) {
+        let accounts = self.provider.get_accounts().await.unwrap();
+        let subject = accounts[2]; // opened by the simulator
+        let buy = KeyMarket::buySharesCall {
+            subject,
+            amount: U256::from(keys),
+        }
+        .abi_encode();
+        let tx = TransactionRequest::default()
+            .with_from(subject)
+            .with_to(self.deployment.address)
+            .with_input(buy)
+            .with_value(U256::from(10u64).pow(U256::from(24)))
+            .with_gas_limit(200_000);
+        self.provider
+            .anvil_reorg(ReorgOptions {
+                depth,
+                tx_block_pairs: vec![(TransactionData::JSON(tx), 0)],
+            })
+            .await
+            .unwrap();
     }
 
     /// Every log of the market on the current canonical chain.

@@ -13,7 +13,7 @@ use std::{
 
 use keymarket_indexer::{FetchConfig, IndexerConfig, Store};
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::AsyncWriteExt,
     net::{TcpListener, TcpStream},
 };
 
@@ -64,35 +64,9 @@ async fn handle(
     counts: &Counts,
     seq: &AtomicU64,
 ) -> std::io::Result<()> {
-    // Read one HTTP/1.1 request (headers, then Content-Length bytes of body).
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 16 * 1024];
-    let header_end = loop {
-        let n = sock.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break p + 4;
-        }
+    let Some(body) = crate::provider::read_request(&mut sock).await? else {
+        return Ok(());
     };
-    let head = String::from_utf8_lossy(&buf[..header_end]).to_lowercase();
-    let len: usize = head
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("content-length:")
-                .map(|v| v.trim().parse().unwrap_or(0))
-        })
-        .unwrap_or(0);
-    while buf.len() < header_end + len {
-        let n = sock.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let body = buf[header_end..header_end + len].to_vec();
     let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     let method = request["method"].as_str().unwrap_or("").to_string();
 

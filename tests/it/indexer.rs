@@ -5,14 +5,9 @@
 use std::time::{Duration, Instant};
 
 use alloy::{
-    network::TransactionBuilder,
     primitives::U256,
     providers::{Provider, ext::AnvilApi},
-    rpc::types::{
-        TransactionRequest,
-        anvil::{ReorgOptions, TransactionData},
-    },
-    sol_types::SolCall,
+    rpc::types::anvil::ReorgOptions,
 };
 use keymarket_contracts::KeyMarket;
 use keymarket_indexer::{FetchConfig, IndexerConfig, MarketSpec, Store};
@@ -168,32 +163,12 @@ async fn following_repairs_reorgs_up_to_the_window() {
             );
         followers.push((kind, url, store, market.id, task));
     }
-    let accounts = chain.provider.get_accounts().await.unwrap();
-    let subject = accounts[2]; // opened by the simulator
     for (i, depth) in [1u64, 2, 3, 5, 8, 13, 16].into_iter().enumerate() {
         for (_, _, store, id, _) in &followers {
             caught_up(&chain, store, *id).await;
         }
         // The new branch carries trades of its own: the subject buys its own keys.
-        let buy = KeyMarket::buySharesCall {
-            subject,
-            amount: U256::from(1 + i as u64),
-        }
-        .abi_encode();
-        let tx = TransactionRequest::default()
-            .with_from(subject)
-            .with_to(chain.deployment.address)
-            .with_input(buy)
-            .with_value(U256::from(10u64).pow(U256::from(24)))
-            .with_gas_limit(200_000);
-        chain
-            .provider
-            .anvil_reorg(ReorgOptions {
-                depth,
-                tx_block_pairs: vec![(TransactionData::JSON(tx), 0)],
-            })
-            .await
-            .unwrap();
+        chain.reorg_with_a_buy(depth, 1 + i as u64).await;
         chain.trade(100, 100 + i as u64, 25, 600).await;
     }
     let want = recompute(chain.deployment.chain_id, &chain.logs().await);

@@ -16,17 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use alloy::{
-    network::TransactionBuilder,
-    primitives::U256,
-    providers::{Provider, ProviderBuilder, RootProvider, ext::AnvilApi},
-    rpc::types::{
-        TransactionRequest,
-        anvil::{ReorgOptions, TransactionData},
-    },
-    sol_types::SolCall,
-};
-use keymarket_contracts::KeyMarket;
+use alloy::providers::{Provider, ProviderBuilder, RootProvider};
 use keymarket_indexer::{FetchConfig, IndexerConfig, RunReport, Store};
 use serde_json::{Value, json};
 use tokio::{
@@ -298,8 +288,9 @@ fn range(request: &Value) -> (u64, u64) {
     (num("fromBlock"), num("toBlock"))
 }
 
-/// Reads one HTTP/1.1 request's body (`None`: the client went away).
-async fn read_request(sock: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> {
+/// Reads one HTTP/1.1 request's body: headers, then Content-Length bytes (`None`: the client
+/// went away).
+pub(crate) async fn read_request(sock: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
     let header_end = loop {
@@ -562,27 +553,7 @@ async fn a_lagging_replica_rewinds_nothing_and_reorgs_behind_the_head_are_repair
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    let accounts = chain.provider.get_accounts().await.unwrap();
-    let subject = accounts[2]; // opened by the simulator
-    let buy = KeyMarket::buySharesCall {
-        subject,
-        amount: U256::from(3),
-    }
-    .abi_encode();
-    let tx = TransactionRequest::default()
-        .with_from(subject)
-        .with_to(chain.deployment.address)
-        .with_input(buy)
-        .with_value(U256::from(10u64).pow(U256::from(24)))
-        .with_gas_limit(200_000);
-    chain
-        .provider
-        .anvil_reorg(ReorgOptions {
-            depth: 79,
-            tx_block_pairs: vec![(TransactionData::JSON(tx), 0)],
-        })
-        .await
-        .unwrap();
+    chain.reorg_with_a_buy(79, 3).await;
     proxy.logs_delay_ms.store(0, Ordering::Relaxed);
     caught_up(&chain, &followers).await;
     // Then a replica 20 blocks behind answers for a while (its head goes backwards and it does
