@@ -172,6 +172,7 @@ pub(crate) async fn run(args: BenchStoreArgs) -> Result<()> {
             blocks: vec![(to, last_hash)],
             head: args.trades,
             parent: None,
+            refused: 0,
         };
         store.commit(&market, &batch, 128).await?;
         market.next_block = to + 1;

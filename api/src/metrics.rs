@@ -34,7 +34,8 @@ pub struct MarketLabels {
 /// Labels of the indexer's retries.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FaultLabels {
-    /// `rate_limited`, `transient`, `timeout` (RPC) or `database`.
+    /// `rate_limited`, `transient`, `timeout` (RPC), `database`, or `refused_log` (a `Trade`
+    /// log that cannot be stored as it is).
     pub fault: &'static str,
 }
 
@@ -120,6 +121,7 @@ impl Metrics {
             ("transient", &r.transient),
             ("timeout", &r.timeouts),
             ("database", &r.database),
+            ("refused_log", &r.refused_logs),
         ] {
             let counter = self.retries.get_or_create(&FaultLabels { fault });
             let total = total.load(std::sync::atomic::Ordering::Relaxed);

@@ -87,6 +87,24 @@ pub enum Error {
     /// The stored data contradicts itself or a batch.
     #[error("refusing to continue: {0}")]
     Corrupt(String),
+    /// A batch holds trades that are already stored (a provider answering with a log at the
+    /// wrong block): nothing of the batch was stored; the range is fetched again.
+    #[error(
+        "{count} trades of blocks {from}..={to} are already stored: the provider's answer was not stored"
+    )]
+    AlreadyStored {
+        /// How many.
+        count: u64,
+        /// The batch's first block.
+        from: u64,
+        /// The batch's last block.
+        to: u64,
+    },
+    /// Building the trades' unique index after a long backfill found a trade stored twice (a
+    /// provider answering with a log at the wrong block while the index was dropped); the sync
+    /// loop rolls back to the first such trade's block and indexes again.
+    #[error("a trade is stored twice ({0})")]
+    StoredTwice(String),
     /// The chain below a batch is no longer the one stored (a reorg while indexing): the batch
     /// was not stored; the sync loop repairs the window and carries on.
     #[error("the chain changed at block {block} while indexing")]
@@ -109,7 +127,7 @@ impl Error {
     }
 }
 
-fn db_error_is_transient(e: &sqlx::Error) -> bool {
+pub(crate) fn db_error_is_transient(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
@@ -209,6 +227,13 @@ pub struct RunReport {
     pub elapsed: Duration,
     /// Database outages waited out (a failed transaction, rolled back and tried again).
     pub database_retries: u64,
+    /// `Trade` logs refused because they cannot be stored as they are (see [`Batch::refused`]).
+    pub refused_logs: u64,
+    /// Batches refused because they held trades already stored ([`Error::AlreadyStored`]).
+    pub refused_batches: u64,
+    /// Long backfills rolled back and indexed again because a provider's answer had put a
+    /// trade at a wrong block ([`Error::StoredTwice`]).
+    pub repairs: u64,
     /// Every block below this one is indexed (the checkpoint when the run ended).
     pub next_block: u64,
     /// The run was stopped by [`IndexerConfig::shutdown`].
@@ -494,6 +519,7 @@ pub async fn run<P: Provider>(
                     report.store_time += t.elapsed();
                     market.next_block = batch.to + 1;
                     report.trades += batch.trades.len() as u64;
+                    report.refused_logs += batch.refused;
                     report.blocks += batch.to - batch.from + 1;
                     report.batches += 1;
                     if !bulk
@@ -534,6 +560,27 @@ pub async fn run<P: Provider>(
             Ok(Flow::Done) => break,
             Err(Error::Reorged { block }) => {
                 warn!(target: "indexer::reorg", block, "the chain changed below the next batch; checking the window");
+            }
+            Err(e @ Error::AlreadyStored { .. }) => {
+                // A provider's answer put a stored trade at another block: nothing of it was
+                // stored; the range is fetched again after a backoff.
+                db_failures += 1;
+                report.refused_batches += 1;
+                let delay = rpc::backoff(db_failures);
+                warn!(target: "indexer::sync", error = %e, delay_ms = delay.as_millis() as u64, "refused a batch; fetching its range again");
+                or_stop(stop, tokio::time::sleep(delay)).await;
+            }
+            Err(Error::StoredTwice(why)) => {
+                // The same, during a long backfill without the unique index: found when the
+                // index is built at the head. Undo everything from the first such trade's block
+                // (exactly, as for a reorg) and index it again.
+                let Some(first) = store.first_duplicate_block(market.id).await? else {
+                    return Err(Error::Corrupt(why));
+                };
+                let orphans = store.rollback(&market, first).await?;
+                market.next_block = first;
+                report.repairs += 1;
+                warn!(target: "indexer::sync", first_block = first, rolled_back_trades = orphans, %why, "a trade was stored twice during the backfill: rolled back to its block; indexing again");
             }
             Err(e) if e.is_transient() => {
                 db_failures += 1;
@@ -706,6 +753,7 @@ async fn build_batch<P: Provider>(
         }
     }
     let parent = (from > 0).then(|| (from - 1, headers[&(from - 1)].0));
+    let mut refused = 0;
     let mut trades = Vec::with_capacity(logs.len());
     let mut blocks = vec![(to, headers[&to].0)];
     for l in &logs {
@@ -717,9 +765,9 @@ async fn build_batch<P: Provider>(
             if near_head && blocks.last().is_none_or(|b| b.0 != n) && n != to {
                 blocks.push((n, hash));
             }
-            trades.push(TradeRow::from_log(chain_id, l, Some(time))?);
+            trades.extend(decode_or_refuse(chain_id, l, Some(time), &mut refused));
         } else {
-            trades.push(TradeRow::from_log(chain_id, l, None)?);
+            trades.extend(decode_or_refuse(chain_id, l, None, &mut refused));
         }
     }
     Ok(Some(Batch {
@@ -729,5 +777,64 @@ async fn build_batch<P: Provider>(
         parent,
         trades,
         blocks,
+        refused,
     }))
+}
+
+/// Decodes a `Trade` log. One that cannot be stored as it is — an amount beyond the schema's
+/// 9.2·10⁹ ETH or a key count beyond 2⁶³ (no real market emits them; a contract faking the
+/// event can) — is refused loudly (an error line, counted in the run's report and in
+/// `/metrics`) and counts in nothing, rather than stopping the indexer: it would be the same log
+/// at every restart.
+fn decode_or_refuse(
+    chain_id: u64,
+    log: &RpcLog,
+    block_time: Option<u64>,
+    refused: &mut u64,
+) -> Option<TradeRow> {
+    match TradeRow::from_log(chain_id, log, block_time) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            *refused += 1;
+            rpc::RETRIES
+                .refused_logs
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::error!(target: "indexer::decode", block = log.block(), log_index = log.position().1, tx = ?log.transaction_hash, error = %e, "refusing a Trade log that cannot be stored as it is: it is not counted");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy::primitives::Bytes;
+
+    use super::*;
+    use crate::decode::tests::log;
+
+    /// A `Trade` log whose amount the schema cannot hold (~2²⁵⁶ wei) is refused and counted, not
+    /// fatal; an ordinary one decodes.
+    #[test]
+    fn unstorable_trade_logs_are_refused_not_fatal() {
+        let mut refused = 0;
+        assert!(decode_or_refuse(1, &log(), None, &mut refused).is_some());
+        assert_eq!(refused, 0);
+        let mut huge = log();
+        let mut data = huge.data.to_vec();
+        // Words: trader, subject, isBuy, shareAmount, ethAmount, ...: ethAmount = 2^256 - 1.
+        data[4 * 32..5 * 32].fill(0xff);
+        huge.data = Bytes::from(data);
+        assert!(decode_or_refuse(1, &huge, None, &mut refused).is_none());
+        let mut keys = log();
+        let mut data = keys.data.to_vec();
+        data[3 * 32..4 * 32].fill(0xff); // shareAmount beyond i64
+        keys.data = Bytes::from(data);
+        assert!(decode_or_refuse(1, &keys, None, &mut refused).is_none());
+        assert_eq!(refused, 2);
+        // A log index near 2^32 is stored as itself.
+        let mut far = log();
+        far.log_index = Some(alloy::primitives::U64::from(u32::MAX as u64 - 1));
+        let t = decode_or_refuse(1, &far, None, &mut refused).expect("decoded");
+        assert_eq!(t.log_index, u32::MAX as i64 - 1);
+    }
 }

@@ -200,6 +200,8 @@ pub struct RetryCounts {
     pub timeouts: AtomicU64,
     /// Database transactions that failed for an outage and were tried again.
     pub database: AtomicU64,
+    /// `Trade` logs refused because they cannot be stored as they are.
+    pub refused_logs: AtomicU64,
 }
 
 /// The process's retry counters.
@@ -208,6 +210,7 @@ pub static RETRIES: RetryCounts = RetryCounts {
     transient: AtomicU64::new(0),
     timeouts: AtomicU64::new(0),
     database: AtomicU64::new(0),
+    refused_logs: AtomicU64::new(0),
 };
 
 impl RetryCounts {

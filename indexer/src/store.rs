@@ -101,6 +101,9 @@ pub struct Batch {
     /// The block before the range and its hash on the chain the range was fetched from: the
     /// batch is refused ([`Error::Reorged`]) if the store holds another hash for that block.
     pub parent: Option<(u64, B256)>,
+    /// `Trade` logs of the range refused because they cannot be stored as they are (an amount
+    /// beyond the schema's range): logged and counted, not stored.
+    pub refused: u64,
 }
 
 /// Totals of a market over all time (from the daily aggregates).
@@ -502,6 +505,23 @@ impl Store {
         Ok(orphans.len())
     }
 
+    /// The first block holding a trade that is stored twice (same chain, transaction and log
+    /// index), if any: a full scan, for repairing a long backfill whose unique index could not
+    /// be built ([`Error::StoredTwice`]).
+    pub async fn first_duplicate_block(&self, market_id: i64) -> Result<Option<u64>> {
+        let r = sqlx::query(
+            "SELECT CAST(MIN(first_block) AS BIGINT) FROM (SELECT MIN(block_number) AS first_block FROM trades \
+             WHERE market_id = $1 GROUP BY chain_id, tx_hash, log_index HAVING COUNT(*) > 1) d",
+        )
+        .bind(market_id)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db("looking for trades stored twice"))?;
+        Ok(r.try_get::<Option<i64>, _>(0)
+            .map_err(db("looking for trades stored twice"))?
+            .map(|b| b as u64))
+    }
+
     /// Drops the secondary indexes of trades and holdings, for a long backfill: keeping them up to
     /// date row by row costs more than building them once, sorted, at the end
     /// ([`Store::build_secondary_indexes`]). Readers still get right answers meanwhile, slower.
@@ -762,7 +782,17 @@ const KEPT_DURING_BACKFILL: &[&str] = &["trades_market_block", "trades_market_ti
 /// Creates the deferrable indexes missing on `conn`; returns how many were built.
 async fn build_missing(conn: &mut sqlx::AnyConnection, backend: Backend) -> Result<usize> {
     let mut built = 0;
-    for (name, create) in DEFERRABLE_INDEXES {
+    // The identity last: if a trade is stored twice it fails, and the repair
+    // ([`Store::first_duplicate_block`], [`Store::rollback`]) then has every other index.
+    let identity_last = DEFERRABLE_INDEXES
+        .iter()
+        .filter(|(name, _)| *name != TRADES_IDENTITY)
+        .chain(
+            DEFERRABLE_INDEXES
+                .iter()
+                .filter(|(name, _)| *name == TRADES_IDENTITY),
+        );
+    for (name, create) in identity_last {
         if has_index(&mut *conn, backend, name).await? {
             continue;
         }
@@ -771,9 +801,9 @@ async fn build_missing(conn: &mut sqlx::AnyConnection, backend: Backend) -> Resu
             .execute(&mut *conn)
             .await
             .map_err(|source| {
-                if *name == TRADES_IDENTITY {
-                    Error::Corrupt(format!(
-                        "a trade is stored twice (building the unique index on (chain id, tx hash, log index) failed: {source})"
+                if *name == TRADES_IDENTITY && !crate::db_error_is_transient(&source) {
+                    Error::StoredTwice(format!(
+                        "building the unique index on (chain id, tx hash, log index) failed: {source}"
                     ))
                 } else {
                     Error::Database {
@@ -911,10 +941,16 @@ async fn insert_trades(
         let done = done.map_err(db("inserting trades"))?;
         let rows = chunks[i].0.len() as u64;
         if done != rows {
-            return Err(Error::Corrupt(format!(
-                "{} of {rows} trades were already stored: refusing to count them twice",
-                rows - done,
-            )));
+            // The caller's transaction is dropped: nothing of the batch is stored.
+            let (from, to) = (
+                trades[0].block_number as u64,
+                trades[trades.len() - 1].block_number as u64,
+            );
+            return Err(Error::AlreadyStored {
+                count: rows - done,
+                from,
+                to,
+            });
         }
     }
     Ok(())
@@ -1204,10 +1240,14 @@ async fn apply_aggregates(
             }
         }
         // Holdings that this batch emptied are removed (only those: a scan of the whole table per
-        // batch would make the backfill quadratic). An emptied holding's cost basis is zero: its
-        // last sell released all of it.
+        // batch would make the backfill quadratic). An emptied holding's cost basis is zero (its
+        // last sell released all of it) — unless a buy brought a negative balance (keys sold that
+        // the index never saw bought, or a provider's log at a wrong block) back to zero: that
+        // row keeps its cost, so that a rollback restores it exactly.
         for chunk in emptied.chunks(MAX_PARAMS / 2) {
-            let mut sql = String::from("DELETE FROM holdings WHERE balance = 0 AND market_id = ");
+            let mut sql = String::from(
+                "DELETE FROM holdings WHERE balance = 0 AND cost_gwei = 0 AND cost_rem = 0 AND market_id = ",
+            );
             sql.push_str(&market_id.to_string());
             sql.push_str(" AND (subject, trader) IN (VALUES ");
             push_placeholders(&mut sql, backend, chunk.len(), 2);

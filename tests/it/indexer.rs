@@ -333,3 +333,33 @@ async fn indexes_over_websocket_too() {
         &recompute(chain.deployment.chain_id, &chain.logs().await),
     );
 }
+
+/// A rollback of hundreds of blocks (as the repair of a trade stored twice does), then indexing
+/// again, ends where an uninterrupted run does: a rollback undoes exactly what the trades did.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deep_rollback_then_indexing_again_equals_recomputation() {
+    let chain = Chain::new().await;
+    chain.trade(2_000, 41, 15, 900).await;
+    let config = small_batches();
+    let want = recompute(chain.deployment.chain_id, &chain.logs().await);
+    for kind in [Db::Sqlite, Db::Postgres] {
+        let url = fresh_db(kind, "deep_rollback").await;
+        let store = Store::connect(&url).await.unwrap();
+        keymarket_indexer::run(&chain.provider, &store, chain.spec(), &config)
+            .await
+            .unwrap();
+        let market = keymarket_indexer::prepare(&chain.provider, &store, chain.spec(), &config)
+            .await
+            .unwrap();
+        let first = chain.deployment.deploy_block + 10;
+        store.rollback(&market, first).await.unwrap();
+        keymarket_indexer::run(&chain.provider, &store, chain.spec(), &config)
+            .await
+            .unwrap();
+        assert_same(
+            &format!("{kind:?} after a rollback to block {first}"),
+            &dump(&url, &chain).await,
+            &want,
+        );
+    }
+}

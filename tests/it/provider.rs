@@ -54,6 +54,8 @@ pub(crate) struct Proxy {
     seq: AtomicU64,
     /// What was injected, by kind.
     injected: Mutex<BTreeMap<&'static str, u64>>,
+    /// A log of an earlier answer, to put at a wrong block later.
+    earlier_log: Mutex<Option<Value>>,
 }
 
 impl Proxy {
@@ -69,6 +71,7 @@ impl Proxy {
             requests: AtomicU64::new(0),
             seq: AtomicU64::new(0),
             injected: Mutex::default(),
+            earlier_log: Mutex::default(),
         });
         let p = proxy.clone();
         tokio::spawn(async move {
@@ -228,6 +231,30 @@ impl Proxy {
                         }
                         return respond(&mut sock, 200, parsed.to_string().as_bytes()).await;
                     }
+                    ("eth_getLogs", 19 | 21) if self.injected("log at a wrong block") < 8 => {
+                        // A trade already answered for an earlier block, put at a block of this
+                        // range in place of that block's log at the same index (same
+                        // transaction hash and log index, this block's hash): nothing in the
+                        // answer itself contradicts it.
+                        let answer = self.forward_logs(body.clone()).await;
+                        let mut parsed: Value = serde_json::from_slice(&answer).unwrap();
+                        let earlier = self.earlier_log.lock().unwrap().clone();
+                        if let (Some(logs), Some(mut fake)) =
+                            (parsed["result"].as_array_mut(), earlier)
+                            && let Some(host) = logs.first().cloned()
+                            && fake["blockNumber"] != host["blockNumber"]
+                        {
+                            self.count("log at a wrong block");
+                            logs.retain(|l| {
+                                l["blockNumber"] != host["blockNumber"]
+                                    || l["logIndex"] != fake["logIndex"]
+                            });
+                            fake["blockNumber"] = host["blockNumber"].clone();
+                            fake["blockHash"] = host["blockHash"].clone();
+                            logs.push(fake);
+                        }
+                        return respond(&mut sock, 200, parsed.to_string().as_bytes()).await;
+                    }
                     ("eth_getLogs", 17) => {
                         // A range that overlaps the one before it.
                         let (from, _) = range(&request);
@@ -243,7 +270,13 @@ impl Proxy {
             }
         }
         let answer = if method == "eth_getLogs" {
-            self.forward_logs(body).await
+            let answer = self.forward_logs(body).await;
+            if let Ok(parsed) = serde_json::from_slice::<Value>(&answer)
+                && let Some(first) = parsed["result"].as_array().and_then(|l| l.first())
+            {
+                *self.earlier_log.lock().unwrap() = Some(first.clone());
+            }
+            answer
         } else {
             self.forward(body).await
         };
@@ -362,6 +395,13 @@ fn config(stop: CancellationToken) -> IndexerConfig {
 }
 
 async fn follow(chain: &Chain, proxy: &Proxy, name: &str) -> Vec<Follower> {
+    // The indexers' logs when asked for, e.g. KEYMARKET_TEST_LOG=indexer=warn.
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("KEYMARKET_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    }
     let mut followers = Vec::new();
     for kind in [Db::Sqlite, Db::Postgres] {
         let url = fresh_db(kind, name).await;
@@ -423,6 +463,7 @@ async fn stop_and_compare(chain: &Chain, followers: Vec<Follower>, what: &str) -
             .await
             .unwrap()
             .unwrap_or_else(|e| panic!("the {:?} indexer failed: {e}", f.kind));
+        println!("{:?}: {report:?}", f.kind);
         assert!(report.stopped, "stopped on request");
         assert_same(
             &format!("{:?} {what}", f.kind),
@@ -467,6 +508,19 @@ async fn a_misbehaving_provider_is_retried_and_never_believed() {
         reports[0].database_retries > 0,
         "the SQLite indexer met the lock"
     );
+    // Logs put at a wrong block were refused with their batch (unique index present) or, during
+    // the long backfill (index dropped), found when the index was built and rolled back.
+    let caught: u64 = reports.iter().map(|r| r.refused_batches + r.repairs).sum();
+    println!(
+        "logs at a wrong block: {} injected; refused batches {:?}, repairs {:?}",
+        proxy.injected("log at a wrong block"),
+        reports
+            .iter()
+            .map(|r| r.refused_batches)
+            .collect::<Vec<_>>(),
+        reports.iter().map(|r| r.repairs).collect::<Vec<_>>()
+    );
+    assert!(caught > 0, "a log at a wrong block was caught");
     for kind in [
         "alchemy 429",
         "infura rate limit",
@@ -477,6 +531,7 @@ async fn a_misbehaving_provider_is_retried_and_never_believed() {
         "wrong range",
         "repeated logs",
         "overlapping range",
+        "log at a wrong block",
     ] {
         assert!(proxy.injected(kind) > 0, "the proxy injected {kind}");
     }
