@@ -99,6 +99,10 @@ struct BenchLiveArgs {
     /// The follower's head polling interval, in milliseconds.
     #[arg(long, default_value_t = 100)]
     poll_ms: u64,
+    /// Mine a block every this many milliseconds (a chain's block time, e.g. 2000 for Base);
+    /// 0 = each block as soon as the previous one is indexed.
+    #[arg(long, default_value_t = 0)]
+    interval_ms: u64,
 }
 
 #[derive(Args)]
@@ -782,7 +786,11 @@ async fn bench_live(args: BenchLiveArgs) -> Result<()> {
         tokio::spawn(async move { keymarket_indexer::run(provider, &writer, spec, &config).await })
     };
     let mut latencies = Vec::with_capacity(args.blocks as usize);
+    let mut tick = tokio::time::interval(Duration::from_millis(args.interval_ms.max(1)));
     for i in 0..args.blocks {
+        if args.interval_ms > 0 {
+            tick.tick().await;
+        }
         let report = keymarket_simulate::simulate(
             &provider,
             &deployment,
@@ -816,10 +824,11 @@ async fn bench_live(args: BenchLiveArgs) -> Result<()> {
         latencies[((latencies.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1000.0
     };
     println!(
-        "live latency over {} blocks of {} trades (poll {} ms): p50 {:.0} ms, p90 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        "live latency over {} blocks of {} trades (poll {} ms, a block every {} ms): p50 {:.0} ms, p90 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
         latencies.len(),
         args.trades_per_block,
         args.poll_ms,
+        args.interval_ms,
         pct(0.5),
         pct(0.9),
         pct(0.99),

@@ -418,3 +418,61 @@ async fn postgres_restarts_are_waited_out() {
         &recompute(chain.deployment.chain_id, &chain.logs().await),
     );
 }
+
+/// `keymarket up` (anvil, deployment, trading, the indexer following, the API) stops cleanly on
+/// SIGTERM once it serves: exit status 0, anvil gone, the database consistent with the chain up
+/// to the checkpoint it reports.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_up_cleanly() {
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (anvil_port, api_port) = (free_port(), free_port());
+    let dir = std::env::temp_dir().join(format!("keymarket-up-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("up.db");
+    let child = Command::new(env!("CARGO_BIN_EXE_keymarket"))
+        .args(["up", "--trades", "300", "--port", &anvil_port.to_string()])
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{api_port}"))
+        .arg("--deployment")
+        .arg(dir.join("deployment.json"))
+        .arg("--database-url")
+        .arg(format!("sqlite:{}", db.display()))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let overview = format!("http://127.0.0.1:{api_port}/v1/overview");
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while !client
+        .get(&overview)
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(Instant::now() < deadline, "up serves the API");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Let live trading and following run a little.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (status, stderr, took) = stop_child(child, "TERM").await;
+    println!("up: SIGTERM -> {status} in {took:?}");
+    assert!(status.success(), "up's exit status: {status}\n{stderr}");
+    assert!(stderr.contains("anvil stopped"), "{stderr}");
+    let anvil_gone = std::net::TcpStream::connect(("127.0.0.1", anvil_port)).is_err();
+    assert!(anvil_gone, "anvil stopped with up");
+    let store = Store::connect(&format!("sqlite:{}", db.display()))
+        .await
+        .unwrap();
+    let next = store.next_block(1).await.unwrap();
+    assert!(next > 1, "indexed before the stop");
+    let _ = std::fs::remove_dir_all(&dir);
+}
