@@ -6,7 +6,7 @@ use alloy::{
 };
 use keymarket_contracts::KeyMarket;
 
-use crate::{Error, Result, amount::Wei, store::hex};
+use crate::{Error, Result, amount::Wei, rpc};
 
 mod rpc_json;
 
@@ -131,6 +131,35 @@ impl TradeRow {
                 .map_err(too_big)?,
             supply: i64::try_from(t.supply).map_err(|_| bad("supply out of range"))?,
         })
+    }
+}
+
+/// Lowercase 0x hex: how addresses and hashes are written in the database.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    alloy::hex::encode_prefixed(bytes)
+}
+
+/// Decodes a `Trade` log. One that cannot be stored as it is — an amount beyond the schema's
+/// 9.2·10⁹ ETH or a key count beyond 2⁶³ (no real market emits them; a contract faking the
+/// event can) — is refused loudly (an error line, counted in the run's report and in
+/// `/metrics`) and counts in nothing, rather than stopping the indexer: it would be the same log
+/// at every restart.
+pub(crate) fn decode_or_refuse(
+    chain_id: u64,
+    log: &RpcLog,
+    block_time: Option<u64>,
+    refused: &mut u64,
+) -> Option<TradeRow> {
+    match TradeRow::from_log(chain_id, log, block_time) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            *refused += 1;
+            rpc::RETRIES
+                .refused_logs
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::error!(target: "indexer::decode", block = log.block(), log_index = log.position().1, tx = ?log.transaction_hash, error = %e, "refusing a Trade log that cannot be stored as it is: it is not counted");
+            None
+        }
     }
 }
 
@@ -263,5 +292,31 @@ pub(crate) mod tests {
         let mut l = log();
         l.block_timestamp = None;
         assert_eq!(TradeRow::from_log(1, &l, Some(5)).unwrap().block_time, 5);
+    }
+
+    /// A `Trade` log whose amount the schema cannot hold (~2²⁵⁶ wei) is refused and counted, not
+    /// fatal; an ordinary one decodes.
+    #[test]
+    fn unstorable_trade_logs_are_refused_not_fatal() {
+        let mut refused = 0;
+        assert!(decode_or_refuse(1, &log(), None, &mut refused).is_some());
+        assert_eq!(refused, 0);
+        let mut huge = log();
+        let mut data = huge.data.to_vec();
+        // Words: trader, subject, isBuy, shareAmount, ethAmount, ...: ethAmount = 2^256 - 1.
+        data[4 * 32..5 * 32].fill(0xff);
+        huge.data = Bytes::from(data);
+        assert!(decode_or_refuse(1, &huge, None, &mut refused).is_none());
+        let mut keys = log();
+        let mut data = keys.data.to_vec();
+        data[3 * 32..4 * 32].fill(0xff); // shareAmount beyond i64
+        keys.data = Bytes::from(data);
+        assert!(decode_or_refuse(1, &keys, None, &mut refused).is_none());
+        assert_eq!(refused, 2);
+        // A log index near 2^32 is stored as itself.
+        let mut far = log();
+        far.log_index = Some(alloy::primitives::U64::from(u32::MAX as u64 - 1));
+        let t = decode_or_refuse(1, &far, None, &mut refused).expect("decoded");
+        assert_eq!(t.log_index, u32::MAX as i64 - 1);
     }
 }

@@ -20,7 +20,12 @@ use std::{
 
 use tokio::{sync::Notify, time::Instant};
 
-use alloy::transports::{RpcError, TransportError, TransportErrorKind};
+use alloy::{
+    eips::BlockNumberOrTag,
+    primitives::B256,
+    providers::Provider,
+    transports::{RpcError, TransportError, TransportErrorKind},
+};
 use rand::RngExt;
 use tracing::warn;
 
@@ -372,6 +377,28 @@ where
         }
         warn!(target: "indexer::rpc", what, attempt, ?fault, delay_ms = delay.as_millis() as u64, %error, "RPC call failed; retrying");
     }
+}
+
+/// A block's hash; `None` if the provider does not have it.
+pub(crate) async fn block_hash<P: Provider>(
+    provider: &P,
+    n: u64,
+    retry: &Retry,
+) -> Result<Option<B256>> {
+    Ok(header(provider, n, retry).await?.map(|(hash, _)| hash))
+}
+
+/// A block's (hash, timestamp); `None` if the provider does not have it.
+pub(crate) async fn header<P: Provider>(
+    provider: &P,
+    n: u64,
+    retry: &Retry,
+) -> Result<Option<(B256, u64)>> {
+    call("eth_getBlockByNumber", retry, || {
+        provider.get_block_by_number(BlockNumberOrTag::Number(n))
+    })
+    .await
+    .map(|b| b.map(|b| (b.header.hash, b.header.timestamp)))
 }
 
 #[cfg(test)]

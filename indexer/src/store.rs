@@ -23,7 +23,11 @@ use sqlx::{
 };
 use tracing::{debug, info};
 
-use crate::{Error, Result, amount::Wei, decode::TradeRow};
+use crate::{
+    Error, Result,
+    amount::Wei,
+    decode::{TradeRow, hex},
+};
 
 mod writer;
 
@@ -1531,10 +1535,6 @@ fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    alloy::hex::encode_prefixed(bytes)
 }
 
 fn db(what: &'static str) -> impl FnOnce(sqlx::Error) -> Error {

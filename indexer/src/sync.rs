@@ -1,0 +1,506 @@
+//! The sync loop: a market checked and registered, backfilled to the head in a pipeline of
+//! ranges (fetched and decoded in tasks of their own, committed in order), then followed; faults
+//! waited out, reorgs repaired, a stop obeyed between commits.
+
+use std::{
+    collections::BTreeSet,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use alloy::{
+    primitives::B256,
+    providers::{Provider, RootProvider},
+};
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use keymarket_contracts::TRADE_TOPIC;
+use tokio_util::{sync::CancellationToken, task::AbortOnDropHandle};
+use tracing::{info, warn};
+
+use crate::{
+    Error, IndexerConfig, MarketSpec, Result, RunReport,
+    decode::{RpcLog, decode_or_refuse},
+    fetch::LogFetcher,
+    reorg::check_reorg,
+    rpc::{self, block_hash, header},
+    store::{Batch, MarketState, Store},
+};
+
+/// Checks a market against the chain and registers it: right chain, code at the address, start
+/// block not beyond the head, and the stored block window still on the canonical chain.
+///
+/// The first call (the chain id) gives up after a few attempts, so that a wrong or unreachable
+/// URL is a clear error; once the provider has answered, every call is retried for as long as it
+/// takes ([`FetchConfig::retry`]).
+pub async fn prepare<P: Provider>(
+    provider: &P,
+    store: &Store,
+    spec: MarketSpec,
+    config: &IndexerConfig,
+) -> Result<MarketState> {
+    let retry = config.fetch.retry();
+    let first_contact = rpc::Retry {
+        attempts: Some(4),
+        ..retry.clone()
+    };
+    let chain_id = rpc::call("eth_chainId", &first_contact, || provider.get_chain_id())
+        .await
+        .map_err(|e| Error::Rpc(format!("cannot reach the RPC: {e}")))?;
+    if let Some(expected) = spec.chain_id
+        && expected != chain_id
+    {
+        return Err(Error::WrongChain(format!(
+            "the market {} is on chain {expected}, but the RPC serves chain {chain_id}",
+            spec.address
+        )));
+    }
+    let genesis = block_hash(provider, 0, &retry)
+        .await?
+        .ok_or_else(|| Error::Rpc("the RPC has no genesis block".into()))?;
+    store.ensure_chain(chain_id, genesis).await?;
+    if rpc::call("eth_getCode", &retry, || provider.get_code_at(spec.address))
+        .await?
+        .is_empty()
+    {
+        return Err(Error::NoCode {
+            address: spec.address,
+            chain_id,
+        });
+    }
+    let head = rpc::call("eth_blockNumber", &retry, || provider.get_block_number()).await?;
+    if spec.start_block > head {
+        return Err(Error::Config(format!(
+            "start block {} is beyond the chain's head {head}",
+            spec.start_block
+        )));
+    }
+    let mut market = store
+        .ensure_market(chain_id, spec.address, spec.start_block)
+        .await?;
+    check_reorg(provider, store, &mut market, config).await?;
+    Ok(market)
+}
+
+/// `fut`, unless `stop` is cancelled first (`None`).
+async fn or_stop<T>(
+    stop: &CancellationToken,
+    fut: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        biased;
+        () = stop.cancelled() => None,
+        v = fut => Some(v),
+    }
+}
+
+/// Indexes one market: backfill to the head (less confirmations), then follow it if asked.
+///
+/// Ranges of logs and their headers are fetched through the provider's [`RootProvider`] (its
+/// transport, shared), in tasks of their own; the provider's own layers and fillers are used for
+/// the other calls only.
+///
+/// Temporary faults never end a run: RPC calls are retried for as long as it takes
+/// ([`rpc::call`]); a database outage ([`Error::is_transient`]) rolls back the open transaction,
+/// and the run waits with backoff, reads its checkpoint again and carries on; a reorg found
+/// below a batch ([`Error::Reorged`]) is repaired. Cancelling [`IndexerConfig::shutdown`] ends
+/// the run after the commit in flight, with `stopped` set in the report.
+pub async fn run<P: Provider>(
+    provider: P,
+    store: &Store,
+    spec: MarketSpec,
+    config: &IndexerConfig,
+) -> Result<RunReport> {
+    let started = Instant::now();
+    let stop = &config.shutdown;
+    let retry = config.fetch.retry();
+    let mut report = RunReport::default();
+    let Some(market) = or_stop(stop, prepare(&provider, store, spec, config)).await else {
+        report.stopped = true;
+        return Ok(report);
+    };
+    let mut market = market?;
+    let fetcher = Arc::new(LogFetcher::new(
+        provider.root().clone(),
+        spec.address,
+        TRADE_TOPIC,
+        config.fetch.clone(),
+    ));
+    let first = market.next_block;
+    let Some(head) = or_stop(
+        stop,
+        rpc::call("eth_blockNumber", &retry, || provider.get_block_number()),
+    )
+    .await
+    else {
+        report.stopped = true;
+        report.next_block = market.next_block;
+        return Ok(report);
+    };
+    let head = head?;
+    let bar = if config.progress {
+        backfill_bar(first, head)
+    } else {
+        ProgressBar::hidden()
+    };
+    let mut last_log = Instant::now();
+    info!(target: "indexer::sync", market = %spec.address, chain_id = market.chain_id, from = first, head, "indexing");
+    let mut bulk = false;
+    let mut caught_up = false;
+    let mut last_head_record = Instant::now();
+    let mut db_failures = 0u32;
+    /// What the sync loop does after a pass.
+    enum Flow {
+        /// Another pass.
+        Again,
+        /// The run is over.
+        Done,
+    }
+    loop {
+        if stop.is_cancelled() {
+            report.stopped = true;
+            break;
+        }
+        let pass = async {
+            let Some(head) = or_stop(
+                stop,
+                rpc::call("eth_blockNumber", &retry, || provider.get_block_number()),
+            )
+            .await
+            else {
+                return Ok(Flow::Again);
+            };
+            let head = head?;
+            let mut target = head.saturating_sub(config.confirmations);
+            if let Some(stop) = config.stop_at {
+                target = target.min(stop);
+            }
+            match or_stop(stop, check_reorg(&provider, store, &mut market, config)).await {
+                None => return Ok(Flow::Again),
+                Some(repaired) => {
+                    if repaired? {
+                        report.reorgs += 1;
+                    }
+                }
+            }
+            if market.next_block > target {
+                if !caught_up {
+                    // Reaching the head ends a long backfill (also one killed before this point).
+                    bar.set_message("building indexes");
+                    let t = Instant::now();
+                    let Some(built) = or_stop(stop, store.build_secondary_indexes()).await else {
+                        return Ok(Flow::Again);
+                    };
+                    built?;
+                    caught_up = true;
+                    report.index_time += t.elapsed();
+                }
+                if config.stop_at.is_some_and(|s| market.next_block > s) || !config.follow {
+                    return Ok(Flow::Done);
+                }
+                if last_head_record.elapsed() >= Duration::from_secs(1) {
+                    last_head_record = Instant::now();
+                    store.record_head(market.id, head).await?;
+                }
+                or_stop(stop, tokio::time::sleep(config.poll_interval)).await;
+                return Ok(Flow::Again);
+            }
+            // One pass to `target`: ranges are planned from the adaptive hint and fetched
+            // `concurrency` at a time while earlier ones commit, in order (fetching and storing
+            // overlap; at most `concurrency` + 1 ranges are held in memory).
+            let batches = batches(
+                fetcher.clone(),
+                market.chain_id,
+                (market.next_block, target),
+                head,
+                config.window,
+                retry.clone(),
+            );
+            let (tx, rx) = tokio::sync::mpsc::channel::<Batch>(1);
+            let producer = async move {
+                let mut batches = std::pin::pin!(batches);
+                while let Some(Some(batch)) = or_stop(stop, batches.next()).await {
+                    // `None`: the chain changed under us between the logs and the headers; stop
+                    // the pass and re-check.
+                    let Some(batch) = batch? else { break };
+                    if tx.send(batch).await.is_err() {
+                        break;
+                    }
+                }
+                Ok::<_, Error>(())
+            };
+            let consumer = async {
+                let mut rx = rx;
+                loop {
+                    let t = Instant::now();
+                    // A stop is obeyed between commits, never during one.
+                    let Some(Some(batch)) = or_stop(stop, rx.recv()).await else {
+                        break;
+                    };
+                    report.fetch_wait += t.elapsed();
+                    let t = Instant::now();
+                    store.commit(&market, &batch, config.window).await?;
+                    report.store_time += t.elapsed();
+                    market.next_block = batch.to + 1;
+                    report.trades += batch.trades.len() as u64;
+                    report.refused_logs += batch.refused;
+                    report.blocks += batch.to - batch.from + 1;
+                    report.batches += 1;
+                    if !bulk
+                        && !caught_up
+                        && report.trades >= config.bulk_min_trades
+                        && head.saturating_sub(batch.to) > report.blocks
+                    {
+                        bulk = true;
+                        info!(target: "indexer::sync", trades = report.trades, remaining_blocks = head - batch.to, "long backfill: secondary indexes dropped until the head is reached");
+                        store.drop_secondary_indexes().await?;
+                    }
+                    bar.set_length(head.max(batch.to));
+                    bar.set_position(batch.to);
+                    bar.set_message(format!("{} trades", report.trades));
+                    if last_log.elapsed() >= Duration::from_secs(5) {
+                        last_log = Instant::now();
+                        let secs = started.elapsed().as_secs_f64();
+                        info!(
+                            target: "indexer::sync",
+                            block = batch.to,
+                            head,
+                            lag = head.saturating_sub(batch.to),
+                            trades = report.trades,
+                            trades_per_sec = (report.trades as f64 / secs) as u64,
+                            blocks_per_sec = (report.blocks as f64 / secs) as u64,
+                            range = fetcher.range_hint(),
+                            "progress"
+                        );
+                    }
+                }
+                Ok::<_, Error>(())
+            };
+            futures::future::try_join(producer, consumer).await?;
+            Ok(Flow::Again)
+        };
+        match pass.await {
+            Ok(Flow::Again) => db_failures = 0,
+            Ok(Flow::Done) => break,
+            Err(Error::Reorged { block }) => {
+                warn!(target: "indexer::reorg", block, "the chain changed below the next batch; checking the window");
+            }
+            Err(e @ Error::AlreadyStored { .. }) => {
+                // A provider's answer put a stored trade at another block: nothing of it was
+                // stored; the range is fetched again after a backoff.
+                db_failures += 1;
+                report.refused_batches += 1;
+                let delay = rpc::backoff(db_failures);
+                warn!(target: "indexer::sync", error = %e, delay_ms = delay.as_millis() as u64, "refused a batch; fetching its range again");
+                or_stop(stop, tokio::time::sleep(delay)).await;
+            }
+            Err(Error::StoredTwice(why)) => {
+                // The same, during a long backfill without the unique index: found when the
+                // index is built at the head. Undo everything from the first such trade's block
+                // (exactly, as for a reorg) and index it again.
+                let Some(first) = store.first_duplicate_block(market.id).await? else {
+                    return Err(Error::Corrupt(why));
+                };
+                let orphans = store.rollback(&market, first).await?;
+                market.next_block = first;
+                report.repairs += 1;
+                warn!(target: "indexer::sync", first_block = first, rolled_back_trades = orphans, %why, "a trade was stored twice during the backfill: rolled back to its block; indexing again");
+            }
+            Err(e) if e.is_transient() => {
+                db_failures += 1;
+                report.database_retries += 1;
+                rpc::RETRIES
+                    .database
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let delay = rpc::backoff(db_failures);
+                warn!(target: "indexer::store", attempt = db_failures, delay_ms = delay.as_millis() as u64, error = %e, "database unavailable (the open transaction was rolled back); retrying");
+                or_stop(stop, tokio::time::sleep(delay)).await;
+                // A commit may have succeeded although its answer was lost: the checkpoint says.
+                match or_stop(stop, store.next_block(market.id)).await {
+                    Some(Ok(next)) => market.next_block = next,
+                    Some(Err(e)) if e.is_transient() => {} // still down: the next pass waits again
+                    Some(Err(e)) => return Err(e),
+                    None => {}
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    bar.finish_and_clear();
+    report.elapsed = started.elapsed();
+    report.next_block = market.next_block;
+    if report.stopped {
+        info!(target: "indexer::sync", market = %spec.address, next_block = market.next_block, trades = report.trades, "stopped on request: every block below next_block is indexed");
+    } else {
+        info!(target: "indexer::sync", trades = report.trades, blocks = report.blocks, reorgs = report.reorgs, secs = report.elapsed.as_secs_f64(), "done");
+    }
+    Ok(report)
+}
+
+/// The ranges `from..=target` as decoded batches, in order: planned from the fetcher's adaptive
+/// hint and fetched `concurrency` at a time. An item is `None` when the chain changed between a
+/// range's logs and its headers (a reorg while fetching): the caller must stop and re-check.
+///
+/// Each range is fetched and decoded in a task of its own, so that parsing a response (the
+/// indexer's biggest CPU cost after the database) runs on the runtime's worker threads while the
+/// caller's task binds and commits the previous batch. Dropping the stream aborts the tasks.
+fn batches(
+    fetcher: Arc<LogFetcher<RootProvider>>,
+    chain_id: u64,
+    (from, target): (u64, u64),
+    head: u64,
+    window: u64,
+    retry: rpc::Retry,
+) -> impl futures::Stream<Item = Result<Option<Batch>>> {
+    let concurrency = fetcher.concurrency();
+    let planner = fetcher.clone();
+    futures::stream::unfold(from, move |from| {
+        let hint = planner.range_hint();
+        async move {
+            (from <= target).then(|| {
+                let to = (from + hint - 1).min(target);
+                ((from, to), to + 1)
+            })
+        }
+    })
+    .map(move |(from, to)| {
+        let fetcher = fetcher.clone();
+        let retry = retry.clone();
+        let task = tokio::spawn(async move {
+            let logs = fetcher.logs(from, to).await?;
+            build_batch(
+                fetcher.provider(),
+                chain_id,
+                (from, to),
+                logs,
+                head,
+                window,
+                &retry,
+            )
+            .await
+        });
+        async move {
+            AbortOnDropHandle::new(task)
+                .await
+                .map_err(|e| Error::Rpc(format!("fetching blocks {from}..={to} failed: {e}")))?
+        }
+    })
+    .buffered(concurrency)
+}
+
+/// Fetches and decodes a market's trades from its start block to `stop_at` (or the head) without
+/// storing them: the RPC side's ceiling, for benchmarks. Returns (trades, blocks, elapsed).
+pub async fn fetch_only<P: Provider>(
+    provider: P,
+    spec: MarketSpec,
+    config: &IndexerConfig,
+) -> Result<(u64, u64, Duration)> {
+    let started = Instant::now();
+    let fetcher = Arc::new(LogFetcher::new(
+        provider.root().clone(),
+        spec.address,
+        TRADE_TOPIC,
+        config.fetch.clone(),
+    ));
+    let retry = config.fetch.retry();
+    let chain_id = rpc::call("eth_chainId", &retry, || provider.get_chain_id()).await?;
+    let head = rpc::call("eth_blockNumber", &retry, || provider.get_block_number()).await?;
+    let target = config.stop_at.unwrap_or(head).min(head);
+    let mut stream = std::pin::pin!(batches(
+        fetcher,
+        chain_id,
+        (spec.start_block, target),
+        head,
+        config.window,
+        retry.clone(),
+    ));
+    let (mut trades, mut blocks) = (0, 0);
+    while let Some(batch) = stream.next().await {
+        let batch = batch?.ok_or_else(|| Error::Rpc("the chain changed while fetching".into()))?;
+        trades += batch.trades.len() as u64;
+        blocks += batch.to - batch.from + 1;
+    }
+    Ok((trades, blocks, started.elapsed()))
+}
+
+fn backfill_bar(from: u64, head: u64) -> ProgressBar {
+    let bar = ProgressBar::new(head);
+    bar.set_position(from.saturating_sub(1));
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} block {pos}/{len} [{bar:30}] {per_sec} eta {eta} {msg}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar
+}
+
+/// Decodes a range's logs and collects the block hashes to keep. Near the head, the hashes in
+/// the logs are checked against freshly fetched headers; `None` means they disagree (a reorg
+/// happened while fetching) and the range must be fetched again. The hash of the block before
+/// the range, fetched after its logs, goes with the batch: the store refuses the batch if it is
+/// not the hash stored for that block (a reorg below the range, wherever it happened).
+async fn build_batch<P: Provider>(
+    provider: &P,
+    chain_id: u64,
+    (from, to): (u64, u64),
+    logs: Vec<RpcLog>,
+    head: u64,
+    window: u64,
+    retry: &rpc::Retry,
+) -> Result<Option<Batch>> {
+    let near_head = to + window >= head;
+    let mut headers: foldhash::HashMap<u64, (B256, u64)> = Default::default();
+    let mut wanted: BTreeSet<u64> = BTreeSet::new();
+    wanted.insert(to);
+    if from > 0 {
+        wanted.insert(from - 1);
+    }
+    for l in &logs {
+        if near_head || l.block_timestamp.is_none() {
+            wanted.insert(l.block());
+        }
+    }
+    let fetched = futures::future::try_join_all(
+        wanted
+            .iter()
+            .map(|&n| async move { Ok::<_, Error>((n, header(provider, n, retry).await?)) }),
+    )
+    .await?;
+    for (n, hb) in fetched {
+        match hb {
+            Some(hb) => {
+                headers.insert(n, hb);
+            }
+            None => return Ok(None),
+        }
+    }
+    let parent = (from > 0).then(|| (from - 1, headers[&(from - 1)].0));
+    let mut refused = 0;
+    let mut trades = Vec::with_capacity(logs.len());
+    let mut blocks = vec![(to, headers[&to].0)];
+    for l in &logs {
+        let n = l.block();
+        if let Some(&(hash, time)) = headers.get(&n) {
+            if l.block_hash != Some(hash) {
+                return Ok(None);
+            }
+            if near_head && blocks.last().is_none_or(|b| b.0 != n) && n != to {
+                blocks.push((n, hash));
+            }
+            trades.extend(decode_or_refuse(chain_id, l, Some(time), &mut refused));
+        } else {
+            trades.extend(decode_or_refuse(chain_id, l, None, &mut refused));
+        }
+    }
+    Ok(Some(Batch {
+        head,
+        from,
+        to,
+        parent,
+        trades,
+        blocks,
+        refused,
+    }))
+}
