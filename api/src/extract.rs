@@ -1,0 +1,291 @@
+//! HTTP input: the query and path extractors (bad input → a 400 with a JSON body), the
+//! query-parameter structs, cursors, addresses, dates and page limits.
+
+use std::str::FromStr;
+
+use crate::error::*;
+use axum::{
+    extract::{FromRequestParts, Path, rejection::QueryRejection},
+    http::request::Parts,
+};
+use serde::{Deserialize, de::DeserializeOwned};
+use utoipa::IntoParams;
+
+/// Largest page size of any list.
+pub const MAX_LIMIT: u32 = 100;
+
+/// Query-string extractor whose rejections are JSON 400s (unknown parameters included).
+pub struct Q<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Q<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(q) => Ok(Self(q.0)),
+            Err(e @ QueryRejection::FailedToDeserializeQueryString(_)) => {
+                Err(ApiError::BadRequest(e.body_text()))
+            }
+            Err(e) => Err(ApiError::BadRequest(e.body_text())),
+        }
+    }
+}
+
+/// Path extractor whose rejections (e.g. invalid percent-encoding) are JSON 400s.
+pub struct P<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for P<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(p) => Ok(Self(p.0)),
+            Err(e) => Err(ApiError::BadRequest(e.body_text())),
+        }
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct MarketQuery {
+    /// Market id (see /v1/markets); required when the database holds several.
+    pub(crate) market: Option<i64>,
+}
+
+/// `from`/`to` dates (inclusive, UTC) → a day range, checked.
+pub(crate) fn day_range(from: Option<&str>, to: Option<&str>) -> Result<(i64, i64), ApiError> {
+    let from = from.map(parse_date).transpose()?.unwrap_or(i64::MIN / 2);
+    let to = to.map(parse_date).transpose()?.unwrap_or(i64::MAX / 2);
+    if from > to {
+        return Err(ApiError::BadRequest(
+            "inverted range: `from` is after `to`".into(),
+        ));
+    }
+    Ok((from, to))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct DailyQuery {
+    /// Market id (see /v1/markets); required when the database holds several.
+    pub(crate) market: Option<i64>,
+    /// First UTC day, YYYY-MM-DD (inclusive).
+    #[param(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
+    pub(crate) from: Option<String>,
+    /// Last UTC day, YYYY-MM-DD (inclusive).
+    #[param(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
+    pub(crate) to: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct SeriesQuery {
+    /// Market id (see /v1/markets); required when the database holds several.
+    pub(crate) market: Option<i64>,
+    /// First UTC day, YYYY-MM-DD (inclusive); default: the first day with trades.
+    #[param(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
+    pub(crate) from: Option<String>,
+    /// Last UTC day, YYYY-MM-DD (inclusive); default: the last day with trades.
+    #[param(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
+    pub(crate) to: Option<String>,
+    /// Days with trades per page, 1..=366 (default 366).
+    #[param(minimum = 1, maximum = 366)]
+    pub(crate) limit: Option<u32>,
+    /// The previous page's nextCursor (a YYYY-MM-DD date: the next page starts there).
+    #[param(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
+    pub(crate) cursor: Option<String>,
+}
+
+/// Most days in one page of a daily series (a year).
+pub(crate) const MAX_DAYS: u32 = 366;
+
+impl SeriesQuery {
+    /// (first day, last day, page size), checked; the cursor moves the first day.
+    pub(crate) fn page(&self) -> Result<(i64, i64, i64), ApiError> {
+        let (from, to) = day_range(self.from.as_deref(), self.to.as_deref())?;
+        let limit = match self.limit.unwrap_or(MAX_DAYS) {
+            0 => return Err(ApiError::BadRequest("limit must be at least 1".into())),
+            n if n > MAX_DAYS => {
+                return Err(ApiError::BadRequest(format!(
+                    "limit {n} is over the cap of {MAX_DAYS} days"
+                )));
+            }
+            n => i64::from(n),
+        };
+        let from = match &self.cursor {
+            Some(c) => {
+                let at = parse_date(c)
+                    .map_err(|_| ApiError::BadRequest(format!("malformed cursor {c:?}")))?;
+                if at < from || at > to.saturating_add(1) {
+                    return Err(ApiError::BadRequest(format!(
+                        "cursor {c:?} is outside the requested range"
+                    )));
+                }
+                at
+            }
+            None => from,
+        };
+        Ok((from, to, limit))
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct TopQuery {
+    /// Market id (see /v1/markets); required when the database holds several.
+    pub(crate) market: Option<i64>,
+    /// Order: volume (default), fees, trades; for subjects also holders, supply, price (of the
+    /// next key); for traders also pnl (realised).
+    #[param(pattern = "^(volume|fees|trades|holders|supply|price|pnl)$")]
+    pub(crate) by: Option<String>,
+    /// Rows, 1..=100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    pub(crate) limit: Option<u32>,
+}
+
+pub(crate) fn limit(l: Option<u32>) -> Result<i64, ApiError> {
+    match l.unwrap_or(20) {
+        0 => Err(ApiError::BadRequest("limit must be at least 1".into())),
+        n if n > MAX_LIMIT => Err(ApiError::BadRequest(format!(
+            "limit {n} is over the cap of {MAX_LIMIT}"
+        ))),
+        n => Ok(i64::from(n)),
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[into_params(parameter_in = Query, rename_all = "camelCase")]
+pub(crate) struct TradesQuery {
+    /// Market id (see /v1/markets); required when the database holds several.
+    pub(crate) market: Option<i64>,
+    /// Only this subject's trades.
+    #[param(pattern = r"^0x[0-9a-fA-F]{40}$")]
+    pub(crate) subject: Option<String>,
+    /// Only this trader's trades.
+    #[param(pattern = r"^0x[0-9a-fA-F]{40}$")]
+    pub(crate) trader: Option<String>,
+    /// `buy` or `sell`.
+    #[param(pattern = "^(buy|sell)$")]
+    pub(crate) side: Option<String>,
+    /// From this block (inclusive).
+    pub(crate) from_block: Option<i64>,
+    /// To this block (inclusive).
+    pub(crate) to_block: Option<i64>,
+    /// Unix seconds, inclusive.
+    pub(crate) from_time: Option<i64>,
+    /// Unix seconds, inclusive.
+    pub(crate) to_time: Option<i64>,
+    /// Rows, 1..=100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    pub(crate) limit: Option<u32>,
+    /// The previous page's nextCursor.
+    pub(crate) cursor: Option<String>,
+}
+
+/// A keyset cursor: the sort key of the last row of the previous page, as `a_b` (opaque to
+/// clients).
+pub(crate) fn parse_cursor<A: FromStr, B: FromStr>(cursor: &str) -> Result<(A, B), ApiError> {
+    let bad = || {
+        ApiError::BadRequest(format!(
+            "malformed cursor {cursor:?}: pass a nextCursor value"
+        ))
+    };
+    let (a, b) = cursor.split_once('_').ok_or_else(bad)?;
+    Ok((a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct PageQuery {
+    /// Market id (see /v1/markets); required when the database holds several.
+    pub(crate) market: Option<i64>,
+    /// Rows, 1..=100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    pub(crate) limit: Option<u32>,
+    /// The previous page's nextCursor.
+    pub(crate) cursor: Option<String>,
+}
+
+/// A 0x-prefixed 20-byte hex address, lowercased as stored.
+pub(crate) fn parse_address(s: &str) -> Result<String, ApiError> {
+    let hex = s.strip_prefix("0x").unwrap_or("");
+    if hex.len() != 40 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::BadRequest(format!(
+            "malformed address {s:?}: expected 0x and 40 hex digits"
+        )));
+    }
+    Ok(format!("0x{}", hex.to_ascii_lowercase()))
+}
+
+/// `YYYY-MM-DD` (UTC) → days since 1970-01-01.
+pub(crate) fn parse_date(s: &str) -> Result<i64, ApiError> {
+    let bad = || ApiError::BadRequest(format!("malformed date {s:?}: expected YYYY-MM-DD"));
+    let mut parts = s.splitn(3, '-');
+    let (y, m, d) = (
+        parts.next().ok_or_else(bad)?,
+        parts.next().ok_or_else(bad)?,
+        parts.next().ok_or_else(bad)?,
+    );
+    let (y, m, d): (i64, i64, i64) = (
+        y.parse().map_err(|_| bad())?,
+        m.parse().map_err(|_| bad())?,
+        d.parse().map_err(|_| bad())?,
+    );
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || s.len() != 10 {
+        return Err(bad());
+    }
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    if format_date(days) != s {
+        return Err(bad()); // e.g. 2023-02-30
+    }
+    Ok(days)
+}
+
+/// Days since 1970-01-01 → `YYYY-MM-DD`.
+pub(crate) fn format_date(days: i64) -> String {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_round_trip() {
+        assert_eq!(parse_date("1970-01-01").unwrap(), 0);
+        assert_eq!(parse_date("2023-08-10").unwrap(), 19_579);
+        assert_eq!(format_date(19_579), "2023-08-10");
+        assert!(parse_date("2023-02-30").is_err());
+        assert!(parse_date("2023-13-01").is_err());
+        assert!(parse_date("yesterday").is_err());
+    }
+
+    #[test]
+    fn addresses_are_checked() {
+        assert!(parse_address("0xCF205808Ed36593aa40a44F10c7f7C2F67d4A4d4").is_ok());
+        assert!(parse_address("0x123").is_err());
+        assert!(parse_address("CF205808Ed36593aa40a44F10c7f7C2F67d4A4d4").is_err());
+    }
+}

@@ -1,0 +1,33 @@
+//! The OpenAPI document, generated from the handlers and the JSON types.
+
+use crate::routes::{market::*, subjects::*, traders::*, trades::*};
+use axum::Json;
+use utoipa::OpenApi;
+
+/// The OpenAPI document of the JSON API, generated from the handlers and types above.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "keymarket API",
+        description = "friend.tech-style key market analytics: exact ETH amounts as {eth, wei} strings."
+    ),
+    paths(
+        healthz,
+        markets,
+        overview,
+        daily,
+        top_subjects,
+        top_traders,
+        subject,
+        holders,
+        subject_daily,
+        trader,
+        trader_holdings,
+        trades
+    )
+)]
+pub struct ApiDoc;
+
+pub(crate) async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

@@ -1,0 +1,222 @@
+//! Market-wide routes: health, markets, the overview, the daily series, and `/metrics`.
+
+use std::str::FromStr;
+
+use crate::{error::*, extract::*, state::*, types::*};
+use axum::{
+    Json,
+    extract::State,
+    http::header,
+    response::{IntoResponse, Response},
+};
+use rust_decimal::Decimal;
+use sqlx::Row;
+
+/// Prometheus metrics: request latencies, and per market the indexed trades, block, head and lag.
+pub(crate) async fn metrics_text(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let rows = sqlx::query(
+        "SELECT m.id, m.next_block - 1, m.head_block, \
+         (SELECT CAST(COALESCE(SUM(d.trades), 0) AS BIGINT) FROM stats_daily d WHERE d.market_id = m.id) \
+         FROM markets m",
+    )
+    .fetch_all(s.store.pool())
+    .await?;
+    for r in &rows {
+        let labels = crate::metrics::MarketLabels { market: r.get(0) };
+        let (indexed, head): (i64, i64) = (r.get(1), r.get(2));
+        let head = head.max(indexed);
+        s.metrics.indexed_block.get_or_create(&labels).set(indexed);
+        s.metrics.head_block.get_or_create(&labels).set(head);
+        s.metrics
+            .lag_blocks
+            .get_or_create(&labels)
+            .set(head - indexed);
+        s.metrics.trades.get_or_create(&labels).set(r.get(3));
+    }
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.encode(),
+    )
+        .into_response())
+}
+
+/// Health and indexer lag.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health), (status = 429, body = ErrorBody)))]
+pub(crate) async fn healthz(State(s): State<AppState>) -> ApiResult<Health> {
+    let rows = sqlx::query(
+        "SELECT id, chain_id, address, next_block, head_block, head_seen_at FROM markets ORDER BY id",
+    )
+    .fetch_all(s.store.pool())
+    .await?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let markets: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            let indexed = r.get::<i64, _>(3) - 1;
+            let head = r.get::<i64, _>(4).max(indexed);
+            let seen = r.get::<i64, _>(5);
+            HealthMarket {
+                id: r.get(0),
+                chain_id: r.get(1),
+                address: r.get(2),
+                indexed_block: indexed,
+                head_block: head,
+                lag_blocks: head - indexed,
+                head_seen_seconds_ago: (seen > 0).then(|| (now - seen).max(0)),
+            }
+        })
+        .collect();
+    Ok(Json(Health {
+        status: "ok".into(),
+        markets,
+    }))
+}
+
+/// The indexed markets.
+#[utoipa::path(get, path = "/v1/markets", responses((status = 200, body = Markets), (status = 429, body = ErrorBody)))]
+pub(crate) async fn markets(State(s): State<AppState>) -> ApiResult<Markets> {
+    let rows = sqlx::query(
+        "SELECT id, chain_id, address, start_block, next_block FROM markets ORDER BY id",
+    )
+    .fetch_all(s.store.pool())
+    .await?;
+    let markets: Vec<_> = rows
+        .iter()
+        .map(|r| MarketInfo {
+            id: r.get(0),
+            chain_id: r.get(1),
+            address: r.get(2),
+            start_block: r.get(3),
+            indexed_block: r.get::<i64, _>(4) - 1,
+        })
+        .collect();
+    Ok(Json(Markets { markets }))
+}
+
+/// Protocol revenue, subject revenue, volume, trades, traders, subjects and TVL.
+#[utoipa::path(get, path = "/v1/overview", params(DailyQuery), responses((status = 200, body = Overview), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub(crate) async fn overview(
+    State(s): State<AppState>,
+    Q(q): Q<DailyQuery>,
+) -> Result<Response, ApiError> {
+    let id = market_id(&s, q.market).await?;
+    let window = (q.from.is_some() || q.to.is_some())
+        .then(|| day_range(q.from.as_deref(), q.to.as_deref()))
+        .transpose()?;
+    let key = format!(
+        "overview {id} {window:?} {} {}",
+        q.from.is_some(),
+        q.to.is_some()
+    );
+    snapshot(&s, key, || build_overview(&s, id, window, &q)).await
+}
+
+pub(crate) async fn build_overview(
+    s: &AppState,
+    id: i64,
+    window: Option<(i64, i64)>,
+    q: &DailyQuery,
+) -> Result<axum::body::Bytes, ApiError> {
+    let t = s.store.totals(id, window).await?;
+    let all = match window {
+        None => t.clone(),
+        Some(_) => s.store.totals(id, None).await?,
+    };
+    let d = |v: &str| Decimal::from_str(v).map_err(|e| ApiError::Internal(e.to_string()));
+    let (buy, sell, p, sj) = (
+        d(&t.buy_volume)?,
+        d(&t.sell_volume)?,
+        d(&t.protocol_fees)?,
+        d(&t.subject_fees)?,
+    );
+    let tvl = d(&all.buy_volume)? - d(&all.sell_volume)?;
+    let o = Overview {
+        market: id,
+        from: window
+            .map(|w| format_date(w.0.max(0)))
+            .filter(|_| q.from.is_some()),
+        to: window.map(|w| format_date(w.1)).filter(|_| q.to.is_some()),
+        tvl: Amount::from_wei(tvl),
+        protocol_revenue: Amount::from_wei(p),
+        subject_revenue: Amount::from_wei(sj),
+        total_fees: Amount::from_wei(p + sj),
+        buy_volume: Amount::from_wei(buy),
+        sell_volume: Amount::from_wei(sell),
+        volume: Amount::from_wei(buy + sell),
+        net_volume: Amount::from_wei(buy - sell),
+        trades: t.trades,
+        buys: t.buys,
+        sells: t.sells,
+        traders: t.traders,
+        subjects: t.subjects,
+    };
+    to_json(&o)
+}
+
+/// A series page from rows fetched with `LIMIT limit + 1` (day first): the page's rows, and the
+/// cursor — the day after its last row — only when another row follows.
+pub(crate) fn series_page(
+    mut rows: Vec<sqlx::any::AnyRow>,
+    limit: i64,
+) -> (Vec<sqlx::any::AnyRow>, Option<String>) {
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next = rows
+        .last()
+        .filter(|_| more)
+        .map(|r| format_date(r.get::<i64, _>(0) + 1));
+    (rows, next)
+}
+
+/// The daily (UTC) series for a date range, oldest first, a page of at most a year (cursor).
+/// Served from a snapshot at most 1 s old.
+#[utoipa::path(get, path = "/v1/daily", params(SeriesQuery), responses((status = 200, body = Daily), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub(crate) async fn daily(
+    State(s): State<AppState>,
+    Q(q): Q<SeriesQuery>,
+) -> Result<Response, ApiError> {
+    let id = market_id(&s, q.market).await?;
+    let (from, to, limit) = q.page()?;
+    let key = format!("daily {id} {from} {to} {limit}");
+    snapshot(&s, key, || async {
+        let rows = sqlx::query(
+            "SELECT day, trades, buys, sells, buy_volume_gwei, buy_volume_rem, sell_volume_gwei, sell_volume_rem, \
+             protocol_gwei, protocol_rem, subject_gwei, subject_rem, active_traders, new_traders, new_subjects \
+             FROM stats_daily WHERE market_id = $1 AND day >= $2 AND day <= $3 ORDER BY day LIMIT $4",
+        )
+        .bind(id)
+        .bind(from)
+        .bind(to)
+        .bind(limit + 1)
+        .fetch_all(s.store.pool())
+        .await?;
+        let (rows, next_cursor) = series_page(rows, limit);
+        let days: Vec<_> = rows
+            .iter()
+            .map(|r| Day {
+                date: format_date(r.get(0)),
+            trades: r.get(1),
+            buys: r.get(2),
+            sells: r.get(3),
+            buy_volume: Amount::from_parts(r, 4),
+            sell_volume: Amount::from_parts(r, 6),
+            protocol_revenue: Amount::from_parts(r, 8),
+            subject_revenue: Amount::from_parts(r, 10),
+            active_traders: r.get(12),
+            new_traders: r.get(13),
+            new_subjects: r.get(14),
+        })
+        .collect();
+        to_json(&Daily {
+            market: id,
+            days,
+            next_cursor,
+        })
+    })
+    .await
+}

@@ -1,0 +1,259 @@
+//! Subjects: the leaderboard, one subject, its holders and its daily series.
+
+use crate::{error::*, extract::*, routes::market::series_page, state::*, types::*};
+use axum::{Json, extract::State, response::Response};
+use rust_decimal::Decimal;
+use sqlx::Row;
+
+/// Orders by an exact amount column pair (normalised gwei, then the remainder): volume.
+pub(crate) const BY_VOLUME: &str =
+    "(volume_gwei + volume_rem / 1000000000) DESC, (volume_rem % 1000000000) DESC";
+/// The same for fees.
+pub(crate) const BY_FEES: &str =
+    "(fees_gwei + fees_rem / 1000000000) DESC, (fees_rem % 1000000000) DESC";
+
+/// A top list's rows: `columns` of the market's rows of `table`, in the order `q.by` names
+/// (`orders`: the choices and their `ORDER BY` terms, the first one the default; an unknown choice
+/// is a 400), ties broken by `key`, at most `q.limit` of them. Returns the market id too.
+pub(crate) async fn top_rows(
+    s: &AppState,
+    q: TopQuery,
+    table: &str,
+    key: &str,
+    columns: &str,
+    orders: &[(&str, &str)],
+) -> Result<(i64, Vec<sqlx::any::AnyRow>), ApiError> {
+    let id = market_id(s, q.market).await?;
+    let by = q.by.as_deref().unwrap_or(orders[0].0);
+    let Some((_, order)) = orders.iter().find(|(name, _)| *name == by) else {
+        let names: Vec<&str> = orders.iter().map(|(name, _)| *name).collect();
+        let (last, rest) = names.split_last().expect("at least one order");
+        return Err(ApiError::BadRequest(format!(
+            "unknown `by` value {by:?}: use {} or {last}",
+            rest.join(", ")
+        )));
+    };
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {columns} FROM {table} WHERE market_id = $1 ORDER BY {order}, {key} LIMIT $2"
+    )))
+    .bind(id)
+    .bind(limit(q.limit)?)
+    .fetch_all(s.store.pool())
+    .await?;
+    Ok((id, rows))
+}
+
+/// Wei of one key at supply 1 on friend.tech's curve (1 ether / 16000).
+pub(crate) const KEY_UNIT: i128 = 62_500_000_000_000;
+
+/// The price before fees of key number `k` (0-based) on a curve `multiple` × s²/16000.
+pub(crate) fn key_price(multiple: i64, k: i64) -> Option<Amount> {
+    (multiple > 0 && k >= 0)
+        .then(|| {
+            i128::from(multiple)
+                .checked_mul(i128::from(k).checked_mul(i128::from(k))?)?
+                .checked_mul(KEY_UNIT)
+        })
+        .flatten()
+        .and_then(|wei| Decimal::try_from_i128_with_scale(wei, 0).ok())
+        .map(Amount::from_wei)
+}
+
+/// Top subjects by volume, fees earned, holders, supply, price or trades.
+#[utoipa::path(get, path = "/v1/subjects/top", params(TopQuery), responses((status = 200, body = TopSubjects), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub(crate) async fn top_subjects(
+    State(s): State<AppState>,
+    Q(q): Q<TopQuery>,
+) -> ApiResult<TopSubjects> {
+    let orders = [
+        ("volume", BY_VOLUME),
+        ("fees", BY_FEES),
+        ("holders", "holders DESC"),
+        ("supply", "supply DESC"),
+        ("price", "(curve * supply * supply) DESC"),
+        ("trades", "trades DESC"),
+    ];
+    let (id, rows) = top_rows(&s, q, "subjects", "subject", SUBJECT_COLUMNS, &orders).await?;
+    Ok(Json(TopSubjects {
+        market: id,
+        subjects: rows.iter().map(subject_summary).collect(),
+    }))
+}
+
+/// The columns [`subject_summary`] reads.
+pub(crate) const SUBJECT_COLUMNS: &str = "subject, supply, holders, trades, volume_gwei, volume_rem, fees_gwei, fees_rem, first_time, curve";
+
+pub(crate) fn subject_summary(r: &sqlx::any::AnyRow) -> SubjectSummary {
+    let (supply, curve): (i64, i64) = (r.get(1), r.get(9));
+    SubjectSummary {
+        subject: r.get(0),
+        supply,
+        holders: r.get(2),
+        trades: r.get(3),
+        volume: Amount::from_parts(r, 4),
+        fees_earned: Amount::from_parts(r, 6),
+        first_trade_time: r.get(8),
+        curve,
+        buy_price: key_price(curve, supply),
+        sell_price: if supply > 1 {
+            key_price(curve, supply - 1)
+        } else {
+            None
+        },
+    }
+}
+
+/// One subject: supply, holders, trades, volume, fees earned.
+#[utoipa::path(get, path = "/v1/subjects/{address}", params(("address" = String, Path, description = "0x-prefixed address"), MarketQuery), responses((status = 200, body = SubjectOne), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub(crate) async fn subject(
+    State(s): State<AppState>,
+    P(address): P<String>,
+    Q(q): Q<MarketQuery>,
+) -> ApiResult<SubjectOne> {
+    let address = parse_address(&address)?;
+    let id = market_id(&s, q.market).await?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {SUBJECT_COLUMNS} FROM subjects WHERE market_id = $1 AND subject = $2"
+    )))
+    .bind(id)
+    .bind(&address)
+    .fetch_optional(s.store.pool())
+    .await?
+    .ok_or_else(|| ApiError::NotFound(format!("subject {address} has no trades in market {id}")))?;
+    Ok(Json(SubjectOne {
+        market: id,
+        subject: subject_summary(&row),
+    }))
+}
+
+/// A subject's holders, largest balance first (ties by address); keyset cursor.
+#[utoipa::path(get, path = "/v1/subjects/{address}/holders", params(("address" = String, Path, description = "0x-prefixed address"), PageQuery), responses((status = 200, body = Holders), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub(crate) async fn holders(
+    State(s): State<AppState>,
+    P(address): P<String>,
+    Q(q): Q<PageQuery>,
+) -> ApiResult<Holders> {
+    let address = parse_address(&address)?;
+    let id = market_id(&s, q.market).await?;
+    let (rows, next) = holdings_page(&s, id, "subject", &address, &q).await?;
+    let holders = rows
+        .iter()
+        .map(|r| Holder {
+            trader: r.get(0),
+            balance: r.get(1),
+        })
+        .collect();
+    Ok(Json(Holders {
+        market: id,
+        subject: address,
+        holders,
+        next_cursor: next,
+    }))
+}
+
+/// A page of holdings rows of one subject's (`of` = "subject") or one trader's (`of` =
+/// "trader") keys, largest balance first, ties by the other address; keyset cursor
+/// `balance_address`. Columns: the other address, balance, cost basis (gwei, rem). Both orders
+/// read an index of exactly that order (holdings_by_balance, holdings_by_trader).
+pub(crate) async fn holdings_page(
+    s: &AppState,
+    id: i64,
+    of: &str,
+    address: &str,
+    q: &PageQuery,
+) -> Result<(Vec<sqlx::any::AnyRow>, Option<String>), ApiError> {
+    let other = if of == "subject" { "trader" } else { "subject" };
+    let limit = limit(q.limit)?;
+    let (after_balance, after) = match &q.cursor {
+        Some(c) => {
+            let (b, a): (i64, String) = parse_cursor(c)?;
+            (b, parse_address(&a)?)
+        }
+        None => (i64::MAX, String::new()),
+    };
+    let mut rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {other}, balance, cost_gwei, cost_rem FROM holdings WHERE market_id = $1 AND {of} = $2 AND balance > 0 \
+         AND (balance < $3 OR (balance = $3 AND {other} > $4)) ORDER BY balance DESC, {other} LIMIT $5"
+    )))
+    .bind(id)
+    .bind(address)
+    .bind(after_balance)
+    .bind(&after)
+    .bind(limit + 1)
+    .fetch_all(s.store.pool())
+    .await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next = more.then(|| {
+        let last = rows.last().expect("a full page");
+        format!("{}_{}", last.get::<i64, _>(1), last.get::<String, _>(0))
+    });
+    Ok((rows, next))
+}
+
+pub(crate) fn holding(r: &sqlx::any::AnyRow) -> Holding {
+    Holding {
+        subject: r.get(0),
+        balance: r.get(1),
+        cost_basis: Amount::from_parts(r, 2),
+    }
+}
+
+/// One subject's daily series (UTC), oldest first, a page of at most a year (cursor). Served
+/// from a snapshot at most 1 s old.
+#[utoipa::path(get, path = "/v1/subjects/{address}/daily", params(("address" = String, Path, description = "0x-prefixed address"), SeriesQuery), responses((status = 200, body = SubjectDaily), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub(crate) async fn subject_daily(
+    State(s): State<AppState>,
+    P(address): P<String>,
+    Q(q): Q<SeriesQuery>,
+) -> Result<Response, ApiError> {
+    let address = parse_address(&address)?;
+    let id = market_id(&s, q.market).await?;
+    let (from, to, limit) = q.page()?;
+    let key = format!("subject daily {id} {address} {from} {to} {limit}");
+    snapshot(&s, key, || async {
+        let rows = sqlx::query(
+            "SELECT day, trades, buys, sells, buy_volume_gwei, buy_volume_rem, sell_volume_gwei, sell_volume_rem, fees_gwei, fees_rem \
+             FROM subject_daily WHERE market_id = $1 AND subject = $2 AND day >= $3 AND day <= $4 ORDER BY day LIMIT $5",
+        )
+        .bind(id)
+        .bind(&address)
+        .bind(from)
+        .bind(to)
+        .bind(limit + 1)
+        .fetch_all(s.store.pool())
+        .await?;
+        if rows.is_empty() {
+            let known = sqlx::query("SELECT 1 FROM subjects WHERE market_id = $1 AND subject = $2")
+                .bind(id)
+                .bind(&address)
+                .fetch_optional(s.store.pool())
+                .await?;
+            if known.is_none() {
+                return Err(ApiError::NotFound(format!(
+                    "subject {address} has no trades in market {id}"
+                )));
+            }
+        }
+        let (rows, next_cursor) = series_page(rows, limit);
+        let days = rows
+            .iter()
+            .map(|r| SubjectDay {
+                date: format_date(r.get(0)),
+                trades: r.get(1),
+                buys: r.get(2),
+                sells: r.get(3),
+                buy_volume: Amount::from_parts(r, 4),
+                sell_volume: Amount::from_parts(r, 6),
+                fees_earned: Amount::from_parts(r, 8),
+            })
+            .collect();
+        to_json(&SubjectDaily {
+            market: id,
+            subject: address.clone(),
+            days,
+            next_cursor,
+        })
+    })
+    .await
+}

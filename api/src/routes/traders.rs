@@ -1,0 +1,101 @@
+//! Traders: the leaderboard, one trader and their holdings.
+
+use crate::{error::*, extract::*, routes::subjects::*, state::*, types::*};
+use axum::{Json, extract::State};
+use sqlx::Row;
+
+/// Top traders by volume, fees paid, trades or realised PnL.
+#[utoipa::path(get, path = "/v1/traders/top", params(TopQuery), responses((status = 200, body = TopTraders), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub(crate) async fn top_traders(
+    State(s): State<AppState>,
+    Q(q): Q<TopQuery>,
+) -> ApiResult<TopTraders> {
+    let orders = [
+        ("volume", BY_VOLUME),
+        ("fees", BY_FEES),
+        ("trades", "trades DESC"),
+        ("pnl", "pnl_gwei DESC, pnl_rem DESC"),
+    ];
+    let (id, rows) = top_rows(&s, q, "traders", "trader", TRADER_COLUMNS, &orders).await?;
+    Ok(Json(TopTraders {
+        market: id,
+        traders: rows.iter().map(trader_summary).collect(),
+    }))
+}
+
+/// A trader's holdings with their cost basis, largest balance first (ties by subject); keyset
+/// cursor.
+#[utoipa::path(get, path = "/v1/traders/{address}/holdings", params(("address" = String, Path, description = "0x-prefixed address"), PageQuery), responses((status = 200, body = TraderHoldings), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub(crate) async fn trader_holdings(
+    State(s): State<AppState>,
+    P(address): P<String>,
+    Q(q): Q<PageQuery>,
+) -> ApiResult<TraderHoldings> {
+    let address = parse_address(&address)?;
+    let id = market_id(&s, q.market).await?;
+    let (rows, next) = holdings_page(&s, id, "trader", &address, &q).await?;
+    if rows.is_empty() && q.cursor.is_none() {
+        let known = sqlx::query("SELECT 1 FROM traders WHERE market_id = $1 AND trader = $2")
+            .bind(id)
+            .bind(&address)
+            .fetch_optional(s.store.pool())
+            .await?;
+        if known.is_none() {
+            return Err(ApiError::NotFound(format!(
+                "trader {address} has no trades in market {id}"
+            )));
+        }
+    }
+    Ok(Json(TraderHoldings {
+        market: id,
+        trader: address,
+        holdings: rows.iter().map(holding).collect(),
+        next_cursor: next,
+    }))
+}
+
+/// One trader: totals and current holdings.
+#[utoipa::path(get, path = "/v1/traders/{address}", params(("address" = String, Path, description = "0x-prefixed address"), MarketQuery), responses((status = 200, body = TraderOne), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub(crate) async fn trader(
+    State(s): State<AppState>,
+    P(address): P<String>,
+    Q(q): Q<MarketQuery>,
+) -> ApiResult<TraderOne> {
+    let address = parse_address(&address)?;
+    let id = market_id(&s, q.market).await?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {TRADER_COLUMNS} FROM traders WHERE market_id = $1 AND trader = $2"
+    )))
+    .bind(id)
+    .bind(&address)
+    .fetch_optional(s.store.pool())
+    .await?
+    .ok_or_else(|| ApiError::NotFound(format!("trader {address} has no trades in market {id}")))?;
+    let first_page = PageQuery {
+        market: q.market,
+        limit: Some(MAX_LIMIT),
+        cursor: None,
+    };
+    let (holdings, next) = holdings_page(&s, id, "trader", &address, &first_page).await?;
+    Ok(Json(TraderOne {
+        market: id,
+        trader: trader_summary(&row),
+        holdings: holdings.iter().map(holding).collect(),
+        holdings_next_cursor: next,
+    }))
+}
+
+/// The columns [`trader_summary`] reads.
+pub(crate) const TRADER_COLUMNS: &str =
+    "trader, trades, volume_gwei, volume_rem, fees_gwei, fees_rem, first_time, pnl_gwei, pnl_rem";
+
+pub(crate) fn trader_summary(r: &sqlx::any::AnyRow) -> TraderSummary {
+    TraderSummary {
+        trader: r.get(0),
+        trades: r.get(1),
+        volume: Amount::from_parts(r, 2),
+        fees_paid: Amount::from_parts(r, 4),
+        first_trade_time: r.get(6),
+        realised_pnl: Amount::from_parts(r, 7),
+    }
+}

@@ -1,0 +1,401 @@
+//! The JSON shapes of the responses (documented in the OpenAPI schema).
+
+use keymarket_indexer::amount::Wei;
+use rust_decimal::Decimal;
+use serde::Serialize;
+use sqlx::Row;
+use utoipa::ToSchema;
+
+/// An exact ETH amount.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, ToSchema)]
+pub struct Amount {
+    /// ETH, as an exact decimal string.
+    pub eth: String,
+    /// Wei, as an integer string.
+    pub wei: String,
+}
+
+impl Amount {
+    pub(crate) fn from_wei(wei: Decimal) -> Self {
+        let mut eth = wei;
+        eth.set_scale(eth.scale() + 18).expect("scale within 28");
+        Self {
+            eth: eth.normalize().to_string(),
+            wei: wei.to_string(),
+        }
+    }
+
+    pub(crate) fn from_parts(row: &sqlx::any::AnyRow, gwei: usize) -> Self {
+        Self::from_wei(
+            Wei {
+                gwei: row.get(gwei),
+                rem: row.get(gwei + 1),
+            }
+            .to_decimal_wei(),
+        )
+    }
+}
+
+/// The indexer's position per market.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok` when the database answers.
+    pub status: String,
+    /// Each market's position.
+    pub markets: Vec<HealthMarket>,
+}
+
+/// One market's indexing position.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthMarket {
+    /// Market id.
+    pub id: i64,
+    /// Chain id.
+    pub chain_id: i64,
+    /// Contract address.
+    pub address: String,
+    /// Newest indexed block.
+    pub indexed_block: i64,
+    /// Chain head the indexer last saw.
+    pub head_block: i64,
+    /// Head minus indexed block.
+    pub lag_blocks: i64,
+    /// Seconds since the indexer last saw the head (null: never).
+    pub head_seen_seconds_ago: Option<i64>,
+}
+
+/// The indexed markets.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Markets {
+    /// Every market in the database.
+    pub markets: Vec<MarketInfo>,
+}
+
+/// An indexed market.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MarketInfo {
+    /// Market id (the `market` parameter).
+    pub id: i64,
+    /// Chain id.
+    pub chain_id: i64,
+    /// Contract address.
+    pub address: String,
+    /// First indexed block.
+    pub start_block: i64,
+    /// Newest indexed block.
+    pub indexed_block: i64,
+}
+
+/// Protocol numbers of a market, all time or over a window of days.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Overview {
+    /// Market id.
+    pub market: i64,
+    /// First day of the window (inclusive), when one was asked for.
+    pub from: Option<String>,
+    /// Last day of the window (inclusive), when one was asked for.
+    pub to: Option<String>,
+    /// ETH held by the curves now (all-time buy minus sell volume), whatever the window.
+    pub tvl: Amount,
+    /// Σ protocolEthAmount.
+    pub protocol_revenue: Amount,
+    /// Σ subjectEthAmount.
+    pub subject_revenue: Amount,
+    /// Protocol plus subject fees.
+    pub total_fees: Amount,
+    /// Σ ethAmount over buys.
+    pub buy_volume: Amount,
+    /// Σ ethAmount over sells.
+    pub sell_volume: Amount,
+    /// Buy plus sell volume.
+    pub volume: Amount,
+    /// Buy minus sell volume (over the window; all time = TVL).
+    pub net_volume: Amount,
+    /// Trades with a non-zero amount.
+    pub trades: i64,
+    /// Buys.
+    pub buys: i64,
+    /// Sells.
+    pub sells: i64,
+    /// Distinct traders.
+    pub traders: i64,
+    /// Distinct subjects.
+    pub subjects: i64,
+}
+
+/// A market's daily series.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Daily {
+    /// Market id.
+    pub market: i64,
+    /// UTC days with trades, oldest first.
+    pub days: Vec<Day>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// One UTC day.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Day {
+    /// YYYY-MM-DD.
+    pub date: String,
+    /// Trades with a non-zero amount.
+    pub trades: i64,
+    /// Buys.
+    pub buys: i64,
+    /// Sells.
+    pub sells: i64,
+    /// Σ ethAmount over buys.
+    pub buy_volume: Amount,
+    /// Σ ethAmount over sells.
+    pub sell_volume: Amount,
+    /// Σ protocolEthAmount.
+    pub protocol_revenue: Amount,
+    /// Σ subjectEthAmount.
+    pub subject_revenue: Amount,
+    /// Distinct traders that traded that day.
+    pub active_traders: i64,
+    /// Traders whose first trade was that day.
+    pub new_traders: i64,
+    /// Subjects whose first trade was that day.
+    pub new_subjects: i64,
+}
+
+/// Top subjects.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TopSubjects {
+    /// Market id.
+    pub market: i64,
+    /// Subjects, best first.
+    pub subjects: Vec<SubjectSummary>,
+}
+
+/// A subject's aggregates.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SubjectSummary {
+    /// The subject's address.
+    pub subject: String,
+    /// Keys outstanding.
+    pub supply: i64,
+    /// Traders holding at least one key.
+    pub holders: i64,
+    /// Trades with a non-zero amount.
+    pub trades: i64,
+    /// Σ ethAmount.
+    pub volume: Amount,
+    /// Σ subjectEthAmount.
+    pub fees_earned: Amount,
+    /// Unix time of its first trade.
+    pub first_trade_time: i64,
+    /// Its curve, as a multiple of friend.tech's s²/16000 ETH per key (1; 10 for the steep
+    /// curve), read off its trades' prices; 0 while unknown (only its free first key traded).
+    pub curve: i64,
+    /// Price of the next key before fees (the contract's `getBuyPrice(subject, 1)`); null
+    /// while the curve is unknown.
+    pub buy_price: Option<Amount>,
+    /// What selling one key fetches before fees (`getSellPrice(subject, 1)`); null when only
+    /// the last key, which cannot be sold, is out, or while the curve is unknown.
+    pub sell_price: Option<Amount>,
+}
+
+/// Top traders.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TopTraders {
+    /// Market id.
+    pub market: i64,
+    /// Traders, best first.
+    pub traders: Vec<TraderSummary>,
+}
+
+/// A trader's aggregates.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TraderSummary {
+    /// The trader's address.
+    pub trader: String,
+    /// Trades with a non-zero amount.
+    pub trades: i64,
+    /// Σ ethAmount.
+    pub volume: Amount,
+    /// Σ protocol and subject fees paid.
+    pub fees_paid: Amount,
+    /// Unix time of the first trade.
+    pub first_trade_time: i64,
+    /// Realised profit and loss (average cost): Σ over its sells of the proceeds after fees
+    /// less the cost basis of the keys sold. Negative for a loss.
+    pub realised_pnl: Amount,
+}
+
+/// One subject.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SubjectOne {
+    /// Market id.
+    pub market: i64,
+    /// Its aggregates.
+    pub subject: SubjectSummary,
+}
+
+/// A page of trades.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Trades {
+    /// Market id.
+    pub market: i64,
+    /// Trades, newest first.
+    pub trades: Vec<Trade>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// One trade (a `Trade` event).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Trade {
+    /// Block number.
+    pub block: i64,
+    /// Log index in the block.
+    pub log_index: i64,
+    /// Transaction hash.
+    pub tx_hash: String,
+    /// Block time (unix seconds).
+    pub time: i64,
+    /// Trader.
+    pub trader: String,
+    /// Subject.
+    pub subject: String,
+    /// `buy` or `sell`.
+    pub side: String,
+    /// Keys traded.
+    pub shares: i64,
+    /// ethAmount: the curve price of the keys.
+    pub eth_amount: Amount,
+    /// protocolEthAmount.
+    pub protocol_fee: Amount,
+    /// subjectEthAmount.
+    pub subject_fee: Amount,
+    /// The subject's supply after the trade.
+    pub supply: i64,
+}
+
+/// A page of a subject's holders.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Holders {
+    /// Market id.
+    pub market: i64,
+    /// The subject.
+    pub subject: String,
+    /// Holders, largest balance first.
+    pub holders: Vec<Holder>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A holder of a subject's keys.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Holder {
+    /// The trader.
+    pub trader: String,
+    /// Keys held.
+    pub balance: i64,
+}
+
+/// A page of a trader's holdings.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TraderHoldings {
+    /// Market id.
+    pub market: i64,
+    /// The trader.
+    pub trader: String,
+    /// Holdings, largest balance first.
+    pub holdings: Vec<Holding>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A subject's daily series.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SubjectDaily {
+    /// Market id.
+    pub market: i64,
+    /// The subject.
+    pub subject: String,
+    /// UTC days on which its keys traded, oldest first.
+    pub days: Vec<SubjectDay>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A subject's trades of one UTC day.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SubjectDay {
+    /// YYYY-MM-DD.
+    pub date: String,
+    /// Trades with a non-zero amount.
+    pub trades: i64,
+    /// Buys.
+    pub buys: i64,
+    /// Sells.
+    pub sells: i64,
+    /// Σ ethAmount over buys.
+    pub buy_volume: Amount,
+    /// Σ ethAmount over sells.
+    pub sell_volume: Amount,
+    /// Σ subjectEthAmount: what the subject earned that day.
+    pub fees_earned: Amount,
+}
+
+/// One trader.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TraderOne {
+    /// Market id.
+    pub market: i64,
+    /// Its aggregates.
+    pub trader: TraderSummary,
+    /// Its current holdings: the first page of /v1/traders/{address}/holdings (100, largest
+    /// first).
+    pub holdings: Vec<Holding>,
+    /// Pass as `cursor` to /v1/traders/{address}/holdings for the rest; null when that was all.
+    pub holdings_next_cursor: Option<String>,
+}
+
+/// Keys of one subject held.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Holding {
+    /// The subject.
+    pub subject: String,
+    /// Keys held.
+    pub balance: i64,
+    /// What the keys held cost, fees included (average cost: each sell releases the cost of
+    /// the keys sold in proportion).
+    pub cost_basis: Amount,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use super::*;
+
+    #[test]
+    fn amounts_are_exact() {
+        let a = Amount::from_wei(Decimal::from_str("62500000000000000").unwrap());
+        assert_eq!(
+            (a.eth.as_str(), a.wei.as_str()),
+            ("0.0625", "62500000000000000")
+        );
+        let big = Amount::from_wei(Decimal::from_str("1165123456789012345678901").unwrap());
+        assert_eq!(big.eth, "1165123.456789012345678901");
+    }
+}
