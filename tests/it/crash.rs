@@ -185,6 +185,21 @@ async fn stop_child(
     (status, stderr, took)
 }
 
+/// Whether the indexer has registered its market in the database at `url`, read without
+/// touching the schema (a `Store::connect` would run the migrations, racing the indexer's own).
+async fn registered(url: &str) -> bool {
+    sqlx::any::install_default_drivers();
+    let Ok(pool) = sqlx::AnyPool::connect(url).await else {
+        return false;
+    };
+    let found = sqlx::query("SELECT next_block FROM markets WHERE id = 1")
+        .fetch_optional(&pool)
+        .await
+        .is_ok_and(|r| r.is_some());
+    pool.close().await;
+    found
+}
+
 async fn sigterm_test(kind: Db) {
     let chain = Chain::new().await;
     chain.trade(3_000, 71, 10, 300).await; // ~300 blocks
@@ -195,7 +210,12 @@ async fn sigterm_test(kind: Db) {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        tokio::time::sleep(Duration::from_millis(400 + 500 * i as u64)).await;
+        // Once it has started (registered the market; a loaded machine may take a while to
+        // start a process), stop it at a different moment each time.
+        while !registered(&url).await {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100 + 400 * i as u64)).await;
         let (status, stderr, took) = stop_child(child, name).await;
         println!("{kind:?}: SIG{name} -> {status} in {took:?}");
         assert!(

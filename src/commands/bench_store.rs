@@ -16,12 +16,14 @@ use rand::{RngExt, SeedableRng, rngs::StdRng};
 use rand_distr::{Distribution, Zipf};
 use tracing::info;
 
+use crate::cli::DatabaseArgs;
+
 /// What to generate.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct BenchStoreArgs {
-    /// Database to fill (must be empty): sqlite:FILE or postgres://…
-    #[arg(long)]
-    pub(crate) database_url: String,
+    /// The database to fill (must be empty).
+    #[command(flatten)]
+    pub(crate) db: DatabaseArgs,
     /// Trades to write.
     #[arg(long, default_value_t = 12_000_000)]
     pub(crate) trades: u64,
@@ -74,7 +76,7 @@ fn address(kind: u8, i: u32) -> String {
 
 /// Generates and stores the trades; prints the rate.
 pub(crate) async fn run(args: BenchStoreArgs) -> Result<()> {
-    let store = Store::connect(&args.database_url).await?;
+    let store = Store::connect(&args.db.url).await?;
     store
         .ensure_chain(CHAIN_ID, B256::repeat_byte(0x4b))
         .await?;
@@ -82,7 +84,7 @@ pub(crate) async fn run(args: BenchStoreArgs) -> Result<()> {
     if market.next_block != 1 {
         bail!(
             "{} already holds this benchmark's market: use an empty database",
-            args.database_url
+            args.db.url
         );
     }
     let subjects: Vec<String> = (0..args.subjects).map(|i| address(0x5b, i)).collect();
@@ -191,7 +193,7 @@ pub(crate) async fn run(args: BenchStoreArgs) -> Result<()> {
         "bench-store: {written} trades, {} traders, {} subjects into {} in {:.1}s ({:.0} trades/s; batches {:.1}s, index builds {:.1}s)",
         t.traders,
         t.subjects,
-        args.database_url,
+        args.db.url,
         total.as_secs_f64(),
         written as f64 / total.as_secs_f64(),
         stored.as_secs_f64(),

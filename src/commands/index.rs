@@ -1,0 +1,129 @@
+//! `keymarket index`: markets' `Trade` events into SQL, backfilled and followed.
+
+use std::path::PathBuf;
+
+use alloy::{primitives::Address, providers::ProviderBuilder};
+use clap::Args;
+use eyre::{Context, Result};
+use keymarket_contracts::Deployment;
+use keymarket_indexer::{FetchConfig, IndexerConfig, MarketSpec, Store};
+
+use crate::{
+    cli::{DEFAULT_DEPLOYMENT, DatabaseArgs, RpcArgs, parse_market, shutdown_on_signal},
+    report::print_stats,
+};
+
+/// `keymarket index`'s arguments.
+#[derive(Args)]
+pub(crate) struct IndexArgs {
+    #[command(flatten)]
+    pub(crate) rpc: RpcArgs,
+    /// Deployment files written by `keymarket deploy` (repeatable). Used when no --market is given.
+    #[arg(long, default_value = DEFAULT_DEPLOYMENT)]
+    pub(crate) deployment: Vec<PathBuf>,
+    /// A market as ADDRESS@START_BLOCK (repeatable), e.g. friend.tech on Base:
+    /// 0xCF205808Ed36593aa40a44F10c7f7C2F67d4A4d4@2430440.
+    #[arg(long, value_parser = parse_market)]
+    pub(crate) market: Vec<(Address, u64)>,
+    #[command(flatten)]
+    pub(crate) db: DatabaseArgs,
+    /// Keep following the head after the backfill.
+    #[arg(long)]
+    pub(crate) follow: bool,
+    /// Index only blocks this many blocks below the head.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) confirmations: u64,
+    /// Block hashes kept for reorg repair (deeper reorgs stop the indexer).
+    #[arg(long, default_value_t = 128)]
+    pub(crate) window: u64,
+    /// eth_getLogs ranges fetched concurrently.
+    #[arg(long, default_value_t = 4)]
+    pub(crate) concurrency: usize,
+    /// First eth_getLogs range, in blocks (it adapts).
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) initial_range: u64,
+    /// Largest eth_getLogs range, in blocks.
+    #[arg(long, default_value_t = 100_000)]
+    pub(crate) max_range: u64,
+    /// Stop after indexing this block.
+    #[arg(long)]
+    pub(crate) stop_at: Option<u64>,
+    /// No progress bar.
+    #[arg(long)]
+    pub(crate) quiet: bool,
+    /// Fetch and decode without storing (the RPC side's ceiling, for benchmarks).
+    #[arg(long, hide = true)]
+    pub(crate) fetch_only: bool,
+}
+
+pub(crate) async fn index(args: IndexArgs) -> Result<()> {
+    // First, so that a signal at any moment of the start-up stops cleanly too.
+    let stop = shutdown_on_signal();
+    let mut specs = Vec::new();
+    for (address, start_block) in &args.market {
+        specs.push(MarketSpec {
+            address: *address,
+            start_block: *start_block,
+            chain_id: None,
+        });
+    }
+    if specs.is_empty() {
+        for path in &args.deployment {
+            let d = Deployment::read(path).wrap_err_with(|| {
+                format!("cannot read the deployment file {}; pass --market ADDRESS@START_BLOCK or run `keymarket deploy`", path.display())
+            })?;
+            specs.push(MarketSpec {
+                address: d.address,
+                start_block: d.deploy_block,
+                chain_id: Some(d.chain_id),
+            });
+        }
+    }
+    let store = Store::connect(&args.db.url).await?;
+    let provider = ProviderBuilder::new()
+        .connect(&args.rpc.url)
+        .await
+        .wrap_err_with(|| format!("cannot connect to {}", args.rpc.url))?;
+    let config = IndexerConfig {
+        fetch: FetchConfig {
+            initial_range: args.initial_range,
+            max_range: args.max_range,
+            concurrency: args.concurrency,
+            ..FetchConfig::default()
+        },
+        follow: args.follow,
+        confirmations: args.confirmations,
+        window: args.window,
+        progress: !args.quiet && !args.follow,
+        stop_at: args.stop_at,
+        shutdown: stop,
+        ..IndexerConfig::default()
+    };
+    if args.fetch_only {
+        for spec in &specs {
+            let (trades, blocks, elapsed) =
+                keymarket_indexer::fetch_only(&provider, *spec, &config).await?;
+            println!(
+                "fetch only: {trades} trades, {blocks} blocks in {:.2}s ({:.0} trades/s)",
+                elapsed.as_secs_f64(),
+                trades as f64 / elapsed.as_secs_f64().max(1e-9)
+            );
+        }
+        return Ok(());
+    }
+    let runs = specs
+        .iter()
+        .map(|spec| keymarket_indexer::run(&provider, &store, *spec, &config));
+    let reports = futures::future::try_join_all(runs).await?;
+    for (spec, r) in specs.iter().zip(&reports) {
+        if r.stopped {
+            eprintln!(
+                "stopped: market {} is indexed below block {} ({} trades this run); run the same command to resume",
+                spec.address, r.next_block, r.trades
+            );
+        } else {
+            print_stats(&store, &provider, spec, r).await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,9 @@
+//! One module per command.
+
+pub(crate) mod bench_live;
+pub(crate) mod bench_store;
+pub(crate) mod deploy;
+pub(crate) mod index;
+pub(crate) mod serve;
+pub(crate) mod simulate;
+pub(crate) mod up;

@@ -1,0 +1,62 @@
+//! `keymarket simulate`: realistic trading driven on a deployment (a dev node's accounts).
+
+use std::time::Duration;
+
+use alloy::providers::{Provider, ProviderBuilder};
+use clap::Args;
+use eyre::{Context, Result, bail};
+use keymarket_contracts::Deployment;
+use keymarket_simulate::SimReport;
+use tracing::info;
+
+use crate::{
+    cli::{DeploymentArgs, RpcArgs, SimArgs},
+    report::print_report,
+};
+
+/// `keymarket simulate`'s arguments.
+#[derive(Args)]
+pub(crate) struct SimulateArgs {
+    #[command(flatten)]
+    pub(crate) rpc: RpcArgs,
+    #[command(flatten)]
+    pub(crate) deployment: DeploymentArgs,
+    #[command(flatten)]
+    pub(crate) sim: SimArgs,
+}
+
+pub(crate) async fn simulate(args: SimulateArgs) -> Result<()> {
+    let deployment = Deployment::read(&args.deployment.deployment)
+        .wrap_err("no usable deployment file; run `keymarket deploy` first or pass --deployment")?;
+    let report = run_simulation(&args.rpc.url, &deployment, &args.sim).await?;
+    print_report(&report, args.sim.json)
+}
+
+pub(crate) async fn run_simulation(
+    rpc_url: &str,
+    deployment: &Deployment,
+    sim: &SimArgs,
+) -> Result<SimReport> {
+    let provider = ProviderBuilder::new()
+        .connect(rpc_url)
+        .await
+        .wrap_err_with(|| format!("cannot connect to {rpc_url}"))?;
+    let code = provider
+        .get_code_at(deployment.address)
+        .await
+        .wrap_err_with(|| format!("no JSON-RPC node answers at {rpc_url}"))?;
+    if code.is_empty() {
+        bail!(
+            "no contract at {} on {rpc_url}: is this the chain the deployment file was written for?",
+            deployment.address
+        );
+    }
+    info!(target: "keymarket::simulate", trades = sim.trades, seed = sim.seed, subjects = sim.subjects, "simulating");
+    let report = tokio::time::timeout(
+        Duration::from_secs(24 * 3600),
+        keymarket_simulate::simulate(&provider, deployment, &sim.config()),
+    )
+    .await
+    .wrap_err("simulation timed out")??;
+    Ok(report)
+}

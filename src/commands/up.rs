@@ -1,0 +1,212 @@
+//! `keymarket up`: the README's main job — a local anvil chain, the market deployed, trading
+//! simulated, indexed into SQLite, the API and dashboard served, trades flowing and followed
+//! until Ctrl-C.
+
+use std::{path::PathBuf, time::Duration};
+
+use alloy::{
+    node_bindings::{Anvil, AnvilInstance},
+    providers::{Provider, ProviderBuilder},
+    signers::local::PrivateKeySigner,
+};
+use clap::Args;
+use eyre::{Context, Result};
+use keymarket_contracts::{DeployConfig, Deployment, toolchain};
+use keymarket_indexer::{IndexerConfig, MarketSpec, Store};
+use keymarket_simulate::SimConfig;
+use tracing::info;
+
+use crate::{
+    cli::{ANVIL_KEY_0, DEFAULT_DEPLOYMENT, SimArgs, bind, shutdown_on_signal, sqlite_or_url},
+    commands::{deploy::deploy_with, simulate::run_simulation},
+    report::{print_report, print_stats},
+};
+
+/// `keymarket up`'s arguments.
+#[derive(Args)]
+pub(crate) struct UpArgs {
+    /// Port for the local anvil chain.
+    #[arg(long, default_value_t = 8545, env = "KEYMARKET_ANVIL_PORT")]
+    pub(crate) port: u16,
+    /// Where to write the deployment file.
+    #[arg(long, default_value = DEFAULT_DEPLOYMENT)]
+    pub(crate) deployment: PathBuf,
+    /// Stop (and stop anvil) once trades are simulated and indexed, instead of keeping them up.
+    #[arg(long)]
+    pub(crate) exit: bool,
+    /// Address the API listens on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub(crate) listen: std::net::SocketAddr,
+    /// Database the indexer fills. Deleted and recreated on every `up` (a new anvil is a new
+    /// chain), so its default is not `index`'s and `serve`'s `keymarket.db`.
+    #[arg(long, default_value = ".keymarket/up.db", value_parser = sqlite_or_url)]
+    pub(crate) database_url: String,
+    /// After the initial simulation, keep trading: this many trades per block...
+    #[arg(long, default_value_t = 20)]
+    pub(crate) live_trades: u64,
+    /// ...one block every this many seconds (0 = no live trading).
+    #[arg(long, default_value_t = 2)]
+    pub(crate) live_interval_secs: u64,
+    #[command(flatten)]
+    pub(crate) sim: SimArgs,
+}
+
+/// The anvil every local command uses: enough unlocked, rich accounts for the simulator, FIFO
+/// ordering (trades execute in the order they were sent) and room for big blocks.
+pub(crate) fn spawn_anvil(port: u16, accounts: usize) -> Result<AnvilInstance> {
+    let path = toolchain::anvil_path();
+    Anvil::at(&path)
+        .port(port)
+        .args(["--accounts", &accounts.to_string(), "--balance", "1000000000"])
+        .args(["--gas-limit", "1000000000", "--order", "fifo"])
+        .timeout(30_000)
+        .try_spawn()
+        .wrap_err_with(|| {
+            format!(
+                "could not start anvil ({}); run scripts/setup.sh, or is port {port} already taken?",
+                path.display()
+            )
+        })
+}
+
+pub(crate) async fn up(args: UpArgs) -> Result<()> {
+    let stop = shutdown_on_signal();
+    let accounts = args.sim.subjects + 20;
+    info!(target: "keymarket::up", port = args.port, accounts, "starting anvil");
+    let anvil = spawn_anvil(args.port, accounts)?;
+    let rpc_url = anvil.endpoint();
+    let deployer: PrivateKeySigner = ANVIL_KEY_0.parse().expect("anvil's key is a key");
+    // friend.tech's fees; the deployer (anvil's first account) receives the protocol's.
+    let deployment = deploy_with(&rpc_url, deployer, &args.deployment, |sender| {
+        DeployConfig::friendtech_fees(sender, sender)
+    })
+    .await?;
+    println!("chain      {rpc_url} (chain id {})", deployment.chain_id);
+    println!(
+        "KeyMarket  {} (block {})",
+        deployment.address, deployment.deploy_block
+    );
+    println!("deployment {}", args.deployment.display());
+    let report = tokio::select! {
+        r = run_simulation(&rpc_url, &deployment, &args.sim) => r?,
+        () = stop.cancelled() => {
+            eprintln!("stopped during the simulation; nothing was indexed");
+            return Ok(());
+        }
+    };
+    print_report(&report, args.sim.json)?;
+
+    // Index the fresh chain into a fresh SQLite file (a restarted anvil is a new chain).
+    if let Some(path) = args.database_url.strip_prefix("sqlite:") {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{path}{suffix}"));
+        }
+        if let Some(dir) = std::path::Path::new(path)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir)?;
+        }
+    }
+    let store = Store::connect(&args.database_url).await?;
+    let provider = ProviderBuilder::new().connect(&rpc_url).await?;
+    let spec = MarketSpec {
+        address: deployment.address,
+        start_block: deployment.deploy_block,
+        chain_id: Some(deployment.chain_id),
+    };
+    let config = IndexerConfig {
+        progress: true,
+        shutdown: stop.clone(),
+        ..IndexerConfig::default()
+    };
+    println!("\nindexing into {}", args.database_url);
+    let run = keymarket_indexer::run(&provider, &store, spec, &config).await?;
+    if run.stopped {
+        eprintln!("stopped: blocks below {} are indexed", run.next_block);
+        return Ok(());
+    }
+    print_stats(&store, &provider, &spec, &run).await?;
+    if args.exit {
+        return Ok(());
+    }
+    let listener = bind(args.listen).await?;
+    let api = keymarket_api::serve(
+        listener,
+        // Its own pool: readers never wait for the indexer's batches (WAL).
+        keymarket_api::AppState::new(Store::connect_with(&args.database_url, Some(4)).await?)
+            .with_rate_limit(100, 200),
+        stop.clone().cancelled_owned(),
+    );
+    println!("\ndashboard  http://{}/", args.listen);
+    println!(
+        "API        http://{}/v1/overview (also /v1/daily, /v1/subjects/top, /v1/traders/top, /v1/trades, /healthz)",
+        args.listen
+    );
+    println!("anvil keeps running on {rpc_url}; the indexer follows it. Press Ctrl-C to stop.");
+    let follow = IndexerConfig {
+        follow: true,
+        shutdown: stop.clone(),
+        ..IndexerConfig::default()
+    };
+    if args.live_interval_secs > 0 {
+        println!(
+            "trading    {} trades every {} s keep flowing (--live-interval-secs 0 stops them)",
+            args.live_trades, args.live_interval_secs
+        );
+    }
+    // Each part stops on the signal; one that fails stops the others.
+    let indexer = async {
+        let r = keymarket_indexer::run(&provider, &store, spec, &follow).await;
+        stop.cancel();
+        r.map_err(eyre::Report::from)
+    };
+    let api = async {
+        let r = api.await;
+        stop.cancel();
+        r.map_err(eyre::Report::from)
+    };
+    let trading = async {
+        tokio::select! {
+            r = live_trading(&provider, &deployment, &args) => { stop.cancel(); r }
+            () = stop.cancelled() => Ok(()),
+        }
+    };
+    let (indexed, served, traded) = tokio::join!(indexer, api, trading);
+    let indexed = indexed?;
+    served?;
+    traded?;
+    drop(anvil);
+    eprintln!(
+        "stopped: blocks below {} are indexed in {}; anvil stopped",
+        indexed.next_block, args.database_url
+    );
+    Ok(())
+}
+
+/// `keymarket up`'s steady trade stream: a block of `live_trades` simulated trades every
+/// `live_interval_secs` (block timestamps advance by the same interval), until stopped.
+pub(crate) async fn live_trading<P: Provider>(
+    provider: &P,
+    deployment: &Deployment,
+    args: &UpArgs,
+) -> Result<()> {
+    if args.live_interval_secs == 0 || args.live_trades == 0 {
+        return std::future::pending().await;
+    }
+    let mut tick = tokio::time::interval(Duration::from_secs(args.live_interval_secs));
+    for round in 1u64.. {
+        tick.tick().await;
+        let config = SimConfig {
+            trades: args.live_trades,
+            seed: args.sim.seed.wrapping_add(round),
+            batch_size: args.live_trades as usize,
+            block_interval_secs: args.live_interval_secs,
+            progress: false,
+            ..args.sim.config()
+        };
+        let r = keymarket_simulate::simulate(provider, deployment, &config).await?;
+        tracing::debug!(target: "keymarket::up", round, trades = r.trades, block = r.block_range.1, "live trades mined");
+    }
+    Ok(())
+}
