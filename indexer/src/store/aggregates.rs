@@ -1,0 +1,483 @@
+//! The aggregates kept incrementally: per UTC day, subject, trader, holding, (day, trader) and
+//! (subject, day), added for a batch and subtracted for a rollback with the same code.
+
+use std::collections::BTreeMap;
+
+use foldhash::HashMap;
+
+use super::{
+    write::*,
+    writer::{Stmt, WriteRow, WriteTx},
+    *,
+};
+use crate::{Result, amount::Wei, decode::TradeRow};
+
+#[derive(Default)]
+pub(super) struct DayAgg {
+    pub(super) trades: i64,
+    pub(super) buys: i64,
+    pub(super) sells: i64,
+    pub(super) buy_volume: Wei,
+    pub(super) sell_volume: Wei,
+    pub(super) protocol: Wei,
+    pub(super) subject: Wei,
+    pub(super) active: i64,
+    pub(super) new_traders: i64,
+    pub(super) new_subjects: i64,
+}
+
+#[derive(Default)]
+pub(super) struct PartyAgg {
+    pub(super) trades: i64,
+    pub(super) volume: Wei,
+    pub(super) fees: Wei,
+    pub(super) first_time: i64,
+    pub(super) supply: i64,
+    pub(super) holders: i64,
+    /// Subjects: the curve multiple read off the batch's trades (0: not seen).
+    pub(super) curve: i64,
+    /// Traders: realised PnL, wei.
+    pub(super) pnl: i128,
+}
+
+/// A subject's trades of one UTC day.
+#[derive(Default)]
+pub(super) struct SubjectDayAgg {
+    pub(super) trades: i64,
+    pub(super) buys: i64,
+    pub(super) sells: i64,
+    pub(super) buy_volume: Wei,
+    pub(super) sell_volume: Wei,
+    pub(super) fees: Wei,
+}
+
+pub(super) const DAY: i64 = 86_400;
+
+/// (subject, trader).
+pub(super) type HoldingKey<'a> = (&'a str, &'a str);
+
+/// Wei of one key at supply 1 on friend.tech's curve (1 ether / 16000).
+pub(super) const KEY_UNIT: u128 = 62_500_000_000_000;
+
+/// The curve of a trade's subject, as a multiple of friend.tech's s²/16000 per key, from the
+/// trade's price: ethAmount = multiple × Σ i² over the keys traded × 1 ether / 16000. `None`
+/// when the keys traded are free (the first key) or the price is not on such a curve.
+pub(super) fn curve_multiple(t: &TradeRow) -> Option<i64> {
+    let n = u128::try_from(t.share_amount).ok()?;
+    let supply = u128::try_from(t.supply).ok()?;
+    // The keys traded are numbered lo..=hi (a buy ends at the new supply, a sell starts there).
+    let lo = if t.is_buy {
+        supply.checked_sub(n)?
+    } else {
+        supply
+    };
+    let hi = (lo + n).checked_sub(1)?;
+    let squares = |k: u128| k * (k + 1) * (2 * k + 1) / 6;
+    let sum = squares(hi) - if lo == 0 { 0 } else { squares(lo - 1) };
+    let unit = sum.checked_mul(KEY_UNIT)?;
+    let eth = u128::try_from(t.eth.to_i128()).ok()?;
+    (unit > 0 && eth % unit == 0)
+        .then(|| i64::try_from(eth / unit).ok())
+        .flatten()
+        .filter(|m| *m > 0)
+}
+
+/// SQL that adds `excluded`'s `<col>_gwei, <col>_rem` to `table`'s and keeps the pair
+/// normalised (`0 <= rem < 10⁹`; floor division, exact on both databases), for signed amounts
+/// whose pairs must order by value.
+pub(super) fn normalised_add(table: &str, col: &str) -> String {
+    let rem = format!("({table}.{col}_rem + excluded.{col}_rem)");
+    let modulo = format!("((({rem} % 1000000000) + 1000000000) % 1000000000)");
+    format!(
+        "{col}_gwei = {table}.{col}_gwei + excluded.{col}_gwei + ({rem} - {modulo}) / 1000000000, {col}_rem = {modulo}"
+    )
+}
+
+/// Adds (`sign` = 1) or subtracts (`sign` = -1) the contribution of `trades` to every aggregate;
+/// `basis[i]` is the cost basis `trades[i]` released (see [`released_basis`]). Zero-amount
+/// trades count in none. Counters that depend on the previous state (holders, new and active
+/// traders, new subjects) are derived from the rows' values after the update (`RETURNING`).
+pub(super) async fn apply_aggregates(
+    tx: &mut WriteTx,
+    backend: Backend,
+    market_id: i64,
+    trades: &[TradeRow],
+    basis: &[Wei],
+    sign: i64,
+) -> Result<()> {
+    let trades: Vec<(&TradeRow, &Wei)> = trades
+        .iter()
+        .zip(basis)
+        .filter(|(t, _)| t.share_amount != 0)
+        .collect();
+    if trades.is_empty() {
+        return Ok(());
+    }
+    let s = |w: Wei| if sign > 0 { w } else { w.negated() };
+    let mut days: BTreeMap<i64, DayAgg> = BTreeMap::new();
+    let mut subjects: HashMap<&str, PartyAgg> = HashMap::default();
+    let mut traders: HashMap<&str, PartyAgg> = HashMap::default();
+    // (balance change, cost change in wei)
+    let mut holdings: HashMap<HoldingKey<'_>, (i64, i128)> = HashMap::default();
+    let mut day_traders: HashMap<(i64, &str), i64> = HashMap::default();
+    let mut subject_days: HashMap<(&str, i64), SubjectDayAgg> = HashMap::default();
+    for (t, basis) in &trades {
+        let day = t.block_time.div_euclid(DAY);
+        let d = days.entry(day).or_default();
+        let sd = subject_days.entry((&t.subject, day)).or_default();
+        d.trades += sign;
+        sd.trades += sign;
+        if t.is_buy {
+            d.buys += sign;
+            d.buy_volume += s(t.eth);
+            sd.buys += sign;
+            sd.buy_volume += s(t.eth);
+        } else {
+            d.sells += sign;
+            d.sell_volume += s(t.eth);
+            sd.sells += sign;
+            sd.sell_volume += s(t.eth);
+        }
+        d.protocol += s(t.protocol_fee);
+        d.subject += s(t.subject_fee);
+        sd.fees += s(t.subject_fee);
+        let sj = subjects.entry(&t.subject).or_insert_with(|| PartyAgg {
+            first_time: i64::MAX,
+            ..Default::default()
+        });
+        sj.trades += sign;
+        sj.volume += s(t.eth);
+        sj.fees += s(t.subject_fee);
+        sj.first_time = sj.first_time.min(t.block_time);
+        sj.supply = t.supply; // trades are in chain order: the last one wins
+        if sign > 0 {
+            // A subject's curve never changes: rolling back leaves it as it was.
+            sj.curve = curve_multiple(t).unwrap_or(sj.curve);
+        }
+        let tr = traders.entry(&t.trader).or_insert_with(|| PartyAgg {
+            first_time: i64::MAX,
+            ..Default::default()
+        });
+        tr.trades += sign;
+        tr.volume += s(t.eth);
+        tr.fees += s(t.protocol_fee.plus(t.subject_fee));
+        tr.first_time = tr.first_time.min(t.block_time);
+        let h = holdings.entry((&t.subject, &t.trader)).or_default();
+        let basis = basis.to_i128();
+        if t.is_buy {
+            h.0 += sign * t.share_amount;
+            h.1 += i128::from(sign) * paid(t);
+        } else {
+            h.0 -= sign * t.share_amount;
+            h.1 -= i128::from(sign) * basis;
+            tr.pnl += i128::from(sign) * (received(t) - basis);
+        }
+        *day_traders.entry((day, &t.trader)).or_default() += sign;
+    }
+    // On rollback the first-trade times must not move: the remaining trades are all older.
+    let first = |t: i64| if sign > 0 { t } else { i64::MAX };
+
+    // Holdings → holders per subject.
+    let rows: Vec<(HoldingKey<'_>, (i64, i128))> = holdings.into_iter().collect();
+    for chunk in rows.chunks(MAX_PARAMS / 6) {
+        let mut sql = insert_into(
+            backend,
+            "holdings (market_id, subject, trader, balance, cost_gwei, cost_rem) VALUES ",
+        );
+        push_placeholders(&mut sql, backend, chunk.len(), 6);
+        sql.push_str(
+            " ON CONFLICT (market_id, subject, trader) DO UPDATE SET balance = holdings.balance + excluded.balance, ",
+        );
+        sql.push_str(&normalised_add("holdings", "cost"));
+        sql.push_str(" RETURNING subject, trader, balance");
+        let mut q = big_statement(backend, &sql, chunk.len() * 6);
+        for ((subject, trader), (delta, cost)) in chunk {
+            let cost = wei(*cost)?;
+            q.int(market_id)
+                .text(subject)
+                .text(trader)
+                .int(*delta)
+                .wei(cost);
+        }
+        let returned = tx.fetch_all(q).await.map_err(db("updating holdings"))?;
+        let deltas: HashMap<(&str, &str), i64> =
+            chunk.iter().map(|(k, (delta, _))| (*k, *delta)).collect();
+        let mut emptied = Vec::new();
+        for r in &returned {
+            let (subject, trader) = (r.text(0), r.text(1));
+            let new = r.int(2);
+            let old = new - deltas[&(subject, trader)];
+            let change = i64::from(new > 0) - i64::from(old > 0);
+            if change != 0 {
+                subjects.get_mut(subject).expect("touched subject").holders += change;
+            }
+            if new == 0 {
+                emptied.push((subject, trader));
+            }
+        }
+        // Holdings that this batch emptied are removed (only those: a scan of the whole table per
+        // batch would make the backfill quadratic). An emptied holding's cost basis is zero (its
+        // last sell released all of it) — unless a buy brought a negative balance (keys sold that
+        // the index never saw bought, or a provider's log at a wrong block) back to zero: that
+        // row keeps its cost, so that a rollback restores it exactly.
+        for chunk in emptied.chunks(MAX_PARAMS / 2) {
+            let mut sql = String::from(
+                "DELETE FROM holdings WHERE balance = 0 AND cost_gwei = 0 AND cost_rem = 0 AND market_id = ",
+            );
+            sql.push_str(&market_id.to_string());
+            sql.push_str(" AND (subject, trader) IN (VALUES ");
+            push_placeholders(&mut sql, backend, chunk.len(), 2);
+            sql.push(')');
+            let mut q = big_statement(backend, &sql, chunk.len() * 2);
+            for (subject, trader) in chunk {
+                q.text(subject).text(trader);
+            }
+            tx.execute(q).await.map_err(db("pruning holdings"))?;
+        }
+    }
+
+    // Subjects → new subjects per day.
+    let rows: Vec<(&str, PartyAgg)> = subjects.into_iter().collect();
+    for chunk in rows.chunks(MAX_PARAMS / 11) {
+        let mut sql = insert_into(
+            backend,
+            "subjects (market_id, subject, supply, holders, trades, volume_gwei, volume_rem, fees_gwei, fees_rem, first_time, curve) VALUES ",
+        );
+        push_placeholders(&mut sql, backend, chunk.len(), 11);
+        sql.push_str(
+            " ON CONFLICT (market_id, subject) DO UPDATE SET \
+             supply = CASE WHEN excluded.trades > 0 THEN excluded.supply ELSE subjects.supply END, \
+             holders = subjects.holders + excluded.holders, trades = subjects.trades + excluded.trades, \
+             volume_gwei = subjects.volume_gwei + excluded.volume_gwei, volume_rem = subjects.volume_rem + excluded.volume_rem, \
+             fees_gwei = subjects.fees_gwei + excluded.fees_gwei, fees_rem = subjects.fees_rem + excluded.fees_rem, \
+             first_time = CASE WHEN excluded.first_time < subjects.first_time THEN excluded.first_time ELSE subjects.first_time END, \
+             curve = CASE WHEN excluded.curve > 0 THEN excluded.curve ELSE subjects.curve END \
+             RETURNING subject, trades, first_time",
+        );
+        let mut q = big_statement(backend, &sql, chunk.len() * 11);
+        for (subject, a) in chunk {
+            q.int(market_id)
+                .text(subject)
+                .int(a.supply)
+                .int(a.holders)
+                .int(a.trades)
+                .wei(a.volume)
+                .wei(a.fees)
+                .int(first(a.first_time))
+                .int(a.curve);
+        }
+        let returned = tx.fetch_all(q).await.map_err(db("updating subjects"))?;
+        for day in appeared_or_vanished(&returned, chunk, sign) {
+            days.entry(day).or_default().new_subjects += sign;
+        }
+    }
+
+    // Traders → new traders per day.
+    let rows: Vec<(&str, PartyAgg)> = traders.into_iter().collect();
+    for chunk in rows.chunks(MAX_PARAMS / 10) {
+        let mut sql = insert_into(
+            backend,
+            "traders (market_id, trader, trades, volume_gwei, volume_rem, fees_gwei, fees_rem, first_time, pnl_gwei, pnl_rem) VALUES ",
+        );
+        push_placeholders(&mut sql, backend, chunk.len(), 10);
+        sql.push_str(
+            " ON CONFLICT (market_id, trader) DO UPDATE SET trades = traders.trades + excluded.trades, \
+             volume_gwei = traders.volume_gwei + excluded.volume_gwei, volume_rem = traders.volume_rem + excluded.volume_rem, \
+             fees_gwei = traders.fees_gwei + excluded.fees_gwei, fees_rem = traders.fees_rem + excluded.fees_rem, \
+             first_time = CASE WHEN excluded.first_time < traders.first_time THEN excluded.first_time ELSE traders.first_time END, ",
+        );
+        sql.push_str(&normalised_add("traders", "pnl"));
+        sql.push_str(" RETURNING trader, trades, first_time");
+        let mut q = big_statement(backend, &sql, chunk.len() * 10);
+        for (trader, a) in chunk {
+            let pnl = wei(a.pnl)?;
+            q.int(market_id)
+                .text(trader)
+                .int(a.trades)
+                .wei(a.volume)
+                .wei(a.fees)
+                .int(first(a.first_time))
+                .wei(pnl);
+        }
+        let returned = tx.fetch_all(q).await.map_err(db("updating traders"))?;
+        for day in appeared_or_vanished(&returned, chunk, sign) {
+            days.entry(day).or_default().new_traders += sign;
+        }
+    }
+
+    // Each subject's day.
+    let rows: Vec<((&str, i64), SubjectDayAgg)> = subject_days.into_iter().collect();
+    for chunk in rows.chunks(MAX_PARAMS / 12) {
+        let mut sql = insert_into(
+            backend,
+            "subject_daily (market_id, subject, day, trades, buys, sells, buy_volume_gwei, buy_volume_rem, \
+             sell_volume_gwei, sell_volume_rem, fees_gwei, fees_rem) VALUES ",
+        );
+        push_placeholders(&mut sql, backend, chunk.len(), 12);
+        sql.push_str(
+            " ON CONFLICT (market_id, subject, day) DO UPDATE SET trades = subject_daily.trades + excluded.trades, \
+             buys = subject_daily.buys + excluded.buys, sells = subject_daily.sells + excluded.sells, \
+             buy_volume_gwei = subject_daily.buy_volume_gwei + excluded.buy_volume_gwei, buy_volume_rem = subject_daily.buy_volume_rem + excluded.buy_volume_rem, \
+             sell_volume_gwei = subject_daily.sell_volume_gwei + excluded.sell_volume_gwei, sell_volume_rem = subject_daily.sell_volume_rem + excluded.sell_volume_rem, \
+             fees_gwei = subject_daily.fees_gwei + excluded.fees_gwei, fees_rem = subject_daily.fees_rem + excluded.fees_rem",
+        );
+        let mut q = big_statement(backend, &sql, chunk.len() * 12);
+        for ((subject, day), a) in chunk {
+            q.int(market_id)
+                .text(subject)
+                .int(*day)
+                .int(a.trades)
+                .int(a.buys)
+                .int(a.sells)
+                .wei(a.buy_volume)
+                .wei(a.sell_volume)
+                .wei(a.fees);
+        }
+        tx.execute(q).await.map_err(db("updating subjects' days"))?;
+    }
+
+    // Daily active traders.
+    let rows: Vec<((i64, &str), i64)> = day_traders.into_iter().collect();
+    for chunk in rows.chunks(MAX_PARAMS / 4) {
+        let mut sql = insert_into(
+            backend,
+            "daily_traders (market_id, day, trader, trades) VALUES ",
+        );
+        push_placeholders(&mut sql, backend, chunk.len(), 4);
+        sql.push_str(
+            " ON CONFLICT (market_id, day, trader) DO UPDATE SET trades = daily_traders.trades + excluded.trades \
+             RETURNING day, trader, trades",
+        );
+        let mut q = big_statement(backend, &sql, chunk.len() * 4);
+        for ((day, trader), n) in chunk {
+            q.int(market_id).int(*day).text(trader).int(*n);
+        }
+        let returned = tx
+            .fetch_all(q)
+            .await
+            .map_err(db("updating daily traders"))?;
+        let deltas: HashMap<(i64, &str), i64> = chunk.iter().copied().collect();
+        for r in returned {
+            let (day, now) = (r.int(0), r.int(2));
+            let delta = deltas[&(day, r.text(1))];
+            if (sign > 0 && now == delta) || (sign < 0 && now == 0) {
+                days.entry(day).or_default().active += sign;
+            }
+        }
+    }
+
+    // Days.
+    let rows: Vec<(i64, DayAgg)> = days.into_iter().collect();
+    let mut sql = insert_into(
+        backend,
+        "stats_daily (market_id, day, trades, buys, sells, buy_volume_gwei, buy_volume_rem, sell_volume_gwei, \
+         sell_volume_rem, protocol_gwei, protocol_rem, subject_gwei, subject_rem, active_traders, new_traders, new_subjects) VALUES ",
+    );
+    push_placeholders(&mut sql, backend, rows.len(), 16);
+    sql.push_str(
+        " ON CONFLICT (market_id, day) DO UPDATE SET trades = stats_daily.trades + excluded.trades, \
+         buys = stats_daily.buys + excluded.buys, sells = stats_daily.sells + excluded.sells, \
+         buy_volume_gwei = stats_daily.buy_volume_gwei + excluded.buy_volume_gwei, buy_volume_rem = stats_daily.buy_volume_rem + excluded.buy_volume_rem, \
+         sell_volume_gwei = stats_daily.sell_volume_gwei + excluded.sell_volume_gwei, sell_volume_rem = stats_daily.sell_volume_rem + excluded.sell_volume_rem, \
+         protocol_gwei = stats_daily.protocol_gwei + excluded.protocol_gwei, protocol_rem = stats_daily.protocol_rem + excluded.protocol_rem, \
+         subject_gwei = stats_daily.subject_gwei + excluded.subject_gwei, subject_rem = stats_daily.subject_rem + excluded.subject_rem, \
+         active_traders = stats_daily.active_traders + excluded.active_traders, new_traders = stats_daily.new_traders + excluded.new_traders, \
+         new_subjects = stats_daily.new_subjects + excluded.new_subjects",
+    );
+    let mut q = big_statement(backend, &sql, rows.len() * 16);
+    for (day, d) in &rows {
+        q.int(market_id)
+            .int(*day)
+            .int(d.trades)
+            .int(d.buys)
+            .int(d.sells)
+            .wei(d.buy_volume)
+            .wei(d.sell_volume)
+            .wei(d.protocol)
+            .wei(d.subject)
+            .int(d.active)
+            .int(d.new_traders)
+            .int(d.new_subjects);
+    }
+    tx.execute(q).await.map_err(db("updating daily stats"))?;
+
+    if sign < 0 {
+        for table in [
+            "subjects",
+            "traders",
+            "daily_traders",
+            "stats_daily",
+            "subject_daily",
+        ] {
+            let sql = format!("DELETE FROM {table} WHERE market_id = $1 AND trades = 0");
+            let mut q = Stmt::new(backend, &sql, 1);
+            q.int(market_id);
+            tx.execute(q)
+                .await
+                .map_err(db("pruning emptied aggregates"))?;
+        }
+    }
+    Ok(())
+}
+
+/// The start of a multi-row `INSERT` (`rest`: "table (columns) VALUES …"). On SQLite, `OR FAIL`:
+/// a failing row stops the statement without undoing its earlier rows, so SQLite keeps no
+/// statement journal (a copy of every page the statement touches, the default `ABORT` needs).
+/// Nothing is lost by that: any error rolls the whole transaction back.
+pub(super) fn insert_into(backend: Backend, rest: &str) -> String {
+    match backend {
+        Backend::Sqlite => format!("INSERT OR FAIL INTO {rest}"),
+        Backend::Postgres => format!("INSERT INTO {rest}"),
+    }
+}
+
+/// From the `RETURNING key, trades, first_time` rows of a subjects/traders upsert: the UTC days
+/// (of their first trade) of the parties this batch made appear (`sign` > 0: their trade count
+/// equals this batch's) or vanish (`sign` < 0: no trades left).
+pub(super) fn appeared_or_vanished(
+    returned: &[WriteRow],
+    chunk: &[(&str, PartyAgg)],
+    sign: i64,
+) -> Vec<i64> {
+    let deltas: HashMap<&str, i64> = chunk.iter().map(|(k, a)| (*k, a.trades)).collect();
+    returned
+        .iter()
+        .filter_map(|r| {
+            let (trades_now, first_time) = (r.int(1), r.int(2));
+            let delta = deltas[r.text(0)];
+            ((sign > 0 && trades_now == delta) || (sign < 0 && trades_now == 0))
+                .then(|| first_time.div_euclid(DAY))
+        })
+        .collect()
+}
+
+/// A multi-row statement. Not prepared-and-cached: its text varies with the number of rows, and
+/// each cached variant with tens of thousands of parameters would hold megabytes for the life of
+/// the connection (memory would grow with the variety of batch sizes). The trades insert caches
+/// its full-chunk variant only (`.persistent(true)`), a fixed text.
+pub(super) fn big_statement(backend: Backend, sql: &str, params: usize) -> Stmt<'_> {
+    Stmt::new(backend, sql, params).persistent(false)
+}
+
+/// Appends `rows` tuples of `cols` placeholders. SQLite gets anonymous `?` (bound by position):
+/// with `?NNN` or `$NNN` every bind looks its name up in a linear list (sqlite3VListNumToName),
+/// which makes a 30,000-parameter statement quadratic. PostgreSQL gets `$NNN`.
+pub(super) fn push_placeholders(sql: &mut String, backend: Backend, rows: usize, cols: usize) {
+    use std::fmt::Write;
+    let mut n = 1;
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..cols {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            if backend == Backend::Sqlite {
+                sql.push('?');
+            } else {
+                write!(sql, "${n}").expect("write to string");
+            }
+            n += 1;
+        }
+        sql.push(')');
+    }
+}

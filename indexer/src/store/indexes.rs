@@ -1,0 +1,230 @@
+//! The trades' secondary indexes a long backfill drops and builds again at the head, and the
+//! repair of a trade stored twice meanwhile.
+
+use sqlx::{AssertSqlSafe, Row};
+use tracing::info;
+
+use super::*;
+use crate::{Error, Result};
+
+impl Store {
+    /// The first block holding a trade that is stored twice (same chain, transaction and log
+    /// index), if any: a full scan, for repairing a long backfill whose unique index could not
+    /// be built ([`Error::StoredTwice`]).
+    pub async fn first_duplicate_block(&self, market_id: i64) -> Result<Option<u64>> {
+        let r = sqlx::query(
+            "SELECT CAST(MIN(first_block) AS BIGINT) FROM (SELECT MIN(block_number) AS first_block FROM trades \
+             WHERE market_id = $1 GROUP BY chain_id, tx_hash, log_index HAVING COUNT(*) > 1) d",
+        )
+        .bind(market_id)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db("looking for trades stored twice"))?;
+        Ok(r.try_get::<Option<i64>, _>(0)
+            .map_err(db("looking for trades stored twice"))?
+            .map(|b| b as u64))
+    }
+
+    /// Drops the secondary indexes of trades and holdings, for a long backfill: keeping them up to
+    /// date row by row costs more than building them once, sorted, at the end
+    /// ([`Store::build_secondary_indexes`]). Readers still get right answers meanwhile, slower.
+    pub async fn drop_secondary_indexes(&self) -> Result<()> {
+        for (name, _) in DEFERRABLE_INDEXES {
+            if KEPT_DURING_BACKFILL.contains(name) {
+                continue;
+            }
+            sqlx::query(AssertSqlSafe(format!("DROP INDEX IF EXISTS {name}")))
+                .execute(&self.pool)
+                .await
+                .map_err(db("dropping an index"))?;
+        }
+        Ok(())
+    }
+
+    /// Creates the deferrable secondary indexes that are missing (all present: nothing to do).
+    /// Returns how many were built.
+    pub async fn build_secondary_indexes(&self) -> Result<usize> {
+        // One connection for the builds and their settings (pragmas are per connection).
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(db("opening a connection"))?;
+        if self.backend == Backend::Sqlite {
+            // SQLite sorts an index's keys on several threads only when its temporary files are
+            // files (not memory), in chunks of at most cache_size: small sorted runs, merged.
+            // On the 1M-trade backfill's identity index: 2.0 s → 0.9 s (docs/performance.md).
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+            for pragma in [
+                "PRAGMA temp_store=FILE".to_string(),
+                format!("PRAGMA threads={threads}"),
+                "PRAGMA cache_size=-4096".to_string(),
+            ] {
+                sqlx::query(AssertSqlSafe(pragma))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db("configuring the index builds"))?;
+            }
+        }
+        let built = build_missing(&mut conn, self.backend).await;
+        let mut restored = Ok(());
+        if self.backend == Backend::Sqlite {
+            for pragma in [SQLITE_TEMP_STORE, "PRAGMA threads=0", SQLITE_CACHE_SIZE] {
+                if let Err(e) = sqlx::query(pragma).execute(&mut *conn).await {
+                    restored = Err(db("restoring the connection's settings")(e));
+                }
+            }
+        }
+        // A failed build's error matters more than a failed restore's.
+        let built = built?;
+        restored.map(|()| built)
+    }
+
+    pub(super) async fn has_index(&self, name: &str) -> Result<bool> {
+        has_index(&self.pool, self.backend, name).await
+    }
+}
+
+/// Secondary indexes (name, definition) exactly as the migrations create them, that a long
+/// backfill drops and builds again at its end. The first is the trades' identity: while it is
+/// missing, trades are inserted without the conflict check (exactly-once then rests on the
+/// checkpoint, checked in the same transaction), and building it at the end proves no row is
+/// there twice.
+pub(super) const DEFERRABLE_INDEXES: &[(&str, &str)] = &[
+    (
+        TRADES_IDENTITY,
+        "CREATE UNIQUE INDEX IF NOT EXISTS trades_identity ON trades (chain_id, tx_hash, log_index)",
+    ),
+    (
+        "holdings_by_trader",
+        "CREATE INDEX IF NOT EXISTS holdings_by_trader ON holdings (market_id, trader, balance DESC, subject)",
+    ),
+    (
+        "trades_market_time",
+        "CREATE INDEX IF NOT EXISTS trades_market_time ON trades (market_id, block_time, subject)",
+    ),
+    (
+        "trades_market_block",
+        "CREATE INDEX IF NOT EXISTS trades_market_block ON trades (market_id, block_number, log_index)",
+    ),
+    (
+        "subjects_by_volume",
+        "CREATE INDEX IF NOT EXISTS subjects_by_volume ON subjects (market_id, (volume_gwei + volume_rem / 1000000000) DESC, (volume_rem % 1000000000) DESC, subject)",
+    ),
+    (
+        "subjects_by_fees",
+        "CREATE INDEX IF NOT EXISTS subjects_by_fees ON subjects (market_id, (fees_gwei + fees_rem / 1000000000) DESC, (fees_rem % 1000000000) DESC, subject)",
+    ),
+    (
+        "subjects_by_holders",
+        "CREATE INDEX IF NOT EXISTS subjects_by_holders ON subjects (market_id, holders DESC, subject)",
+    ),
+    (
+        "subjects_by_supply",
+        "CREATE INDEX IF NOT EXISTS subjects_by_supply ON subjects (market_id, supply DESC, subject)",
+    ),
+    (
+        "subjects_by_trades",
+        "CREATE INDEX IF NOT EXISTS subjects_by_trades ON subjects (market_id, trades DESC, subject)",
+    ),
+    (
+        "traders_by_volume",
+        "CREATE INDEX IF NOT EXISTS traders_by_volume ON traders (market_id, (volume_gwei + volume_rem / 1000000000) DESC, (volume_rem % 1000000000) DESC, trader)",
+    ),
+    (
+        "traders_by_fees",
+        "CREATE INDEX IF NOT EXISTS traders_by_fees ON traders (market_id, (fees_gwei + fees_rem / 1000000000) DESC, (fees_rem % 1000000000) DESC, trader)",
+    ),
+    (
+        "traders_by_trades",
+        "CREATE INDEX IF NOT EXISTS traders_by_trades ON traders (market_id, trades DESC, trader)",
+    ),
+    (
+        "traders_by_pnl",
+        "CREATE INDEX IF NOT EXISTS traders_by_pnl ON traders (market_id, pnl_gwei DESC, pnl_rem DESC, trader)",
+    ),
+    (
+        "subjects_by_price",
+        "CREATE INDEX IF NOT EXISTS subjects_by_price ON subjects (market_id, (curve * supply * supply) DESC, subject)",
+    ),
+    (
+        "holdings_by_balance",
+        "CREATE INDEX IF NOT EXISTS holdings_by_balance ON holdings (market_id, subject, balance DESC, trader)",
+    ),
+    (
+        "trades_market_subject",
+        "CREATE INDEX IF NOT EXISTS trades_market_subject ON trades (market_id, subject, block_number, log_index)",
+    ),
+    (
+        "trades_market_trader",
+        "CREATE INDEX IF NOT EXISTS trades_market_trader ON trades (market_id, trader, block_number, log_index)",
+    ),
+];
+
+pub(super) const TRADES_IDENTITY: &str = "trades_identity";
+
+/// Deferrable indexes that a long backfill nevertheless keeps: trades arrive in their order
+/// (block, then time), so each insert appends at the index's right edge — cheaper than a sorted
+/// build of the whole table at the end. [`Store::build_secondary_indexes`] still creates them
+/// where missing (e.g. dropped by an older version).
+pub(super) const KEPT_DURING_BACKFILL: &[&str] = &["trades_market_block", "trades_market_time"];
+
+/// Creates the deferrable indexes missing on `conn`; returns how many were built.
+pub(super) async fn build_missing(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+) -> Result<usize> {
+    let mut built = 0;
+    // The identity last: if a trade is stored twice it fails, and the repair
+    // ([`Store::first_duplicate_block`], [`Store::rollback`]) then has every other index.
+    let identity_last = DEFERRABLE_INDEXES
+        .iter()
+        .filter(|(name, _)| *name != TRADES_IDENTITY)
+        .chain(
+            DEFERRABLE_INDEXES
+                .iter()
+                .filter(|(name, _)| *name == TRADES_IDENTITY),
+        );
+    for (name, create) in identity_last {
+        if has_index(&mut *conn, backend, name).await? {
+            continue;
+        }
+        let started = std::time::Instant::now();
+        sqlx::query(AssertSqlSafe(*create))
+            .execute(&mut *conn)
+            .await
+            .map_err(|source| {
+                if *name == TRADES_IDENTITY && !crate::db_error_is_transient(&source) {
+                    Error::StoredTwice(format!(
+                        "building the unique index on (chain id, tx hash, log index) failed: {source}"
+                    ))
+                } else {
+                    Error::Database {
+                        what: format!("building the index {name}"),
+                        source,
+                    }
+                }
+            })?;
+        info!(target: "indexer::store", index = name, secs = started.elapsed().as_secs_f64(), "built index");
+        built += 1;
+    }
+    Ok(built)
+}
+
+pub(super) async fn has_index<'c, E>(e: E, backend: Backend, name: &str) -> Result<bool>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    let exists = match backend {
+        Backend::Sqlite => "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = $1",
+        Backend::Postgres => {
+            "SELECT COUNT(*) FROM pg_indexes WHERE schemaname = current_schema() AND indexname = $1"
+        }
+    };
+    let n = sqlx::query(exists)
+        .bind(name)
+        .fetch_one(e)
+        .await
+        .map_err(db("looking up an index"))?;
+    Ok(get_i64(&n, 0) > 0)
+}

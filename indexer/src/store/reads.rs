@@ -1,0 +1,172 @@
+//! Reads of the indexer's own (checkpoint, window) and of totals, counts and whole-table dumps
+//! for the CLI and the tests.
+
+use std::collections::BTreeMap;
+
+use alloy::primitives::B256;
+use sqlx::{AssertSqlSafe, Row};
+
+use super::{aggregates::*, *};
+use crate::{Error, Result, amount::Wei};
+
+impl Store {
+    /// The market's current checkpoint.
+    pub async fn next_block(&self, market_id: i64) -> Result<u64> {
+        let row = sqlx::query("SELECT next_block FROM markets WHERE id = $1")
+            .bind(market_id)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db("reading the checkpoint"))?;
+        Ok(row.get::<i64, _>(0) as u64)
+    }
+
+    /// The stored block window, newest first.
+    pub async fn window(&self, market_id: i64) -> Result<Vec<(u64, B256)>> {
+        let rows = sqlx::query(
+            "SELECT number, hash FROM blocks WHERE market_id = $1 ORDER BY number DESC",
+        )
+        .bind(market_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("reading the block window"))?;
+        rows.iter()
+            .map(|r| {
+                let hash: String = r.get(1);
+                Ok((
+                    r.get::<i64, _>(0) as u64,
+                    hash.parse()
+                        .map_err(|_| Error::Corrupt(format!("bad block hash {hash}")))?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Totals of a market over all time (`days` = `None`) or over the UTC days `from..=to` (days
+    /// since 1970-01-01), summed from the daily aggregates. Distinct traders and subjects: over
+    /// all time, the sums of the daily first appearances; over a window, counted from the
+    /// per-day traders and from the raw trades.
+    pub async fn totals(&self, market_id: i64, days: Option<(i64, i64)>) -> Result<Totals> {
+        let (from, to) = days.unwrap_or((i64::MIN / 2, i64::MAX / 2));
+        let r = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(trades),0) AS BIGINT), CAST(COALESCE(SUM(buys),0) AS BIGINT), CAST(COALESCE(SUM(sells),0) AS BIGINT), CAST(COALESCE(SUM(buy_volume_gwei),0) AS BIGINT), CAST(COALESCE(SUM(buy_volume_rem),0) AS BIGINT), CAST(COALESCE(SUM(sell_volume_gwei),0) AS BIGINT), CAST(COALESCE(SUM(sell_volume_rem),0) AS BIGINT), CAST(COALESCE(SUM(protocol_gwei),0) AS BIGINT), CAST(COALESCE(SUM(protocol_rem),0) AS BIGINT), CAST(COALESCE(SUM(subject_gwei),0) AS BIGINT), CAST(COALESCE(SUM(subject_rem),0) AS BIGINT), \
+             CAST(COALESCE(SUM(new_traders),0) AS BIGINT), CAST(COALESCE(SUM(new_subjects),0) AS BIGINT) \
+             FROM stats_daily WHERE market_id = $1 AND day >= $2 AND day <= $3",
+        )
+        .bind(market_id)
+        .bind(from)
+        .bind(to)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db("reading totals"))?;
+        let w = |i: usize| {
+            Wei {
+                gwei: get_i64(&r, i),
+                rem: get_i64(&r, i + 1),
+            }
+            .to_u256()
+            .to_string()
+        };
+        let (traders, subjects) = if days.is_none() {
+            (get_i64(&r, 11), get_i64(&r, 12))
+        } else {
+            let t = sqlx::query(
+                "SELECT COUNT(DISTINCT trader) FROM daily_traders WHERE market_id = $1 AND day >= $2 AND day <= $3",
+            )
+            .bind(market_id)
+            .bind(from)
+            .bind(to)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db("counting traders"))?;
+            let s = sqlx::query(
+                "SELECT COUNT(DISTINCT subject) FROM trades WHERE market_id = $1 AND block_time >= $2 AND block_time < $3 AND share_amount <> 0",
+            )
+            .bind(market_id)
+            .bind(from.saturating_mul(DAY))
+            .bind(to.saturating_add(1).saturating_mul(DAY))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db("counting subjects"))?;
+            (get_i64(&t, 0), get_i64(&s, 0))
+        };
+        Ok(Totals {
+            trades: get_i64(&r, 0),
+            buys: get_i64(&r, 1),
+            sells: get_i64(&r, 2),
+            buy_volume: w(3),
+            sell_volume: w(5),
+            protocol_fees: w(7),
+            subject_fees: w(9),
+            traders,
+            subjects,
+        })
+    }
+
+    /// Rows in the raw trades table of a market (zero-amount trades included). A full count:
+    /// not for request paths.
+    pub async fn raw_trades(&self, market_id: i64) -> Result<i64> {
+        let r = sqlx::query("SELECT COUNT(*) FROM trades WHERE market_id = $1")
+            .bind(market_id)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db("counting trades"))?;
+        Ok(get_i64(&r, 0))
+    }
+
+    /// Every table's rows for a market, as sorted text lines: for comparing two databases (or a
+    /// database against a recomputation) row for row.
+    pub async fn dump(&self, market_id: i64) -> Result<BTreeMap<&'static str, Vec<String>>> {
+        let mut out = BTreeMap::new();
+        for (table, cols) in DUMP_TABLES {
+            let rows = sqlx::query(AssertSqlSafe(format!(
+                "SELECT {cols} FROM {table} WHERE market_id = $1"
+            )))
+            .bind(market_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("dumping"))?;
+            let mut lines: Vec<String> = rows
+                .iter()
+                .map(|r| {
+                    (0..r.len())
+                        .map(|i| {
+                            r.try_get::<i64, _>(i)
+                                .map(|v| v.to_string())
+                                .unwrap_or_else(|_| r.get::<String, _>(i))
+                        })
+                        .collect::<Vec<_>>()
+                        .join("|")
+                })
+                .collect();
+            lines.sort();
+            out.insert(*table, lines);
+        }
+        Ok(out)
+    }
+}
+
+/// Tables and columns compared by [`Store::dump`] (everything but surrogate ids).
+pub(super) const DUMP_TABLES: &[(&str, &str)] = &[
+    (
+        "trades",
+        "chain_id, tx_hash, log_index, block_number, block_hash, block_time, trader, subject, is_buy, share_amount, eth_gwei, eth_rem, protocol_gwei, protocol_rem, subject_gwei, subject_rem, supply, basis_gwei, basis_rem",
+    ),
+    (
+        "stats_daily",
+        "day, trades, buys, sells, buy_volume_gwei, buy_volume_rem, sell_volume_gwei, sell_volume_rem, protocol_gwei, protocol_rem, subject_gwei, subject_rem, active_traders, new_traders, new_subjects",
+    ),
+    (
+        "subjects",
+        "subject, supply, holders, trades, volume_gwei, volume_rem, fees_gwei, fees_rem, first_time, curve",
+    ),
+    (
+        "traders",
+        "trader, trades, volume_gwei, volume_rem, fees_gwei, fees_rem, first_time, pnl_gwei, pnl_rem",
+    ),
+    ("holdings", "subject, trader, balance, cost_gwei, cost_rem"),
+    ("daily_traders", "day, trader, trades"),
+    (
+        "subject_daily",
+        "subject, day, trades, buys, sells, buy_volume_gwei, buy_volume_rem, sell_volume_gwei, sell_volume_rem, fees_gwei, fees_rem",
+    ),
+];

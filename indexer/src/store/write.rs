@@ -1,0 +1,383 @@
+//! Writing: a batch committed (rows, aggregates, block hashes, checkpoint) and a rollback, each
+//! in one transaction, with the average-cost basis each sell releases.
+
+use foldhash::HashMap;
+
+use tracing::debug;
+
+use super::{
+    aggregates::*,
+    indexes::*,
+    writer::{Stmt, WriteRow, WriteTx},
+    *,
+};
+use crate::{
+    Error, Result,
+    amount::Wei,
+    decode::{TradeRow, hex},
+};
+
+impl Store {
+    /// Records the chain head seen while the market is caught up (for the lag the API reports).
+    pub async fn record_head(&self, market_id: i64, head: u64) -> Result<()> {
+        // On the writer: a write on the other SQLite connection would void the writer's page cache.
+        let mut tx = self.begin_write().await?;
+        let mut q = Stmt::new(
+            self.backend,
+            "UPDATE markets SET head_block = $1, head_seen_at = $2 WHERE id = $3",
+            3,
+        );
+        q.int(head as i64).int(unix_now()).int(market_id);
+        tx.execute(q).await.map_err(db("recording the head"))?;
+        tx.commit().await.map_err(db("recording the head"))
+    }
+
+    pub(super) async fn begin_write(&self) -> Result<WriteTx> {
+        self.writer
+            .begin()
+            .await
+            .map_err(db("starting a transaction"))
+    }
+
+    /// Commits one indexed range: rows, aggregates, block hashes (keeping `window` blocks) and the
+    /// checkpoint, in one transaction. Refuses a batch that does not start at the checkpoint.
+    pub async fn commit(&self, market: &MarketState, batch: &Batch, window: u64) -> Result<()> {
+        // (On the readers' pool, before the writer's transaction.)
+        let checked = self.has_index(TRADES_IDENTITY).await?;
+        let backend = self.backend;
+        let mut tx = self.begin_write().await?;
+        let mut q = Stmt::new(backend, "SELECT next_block FROM markets WHERE id = $1", 1);
+        q.int(market.id);
+        let next = tx
+            .fetch_all(q)
+            .await
+            .map_err(db("reading the checkpoint"))?
+            .first()
+            .ok_or_else(|| Error::Corrupt(format!("market {} is not registered", market.id)))?
+            .int(0);
+        if next as u64 != batch.from {
+            return Err(Error::Corrupt(format!(
+                "batch starts at block {} but the checkpoint is {next}: another indexer is writing this market?",
+                batch.from
+            )));
+        }
+        if let Some((number, hash)) = batch.parent {
+            let mut q = Stmt::new(
+                backend,
+                "SELECT hash FROM blocks WHERE market_id = $1 AND number = $2",
+                2,
+            );
+            q.int(market.id).int(number as i64);
+            let stored = tx
+                .fetch_all(q)
+                .await
+                .map_err(db("reading the parent block's hash"))?;
+            if stored
+                .first()
+                .is_some_and(|r| r.text(0) != hex(hash.as_slice()))
+            {
+                return Err(Error::Reorged { block: number });
+            }
+        }
+        let basis = released_basis(&mut tx, backend, market.id, &batch.trades).await?;
+        insert_trades(&mut tx, backend, market, &batch.trades, &basis, checked).await?;
+        apply_aggregates(&mut tx, backend, market.id, &batch.trades, &basis, 1).await?;
+        let hashes: Vec<String> = batch
+            .blocks
+            .iter()
+            .map(|(_, h)| hex(h.as_slice()))
+            .collect();
+        for (chunk, hashes) in batch
+            .blocks
+            .chunks(MAX_PARAMS / 3)
+            .zip(hashes.chunks(MAX_PARAMS / 3))
+        {
+            let mut sql = insert_into(backend, "blocks (market_id, number, hash) VALUES ");
+            push_placeholders(&mut sql, backend, chunk.len(), 3);
+            sql.push_str(" ON CONFLICT (market_id, number) DO UPDATE SET hash = excluded.hash");
+            let mut q = big_statement(backend, &sql, chunk.len() * 3);
+            for ((n, _), h) in chunk.iter().zip(hashes) {
+                q.int(market.id).int(*n as i64).text(h);
+            }
+            tx.execute(q).await.map_err(db("storing block hashes"))?;
+        }
+        let mut q = Stmt::new(
+            backend,
+            "DELETE FROM blocks WHERE market_id = $1 AND number < $2",
+            2,
+        );
+        q.int(market.id).int(batch.to.saturating_sub(window) as i64);
+        tx.execute(q).await.map_err(db("pruning block hashes"))?;
+        let mut q = Stmt::new(
+            backend,
+            "UPDATE markets SET next_block = $1, head_block = $2, head_seen_at = $3 WHERE id = $4",
+            4,
+        );
+        q.int((batch.to + 1) as i64)
+            .int(batch.head.max(batch.to) as i64)
+            .int(unix_now())
+            .int(market.id);
+        tx.execute(q).await.map_err(db("moving the checkpoint"))?;
+        tx.commit().await.map_err(db("committing a batch"))?;
+        debug!(target: "indexer::store", from = batch.from, to = batch.to, trades = batch.trades.len(), "committed");
+        Ok(())
+    }
+
+    /// Rolls the market back so that `first_orphan` and everything after it are unindexed: the
+    /// orphaned trades' contributions are subtracted from every aggregate, their rows and block
+    /// hashes deleted and the checkpoint moved, in one transaction.
+    pub async fn rollback(&self, market: &MarketState, first_orphan: u64) -> Result<usize> {
+        let backend = self.backend;
+        let mut tx = self.begin_write().await?;
+        let sql = format!(
+            "SELECT {TRADE_COLUMNS}, basis_gwei, basis_rem FROM trades WHERE market_id = $1 AND block_number >= $2 ORDER BY block_number, log_index"
+        );
+        let mut q = Stmt::new(backend, &sql, 2).persistent(false);
+        q.int(market.id).int(first_orphan as i64);
+        let rows = tx
+            .fetch_all(q)
+            .await
+            .map_err(db("reading orphaned trades"))?;
+        let orphans: Vec<TradeRow> = rows.iter().map(trade_from_row).collect();
+        let basis: Vec<Wei> = rows.iter().map(|r| r.wei(17)).collect();
+        apply_aggregates(&mut tx, backend, market.id, &orphans, &basis, -1).await?;
+        let mut q = Stmt::new(
+            backend,
+            "DELETE FROM trades WHERE market_id = $1 AND block_number >= $2",
+            2,
+        );
+        q.int(market.id).int(first_orphan as i64);
+        tx.execute(q)
+            .await
+            .map_err(db("deleting orphaned trades"))?;
+        // A subject's supply is that of its latest remaining trade.
+        let mut subjects: Vec<&String> = orphans.iter().map(|t| &t.subject).collect();
+        subjects.sort();
+        subjects.dedup();
+        for s in subjects {
+            let mut q = Stmt::new(
+                backend,
+                "UPDATE subjects SET supply = COALESCE((SELECT t.supply FROM trades t WHERE t.market_id = $1 AND t.subject = $2 \
+                 AND t.share_amount > 0 ORDER BY t.block_number DESC, t.log_index DESC LIMIT 1), 0) \
+                 WHERE market_id = $1 AND subject = $2",
+                2,
+            );
+            q.int(market.id).text(s);
+            tx.execute(q).await.map_err(db("restoring supplies"))?;
+        }
+        let mut q = Stmt::new(
+            backend,
+            "DELETE FROM blocks WHERE market_id = $1 AND number >= $2",
+            2,
+        );
+        q.int(market.id).int(first_orphan as i64);
+        tx.execute(q)
+            .await
+            .map_err(db("deleting orphaned block hashes"))?;
+        let mut q = Stmt::new(
+            backend,
+            "UPDATE markets SET next_block = $1 WHERE id = $2",
+            2,
+        );
+        q.int(first_orphan as i64).int(market.id);
+        tx.execute(q)
+            .await
+            .map_err(db("moving the checkpoint back"))?;
+        tx.commit().await.map_err(db("committing a rollback"))?;
+        Ok(orphans.len())
+    }
+}
+
+pub(crate) const TRADE_COLUMNS: &str = "chain_id, tx_hash, log_index, block_number, block_hash, block_time, trader, subject, is_buy, share_amount, \
+     eth_gwei, eth_rem, protocol_gwei, protocol_rem, subject_gwei, subject_rem, supply";
+
+pub(super) async fn insert_trades(
+    tx: &mut WriteTx,
+    backend: Backend,
+    market: &MarketState,
+    trades: &[TradeRow],
+    basis: &[Wei],
+    checked: bool,
+) -> Result<()> {
+    const COLS: usize = 20;
+    const ROWS: usize = MAX_PARAMS / COLS;
+    let chunks: Vec<(&[TradeRow], &[Wei])> = trades.chunks(ROWS).zip(basis.chunks(ROWS)).collect();
+    let text = |rows: usize| {
+        let mut sql = insert_into(
+            backend,
+            "trades (chain_id, tx_hash, log_index, block_number, block_hash, block_time, trader, subject, is_buy, \
+             share_amount, eth_gwei, eth_rem, protocol_gwei, protocol_rem, subject_gwei, subject_rem, supply, market_id, basis_gwei, basis_rem) VALUES ",
+        );
+        push_placeholders(&mut sql, backend, rows, COLS);
+        // A row already present would mean a range indexed twice: the count check below turns
+        // that into an error instead of double-counted aggregates. (During a long backfill the
+        // identity index is absent and its build at the end does that check.)
+        if checked {
+            sql.push_str(" ON CONFLICT (chain_id, tx_hash, log_index) DO NOTHING");
+        }
+        sql
+    };
+    // Two texts at most: full chunks (most of a backfill's) and the last, shorter one.
+    let full = (trades.len() >= ROWS).then(|| text(ROWS));
+    let last = (!trades.len().is_multiple_of(ROWS)).then(|| text(trades.len() % ROWS));
+    let bind = |i: usize| {
+        let (chunk, basis) = chunks[i];
+        // The full chunks' text is prepared once and cached (two variants at most: with and
+        // without the conflict clause).
+        let (sql, cached) = if chunk.len() == ROWS {
+            (&full, true)
+        } else {
+            (&last, false)
+        };
+        let mut q = big_statement(
+            backend,
+            sql.as_deref().expect("a text for each chunk length"),
+            chunk.len() * COLS,
+        )
+        .persistent(cached);
+        for (t, b) in chunk.iter().zip(basis) {
+            q.int(t.chain_id)
+                .text(&t.tx_hash)
+                .int(t.log_index)
+                .int(t.block_number)
+                .text(&t.block_hash)
+                .int(t.block_time)
+                .text(&t.trader)
+                .text(&t.subject)
+                .int(i64::from(t.is_buy))
+                .int(t.share_amount)
+                .wei(t.eth)
+                .wei(t.protocol_fee)
+                .wei(t.subject_fee)
+                .int(t.supply)
+                .int(market.id)
+                .wei(*b);
+        }
+        q
+    };
+    let mut next = (!chunks.is_empty()).then(|| bind(0));
+    for i in 0..chunks.len() {
+        let q = next.take().expect("bound ahead");
+        // While the database executes chunk i, chunk i + 1 is bound (the binding is this
+        // thread's work, the execution the database's).
+        let (done, ahead) = futures::join!(tx.execute(q), async {
+            (i + 1 < chunks.len()).then(|| bind(i + 1))
+        });
+        next = ahead;
+        let done = done.map_err(db("inserting trades"))?;
+        let rows = chunks[i].0.len() as u64;
+        if done != rows {
+            // The caller's transaction is dropped: nothing of the batch is stored.
+            let (from, to) = (
+                trades[0].block_number as u64,
+                trades[trades.len() - 1].block_number as u64,
+            );
+            return Err(Error::AlreadyStored {
+                count: rows - done,
+                from,
+                to,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The cost basis each sell of `trades` releases, average-cost method: the holding's cost × keys
+/// sold / keys held, rounded down (all of it when the seller sells everything, or more than the
+/// index saw it buy — keys bought before a market's start block). Zero for buys and empty
+/// trades. Reads the stored holdings of the (subject, trader) pairs that sell in this batch and
+/// replays the batch in chain order.
+pub(super) async fn released_basis(
+    tx: &mut WriteTx,
+    backend: Backend,
+    market_id: i64,
+    trades: &[TradeRow],
+) -> Result<Vec<Wei>> {
+    let mut index: HashMap<(&str, &str), usize> = HashMap::default();
+    for t in trades.iter().filter(|t| !t.is_buy && t.share_amount != 0) {
+        let next = index.len();
+        index
+            .entry((t.subject.as_str(), t.trader.as_str()))
+            .or_insert(next);
+    }
+    if index.is_empty() {
+        return Ok(vec![Wei::ZERO; trades.len()]);
+    }
+    // (balance, cost in wei) of each selling pair, from the database.
+    let mut state = vec![(0i64, 0i128); index.len()];
+    let pairs: Vec<(&str, &str)> = index.keys().copied().collect();
+    for chunk in pairs.chunks(MAX_PARAMS / 2) {
+        let mut sql = format!(
+            "SELECT subject, trader, balance, cost_gwei, cost_rem FROM holdings WHERE market_id = {market_id} AND (subject, trader) IN (VALUES "
+        );
+        push_placeholders(&mut sql, backend, chunk.len(), 2);
+        sql.push(')');
+        let mut q = big_statement(backend, &sql, chunk.len() * 2);
+        for (subject, trader) in chunk {
+            q.text(subject).text(trader);
+        }
+        for r in tx.fetch_all(q).await.map_err(db("reading holdings"))? {
+            let i = index[&(r.text(0), r.text(1))];
+            state[i] = (r.int(2), r.wei(3).to_i128());
+        }
+    }
+    let mut out = Vec::with_capacity(trades.len());
+    for t in trades {
+        let i = index.get(&(t.subject.as_str(), t.trader.as_str()));
+        let (Some(&i), true) = (i, t.share_amount != 0) else {
+            out.push(Wei::ZERO);
+            continue;
+        };
+        let (balance, cost) = &mut state[i];
+        if t.is_buy {
+            *balance += t.share_amount;
+            *cost += paid(t);
+            out.push(Wei::ZERO);
+        } else {
+            let released = if *balance > t.share_amount {
+                *cost * i128::from(t.share_amount) / i128::from(*balance)
+            } else {
+                *cost
+            };
+            *balance -= t.share_amount;
+            *cost -= released;
+            out.push(wei(released)?);
+        }
+    }
+    Ok(out)
+}
+
+/// What a buyer paid: the price and both fees, wei.
+pub(super) fn paid(t: &TradeRow) -> i128 {
+    t.eth.to_i128() + t.protocol_fee.to_i128() + t.subject_fee.to_i128()
+}
+
+/// What a seller received: the price less both fees, wei.
+pub(super) fn received(t: &TradeRow) -> i128 {
+    t.eth.to_i128() - t.protocol_fee.to_i128() - t.subject_fee.to_i128()
+}
+
+pub(super) fn wei(v: i128) -> Result<Wei> {
+    Wei::from_i128(v)
+        .ok_or_else(|| Error::Corrupt(format!("{v} wei is past the storable range of ±9.2e9 ETH")))
+}
+
+/// A row of [`TRADE_COLUMNS`].
+pub(super) fn trade_from_row(r: &WriteRow) -> TradeRow {
+    TradeRow {
+        chain_id: r.int(0),
+        tx_hash: r.text(1).to_owned(),
+        log_index: r.int(2),
+        block_number: r.int(3),
+        block_hash: r.text(4).to_owned(),
+        block_time: r.int(5),
+        trader: r.text(6).to_owned(),
+        subject: r.text(7).to_owned(),
+        is_buy: r.int(8) != 0,
+        share_amount: r.int(9),
+        eth: r.wei(10),
+        protocol_fee: r.wei(12),
+        subject_fee: r.wei(14),
+        supply: r.int(16),
+    }
+}
