@@ -228,3 +228,106 @@ where
         .map_err(db("looking up an index"))?;
     Ok(get_i64(&n, 0) > 0)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::BTreeMap, path::Path};
+
+    use super::*;
+
+    fn tree(backend: &str) -> BTreeMap<String, String> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations")
+            .join(backend);
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| {
+                let path = e.unwrap().path();
+                (
+                    path.file_name().unwrap().to_string_lossy().into_owned(),
+                    std::fs::read_to_string(&path).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    /// One line of SQL with its whitespace collapsed and `IF NOT EXISTS` dropped.
+    fn normal(sql: &str) -> String {
+        sql.replace("IF NOT EXISTS ", "")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// The SQLite and PostgreSQL migration trees stay twins: the same files, identical except
+    /// for their known differences (the surrogate key's type; 0004, where SQLite must copy the
+    /// trades table to drop its primary key).
+    #[test]
+    fn the_two_migration_trees_do_not_drift_apart() {
+        let (sqlite, postgres) = (tree("sqlite"), tree("postgres"));
+        assert_eq!(
+            sqlite.keys().collect::<Vec<_>>(),
+            postgres.keys().collect::<Vec<_>>(),
+            "the same migrations on both"
+        );
+        /// (file, SQLite line, PostgreSQL line) that may differ.
+        const KNOWN: &[(&str, &str, &str)] = &[
+            (
+                "0001_init.sql",
+                "-- keymarket indexer schema (SQLite).",
+                "-- keymarket indexer schema (PostgreSQL).",
+            ),
+            (
+                "0001_init.sql",
+                "id          INTEGER PRIMARY KEY AUTOINCREMENT,",
+                "id          BIGSERIAL PRIMARY KEY,",
+            ),
+        ];
+        for (name, s) in &sqlite {
+            let p = &postgres[name];
+            if name == "0004_trades_identity_index.sql" {
+                let identity = normal(
+                    "CREATE UNIQUE INDEX trades_identity ON trades (chain_id, tx_hash, log_index)",
+                );
+                assert!(
+                    normal(s).contains(&identity),
+                    "SQLite 0004 creates the identity"
+                );
+                assert!(
+                    normal(p).contains(&identity),
+                    "PostgreSQL 0004 creates the identity"
+                );
+                continue;
+            }
+            let (sl, pl): (Vec<&str>, Vec<&str>) = (s.lines().collect(), p.lines().collect());
+            assert_eq!(sl.len(), pl.len(), "{name}: as many lines on both");
+            for (a, b) in sl.iter().zip(&pl) {
+                if a == b {
+                    continue;
+                }
+                assert!(
+                    KNOWN.iter().any(|(file, x, y)| *file == name
+                        && a.trim().starts_with(x)
+                        && b.trim().starts_with(y)),
+                    "{name}: an unknown difference:\n  SQLite:     {a}\n  PostgreSQL: {b}"
+                );
+            }
+        }
+    }
+
+    /// Each index a long backfill drops is built again exactly as the migrations created it
+    /// (else the API's ORDER BY, written for the migrations' expressions, stops using it).
+    #[test]
+    fn deferred_indexes_are_the_migrations_indexes() {
+        for backend in ["sqlite", "postgres"] {
+            let all = normal(&tree(backend).into_values().collect::<Vec<_>>().join("\n"));
+            for (name, create) in DEFERRABLE_INDEXES {
+                let create = normal(create);
+                assert!(
+                    all.contains(&create.trim_end_matches(';').to_string()),
+                    "{backend}: {name} is not created as the migrations create it: {create}"
+                );
+            }
+        }
+    }
+}
