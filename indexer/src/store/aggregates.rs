@@ -481,3 +481,98 @@ pub(super) fn push_placeholders(sql: &mut String, backend: Backend, rows: usize,
         sql.push(')');
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use sqlx::{Connection, Row};
+
+    use super::*;
+
+    fn trade(is_buy: bool, share_amount: i64, supply: i64, eth_wei: i128) -> TradeRow {
+        TradeRow {
+            chain_id: 1,
+            tx_hash: String::new(),
+            log_index: 0,
+            block_number: 1,
+            block_hash: String::new(),
+            block_time: 0,
+            trader: String::new(),
+            subject: String::new(),
+            is_buy,
+            share_amount,
+            eth: Wei::from_i128(eth_wei).unwrap(),
+            protocol_fee: Wei::ZERO,
+            subject_fee: Wei::ZERO,
+            supply,
+        }
+    }
+
+    /// A subject's curve (1× or 10× friend.tech's k²/16000 ETH per key) read off a trade's price.
+    #[test]
+    fn curves_are_read_off_prices() {
+        let unit = KEY_UNIT as i128; // 1 ETH / 16000
+        // Buying key number 4 (supply 4 → 5) costs 4² units; keys 4..=6 cost 16 + 25 + 36.
+        assert_eq!(curve_multiple(&trade(true, 1, 5, 16 * unit)), Some(1));
+        assert_eq!(curve_multiple(&trade(true, 3, 7, 77 * unit)), Some(1));
+        assert_eq!(curve_multiple(&trade(true, 1, 5, 160 * unit)), Some(10));
+        // Selling keys 5..=6 (supply 7 → 5) pays 25 + 36 units.
+        assert_eq!(curve_multiple(&trade(false, 2, 5, 61 * unit)), Some(1));
+        // The first key is free: no price to read a curve from.
+        assert_eq!(curve_multiple(&trade(true, 1, 1, 0)), None);
+        // A price that is no multiple of the curve's, and impossible numbers.
+        assert_eq!(curve_multiple(&trade(true, 1, 5, 16 * unit + 1)), None);
+        assert_eq!(curve_multiple(&trade(true, 6, 5, 16 * unit)), None);
+        assert_eq!(curve_multiple(&trade(true, 0, 5, 0)), None);
+    }
+
+    #[test]
+    fn placeholders_per_backend() {
+        let mut sqlite = String::new();
+        push_placeholders(&mut sqlite, Backend::Sqlite, 2, 2);
+        assert_eq!(sqlite, "(?, ?), (?, ?)");
+        let mut postgres = String::new();
+        push_placeholders(&mut postgres, Backend::Postgres, 2, 3);
+        assert_eq!(postgres, "($1, $2, $3), ($4, $5, $6)");
+    }
+
+    /// The upsert arithmetic of signed amounts keeps each pair normalised (0 <= rem < 10⁹) and
+    /// exact, carrying and borrowing, run by SQLite itself.
+    #[tokio::test]
+    async fn normalised_amounts_carry_and_borrow() {
+        let mut db = sqlx::SqliteConnection::connect("sqlite::memory:")
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE a (id INTEGER PRIMARY KEY, v_gwei BIGINT, v_rem BIGINT)")
+            .execute(&mut db)
+            .await
+            .unwrap();
+        let upsert = format!(
+            "INSERT INTO a (id, v_gwei, v_rem) VALUES (1, $1, $2) ON CONFLICT (id) DO UPDATE SET {}",
+            normalised_add("a", "v")
+        );
+        let mut expect = 0i128;
+        for (gwei, rem) in [
+            (5i64, 999_999_999i64),
+            (0, 2),
+            (0, -3),
+            (-7, 0),
+            (0, -999_999_999),
+            (3, 5),
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(upsert.as_str()))
+                .bind(gwei)
+                .bind(rem)
+                .execute(&mut db)
+                .await
+                .unwrap();
+            expect += i128::from(gwei) * 1_000_000_000 + i128::from(rem);
+            let r = sqlx::query("SELECT v_gwei, v_rem FROM a WHERE id = 1")
+                .fetch_one(&mut db)
+                .await
+                .unwrap();
+            let (g, rm): (i64, i64) = (r.get(0), r.get(1));
+            assert!((0..1_000_000_000).contains(&rm), "normalised: ({g}, {rm})");
+            assert_eq!(i128::from(g) * 1_000_000_000 + i128::from(rm), expect);
+        }
+    }
+}
