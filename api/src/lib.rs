@@ -130,3 +130,110 @@ async fn rate_limit(State(s): State<AppState>, req: Request, next: Next) -> Resp
     }
     next.run(req).await
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// Bad input, through the router in-process over a temporary SQLite store holding one market:
+    /// each gets its 4xx and a JSON body whose message names the problem.
+    #[tokio::test]
+    async fn bad_requests_get_a_4xx_with_a_json_body_naming_the_problem() {
+        let path =
+            std::env::temp_dir().join(format!("keymarket-api-bad-{}.db", std::process::id()));
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+        let store = keymarket_indexer::Store::connect(&format!("sqlite:{}", path.display()))
+            .await
+            .unwrap();
+        store.ensure_chain(31337, Default::default()).await.unwrap();
+        store
+            .ensure_market(31337, Default::default(), 1)
+            .await
+            .unwrap();
+        let app = router(AppState::new(store));
+        for (uri, status, needle) in [
+            ("/v1/subjects/0x1234", 400, "malformed address"),
+            ("/v1/overview?market=99", 404, "unknown market"),
+            (
+                "/v1/daily?from=2030-01-02&to=2030-01-01",
+                400,
+                "inverted range",
+            ),
+            ("/v1/daily?from=2023-02-30", 400, "malformed date"),
+            ("/v1/daily?limit=367", 400, "over the cap"),
+            ("/v1/daily?cursor=2023-13-01", 400, "malformed cursor"),
+            (
+                "/v1/daily?from=2030-01-01&cursor=2023-01-01",
+                400,
+                "outside the requested range",
+            ),
+            ("/v1/traders/top?by=price", 400, "unknown `by` value"),
+            (
+                "/v1/subjects/0x0000000000000000000000000000000000000001/daily",
+                404,
+                "has no trades",
+            ),
+            (
+                "/v1/traders/0x0000000000000000000000000000000000000001/holdings",
+                404,
+                "has no trades",
+            ),
+            (
+                "/v1/traders/0x0000000000000000000000000000000000000001/holdings?cursor=x",
+                400,
+                "malformed cursor",
+            ),
+            ("/v1/subjects/top?limit=1000", 400, "over the cap"),
+            ("/v1/subjects/top?by=vibes", 400, "unknown `by` value"),
+            ("/v1/overview?colour=red", 400, "unknown field"),
+            ("/v1/nothing", 404, "no such endpoint"),
+            ("/v1/trades?side=both", 400, "unknown side"),
+            (
+                "/v1/overview?from=2030-01-02&to=2030-01-01",
+                400,
+                "inverted range",
+            ),
+            ("/v1/trades?cursor=abc", 400, "malformed cursor"),
+            ("/v1/trades?fromBlock=9&toBlock=3", 400, "inverted range"),
+            ("/v1/trades?trader=0xzz", 400, "malformed address"),
+            ("/v1/trades?limit=101", 400, "over the cap"),
+            (
+                "/v1/subjects/0x0000000000000000000000000000000000000001/holders?cursor=5",
+                400,
+                "malformed cursor",
+            ),
+            (
+                "/v1/traders/0x0000000000000000000000000000000000000001",
+                404,
+                "has no trades",
+            ),
+            (
+                "/v1/subjects/0x0000000000000000000000000000000000000001",
+                404,
+                "has no trades",
+            ),
+        ] {
+            let response = app
+                .clone()
+                .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            let got = response.status().as_u16();
+            let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            assert_eq!(got, status, "{uri}: {json}");
+            let message = json["error"]["message"].as_str().unwrap_or_default();
+            assert!(message.contains(needle), "{uri}: {message}");
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+}

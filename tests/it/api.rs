@@ -416,74 +416,16 @@ async fn api_numbers_equal_the_chain_on_sqlite_and_postgres() {
             "{text}"
         );
 
-        // Bad requests: 4xx with a JSON body naming the problem.
-        for (path, status, needle) in [
-            ("/v1/subjects/0x1234", 400, "malformed address"),
-            ("/v1/overview?market=99", 404, "unknown market"),
-            (
-                "/v1/daily?from=2030-01-02&to=2030-01-01",
-                400,
-                "inverted range",
-            ),
-            ("/v1/daily?from=2023-02-30", 400, "malformed date"),
-            ("/v1/daily?limit=367", 400, "over the cap"),
-            ("/v1/daily?cursor=2023-13-01", 400, "malformed cursor"),
-            (
-                "/v1/daily?from=2030-01-01&cursor=2023-01-01",
-                400,
-                "outside the requested range",
-            ),
-            ("/v1/traders/top?by=price", 400, "unknown `by` value"),
-            (
-                "/v1/subjects/0x0000000000000000000000000000000000000001/daily",
-                404,
-                "has no trades",
-            ),
-            (
-                "/v1/traders/0x0000000000000000000000000000000000000001/holdings",
-                404,
-                "has no trades",
-            ),
-            (
-                "/v1/traders/0x0000000000000000000000000000000000000001/holdings?cursor=x",
-                400,
-                "malformed cursor",
-            ),
-            ("/v1/subjects/top?limit=1000", 400, "over the cap"),
-            ("/v1/subjects/top?by=vibes", 400, "unknown `by` value"),
-            ("/v1/overview?colour=red", 400, "unknown field"),
-            ("/v1/nothing", 404, "no such endpoint"),
-            ("/v1/trades?side=both", 400, "unknown side"),
-            (
-                "/v1/overview?from=2030-01-02&to=2030-01-01",
-                400,
-                "inverted range",
-            ),
-            ("/v1/trades?cursor=abc", 400, "malformed cursor"),
-            ("/v1/trades?fromBlock=9&toBlock=3", 400, "inverted range"),
-            ("/v1/trades?trader=0xzz", 400, "malformed address"),
-            ("/v1/trades?limit=101", 400, "over the cap"),
-            (
-                "/v1/subjects/0x0000000000000000000000000000000000000001/holders?cursor=5",
-                400,
-                "malformed cursor",
-            ),
-            (
-                "/v1/traders/0x0000000000000000000000000000000000000001",
-                404,
-                "has no trades",
-            ),
-            (
-                "/v1/subjects/0x0000000000000000000000000000000000000001",
-                404,
-                "has no trades",
-            ),
-        ] {
-            let (got, body) = get(&format!("{base}{path}")).await;
-            assert_eq!(got, status, "{path}: {body}");
-            let msg = body["error"]["message"].as_str().unwrap_or_default();
-            assert!(msg.contains(needle), "{path}: {msg}");
-        }
+        // Bad requests: api/src/lib.rs's in-process router test (a 4xx with a JSON body naming
+        // the problem for each); one here through the real server, as a smoke test.
+        let (got, body) = get(&format!("{base}/v1/subjects/0x1234")).await;
+        assert_eq!(got, 400, "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("malformed address")
+        );
     }
 }
 
