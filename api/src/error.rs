@@ -73,8 +73,8 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
-impl From<keymarket_indexer::Error> for ApiError {
-    fn from(e: keymarket_indexer::Error) -> Self {
+impl From<keymarket_store::Error> for ApiError {
+    fn from(e: keymarket_store::Error) -> Self {
         Self::Internal(e.to_string())
     }
 }

@@ -147,7 +147,7 @@ mod tests {
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
         }
-        let store = keymarket_indexer::Store::connect(&format!("sqlite:{}", path.display()))
+        let store = keymarket_store::Store::connect(&format!("sqlite:{}", path.display()))
             .await
             .unwrap();
         store.ensure_chain(31337, Default::default()).await.unwrap();

@@ -39,11 +39,15 @@ pub struct FaultLabels {
     pub fault: &'static str,
 }
 
+/// Where the retry totals come from: (fault label, total so far) pairs.
+pub type RetriesSource = std::sync::Arc<dyn Fn() -> Vec<(&'static str, u64)> + Send + Sync>;
+
 /// The API's metrics.
-#[derive(Debug)]
 pub struct Metrics {
-    /// Faults the indexers of this process waited out (from `keymarket_indexer::rpc::RETRIES`).
+    /// Faults an indexer running in this process waited out, read at scrape time from
+    /// [`Metrics::with_retries`]'s source.
     retries: Family<FaultLabels, Counter>,
+    retries_source: Option<RetriesSource>,
     /// Serialises bringing `retries` up to date (two scrapes at once would add a delta twice).
     retries_sync: std::sync::Mutex<()>,
     registry: Registry,
@@ -93,6 +97,7 @@ impl Default for Metrics {
         );
         Self {
             retries,
+            retries_source: None,
             retries_sync: std::sync::Mutex::default(),
             registry,
             requests,
@@ -104,7 +109,23 @@ impl Default for Metrics {
     }
 }
 
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
 impl Metrics {
+    /// Metrics that also export the retry totals `source` gives, as
+    /// `keymarket_indexer_retries_total{fault}` (the binary wires in the indexer's counters when
+    /// it runs the indexer in the same process, as `keymarket up` does).
+    pub fn with_retries(source: RetriesSource) -> Self {
+        Self {
+            retries_source: Some(source),
+            ..Self::default()
+        }
+    }
+
     /// Records one request.
     pub fn observe(&self, route: String, status: u16, elapsed: Duration) {
         self.requests
@@ -114,18 +135,12 @@ impl Metrics {
 
     /// The text exposition of every metric.
     pub fn encode(&self) -> String {
-        let r = &keymarket_indexer::rpc::RETRIES;
-        let _sync = self.retries_sync.lock().expect("metrics");
-        for (fault, total) in [
-            ("rate_limited", &r.rate_limited),
-            ("transient", &r.transient),
-            ("timeout", &r.timeouts),
-            ("database", &r.database),
-            ("refused_log", &r.refused_logs),
-        ] {
-            let counter = self.retries.get_or_create(&FaultLabels { fault });
-            let total = total.load(std::sync::atomic::Ordering::Relaxed);
-            counter.inc_by(total.saturating_sub(counter.get()));
+        if let Some(source) = &self.retries_source {
+            let _sync = self.retries_sync.lock().expect("metrics");
+            for (fault, total) in source() {
+                let counter = self.retries.get_or_create(&FaultLabels { fault });
+                counter.inc_by(total.saturating_sub(counter.get()));
+            }
         }
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)

@@ -14,7 +14,7 @@ use axum::{
     http::{HeaderValue, header},
     response::{IntoResponse, Response},
 };
-use keymarket_indexer::Store;
+use keymarket_store::Store;
 use serde::Serialize;
 
 /// Shared state of the handlers.
@@ -62,6 +62,12 @@ impl AppState {
             snapshots: Arc::default(),
             market_ids: Arc::default(),
         }
+    }
+
+    /// Exports the retry totals `source` gives on `/metrics` (see [`crate::metrics::Metrics::with_retries`]).
+    pub fn with_retries(mut self, source: crate::metrics::RetriesSource) -> Self {
+        self.metrics = Arc::new(crate::metrics::Metrics::with_retries(source));
+        self
     }
 
     /// Limits each client (by IP address) to `per_second` requests a second on average, with

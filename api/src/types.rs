@@ -1,6 +1,6 @@
 //! The JSON shapes of the responses (documented in the OpenAPI schema).
 
-use keymarket_indexer::amount::Wei;
+use keymarket_store::amount::Wei;
 use rust_decimal::Decimal;
 use serde::Serialize;
 use sqlx::Row;

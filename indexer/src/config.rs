@@ -84,10 +84,10 @@ pub struct RunReport {
     pub database_retries: u64,
     /// `Trade` logs refused because they cannot be stored as they are (see [`Batch::refused`]).
     pub refused_logs: u64,
-    /// Batches refused because they held trades already stored ([`Error::AlreadyStored`]).
+    /// Batches refused because they held trades already stored ([`crate::store::Error::AlreadyStored`]).
     pub refused_batches: u64,
     /// Long backfills rolled back and indexed again because a provider's answer had put a
-    /// trade at a wrong block ([`Error::StoredTwice`]).
+    /// trade at a wrong block ([`crate::store::Error::StoredTwice`]).
     pub repairs: u64,
     /// Every block below this one is indexed (the checkpoint when the run ended).
     pub next_block: u64,

@@ -6,7 +6,9 @@ use alloy::{
 };
 use keymarket_contracts::KeyMarket;
 
-use crate::{Error, Result, amount::Wei, rpc};
+use keymarket_store::{TradeRow, amount::Wei, hex};
+
+use crate::{Error, Result, rpc};
 
 mod rpc_json;
 
@@ -50,42 +52,14 @@ impl RpcLog {
     }
 }
 
-/// One `Trade` event, ready to store. Addresses and hashes are lowercase 0x hex.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TradeRow {
-    /// Chain id.
-    pub chain_id: i64,
-    /// Transaction hash.
-    pub tx_hash: String,
-    /// Log index in the block.
-    pub log_index: i64,
-    /// Block number.
-    pub block_number: i64,
-    /// Block hash.
-    pub block_hash: String,
-    /// Block timestamp, seconds.
-    pub block_time: i64,
-    /// Buyer or seller.
-    pub trader: String,
-    /// Subject.
-    pub subject: String,
-    /// Buy (true) or sell.
-    pub is_buy: bool,
-    /// Keys traded.
-    pub share_amount: i64,
-    /// Price before fees.
-    pub eth: Wei,
-    /// Protocol fee.
-    pub protocol_fee: Wei,
-    /// Subject fee.
-    pub subject_fee: Wei,
-    /// Supply after the trade.
-    pub supply: i64,
+/// Decoding a `Trade` log into the store's row.
+pub trait FromLog: Sized {
+    /// Decodes a `Trade` log; `block_time` is the log's `blockTimestamp` unless given.
+    fn from_log(chain_id: u64, log: &RpcLog, block_time: Option<u64>) -> Result<Self>;
 }
 
-impl TradeRow {
-    /// Decodes a `Trade` log; `block_time` is the log's `blockTimestamp` unless given.
-    pub fn from_log(chain_id: u64, log: &RpcLog, block_time: Option<u64>) -> Result<Self> {
+impl FromLog for TradeRow {
+    fn from_log(chain_id: u64, log: &RpcLog, block_time: Option<u64>) -> Result<Self> {
         let bad = |why: &str| {
             Error::Decode(format!(
                 "log {:?}#{:?}: {why}",
@@ -132,11 +106,6 @@ impl TradeRow {
             supply: i64::try_from(t.supply).map_err(|_| bad("supply out of range"))?,
         })
     }
-}
-
-/// Lowercase 0x hex: how addresses and hashes are written in the database.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    alloy::hex::encode_prefixed(bytes)
 }
 
 /// Decodes a `Trade` log. One that cannot be stored as it is — an amount beyond the schema's

@@ -219,6 +219,20 @@ pub static RETRIES: RetryCounts = RetryCounts {
 };
 
 impl RetryCounts {
+    /// (fault label, total so far) of each counter, for `/metrics`.
+    pub fn totals(&self) -> Vec<(&'static str, u64)> {
+        [
+            ("rate_limited", &self.rate_limited),
+            ("transient", &self.transient),
+            ("timeout", &self.timeouts),
+            ("database", &self.database),
+            ("refused_log", &self.refused_logs),
+        ]
+        .into_iter()
+        .map(|(fault, n)| (fault, n.load(Ordering::Relaxed)))
+        .collect()
+    }
+
     pub(crate) fn count(&self, fault: Fault, timeout: bool) {
         match fault {
             Fault::RateLimited => self.rate_limited.fetch_add(1, Ordering::Relaxed),

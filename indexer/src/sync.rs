@@ -24,7 +24,7 @@ use crate::{
     fetch::LogFetcher,
     reorg::check_reorg,
     rpc::{self, block_hash, header},
-    store::{Batch, MarketState, Store},
+    store::{Batch, Error as StoreError, MarketState, Store},
 };
 
 /// Checks a market against the chain and registers it: right chain, code at the address, start
@@ -103,7 +103,7 @@ async fn or_stop<T>(
 /// Temporary faults never end a run: RPC calls are retried for as long as it takes
 /// ([`rpc::call`]); a database outage ([`Error::is_transient`]) rolls back the open transaction,
 /// and the run waits with backoff, reads its checkpoint again and carries on; a reorg found
-/// below a batch ([`Error::Reorged`]) is repaired. Cancelling [`IndexerConfig::shutdown`] ends
+/// below a batch ([`StoreError::Reorged`]) is repaired. Cancelling [`IndexerConfig::shutdown`] ends
 /// the run after the commit in flight, with `stopped` set in the report.
 pub async fn run<P: Provider>(
     provider: P,
@@ -282,10 +282,10 @@ pub async fn run<P: Provider>(
         match pass.await {
             Ok(Flow::Again) => db_failures = 0,
             Ok(Flow::Done) => break,
-            Err(Error::Reorged { block }) => {
+            Err(Error::Store(StoreError::Reorged { block })) => {
                 warn!(target: "indexer::reorg", block, "the chain changed below the next batch; checking the window");
             }
-            Err(e @ Error::AlreadyStored { .. }) => {
+            Err(e @ Error::Store(StoreError::AlreadyStored { .. })) => {
                 // A provider's answer put a stored trade at another block: nothing of it was
                 // stored; the range is fetched again after a backoff.
                 db_failures += 1;
@@ -294,7 +294,7 @@ pub async fn run<P: Provider>(
                 warn!(target: "indexer::sync", error = %e, delay_ms = delay.as_millis() as u64, "refused a batch; fetching its range again");
                 or_stop(stop, tokio::time::sleep(delay)).await;
             }
-            Err(Error::StoredTwice(why)) => {
+            Err(Error::Store(StoreError::StoredTwice(why))) => {
                 // The same, during a long backfill without the unique index: found when the
                 // index is built at the head. Undo everything from the first such trade's block
                 // (exactly, as for a reorg) and index it again.
@@ -319,7 +319,7 @@ pub async fn run<P: Provider>(
                 match or_stop(stop, store.next_block(market.id)).await {
                     Some(Ok(next)) => market.next_block = next,
                     Some(Err(e)) if e.is_transient() => {} // still down: the next pass waits again
-                    Some(Err(e)) => return Err(e),
+                    Some(Err(e)) => return Err(e.into()),
                     None => {}
                 }
             }

@@ -135,7 +135,11 @@ pub(crate) async fn up(args: UpArgs) -> Result<()> {
         listener,
         // Its own pool: readers never wait for the indexer's batches (WAL).
         keymarket_api::AppState::new(Store::connect_with(&args.database_url, Some(4)).await?)
-            .with_rate_limit(100, 200),
+            .with_rate_limit(100, 200)
+            // The indexer runs in this process: its retries on /metrics.
+            .with_retries(std::sync::Arc::new(|| {
+                keymarket_indexer::rpc::RETRIES.totals()
+            })),
         stop.clone().cancelled_owned(),
     );
     println!("\ndashboard  http://{}/", args.listen);

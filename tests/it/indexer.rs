@@ -223,7 +223,7 @@ async fn a_reorg_deeper_than_the_window_stops_without_touching_data() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_input_gets_clear_errors_and_touches_nothing() {
-    use keymarket_indexer::Error;
+    use keymarket_indexer::{Error, store::Error as StoreError};
     let chain = Chain::new().await;
     chain.trade(50, 41, 25, 600).await;
     let url = fresh_db(Db::Sqlite, "bad").await;
@@ -285,7 +285,8 @@ async fn bad_input_gets_clear_errors_and_touches_nothing() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, Error::WrongChain(_)) && err.to_string().contains("genesis"),
+        matches!(err, Error::Store(StoreError::WrongChain(_)))
+            && err.to_string().contains("genesis"),
         "{err}"
     );
     assert_eq!(dump(&url, &chain).await, before);
@@ -304,7 +305,7 @@ async fn bad_input_gets_clear_errors_and_touches_nothing() {
         pool.close().await;
     }
     let err = Store::connect(&foreign).await.unwrap_err();
-    assert!(matches!(err, Error::IncompatibleSchema(_)), "{err}");
+    assert!(matches!(err, StoreError::IncompatibleSchema(_)), "{err}");
 
     // An unsupported database URL.
     let err = Store::connect("mysql://root@127.0.0.1/test")

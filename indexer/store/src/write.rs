@@ -14,7 +14,7 @@ use super::{
 use crate::{
     Error, Result,
     amount::Wei,
-    decode::{TradeRow, hex},
+    row::{TradeRow, hex},
 };
 
 impl Store {

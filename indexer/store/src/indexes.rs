@@ -194,7 +194,7 @@ pub(super) async fn build_missing(
             .execute(&mut *conn)
             .await
             .map_err(|source| {
-                if *name == TRADES_IDENTITY && !crate::db_error_is_transient(&source) {
+                if *name == TRADES_IDENTITY && !crate::error::db_error_is_transient(&source) {
                     Error::StoredTwice(format!(
                         "building the unique index on (chain id, tx hash, log index) failed: {source}"
                     ))

@@ -10,7 +10,7 @@ use super::{
     writer::{Stmt, WriteRow, WriteTx},
     *,
 };
-use crate::{Result, amount::Wei, decode::TradeRow};
+use crate::{Result, amount::Wei, row::TradeRow};
 
 #[derive(Default)]
 pub(super) struct DayAgg {

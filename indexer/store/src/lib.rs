@@ -1,3 +1,6 @@
+//! keymarket's database (the `keymarket-store` crate): the schema and its migrations for SQLite
+//! and PostgreSQL, connecting, and the indexer's writes.
+//!
 //! The SQL store: raw trades, the unfinalized block window, checkpoints and the incrementally
 //! maintained aggregates, on SQLite (default) or PostgreSQL, with the same SQL on both
 //! (placeholders `$n`, `ON CONFLICT … DO UPDATE`, `RETURNING`). Reads go through sqlx's `Any`
@@ -20,14 +23,17 @@ use sqlx::{
 };
 use tracing::info;
 
-use crate::{
-    Error, Result,
-    decode::{TradeRow, hex},
+pub use crate::{
+    error::{Error, Result},
+    row::{TradeRow, hex},
 };
 
 mod aggregates;
+pub mod amount;
+mod error;
 mod indexes;
 mod reads;
+mod row;
 mod write;
 mod writer;
 
@@ -321,17 +327,17 @@ pub struct Store {
 }
 
 /// Reads a BIGINT column (sums are cast to BIGINT in SQL, so PostgreSQL never returns NUMERIC).
-pub(super) fn get_i64(row: &AnyRow, i: usize) -> i64 {
+fn get_i64(row: &AnyRow, i: usize) -> i64 {
     row.get::<i64, _>(i)
 }
 
-pub(super) fn unix_now() -> i64 {
+fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-pub(super) fn db(what: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
+fn db(what: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
     move |source| Error::Database {
         what: what.to_string(),
         source,
@@ -339,7 +345,7 @@ pub(super) fn db(what: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
 }
 
 /// Hides a password in a database URL for messages.
-pub(super) fn redact(url: &str) -> String {
+fn redact(url: &str) -> String {
     match (url.find("://"), url.find('@')) {
         (Some(s), Some(at)) if url[s + 3..at].contains(':') => {
             let user_end = url[s + 3..at].find(':').unwrap() + s + 3;

@@ -1,0 +1,41 @@
+//! One `Trade` event as a row, and how addresses and hashes are written.
+
+use crate::amount::Wei;
+
+/// One `Trade` event, ready to store. Addresses and hashes are lowercase 0x hex.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TradeRow {
+    /// Chain id.
+    pub chain_id: i64,
+    /// Transaction hash.
+    pub tx_hash: String,
+    /// Log index in the block.
+    pub log_index: i64,
+    /// Block number.
+    pub block_number: i64,
+    /// Block hash.
+    pub block_hash: String,
+    /// Block timestamp, seconds.
+    pub block_time: i64,
+    /// Buyer or seller.
+    pub trader: String,
+    /// Subject.
+    pub subject: String,
+    /// Buy (true) or sell.
+    pub is_buy: bool,
+    /// Keys traded.
+    pub share_amount: i64,
+    /// Price before fees.
+    pub eth: Wei,
+    /// Protocol fee.
+    pub protocol_fee: Wei,
+    /// Subject fee.
+    pub subject_fee: Wei,
+    /// Supply after the trade.
+    pub supply: i64,
+}
+
+/// Lowercase 0x hex: how addresses and hashes are written in the database.
+pub fn hex(bytes: &[u8]) -> String {
+    alloy::hex::encode_prefixed(bytes)
+}
