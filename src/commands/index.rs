@@ -116,7 +116,12 @@ pub(crate) async fn index(args: IndexArgs) -> Result<()> {
         .map(|spec| keymarket_indexer::run(&provider, &store, *spec, &config));
     let reports = futures::future::try_join_all(runs).await?;
     for (spec, r) in specs.iter().zip(&reports) {
-        if r.stopped {
+        if r.stopped && r.next_block == 0 {
+            eprintln!(
+                "stopped: market {} before its checks were done; nothing was indexed this run",
+                spec.address
+            );
+        } else if r.stopped {
             eprintln!(
                 "stopped: market {} is indexed below block {} ({} trades this run); run the same command to resume",
                 spec.address, r.next_block, r.trades
