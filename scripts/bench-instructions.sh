@@ -41,7 +41,7 @@ echo "[bench] chain of $trades trades loaded: head block $("$cast" block-number 
 
 # Inclusive instructions of the function whose name matches (callgrind_annotate lists a function
 # once per source file it spans; the largest figure is the function's own total).
-inclusive() { grep -F "$2" "$1" | awk '{gsub(",", "", $1); if ($1 + 0 > m + 0) m = $1} END {print m + 0}'; }
+inclusive() { grep -E "$2" "$1" | awk '{gsub(",", "", $1); if ($1 + 0 > m + 0) m = $1} END {print m + 0}'; }
 measure() { # label binary -> sets total
   local label="$1" bin="$2"
   rm -f "$out"/idx.db* "$out"/cg.*
@@ -54,9 +54,9 @@ measure() { # label binary -> sets total
   local indexed
   indexed=$(awk '{print $2}' "$out/trades.txt")
   awk -v t="$total" -v n="$indexed" \
-    -v fetch="$(inclusive "$out/annotated.txt" 'keymarket_indexer::batches::{{closure}}::{{closure}}')" \
-    -v commit="$(inclusive "$out/annotated.txt" 'keymarket_indexer::store::Store::commit::{{closure}}')" \
-    -v step="$(inclusive "$out/annotated.txt" 'sqlite3.c:sqlite3_step ')" \
+    -v fetch="$(inclusive "$out/annotated.txt" 'keymarket_indexer::(sync::)?batches::\{\{closure\}\}::\{\{closure\}\}')" \
+    -v commit="$(inclusive "$out/annotated.txt" '(keymarket_indexer::store::Store|keymarket_store::write::<impl keymarket_store::Store>)::commit::\{\{closure\}\}')" \
+    -v step="$(inclusive "$out/annotated.txt" 'sqlite3\.c:sqlite3_step ')" \
     'BEGIN {
       printf "  %.3f G instructions for %d trades: %.0f per trade\n", t / 1e9, n, t / n
       printf "  by stage (inclusive, %% of all): fetch+decode tasks %.1f%%, store commits on the indexer'"'"'s task %.1f%% (binding, aggregates), SQLite statements %.1f%%\n", 100 * fetch / t, 100 * commit / t, 100 * step / t
