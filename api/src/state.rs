@@ -100,10 +100,7 @@ pub(crate) async fn market_id(s: &AppState, market: Option<i64>) -> Result<i64, 
     let ids = match cached {
         Some(ids) if market.is_none_or(|m| ids.contains(&m)) => ids,
         _ => {
-            let rows: Vec<(i64,)> = sqlx::query_as("SELECT id FROM markets ORDER BY id")
-                .fetch_all(s.store.pool())
-                .await?;
-            let ids: Arc<[i64]> = rows.into_iter().map(|(id,)| id).collect();
+            let ids: Arc<[i64]> = s.store.markets().await?.iter().map(|m| m.id).collect();
             *s.market_ids.lock().expect("not poisoned") = Some((Instant::now(), ids.clone()));
             ids
         }

@@ -14,24 +14,22 @@ use sqlx::Row;
 
 /// Prometheus metrics: request latencies, and per market the indexed trades, block, head and lag.
 pub(crate) async fn metrics_text(State(s): State<AppState>) -> Result<Response, ApiError> {
-    let rows = sqlx::query(
-        "SELECT m.id, m.next_block - 1, m.head_block, \
-         (SELECT CAST(COALESCE(SUM(d.trades), 0) AS BIGINT) FROM stats_daily d WHERE d.market_id = m.id) \
-         FROM markets m",
-    )
-    .fetch_all(s.store.pool())
-    .await?;
-    for r in &rows {
-        let labels = crate::metrics::MarketLabels { market: r.get(0) };
-        let (indexed, head): (i64, i64) = (r.get(1), r.get(2));
-        let head = head.max(indexed);
+    let trades: std::collections::HashMap<i64, i64> =
+        s.store.trade_counts().await?.into_iter().collect();
+    for m in s.store.markets().await? {
+        let labels = crate::metrics::MarketLabels { market: m.id };
+        let indexed = m.next_block - 1;
+        let head = m.head_block.max(indexed);
         s.metrics.indexed_block.get_or_create(&labels).set(indexed);
         s.metrics.head_block.get_or_create(&labels).set(head);
         s.metrics
             .lag_blocks
             .get_or_create(&labels)
             .set(head - indexed);
-        s.metrics.trades.get_or_create(&labels).set(r.get(3));
+        s.metrics
+            .trades
+            .get_or_create(&labels)
+            .set(trades.get(&m.id).copied().unwrap_or(0));
     }
     Ok((
         [(
@@ -46,28 +44,25 @@ pub(crate) async fn metrics_text(State(s): State<AppState>) -> Result<Response, 
 /// Health and indexer lag.
 #[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health), (status = 429, body = ErrorBody)))]
 pub(crate) async fn healthz(State(s): State<AppState>) -> ApiResult<Health> {
-    let rows = sqlx::query(
-        "SELECT id, chain_id, address, next_block, head_block, head_seen_at FROM markets ORDER BY id",
-    )
-    .fetch_all(s.store.pool())
-    .await?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    let markets: Vec<_> = rows
-        .iter()
-        .map(|r| {
-            let indexed = r.get::<i64, _>(3) - 1;
-            let head = r.get::<i64, _>(4).max(indexed);
-            let seen = r.get::<i64, _>(5);
+    let markets: Vec<_> = s
+        .store
+        .markets()
+        .await?
+        .into_iter()
+        .map(|m| {
+            let indexed = m.next_block - 1;
+            let head = m.head_block.max(indexed);
             HealthMarket {
-                id: r.get(0),
-                chain_id: r.get(1),
-                address: r.get(2),
+                id: m.id,
+                chain_id: m.chain_id,
+                address: m.address,
                 indexed_block: indexed,
                 head_block: head,
                 lag_blocks: head - indexed,
-                head_seen_seconds_ago: (seen > 0).then(|| (now - seen).max(0)),
+                head_seen_seconds_ago: (m.head_seen_at > 0).then(|| (now - m.head_seen_at).max(0)),
             }
         })
         .collect();
@@ -80,19 +75,17 @@ pub(crate) async fn healthz(State(s): State<AppState>) -> ApiResult<Health> {
 /// The indexed markets.
 #[utoipa::path(get, path = "/v1/markets", responses((status = 200, body = Markets), (status = 429, body = ErrorBody)))]
 pub(crate) async fn markets(State(s): State<AppState>) -> ApiResult<Markets> {
-    let rows = sqlx::query(
-        "SELECT id, chain_id, address, start_block, next_block FROM markets ORDER BY id",
-    )
-    .fetch_all(s.store.pool())
-    .await?;
-    let markets: Vec<_> = rows
-        .iter()
-        .map(|r| MarketInfo {
-            id: r.get(0),
-            chain_id: r.get(1),
-            address: r.get(2),
-            start_block: r.get(3),
-            indexed_block: r.get::<i64, _>(4) - 1,
+    let markets: Vec<_> = s
+        .store
+        .markets()
+        .await?
+        .into_iter()
+        .map(|m| MarketInfo {
+            id: m.id,
+            chain_id: m.chain_id,
+            address: m.address,
+            start_block: m.start_block,
+            indexed_block: m.next_block - 1,
         })
         .collect();
     Ok(Json(Markets { markets }))

@@ -25,6 +25,7 @@ use tracing::info;
 
 pub use crate::{
     error::{Error, Result},
+    reads::MarketRow,
     row::{TradeRow, hex},
 };
 

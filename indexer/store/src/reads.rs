@@ -9,7 +9,63 @@ use sqlx::{AssertSqlSafe, Row};
 use super::{aggregates::*, *};
 use crate::{Error, Result, amount::Wei};
 
+/// A registered market and how far it is indexed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MarketRow {
+    /// The market's id in this database.
+    pub id: i64,
+    /// The chain id.
+    pub chain_id: i64,
+    /// The market's address (lowercase 0x hex).
+    pub address: String,
+    /// The first indexed block.
+    pub start_block: i64,
+    /// Every block below this one is indexed.
+    pub next_block: i64,
+    /// The chain head the indexer last recorded (0: never).
+    pub head_block: i64,
+    /// When it recorded it, Unix seconds (0: never).
+    pub head_seen_at: i64,
+}
+
 impl Store {
+    /// Every registered market, by id.
+    pub async fn markets(&self) -> Result<Vec<MarketRow>> {
+        let rows = sqlx::query(
+            "SELECT id, chain_id, address, start_block, next_block, head_block, head_seen_at FROM markets ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("reading the markets"))?;
+        Ok(rows
+            .iter()
+            .map(|r| MarketRow {
+                id: get_i64(r, 0),
+                chain_id: get_i64(r, 1),
+                address: r.get(2),
+                start_block: get_i64(r, 3),
+                next_block: get_i64(r, 4),
+                head_block: get_i64(r, 5),
+                head_seen_at: get_i64(r, 6),
+            })
+            .collect())
+    }
+
+    /// Trades with a non-zero amount of each market, by market id (from the daily aggregates).
+    pub async fn trade_counts(&self) -> Result<Vec<(i64, i64)>> {
+        let rows = sqlx::query(
+            "SELECT m.id, (SELECT CAST(COALESCE(SUM(d.trades), 0) AS BIGINT) FROM stats_daily d WHERE d.market_id = m.id) \
+             FROM markets m ORDER BY m.id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("counting trades"))?;
+        Ok(rows
+            .iter()
+            .map(|r| (get_i64(r, 0), get_i64(r, 1)))
+            .collect())
+    }
+
     /// The market's current checkpoint.
     pub async fn next_block(&self, market_id: i64) -> Result<u64> {
         let row = sqlx::query("SELECT next_block FROM markets WHERE id = $1")
