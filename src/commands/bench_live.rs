@@ -85,14 +85,9 @@ pub(crate) async fn bench_live(args: BenchLiveArgs) -> Result<()> {
         )
         .await?;
         let mined = std::time::Instant::now();
-        let block = report.block_range.1 as i64;
+        let block = report.block_range.1;
         loop {
-            let (n,): (i64,) =
-                sqlx::query_as("SELECT COUNT(*) FROM trades WHERE block_number = $1")
-                    .bind(block)
-                    .fetch_one(reader.pool())
-                    .await?;
-            if n as u64 == report.trades {
+            if reader.trades_in_block(block).await? == report.trades {
                 break;
             }
             if mined.elapsed() > Duration::from_secs(30) {

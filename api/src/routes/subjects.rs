@@ -223,17 +223,10 @@ pub(crate) async fn subject_daily(
         .bind(limit + 1)
         .fetch_all(s.store.pool())
         .await?;
-        if rows.is_empty() {
-            let known = sqlx::query("SELECT 1 FROM subjects WHERE market_id = $1 AND subject = $2")
-                .bind(id)
-                .bind(&address)
-                .fetch_optional(s.store.pool())
-                .await?;
-            if known.is_none() {
-                return Err(ApiError::NotFound(format!(
-                    "subject {address} has no trades in market {id}"
-                )));
-            }
+        if rows.is_empty() && !s.store.has_subject(id, &address).await? {
+            return Err(ApiError::NotFound(format!(
+                "subject {address} has no trades in market {id}"
+            )));
         }
         let (rows, next_cursor) = series_page(rows, limit);
         let days = rows

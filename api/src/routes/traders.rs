@@ -34,17 +34,10 @@ pub(crate) async fn trader_holdings(
     let address = parse_address(&address)?;
     let id = market_id(&s, q.market).await?;
     let (rows, next) = holdings_page(&s, id, "trader", &address, &q).await?;
-    if rows.is_empty() && q.cursor.is_none() {
-        let known = sqlx::query("SELECT 1 FROM traders WHERE market_id = $1 AND trader = $2")
-            .bind(id)
-            .bind(&address)
-            .fetch_optional(s.store.pool())
-            .await?;
-        if known.is_none() {
-            return Err(ApiError::NotFound(format!(
-                "trader {address} has no trades in market {id}"
-            )));
-        }
+    if rows.is_empty() && q.cursor.is_none() && !s.store.has_trader(id, &address).await? {
+        return Err(ApiError::NotFound(format!(
+            "trader {address} has no trades in market {id}"
+        )));
     }
     Ok(Json(TraderHoldings {
         market: id,

@@ -51,6 +51,46 @@ impl Store {
             .collect())
     }
 
+    /// Whether `subject` (lowercase 0x hex) has traded in the market.
+    pub async fn has_subject(&self, market_id: i64, subject: &str) -> Result<bool> {
+        self.has_party(
+            "SELECT 1 FROM subjects WHERE market_id = $1 AND subject = $2",
+            market_id,
+            subject,
+        )
+        .await
+    }
+
+    /// Whether `trader` (lowercase 0x hex) has traded in the market.
+    pub async fn has_trader(&self, market_id: i64, trader: &str) -> Result<bool> {
+        self.has_party(
+            "SELECT 1 FROM traders WHERE market_id = $1 AND trader = $2",
+            market_id,
+            trader,
+        )
+        .await
+    }
+
+    async fn has_party(&self, sql: &'static str, market_id: i64, key: &str) -> Result<bool> {
+        Ok(sqlx::query(sql)
+            .bind(market_id)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("looking up a subject or trader"))?
+            .is_some())
+    }
+
+    /// Raw trades (zero-amount ones included) stored for block `number`, of every market.
+    pub async fn trades_in_block(&self, number: u64) -> Result<u64> {
+        let r = sqlx::query("SELECT COUNT(*) FROM trades WHERE block_number = $1")
+            .bind(number as i64)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db("counting a block's trades"))?;
+        Ok(get_i64(&r, 0) as u64)
+    }
+
     /// Trades with a non-zero amount of each market, by market id (from the daily aggregates).
     pub async fn trade_counts(&self) -> Result<Vec<(i64, i64)>> {
         let rows = sqlx::query(
