@@ -285,13 +285,21 @@ pub async fn run<P: Provider>(
             Err(Error::Store(StoreError::Reorged { block })) => {
                 warn!(target: "indexer::reorg", block, "the chain changed below the next batch; checking the window");
             }
-            Err(e @ Error::Store(StoreError::AlreadyStored { .. })) => {
-                // A provider's answer put a stored trade at another block: nothing of it was
-                // stored; the range is fetched again after a backoff.
+            Err(Error::Store(e @ StoreError::AlreadyStored { first, .. })) => {
+                // A provider's answer put a trade at a wrong block — in this batch, or in one
+                // stored before it (then this batch's true copy collides with the stored lie).
+                // Undo from the first block holding either copy, as for a reorg, and fetch
+                // again after a backoff: a provider that stops lying leaves the truth.
                 db_failures += 1;
                 report.refused_batches += 1;
+                if first < market.next_block {
+                    let orphans = store.rollback(&market, first).await?;
+                    market.next_block = first;
+                    warn!(target: "indexer::sync", error = %e, rolled_back_to = first, rolled_back_trades = orphans, "refused a batch holding a trade already stored; rolled back to the first copy");
+                } else {
+                    warn!(target: "indexer::sync", error = %e, "refused a batch holding a trade twice; fetching it again");
+                }
                 let delay = rpc::backoff(db_failures);
-                warn!(target: "indexer::sync", error = %e, delay_ms = delay.as_millis() as u64, "refused a batch; fetching its range again");
                 or_stop(stop, tokio::time::sleep(delay)).await;
             }
             Err(Error::Store(StoreError::StoredTwice(why))) => {

@@ -24,9 +24,10 @@ pub enum Error {
     #[error("refusing to continue: {0}")]
     Corrupt(String),
     /// A batch holds trades that are already stored (a provider answering with a log at the
-    /// wrong block): nothing of the batch was stored.
+    /// wrong block, now or earlier): nothing of the batch was stored. Which copy is the wrong
+    /// one cannot be told here; `first` is the first block holding either.
     #[error(
-        "{count} trades of blocks {from}..={to} are already stored: the provider's answer was not stored"
+        "{count} trades of blocks {from}..={to} are already stored (the first copy at block {first}): the batch was not stored"
     )]
     AlreadyStored {
         /// How many.
@@ -35,6 +36,8 @@ pub enum Error {
         from: u64,
         /// The batch's last block.
         to: u64,
+        /// The first block holding a copy of one of them (stored or in the batch).
+        first: u64,
     },
     /// Building the trades' unique index after a long backfill found a trade stored twice (see
     /// [`crate::Store::first_duplicate_block`]).

@@ -272,14 +272,41 @@ pub(super) async fn insert_trades(
                 trades[0].block_number as u64,
                 trades[trades.len() - 1].block_number as u64,
             );
+            let first = first_block_of(tx, backend, trades).await?.min(from);
             return Err(Error::AlreadyStored {
                 count: rows - done,
                 from,
                 to,
+                first,
             });
         }
     }
     Ok(())
+}
+
+/// The first block holding a trade stored with the identity (chain, transaction, log index) of
+/// one of `trades`, in the open transaction: where a copy of an arriving trade already sits.
+async fn first_block_of(tx: &mut WriteTx, backend: Backend, trades: &[TradeRow]) -> Result<u64> {
+    let mut first = u64::MAX;
+    for chunk in trades.chunks(MAX_PARAMS / 3) {
+        let mut sql = String::from(
+            "SELECT COALESCE(MIN(block_number), -1) FROM trades WHERE (chain_id, tx_hash, log_index) IN (VALUES ",
+        );
+        push_placeholders(&mut sql, backend, chunk.len(), 3);
+        sql.push(')');
+        let mut q = big_statement(backend, &sql, chunk.len() * 3);
+        for t in chunk {
+            q.int(t.chain_id).text(&t.tx_hash).int(t.log_index);
+        }
+        let rows = tx
+            .fetch_all(q)
+            .await
+            .map_err(db("finding trades already stored"))?;
+        if let Some(b) = rows.first().map(|r| r.int(0)).filter(|b| *b >= 0) {
+            first = first.min(b as u64);
+        }
+    }
+    Ok(first)
 }
 
 /// The cost basis each sell of `trades` releases, average-cost method: the holding's cost × keys
