@@ -268,6 +268,23 @@ pub(crate) fn format_date(days: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// The choice `by` names among `choices` (the first is the default); an unknown name is a 400
+/// listing them.
+pub(crate) fn pick<T: Copy>(by: Option<&str>, choices: &[(&str, T)]) -> Result<T, ApiError> {
+    let by = by.unwrap_or(choices[0].0);
+    match choices.iter().find(|(name, _)| *name == by) {
+        Some((_, choice)) => Ok(*choice),
+        None => {
+            let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
+            let (last, rest) = names.split_last().expect("at least one choice");
+            Err(ApiError::BadRequest(format!(
+                "unknown `by` value {by:?}: use {} or {last}",
+                rest.join(", ")
+            )))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

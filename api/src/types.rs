@@ -25,6 +25,11 @@ impl Amount {
         }
     }
 
+    /// The amount of a [`Wei`] value.
+    pub(crate) fn of(w: Wei) -> Self {
+        Self::from_wei(w.to_decimal_wei())
+    }
+
     pub(crate) fn from_parts(row: &sqlx::any::AnyRow, gwei: usize) -> Self {
         Self::from_wei(
             Wei {

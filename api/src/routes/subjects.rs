@@ -2,46 +2,9 @@
 
 use crate::{error::*, extract::*, routes::market::series_page, state::*, types::*};
 use axum::{Json, extract::State, response::Response};
+use keymarket_store::{SubjectOrder, SubjectRow};
 use rust_decimal::Decimal;
 use sqlx::Row;
-
-/// Orders by an exact amount column pair (normalised gwei, then the remainder): volume.
-pub(crate) const BY_VOLUME: &str =
-    "(volume_gwei + volume_rem / 1000000000) DESC, (volume_rem % 1000000000) DESC";
-/// The same for fees.
-pub(crate) const BY_FEES: &str =
-    "(fees_gwei + fees_rem / 1000000000) DESC, (fees_rem % 1000000000) DESC";
-
-/// A top list's rows: `columns` of the market's rows of `table`, in the order `q.by` names
-/// (`orders`: the choices and their `ORDER BY` terms, the first one the default; an unknown choice
-/// is a 400), ties broken by `key`, at most `q.limit` of them. Returns the market id too.
-pub(crate) async fn top_rows(
-    s: &AppState,
-    q: TopQuery,
-    table: &str,
-    key: &str,
-    columns: &str,
-    orders: &[(&str, &str)],
-) -> Result<(i64, Vec<sqlx::any::AnyRow>), ApiError> {
-    let id = market_id(s, q.market).await?;
-    let by = q.by.as_deref().unwrap_or(orders[0].0);
-    let Some((_, order)) = orders.iter().find(|(name, _)| *name == by) else {
-        let names: Vec<&str> = orders.iter().map(|(name, _)| *name).collect();
-        let (last, rest) = names.split_last().expect("at least one order");
-        return Err(ApiError::BadRequest(format!(
-            "unknown `by` value {by:?}: use {} or {last}",
-            rest.join(", ")
-        )));
-    };
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {columns} FROM {table} WHERE market_id = $1 ORDER BY {order}, {key} LIMIT $2"
-    )))
-    .bind(id)
-    .bind(limit(q.limit)?)
-    .fetch_all(s.store.pool())
-    .await?;
-    Ok((id, rows))
-}
 
 /// Wei of one key at supply 1 on friend.tech's curve (1 ether / 16000).
 pub(crate) const KEY_UNIT: i128 = 62_500_000_000_000;
@@ -65,34 +28,35 @@ pub(crate) async fn top_subjects(
     State(s): State<AppState>,
     Q(q): Q<TopQuery>,
 ) -> ApiResult<TopSubjects> {
-    let orders = [
-        ("volume", BY_VOLUME),
-        ("fees", BY_FEES),
-        ("holders", "holders DESC"),
-        ("supply", "supply DESC"),
-        ("price", "(curve * supply * supply) DESC"),
-        ("trades", "trades DESC"),
-    ];
-    let (id, rows) = top_rows(&s, q, "subjects", "subject", SUBJECT_COLUMNS, &orders).await?;
+    let id = market_id(&s, q.market).await?;
+    let order = pick(
+        q.by.as_deref(),
+        &[
+            ("volume", SubjectOrder::Volume),
+            ("fees", SubjectOrder::Fees),
+            ("holders", SubjectOrder::Holders),
+            ("supply", SubjectOrder::Supply),
+            ("price", SubjectOrder::Price),
+            ("trades", SubjectOrder::Trades),
+        ],
+    )?;
+    let rows = s.store.top_subjects(id, order, limit(q.limit)?).await?;
     Ok(Json(TopSubjects {
         market: id,
-        subjects: rows.iter().map(subject_summary).collect(),
+        subjects: rows.into_iter().map(subject_summary).collect(),
     }))
 }
 
-/// The columns [`subject_summary`] reads.
-pub(crate) const SUBJECT_COLUMNS: &str = "subject, supply, holders, trades, volume_gwei, volume_rem, fees_gwei, fees_rem, first_time, curve";
-
-pub(crate) fn subject_summary(r: &sqlx::any::AnyRow) -> SubjectSummary {
-    let (supply, curve): (i64, i64) = (r.get(1), r.get(9));
+pub(crate) fn subject_summary(r: SubjectRow) -> SubjectSummary {
+    let (supply, curve) = (r.supply, r.curve);
     SubjectSummary {
-        subject: r.get(0),
+        subject: r.subject,
         supply,
-        holders: r.get(2),
-        trades: r.get(3),
-        volume: Amount::from_parts(r, 4),
-        fees_earned: Amount::from_parts(r, 6),
-        first_trade_time: r.get(8),
+        holders: r.holders,
+        trades: r.trades,
+        volume: Amount::of(r.volume),
+        fees_earned: Amount::of(r.fees),
+        first_trade_time: r.first_time,
         curve,
         buy_price: key_price(curve, supply),
         sell_price: if supply > 1 {
@@ -112,17 +76,12 @@ pub(crate) async fn subject(
 ) -> ApiResult<SubjectOne> {
     let address = parse_address(&address)?;
     let id = market_id(&s, q.market).await?;
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {SUBJECT_COLUMNS} FROM subjects WHERE market_id = $1 AND subject = $2"
-    )))
-    .bind(id)
-    .bind(&address)
-    .fetch_optional(s.store.pool())
-    .await?
-    .ok_or_else(|| ApiError::NotFound(format!("subject {address} has no trades in market {id}")))?;
+    let row = s.store.subject(id, &address).await?.ok_or_else(|| {
+        ApiError::NotFound(format!("subject {address} has no trades in market {id}"))
+    })?;
     Ok(Json(SubjectOne {
         market: id,
-        subject: subject_summary(&row),
+        subject: subject_summary(row),
     }))
 }
 

@@ -2,7 +2,7 @@
 
 use crate::{error::*, extract::*, routes::subjects::*, state::*, types::*};
 use axum::{Json, extract::State};
-use sqlx::Row;
+use keymarket_store::{TraderOrder, TraderRow};
 
 /// Top traders by volume, fees paid, trades or realised PnL.
 #[utoipa::path(get, path = "/v1/traders/top", params(TopQuery), responses((status = 200, body = TopTraders), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
@@ -10,16 +10,20 @@ pub(crate) async fn top_traders(
     State(s): State<AppState>,
     Q(q): Q<TopQuery>,
 ) -> ApiResult<TopTraders> {
-    let orders = [
-        ("volume", BY_VOLUME),
-        ("fees", BY_FEES),
-        ("trades", "trades DESC"),
-        ("pnl", "pnl_gwei DESC, pnl_rem DESC"),
-    ];
-    let (id, rows) = top_rows(&s, q, "traders", "trader", TRADER_COLUMNS, &orders).await?;
+    let id = market_id(&s, q.market).await?;
+    let order = pick(
+        q.by.as_deref(),
+        &[
+            ("volume", TraderOrder::Volume),
+            ("fees", TraderOrder::Fees),
+            ("trades", TraderOrder::Trades),
+            ("pnl", TraderOrder::Pnl),
+        ],
+    )?;
+    let rows = s.store.top_traders(id, order, limit(q.limit)?).await?;
     Ok(Json(TopTraders {
         market: id,
-        traders: rows.iter().map(trader_summary).collect(),
+        traders: rows.into_iter().map(trader_summary).collect(),
     }))
 }
 
@@ -56,14 +60,9 @@ pub(crate) async fn trader(
 ) -> ApiResult<TraderOne> {
     let address = parse_address(&address)?;
     let id = market_id(&s, q.market).await?;
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {TRADER_COLUMNS} FROM traders WHERE market_id = $1 AND trader = $2"
-    )))
-    .bind(id)
-    .bind(&address)
-    .fetch_optional(s.store.pool())
-    .await?
-    .ok_or_else(|| ApiError::NotFound(format!("trader {address} has no trades in market {id}")))?;
+    let row = s.store.trader(id, &address).await?.ok_or_else(|| {
+        ApiError::NotFound(format!("trader {address} has no trades in market {id}"))
+    })?;
     let first_page = PageQuery {
         market: q.market,
         limit: Some(MAX_LIMIT),
@@ -72,23 +71,20 @@ pub(crate) async fn trader(
     let (holdings, next) = holdings_page(&s, id, "trader", &address, &first_page).await?;
     Ok(Json(TraderOne {
         market: id,
-        trader: trader_summary(&row),
+        trader: trader_summary(row),
         holdings: holdings.iter().map(holding).collect(),
         holdings_next_cursor: next,
     }))
 }
 
 /// The columns [`trader_summary`] reads.
-pub(crate) const TRADER_COLUMNS: &str =
-    "trader, trades, volume_gwei, volume_rem, fees_gwei, fees_rem, first_time, pnl_gwei, pnl_rem";
-
-pub(crate) fn trader_summary(r: &sqlx::any::AnyRow) -> TraderSummary {
+pub(crate) fn trader_summary(r: TraderRow) -> TraderSummary {
     TraderSummary {
-        trader: r.get(0),
-        trades: r.get(1),
-        volume: Amount::from_parts(r, 2),
-        fees_paid: Amount::from_parts(r, 4),
-        first_trade_time: r.get(6),
-        realised_pnl: Amount::from_parts(r, 7),
+        trader: r.trader,
+        trades: r.trades,
+        volume: Amount::of(r.volume),
+        fees_paid: Amount::of(r.fees),
+        first_trade_time: r.first_time,
+        realised_pnl: Amount::of(r.pnl),
     }
 }

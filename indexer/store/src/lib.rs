@@ -25,6 +25,7 @@ use tracing::info;
 
 pub use crate::{
     error::{Error, Result},
+    leaders::{SubjectOrder, SubjectRow, TraderOrder, TraderRow},
     reads::MarketRow,
     row::{TradeRow, hex},
 };
@@ -33,6 +34,7 @@ mod aggregates;
 pub mod amount;
 mod error;
 mod indexes;
+mod leaders;
 mod reads;
 mod row;
 mod write;

@@ -1,0 +1,268 @@
+//! Subjects and traders: one, or a leaderboard in an order that an index of the same expression
+//! serves (see `DEFERRABLE_INDEXES` and the migrations; a unit test keeps them equal).
+
+use sqlx::{AssertSqlSafe, any::AnyRow};
+
+use super::*;
+use crate::{Result, amount::Wei};
+
+/// Orders an exact amount column pair (normalised gwei, then the remainder), descending.
+const BY_VOLUME: &str =
+    "(volume_gwei + volume_rem / 1000000000) DESC, (volume_rem % 1000000000) DESC";
+/// The same for fees.
+const BY_FEES: &str = "(fees_gwei + fees_rem / 1000000000) DESC, (fees_rem % 1000000000) DESC";
+
+/// How a leaderboard of subjects is ordered (largest first; ties by address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubjectOrder {
+    /// Volume traded in the subject's keys.
+    Volume,
+    /// Fees the subject earned.
+    Fees,
+    /// Holders.
+    Holders,
+    /// Keys in existence.
+    Supply,
+    /// The current price (the curve's multiple × supply²).
+    Price,
+    /// Trades.
+    Trades,
+}
+
+impl SubjectOrder {
+    fn order_by(self) -> &'static str {
+        match self {
+            Self::Volume => BY_VOLUME,
+            Self::Fees => BY_FEES,
+            Self::Holders => "holders DESC",
+            Self::Supply => "supply DESC",
+            Self::Price => "(curve * supply * supply) DESC",
+            Self::Trades => "trades DESC",
+        }
+    }
+}
+
+/// How a leaderboard of traders is ordered (largest first; ties by address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TraderOrder {
+    /// Volume traded.
+    Volume,
+    /// Fees paid.
+    Fees,
+    /// Trades.
+    Trades,
+    /// Realised profit and loss.
+    Pnl,
+}
+
+impl TraderOrder {
+    fn order_by(self) -> &'static str {
+        match self {
+            Self::Volume => BY_VOLUME,
+            Self::Fees => BY_FEES,
+            Self::Trades => "trades DESC",
+            Self::Pnl => "pnl_gwei DESC, pnl_rem DESC",
+        }
+    }
+}
+
+/// A subject's aggregates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectRow {
+    /// The subject (lowercase 0x hex).
+    pub subject: String,
+    /// Keys in existence.
+    pub supply: i64,
+    /// Addresses holding keys.
+    pub holders: i64,
+    /// Trades with a non-zero amount.
+    pub trades: i64,
+    /// Volume traded in its keys.
+    pub volume: Wei,
+    /// Fees it earned.
+    pub fees: Wei,
+    /// Its first trade, Unix seconds.
+    pub first_time: i64,
+    /// Its curve's multiple of friend.tech's (0: not known yet).
+    pub curve: i64,
+}
+
+/// A trader's aggregates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraderRow {
+    /// The trader (lowercase 0x hex).
+    pub trader: String,
+    /// Trades with a non-zero amount.
+    pub trades: i64,
+    /// Volume traded.
+    pub volume: Wei,
+    /// Fees paid.
+    pub fees: Wei,
+    /// The first trade, Unix seconds.
+    pub first_time: i64,
+    /// Realised profit and loss (average cost).
+    pub pnl: Wei,
+}
+
+const SUBJECT_COLUMNS: &str = "subject, supply, holders, trades, volume_gwei, volume_rem, fees_gwei, fees_rem, first_time, curve";
+const TRADER_COLUMNS: &str =
+    "trader, trades, volume_gwei, volume_rem, fees_gwei, fees_rem, first_time, pnl_gwei, pnl_rem";
+
+fn wei_at(r: &AnyRow, gwei: usize) -> Wei {
+    Wei {
+        gwei: get_i64(r, gwei),
+        rem: get_i64(r, gwei + 1),
+    }
+}
+
+fn subject_row(r: &AnyRow) -> SubjectRow {
+    SubjectRow {
+        subject: r.get(0),
+        supply: get_i64(r, 1),
+        holders: get_i64(r, 2),
+        trades: get_i64(r, 3),
+        volume: wei_at(r, 4),
+        fees: wei_at(r, 6),
+        first_time: get_i64(r, 8),
+        curve: get_i64(r, 9),
+    }
+}
+
+fn trader_row(r: &AnyRow) -> TraderRow {
+    TraderRow {
+        trader: r.get(0),
+        trades: get_i64(r, 1),
+        volume: wei_at(r, 2),
+        fees: wei_at(r, 4),
+        first_time: get_i64(r, 6),
+        pnl: wei_at(r, 7),
+    }
+}
+
+impl Store {
+    /// The market's top `limit` subjects in `order`.
+    pub async fn top_subjects(
+        &self,
+        market_id: i64,
+        order: SubjectOrder,
+        limit: i64,
+    ) -> Result<Vec<SubjectRow>> {
+        let rows = self
+            .top(
+                "subjects",
+                "subject",
+                SUBJECT_COLUMNS,
+                order.order_by(),
+                market_id,
+                limit,
+            )
+            .await?;
+        Ok(rows.iter().map(subject_row).collect())
+    }
+
+    /// The market's top `limit` traders in `order`.
+    pub async fn top_traders(
+        &self,
+        market_id: i64,
+        order: TraderOrder,
+        limit: i64,
+    ) -> Result<Vec<TraderRow>> {
+        let rows = self
+            .top(
+                "traders",
+                "trader",
+                TRADER_COLUMNS,
+                order.order_by(),
+                market_id,
+                limit,
+            )
+            .await?;
+        Ok(rows.iter().map(trader_row).collect())
+    }
+
+    /// One subject of the market (`None`: it never traded there).
+    pub async fn subject(&self, market_id: i64, subject: &str) -> Result<Option<SubjectRow>> {
+        let sql =
+            format!("SELECT {SUBJECT_COLUMNS} FROM subjects WHERE market_id = $1 AND subject = $2");
+        Ok(sqlx::query(AssertSqlSafe(sql))
+            .bind(market_id)
+            .bind(subject)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("reading a subject"))?
+            .as_ref()
+            .map(subject_row))
+    }
+
+    /// One trader of the market (`None`: they never traded there).
+    pub async fn trader(&self, market_id: i64, trader: &str) -> Result<Option<TraderRow>> {
+        let sql =
+            format!("SELECT {TRADER_COLUMNS} FROM traders WHERE market_id = $1 AND trader = $2");
+        Ok(sqlx::query(AssertSqlSafe(sql))
+            .bind(market_id)
+            .bind(trader)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("reading a trader"))?
+            .as_ref()
+            .map(trader_row))
+    }
+
+    async fn top(
+        &self,
+        table: &str,
+        key: &str,
+        columns: &str,
+        order_by: &str,
+        market_id: i64,
+        limit: i64,
+    ) -> Result<Vec<AnyRow>> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {columns} FROM {table} WHERE market_id = $1 ORDER BY {order_by}, {key} LIMIT $2"
+        )))
+        .bind(market_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("reading a leaderboard"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::indexes::DEFERRABLE_INDEXES;
+
+    /// Each leaderboard order is the expression of the index that serves it (else the query
+    /// sorts the whole table).
+    #[test]
+    fn every_order_is_an_index() {
+        let index = |name: &str| {
+            DEFERRABLE_INDEXES
+                .iter()
+                .find(|(n, _)| *n == name)
+                .unwrap_or_else(|| panic!("no index {name}"))
+                .1
+        };
+        for (order, name) in [
+            (SubjectOrder::Volume, "subjects_by_volume"),
+            (SubjectOrder::Fees, "subjects_by_fees"),
+            (SubjectOrder::Holders, "subjects_by_holders"),
+            (SubjectOrder::Supply, "subjects_by_supply"),
+            (SubjectOrder::Price, "subjects_by_price"),
+            (SubjectOrder::Trades, "subjects_by_trades"),
+        ] {
+            let want = format!("(market_id, {}, subject)", order.order_by());
+            assert!(index(name).contains(&want), "{name}: {want}");
+        }
+        for (order, name) in [
+            (TraderOrder::Volume, "traders_by_volume"),
+            (TraderOrder::Fees, "traders_by_fees"),
+            (TraderOrder::Trades, "traders_by_trades"),
+            (TraderOrder::Pnl, "traders_by_pnl"),
+        ] {
+            let want = format!("(market_id, {}, trader)", order.order_by());
+            assert!(index(name).contains(&want), "{name}: {want}");
+        }
+    }
+}
