@@ -51,7 +51,9 @@ pub(crate) struct Proxy {
     logs_delay_ms: AtomicU64,
     /// Requests received, of every kind.
     requests: AtomicU64,
-    seq: AtomicU64,
+    /// Requests seen in Misbehaving mode, per method: each method goes through the whole cycle
+    /// of faults, however the methods interleave.
+    seqs: Mutex<BTreeMap<String, u64>>,
     /// What was injected, by kind.
     injected: Mutex<BTreeMap<&'static str, u64>>,
     /// A log of an earlier answer, to put at a wrong block later.
@@ -69,7 +71,7 @@ impl Proxy {
             mode: Mutex::new(Mode::Healthy),
             logs_delay_ms: AtomicU64::new(0),
             requests: AtomicU64::new(0),
-            seq: AtomicU64::new(0),
+            seqs: Mutex::default(),
             injected: Mutex::default(),
             earlier_log: Mutex::default(),
         });
@@ -162,7 +164,12 @@ impl Proxy {
                 }
             }
             Mode::Misbehaving => {
-                let n = self.seq.fetch_add(1, Ordering::Relaxed);
+                let n = {
+                    let mut seqs = self.seqs.lock().unwrap();
+                    let seq = seqs.entry(method.clone()).or_default();
+                    *seq += 1;
+                    *seq - 1
+                };
                 match (method.as_str(), n % 23) {
                     ("eth_getLogs", 0) => {
                         self.count("alchemy 429");
