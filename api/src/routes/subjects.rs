@@ -2,7 +2,7 @@
 
 use crate::{error::*, extract::*, routes::market::series_page, state::*, types::*};
 use axum::{Json, extract::State, response::Response};
-use keymarket_store::{SubjectOrder, SubjectRow};
+use keymarket_store::{HoldingRow, HoldingsOf, SubjectOrder, SubjectRow};
 use rust_decimal::Decimal;
 use sqlx::Row;
 
@@ -94,12 +94,12 @@ pub(crate) async fn holders(
 ) -> ApiResult<Holders> {
     let address = parse_address(&address)?;
     let id = market_id(&s, q.market).await?;
-    let (rows, next) = holdings_page(&s, id, "subject", &address, &q).await?;
+    let (rows, next) = holdings_page(&s, id, HoldingsOf::Subject(&address), &q).await?;
     let holders = rows
-        .iter()
+        .into_iter()
         .map(|r| Holder {
-            trader: r.get(0),
-            balance: r.get(1),
+            trader: r.party,
+            balance: r.balance,
         })
         .collect();
     Ok(Json(Holders {
@@ -117,44 +117,40 @@ pub(crate) async fn holders(
 pub(crate) async fn holdings_page(
     s: &AppState,
     id: i64,
-    of: &str,
-    address: &str,
+    of: HoldingsOf<'_>,
     q: &PageQuery,
-) -> Result<(Vec<sqlx::any::AnyRow>, Option<String>), ApiError> {
-    let other = if of == "subject" { "trader" } else { "subject" };
+) -> Result<(Vec<HoldingRow>, Option<String>), ApiError> {
     let limit = limit(q.limit)?;
-    let (after_balance, after) = match &q.cursor {
+    let after = match &q.cursor {
         Some(c) => {
             let (b, a): (i64, String) = parse_cursor(c)?;
-            (b, parse_address(&a)?)
+            Some((b, parse_address(&a)?))
         }
-        None => (i64::MAX, String::new()),
+        None => None,
     };
-    let mut rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {other}, balance, cost_gwei, cost_rem FROM holdings WHERE market_id = $1 AND {of} = $2 AND balance > 0 \
-         AND (balance < $3 OR (balance = $3 AND {other} > $4)) ORDER BY balance DESC, {other} LIMIT $5"
-    )))
-    .bind(id)
-    .bind(address)
-    .bind(after_balance)
-    .bind(&after)
-    .bind(limit + 1)
-    .fetch_all(s.store.pool())
-    .await?;
+    let mut rows = s
+        .store
+        .holdings(
+            id,
+            of,
+            after.as_ref().map(|(b, a)| (*b, a.as_str())),
+            limit + 1,
+        )
+        .await?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let next = more.then(|| {
         let last = rows.last().expect("a full page");
-        format!("{}_{}", last.get::<i64, _>(1), last.get::<String, _>(0))
+        format!("{}_{}", last.balance, last.party)
     });
     Ok((rows, next))
 }
 
-pub(crate) fn holding(r: &sqlx::any::AnyRow) -> Holding {
+pub(crate) fn holding(r: HoldingRow) -> Holding {
     Holding {
-        subject: r.get(0),
-        balance: r.get(1),
-        cost_basis: Amount::from_parts(r, 2),
+        subject: r.party,
+        balance: r.balance,
+        cost_basis: Amount::of(r.cost),
     }
 }
 

@@ -2,7 +2,7 @@
 
 use crate::{error::*, extract::*, routes::subjects::*, state::*, types::*};
 use axum::{Json, extract::State};
-use keymarket_store::{TraderOrder, TraderRow};
+use keymarket_store::{HoldingsOf, TraderOrder, TraderRow};
 
 /// Top traders by volume, fees paid, trades or realised PnL.
 #[utoipa::path(get, path = "/v1/traders/top", params(TopQuery), responses((status = 200, body = TopTraders), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
@@ -37,7 +37,7 @@ pub(crate) async fn trader_holdings(
 ) -> ApiResult<TraderHoldings> {
     let address = parse_address(&address)?;
     let id = market_id(&s, q.market).await?;
-    let (rows, next) = holdings_page(&s, id, "trader", &address, &q).await?;
+    let (rows, next) = holdings_page(&s, id, HoldingsOf::Trader(&address), &q).await?;
     if rows.is_empty() && q.cursor.is_none() && !s.store.has_trader(id, &address).await? {
         return Err(ApiError::NotFound(format!(
             "trader {address} has no trades in market {id}"
@@ -46,7 +46,7 @@ pub(crate) async fn trader_holdings(
     Ok(Json(TraderHoldings {
         market: id,
         trader: address,
-        holdings: rows.iter().map(holding).collect(),
+        holdings: rows.into_iter().map(holding).collect(),
         next_cursor: next,
     }))
 }
@@ -68,11 +68,11 @@ pub(crate) async fn trader(
         limit: Some(MAX_LIMIT),
         cursor: None,
     };
-    let (holdings, next) = holdings_page(&s, id, "trader", &address, &first_page).await?;
+    let (holdings, next) = holdings_page(&s, id, HoldingsOf::Trader(&address), &first_page).await?;
     Ok(Json(TraderOne {
         market: id,
         trader: trader_summary(row),
-        holdings: holdings.iter().map(holding).collect(),
+        holdings: holdings.into_iter().map(holding).collect(),
         holdings_next_cursor: next,
     }))
 }

@@ -139,6 +139,27 @@ fn trader_row(r: &AnyRow) -> TraderRow {
     }
 }
 
+/// Whose holdings a page lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldingsOf<'a> {
+    /// A subject's holders.
+    Subject(&'a str),
+    /// A trader's keys.
+    Trader(&'a str),
+}
+
+/// One holding: the other side (the trader of a subject's holders, the subject of a trader's
+/// keys), the keys held and their cost basis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HoldingRow {
+    /// The other side's address (lowercase 0x hex).
+    pub party: String,
+    /// Keys held (> 0).
+    pub balance: i64,
+    /// What they cost (average cost basis).
+    pub cost: Wei,
+}
+
 impl Store {
     /// The market's top `limit` subjects in `order`.
     pub async fn top_subjects(
@@ -206,6 +227,43 @@ impl Store {
             .map_err(db("reading a trader"))?
             .as_ref()
             .map(trader_row))
+    }
+
+    /// A page of holdings, largest balance first (ties by the other side's address), after the
+    /// keyset position `after` (balance, address) when given; at most `limit` rows. Reads an
+    /// index of exactly that order (holdings_by_balance, holdings_by_trader).
+    pub async fn holdings(
+        &self,
+        market_id: i64,
+        of: HoldingsOf<'_>,
+        after: Option<(i64, &str)>,
+        limit: i64,
+    ) -> Result<Vec<HoldingRow>> {
+        let (of, other, address) = match of {
+            HoldingsOf::Subject(a) => ("subject", "trader", a),
+            HoldingsOf::Trader(a) => ("trader", "subject", a),
+        };
+        let (after_balance, after) = after.unwrap_or((i64::MAX, ""));
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {other}, balance, cost_gwei, cost_rem FROM holdings WHERE market_id = $1 AND {of} = $2 AND balance > 0 \
+             AND (balance < $3 OR (balance = $3 AND {other} > $4)) ORDER BY balance DESC, {other} LIMIT $5"
+        )))
+        .bind(market_id)
+        .bind(address)
+        .bind(after_balance)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("reading holdings"))?;
+        Ok(rows
+            .iter()
+            .map(|r| HoldingRow {
+                party: r.get(0),
+                balance: get_i64(r, 1),
+                cost: wei_at(r, 2),
+            })
+            .collect())
     }
 
     async fn top(

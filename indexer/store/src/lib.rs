@@ -25,7 +25,7 @@ use tracing::info;
 
 pub use crate::{
     error::{Error, Result},
-    leaders::{SubjectOrder, SubjectRow, TraderOrder, TraderRow},
+    leaders::{HoldingRow, HoldingsOf, SubjectOrder, SubjectRow, TraderOrder, TraderRow},
     reads::MarketRow,
     row::{TradeRow, hex},
 };
