@@ -156,6 +156,15 @@ async fn sigkill_at_random_moments_loses_and_duplicates_nothing_postgres() {
     crash_test(Db::Postgres).await;
 }
 
+/// A loopback port nothing listens on (the OS's choice, released at once).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Sends `signal` (TERM, INT) to a process.
 fn signal(name: &str, pid: u32) {
     let status = std::process::Command::new("kill")
@@ -252,11 +261,7 @@ async fn sigterm_test(kind: Db) {
 
     if kind == Db::Sqlite {
         // `serve` drains and exits 0 too.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_keymarket"))
             .args(["serve", "--database-url", &url, "--listen"])
             .arg(format!("127.0.0.1:{port}"))
@@ -444,13 +449,6 @@ async fn postgres_restarts_are_waited_out() {
 /// to the checkpoint it reports.
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_stops_up_cleanly() {
-    let free_port = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
     let (anvil_port, api_port) = (free_port(), free_port());
     let dir = std::env::temp_dir().join(format!("keymarket-up-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
