@@ -502,12 +502,27 @@ async fn a_misbehaving_provider_is_retried_and_never_believed() {
             .await
             .unwrap()
     };
+    let met = || {
+        keymarket_indexer::rpc::RETRIES
+            .database
+            .load(Ordering::Relaxed)
+    };
+    let before = met();
     sqlx::query("BEGIN IMMEDIATE")
         .execute(&mut locker)
         .await
         .unwrap();
     chain.trade(150, 83, 15, 900).await;
-    tokio::time::sleep(Duration::from_secs(12)).await;
+    // Held until the indexer has met it (a write refused after the busy timeout), however long
+    // its next write takes to come under a misbehaving provider.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while met() == before {
+        assert!(
+            Instant::now() < deadline,
+            "the SQLite indexer never met the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     sqlx::query("COMMIT").execute(&mut locker).await.unwrap();
     caught_up(&chain, &followers).await;
     let reports = stop_and_compare(&chain, followers, "through a misbehaving provider").await;
