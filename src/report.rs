@@ -1,10 +1,7 @@
 //! What the commands print: the simulator's report (from the chain's receipts) and an indexed
 //! market's headline numbers (from the database).
 
-use alloy::{
-    primitives::{U256, utils::format_ether},
-    providers::Provider,
-};
+use alloy::{primitives::utils::format_ether, providers::Provider};
 use eyre::{Result, bail};
 use keymarket_indexer::{MarketSpec, RunReport, Store};
 use keymarket_simulate::SimReport;
@@ -69,8 +66,7 @@ pub(crate) async fn print_stats<P: Provider>(
         )
         .await?;
     let t = store.totals(market.id, None).await?;
-    let wei = |s: &str| s.parse::<U256>().unwrap_or_default();
-    let volume = wei(&t.buy_volume) + wei(&t.sell_volume);
+    let volume = t.buy_volume.plus(t.sell_volume).to_u256();
     println!(
         "market {} (chain {}), indexed to block {}:",
         spec.address,
@@ -79,17 +75,17 @@ pub(crate) async fn print_stats<P: Provider>(
     );
     println!(
         "  protocol revenue  {} ETH",
-        format_ether(wei(&t.protocol_fees))
+        format_ether(t.protocol_fees.to_u256())
     );
     println!(
         "  subject revenue   {} ETH",
-        format_ether(wei(&t.subject_fees))
+        format_ether(t.subject_fees.to_u256())
     );
     println!(
         "  volume            {} ETH (buys {} ETH, sells {} ETH)",
         format_ether(volume),
-        format_ether(wei(&t.buy_volume)),
-        format_ether(wei(&t.sell_volume))
+        format_ether(t.buy_volume.to_u256()),
+        format_ether(t.sell_volume.to_u256())
     );
     println!(
         "  trades            {} ({} buys, {} sells)",

@@ -67,12 +67,6 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<sqlx::Error> for ApiError {
-    fn from(e: sqlx::Error) -> Self {
-        Self::Internal(e.to_string())
-    }
-}
-
 impl From<keymarket_store::Error> for ApiError {
     fn from(e: keymarket_store::Error) -> Self {
         Self::Internal(e.to_string())

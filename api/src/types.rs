@@ -3,7 +3,6 @@
 use keymarket_store::amount::Wei;
 use rust_decimal::Decimal;
 use serde::Serialize;
-use sqlx::Row;
 use utoipa::ToSchema;
 
 /// An exact ETH amount.
@@ -28,16 +27,6 @@ impl Amount {
     /// The amount of a [`Wei`] value.
     pub(crate) fn of(w: Wei) -> Self {
         Self::from_wei(w.to_decimal_wei())
-    }
-
-    pub(crate) fn from_parts(row: &sqlx::any::AnyRow, gwei: usize) -> Self {
-        Self::from_wei(
-            Wei {
-                gwei: row.get(gwei),
-                rem: row.get(gwei + 1),
-            }
-            .to_decimal_wei(),
-        )
     }
 }
 

@@ -1,7 +1,5 @@
 //! Market-wide routes: health, markets, the overview, the daily series, and `/metrics`.
 
-use std::str::FromStr;
-
 use crate::{error::*, extract::*, state::*, types::*};
 use axum::{
     Json,
@@ -9,8 +7,7 @@ use axum::{
     http::header,
     response::{IntoResponse, Response},
 };
-use rust_decimal::Decimal;
-use sqlx::Row;
+use keymarket_store::DayRange;
 
 /// Prometheus metrics: request latencies, and per market the indexed trades, block, head and lag.
 pub(crate) async fn metrics_text(State(s): State<AppState>) -> Result<Response, ApiError> {
@@ -115,19 +112,19 @@ pub(crate) async fn build_overview(
     window: Option<(i64, i64)>,
     q: &DailyQuery,
 ) -> Result<axum::body::Bytes, ApiError> {
-    let t = s.store.totals(id, window).await?;
+    let days = window.map(|(from, to)| DayRange { from, to });
+    let t = s.store.totals(id, days).await?;
     let all = match window {
-        None => t.clone(),
+        None => t,
         Some(_) => s.store.totals(id, None).await?,
     };
-    let d = |v: &str| Decimal::from_str(v).map_err(|e| ApiError::Internal(e.to_string()));
     let (buy, sell, p, sj) = (
-        d(&t.buy_volume)?,
-        d(&t.sell_volume)?,
-        d(&t.protocol_fees)?,
-        d(&t.subject_fees)?,
+        t.buy_volume.to_decimal_wei(),
+        t.sell_volume.to_decimal_wei(),
+        t.protocol_fees.to_decimal_wei(),
+        t.subject_fees.to_decimal_wei(),
     );
-    let tvl = d(&all.buy_volume)? - d(&all.sell_volume)?;
+    let tvl = all.buy_volume.to_decimal_wei() - all.sell_volume.to_decimal_wei();
     let o = Overview {
         market: id,
         from: window
@@ -151,18 +148,19 @@ pub(crate) async fn build_overview(
     to_json(&o)
 }
 
-/// A series page from rows fetched with `LIMIT limit + 1` (day first): the page's rows, and the
-/// cursor — the day after its last row — only when another row follows.
-pub(crate) fn series_page(
-    mut rows: Vec<sqlx::any::AnyRow>,
+/// A series page from rows fetched with `LIMIT limit + 1`: the page's rows, and the cursor —
+/// the day after its last row — only when another row follows.
+pub(crate) fn series_page<T>(
+    mut rows: Vec<T>,
     limit: i64,
-) -> (Vec<sqlx::any::AnyRow>, Option<String>) {
+    day: impl Fn(&T) -> i64,
+) -> (Vec<T>, Option<String>) {
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let next = rows
         .last()
         .filter(|_| more)
-        .map(|r| format_date(r.get::<i64, _>(0) + 1));
+        .map(|r| format_date(day(r) + 1));
     (rows, next)
 }
 
@@ -177,34 +175,24 @@ pub(crate) async fn daily(
     let (from, to, limit) = q.page()?;
     let key = format!("daily {id} {from} {to} {limit}");
     snapshot(&s, key, || async {
-        let rows = sqlx::query(
-            "SELECT day, trades, buys, sells, buy_volume_gwei, buy_volume_rem, sell_volume_gwei, sell_volume_rem, \
-             protocol_gwei, protocol_rem, subject_gwei, subject_rem, active_traders, new_traders, new_subjects \
-             FROM stats_daily WHERE market_id = $1 AND day >= $2 AND day <= $3 ORDER BY day LIMIT $4",
-        )
-        .bind(id)
-        .bind(from)
-        .bind(to)
-        .bind(limit + 1)
-        .fetch_all(s.store.pool())
-        .await?;
-        let (rows, next_cursor) = series_page(rows, limit);
+        let rows = s.store.daily(id, DayRange { from, to }, limit + 1).await?;
+        let (rows, next_cursor) = series_page(rows, limit, |r| r.day);
         let days: Vec<_> = rows
-            .iter()
+            .into_iter()
             .map(|r| Day {
-                date: format_date(r.get(0)),
-            trades: r.get(1),
-            buys: r.get(2),
-            sells: r.get(3),
-            buy_volume: Amount::from_parts(r, 4),
-            sell_volume: Amount::from_parts(r, 6),
-            protocol_revenue: Amount::from_parts(r, 8),
-            subject_revenue: Amount::from_parts(r, 10),
-            active_traders: r.get(12),
-            new_traders: r.get(13),
-            new_subjects: r.get(14),
-        })
-        .collect();
+                date: format_date(r.day),
+                trades: r.trades,
+                buys: r.buys,
+                sells: r.sells,
+                buy_volume: Amount::of(r.buy_volume),
+                sell_volume: Amount::of(r.sell_volume),
+                protocol_revenue: Amount::of(r.protocol_fees),
+                subject_revenue: Amount::of(r.subject_fees),
+                active_traders: r.active_traders,
+                new_traders: r.new_traders,
+                new_subjects: r.new_subjects,
+            })
+            .collect();
         to_json(&Daily {
             market: id,
             days,

@@ -2,9 +2,8 @@
 
 use crate::{error::*, extract::*, routes::market::series_page, state::*, types::*};
 use axum::{Json, extract::State, response::Response};
-use keymarket_store::{HoldingRow, HoldingsOf, SubjectOrder, SubjectRow};
+use keymarket_store::{DayRange, HoldingRow, HoldingsOf, SubjectOrder, SubjectRow};
 use rust_decimal::Decimal;
-use sqlx::Row;
 
 /// Wei of one key at supply 1 on friend.tech's curve (1 ether / 16000).
 pub(crate) const KEY_UNIT: i128 = 62_500_000_000_000;
@@ -167,33 +166,26 @@ pub(crate) async fn subject_daily(
     let (from, to, limit) = q.page()?;
     let key = format!("subject daily {id} {address} {from} {to} {limit}");
     snapshot(&s, key, || async {
-        let rows = sqlx::query(
-            "SELECT day, trades, buys, sells, buy_volume_gwei, buy_volume_rem, sell_volume_gwei, sell_volume_rem, fees_gwei, fees_rem \
-             FROM subject_daily WHERE market_id = $1 AND subject = $2 AND day >= $3 AND day <= $4 ORDER BY day LIMIT $5",
-        )
-        .bind(id)
-        .bind(&address)
-        .bind(from)
-        .bind(to)
-        .bind(limit + 1)
-        .fetch_all(s.store.pool())
-        .await?;
+        let rows = s
+            .store
+            .subject_daily(id, &address, DayRange { from, to }, limit + 1)
+            .await?;
         if rows.is_empty() && !s.store.has_subject(id, &address).await? {
             return Err(ApiError::NotFound(format!(
                 "subject {address} has no trades in market {id}"
             )));
         }
-        let (rows, next_cursor) = series_page(rows, limit);
+        let (rows, next_cursor) = series_page(rows, limit, |r| r.day);
         let days = rows
-            .iter()
+            .into_iter()
             .map(|r| SubjectDay {
-                date: format_date(r.get(0)),
-                trades: r.get(1),
-                buys: r.get(2),
-                sells: r.get(3),
-                buy_volume: Amount::from_parts(r, 4),
-                sell_volume: Amount::from_parts(r, 6),
-                fees_earned: Amount::from_parts(r, 8),
+                date: format_date(r.day),
+                trades: r.trades,
+                buys: r.buys,
+                sells: r.sells,
+                buy_volume: Amount::of(r.buy_volume),
+                sell_volume: Amount::of(r.sell_volume),
+                fees_earned: Amount::of(r.fees),
             })
             .collect();
         to_json(&SubjectDaily {

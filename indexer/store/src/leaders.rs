@@ -108,13 +108,6 @@ const SUBJECT_COLUMNS: &str = "subject, supply, holders, trades, volume_gwei, vo
 const TRADER_COLUMNS: &str =
     "trader, trades, volume_gwei, volume_rem, fees_gwei, fees_rem, first_time, pnl_gwei, pnl_rem";
 
-fn wei_at(r: &AnyRow, gwei: usize) -> Wei {
-    Wei {
-        gwei: get_i64(r, gwei),
-        rem: get_i64(r, gwei + 1),
-    }
-}
-
 fn subject_row(r: &AnyRow) -> SubjectRow {
     SubjectRow {
         subject: r.get(0),

@@ -28,6 +28,8 @@ pub use crate::{
     leaders::{HoldingRow, HoldingsOf, SubjectOrder, SubjectRow, TraderOrder, TraderRow},
     reads::MarketRow,
     row::{TradeRow, hex},
+    series::{DayRange, DayRow, SubjectDayRow},
+    trades::{Side, StoredTrade, TradeFilter},
 };
 
 mod aggregates;
@@ -37,6 +39,8 @@ mod indexes;
 mod leaders;
 mod reads;
 mod row;
+mod series;
+mod trades;
 mod write;
 mod writer;
 
@@ -120,8 +124,7 @@ pub struct Batch {
 }
 
 /// Totals of a market over all time (from the daily aggregates).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Totals {
     /// Trades with a non-zero amount.
     pub trades: i64,
@@ -130,21 +133,18 @@ pub struct Totals {
     /// Sells.
     pub sells: i64,
     /// Σ ethAmount over buys.
-    pub buy_volume: U256Str,
+    pub buy_volume: amount::Wei,
     /// Σ ethAmount over sells.
-    pub sell_volume: U256Str,
+    pub sell_volume: amount::Wei,
     /// Σ protocolEthAmount.
-    pub protocol_fees: U256Str,
+    pub protocol_fees: amount::Wei,
     /// Σ subjectEthAmount.
-    pub subject_fees: U256Str,
+    pub subject_fees: amount::Wei,
     /// Distinct traders.
     pub traders: i64,
     /// Distinct subjects.
     pub subjects: i64,
 }
-
-/// A wei amount as an exact decimal string.
-pub type U256Str = String;
 
 impl Store {
     /// Connects to `url` (`sqlite:path` or `postgres://…`), creating a SQLite file if needed, and
@@ -332,6 +332,14 @@ pub struct Store {
 /// Reads a BIGINT column (sums are cast to BIGINT in SQL, so PostgreSQL never returns NUMERIC).
 fn get_i64(row: &AnyRow, i: usize) -> i64 {
     row.get::<i64, _>(i)
+}
+
+/// Reads an exact amount stored as a (gwei, remainder) column pair starting at column `gwei`.
+fn wei_at(row: &AnyRow, gwei: usize) -> amount::Wei {
+    amount::Wei {
+        gwei: get_i64(row, gwei),
+        rem: get_i64(row, gwei + 1),
+    }
 }
 
 fn unix_now() -> i64 {

@@ -7,7 +7,7 @@ use alloy::primitives::B256;
 use sqlx::{AssertSqlSafe, Row};
 
 use super::{aggregates::*, *};
-use crate::{Error, Result, amount::Wei};
+use crate::{DayRange, Error, Result};
 
 /// A registered market and how far it is indexed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,8 +141,11 @@ impl Store {
     /// since 1970-01-01), summed from the daily aggregates. Distinct traders and subjects: over
     /// all time, the sums of the daily first appearances; over a window, counted from the
     /// per-day traders and from the raw trades.
-    pub async fn totals(&self, market_id: i64, days: Option<(i64, i64)>) -> Result<Totals> {
-        let (from, to) = days.unwrap_or((i64::MIN / 2, i64::MAX / 2));
+    pub async fn totals(&self, market_id: i64, days: Option<DayRange>) -> Result<Totals> {
+        let DayRange { from, to } = days.unwrap_or(DayRange {
+            from: i64::MIN / 2,
+            to: i64::MAX / 2,
+        });
         let r = sqlx::query(
             "SELECT CAST(COALESCE(SUM(trades),0) AS BIGINT), CAST(COALESCE(SUM(buys),0) AS BIGINT), CAST(COALESCE(SUM(sells),0) AS BIGINT), CAST(COALESCE(SUM(buy_volume_gwei),0) AS BIGINT), CAST(COALESCE(SUM(buy_volume_rem),0) AS BIGINT), CAST(COALESCE(SUM(sell_volume_gwei),0) AS BIGINT), CAST(COALESCE(SUM(sell_volume_rem),0) AS BIGINT), CAST(COALESCE(SUM(protocol_gwei),0) AS BIGINT), CAST(COALESCE(SUM(protocol_rem),0) AS BIGINT), CAST(COALESCE(SUM(subject_gwei),0) AS BIGINT), CAST(COALESCE(SUM(subject_rem),0) AS BIGINT), \
              CAST(COALESCE(SUM(new_traders),0) AS BIGINT), CAST(COALESCE(SUM(new_subjects),0) AS BIGINT) \
@@ -154,14 +157,7 @@ impl Store {
         .fetch_one(&self.pool)
         .await
         .map_err(db("reading totals"))?;
-        let w = |i: usize| {
-            Wei {
-                gwei: get_i64(&r, i),
-                rem: get_i64(&r, i + 1),
-            }
-            .to_u256()
-            .to_string()
-        };
+        let w = |i: usize| wei_at(&r, i);
         let (traders, subjects) = if days.is_none() {
             (get_i64(&r, 11), get_i64(&r, 12))
         } else {
