@@ -1,0 +1,226 @@
+//! Planning trades: the simulator's mirror of the chain, choosing each trade (valid or built to
+//! revert) and pricing a batch's buys for any execution order.
+
+use std::collections::HashMap;
+
+use alloy::{
+    network::TransactionBuilder,
+    primitives::{Address, B256, U256},
+    rpc::types::TransactionRequest,
+    sol_types::SolCall,
+};
+use keymarket_contracts::{KeyMarket, curve};
+use rand::{RngExt, rngs::StdRng};
+
+use crate::SimConfig;
+
+/// Gas limit sent with every trade: above the costliest path (a new holder's referral buy with a
+/// refund), so no estimation round trip is needed and reverting trades are still mined.
+pub(crate) const TRADE_GAS: u64 = 160_000;
+
+/// One trade to send.
+pub(crate) struct Planned {
+    pub(crate) tx: TransactionRequest,
+    pub(crate) expect_revert: bool,
+    /// For a buy: (subject, amount, referral?), so its payment can be raised to the batch's
+    /// worst case before sending.
+    pub(crate) buy: Option<(Address, u64, bool)>,
+}
+
+/// The simulator's mirror of the chain: enough to build valid trades and price them.
+pub(crate) struct Mirror {
+    pub(crate) supply: HashMap<Address, u64>,
+    pub(crate) curve: HashMap<Address, u8>,
+    pub(crate) held: HashMap<(Address, Address), u64>,
+    /// Next nonce per sender: assigned here, because a node filling nonces for a batch of
+    /// transactions from one sender may hand out the same one twice.
+    pub(crate) nonces: HashMap<Address, u64>,
+    pub(crate) protocol_pct: U256,
+    pub(crate) subject_pct: U256,
+}
+
+impl Mirror {
+    pub(crate) fn cost_at(&self, subject: Address, supply: u64, amount: u64) -> U256 {
+        let price = curve::price(self.curve[&subject], supply, amount);
+        price + curve::fee(price, self.protocol_pct) + curve::fee(price, self.subject_pct)
+    }
+}
+
+/// A node may execute a batch's transactions in another order than they were planned in, so
+/// each buy pays what it would cost if every other buy of its subject in the batch came first;
+/// the contract refunds the excess.
+pub(crate) fn cover_worst_case(
+    batch: &mut [Planned],
+    start_supply: &HashMap<Address, u64>,
+    mirror: &Mirror,
+) {
+    let mut bought: HashMap<Address, u64> = HashMap::new();
+    for p in batch.iter() {
+        if let Some((subject, amount, _)) = p.buy {
+            *bought.entry(subject).or_default() += amount;
+        }
+    }
+    for p in batch.iter_mut() {
+        let Some((subject, amount, referral)) = p.buy else {
+            continue;
+        };
+        let worst = start_supply[&subject] + bought[&subject] - amount;
+        let value = mirror.cost_at(subject, worst, amount);
+        p.tx.value = Some(value);
+        if referral {
+            let mut call =
+                KeyMarket::buySharesBoundedCall::abi_decode(p.tx.input.input().expect("input"))
+                    .expect("planned bounded buy");
+            call.maxCost = value;
+            p.tx.input = call.abi_encode().into();
+        }
+    }
+}
+
+pub(crate) fn trade_tx(
+    mirror: &mut Mirror,
+    from: Address,
+    to: Address,
+    value: U256,
+    input: Vec<u8>,
+) -> TransactionRequest {
+    let nonce = mirror.nonces.entry(from).or_default();
+    let tx = TransactionRequest::default().with_nonce(*nonce);
+    *nonce += 1;
+    tx.with_from(from)
+        .with_to(to)
+        .with_value(value)
+        .with_input(input)
+        .with_gas_limit(TRADE_GAS)
+}
+
+/// Chooses one trade and updates the mirror as if it succeeds (unless it is built to revert).
+pub(crate) fn plan_trade(
+    rng: &mut StdRng,
+    config: &SimConfig,
+    market: Address,
+    mirror: &mut Mirror,
+    traders: &[Address],
+    subject: Address,
+    trader: Address,
+) -> Planned {
+    if rng.random_range(0..1000) < config.fail_permille {
+        return plan_failure(rng, market, mirror, subject, trader);
+    }
+    let held = mirror.held.get(&(subject, trader)).copied().unwrap_or(0);
+    // The subject keeps its first key. Holders sell more often as the price climbs, which keeps
+    // supplies in friend.tech's range (hundreds, rarely thousands) instead of running away.
+    let sellable = if trader == subject {
+        held.saturating_sub(1)
+    } else {
+        held
+    };
+    let supply = mirror.supply[&subject];
+    let sell_permille = 300 + 650 * supply / (supply + 400);
+    if sellable > 0 && rng.random_range(0..1000) < sell_permille {
+        let amount = if rng.random_range(0..10) == 0 {
+            rng.random_range(1..=sellable)
+        } else {
+            1
+        };
+        let call = KeyMarket::sellSharesCall {
+            subject,
+            amount: U256::from(amount),
+        };
+        *mirror.held.get_mut(&(subject, trader)).expect("held") -= amount;
+        *mirror.supply.get_mut(&subject).expect("subject") -= amount;
+        return Planned {
+            tx: trade_tx(mirror, trader, market, U256::ZERO, call.abi_encode()),
+            expect_revert: false,
+            buy: None,
+        };
+    }
+    let amount = match rng.random_range(0..100) {
+        0..=84 => 1,
+        85..=96 => rng.random_range(2..=3),
+        _ => rng.random_range(4..=10),
+    };
+    // The payment is raised to the batch's worst case in `cover_worst_case`.
+    let value = U256::ZERO;
+    let referral = rng.random_range(0..1000) < config.referral_permille;
+    let input = if referral {
+        let mut referrer = traders[rng.random_range(0..traders.len())];
+        if referrer == trader {
+            referrer = traders
+                [(traders.iter().position(|t| *t == trader).unwrap_or(0) + 1) % traders.len()];
+        }
+        KeyMarket::buySharesBoundedCall {
+            subject,
+            amount: U256::from(amount),
+            maxCost: value,
+            referrer,
+            deadline: U256::MAX,
+        }
+        .abi_encode()
+    } else {
+        KeyMarket::buySharesCall {
+            subject,
+            amount: U256::from(amount),
+        }
+        .abi_encode()
+    };
+    *mirror.held.entry((subject, trader)).or_default() += amount;
+    *mirror.supply.get_mut(&subject).expect("subject") += amount;
+    Planned {
+        tx: trade_tx(mirror, trader, market, value, input),
+        expect_revert: false,
+        buy: Some((subject, amount, referral)),
+    }
+}
+
+/// A trade built to revert, one of friend.tech's failure modes.
+pub(crate) fn plan_failure(
+    rng: &mut StdRng,
+    market: Address,
+    mirror: &mut Mirror,
+    subject: Address,
+    trader: Address,
+) -> Planned {
+    let input = match rng.random_range(0..4) {
+        // Underpaid buy: InsufficientPayment (supply >= 1, so the price is not zero).
+        0 => KeyMarket::buySharesCall {
+            subject,
+            amount: U256::from(2),
+        }
+        .abi_encode(),
+        // Selling more than held: InsufficientKeys or CannotSellLastKey.
+        1 => {
+            let held = mirror.held.get(&(subject, trader)).copied().unwrap_or(0);
+            KeyMarket::sellSharesCall {
+                subject,
+                amount: U256::from(held + 1_000_000),
+            }
+            .abi_encode()
+        }
+        // A bounded buy past its deadline: DeadlineExpired.
+        2 => KeyMarket::buySharesBoundedCall {
+            subject,
+            amount: U256::from(1),
+            maxCost: U256::MAX,
+            referrer: Address::ZERO,
+            deadline: U256::from(1),
+        }
+        .abi_encode(),
+        // Buying the first key of someone else: OnlySubjectCanBuyFirstKey.
+        _ => {
+            let stranger = Address::from_word(B256::from(U256::from(
+                0xdead_0000u64 + rng.random_range(0..1000u64),
+            )));
+            KeyMarket::buySharesCall {
+                subject: stranger,
+                amount: U256::from(1),
+            }
+            .abi_encode()
+        }
+    };
+    Planned {
+        tx: trade_tx(mirror, trader, market, U256::ZERO, input),
+        expect_revert: true,
+        buy: None,
+    }
+}
