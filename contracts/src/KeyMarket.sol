@@ -12,13 +12,32 @@ import {IKeyMarket} from "./interfaces/IKeyMarket.sol";
 /// FriendtechSharesV1's to the wei for the same fee settings; the trading ABI and the `Trade`
 /// event are identical.
 /// @dev Payments:
-/// - the protocol fee is pushed to the fee destination with a bounded gas stipend; if that
-///   transfer fails, it is credited to the destination instead, so no destination can block trading;
+/// - protocol fees (minus any referral share) accrue in the fee slot every trade already reads,
+///   and anyone sends them to the current fee destination with `flushProtocolFees`, forwarding
+///   all gas. A push per trade had to bound the destination's gas (or it could make trading
+///   expensive), so a destination needing more gas than the bound, such as a multisig wallet,
+///   only ever received credits it might be unable to withdraw: fees stranded. Accruing also
+///   removes a cold ETH transfer from every trade (see docs/gas.md);
 /// - subject fees accrue in the subject's storage slot and are withdrawn by the subject
 ///   (`withdraw`/`withdrawTo`), so no subject can block trading in its keys;
+/// - referral fees are credited to the referrer, withdrawn like subject fees;
 /// - sale proceeds and refunds are pushed to the caller and credited if the caller cannot receive.
-/// All state is written before any external call, and every entry point holds a transient
-/// reentrancy guard.
+/// All state is written before any external call, and every trading and payment entry point
+/// holds a transient reentrancy guard.
+///
+/// Second safety pass (issue #15):
+/// - referrals are capped at `MAX_REFERRAL_SHARE_BPS` of the protocol fee, can name neither the
+///   buyer, nor the subject, nor the market, and are bound to the trader at their first referred
+///   buy (see `buySharesBounded`), so a trader or a subject cannot claw back protocol fees by
+///   naming a referrer of their own per trade;
+/// - protocol fees accrue and are flushed (above);
+/// - fee increases wait `FEE_INCREASE_DELAY` (decreases apply at once), so an owner cannot raise a
+///   fee in front of pending trades;
+/// - a subject's first buy must move at least one key, so no `Trade` event announces a subject
+///   with zero supply;
+/// - ownership cannot be renounced;
+/// - `quoteBuy`/`quoteSell` quote on the subject's curve, while `getPrice` stays friend.tech's
+///   standard-curve formula.
 contract KeyMarket is IKeyMarket, Ownable2Step, ReentrancyGuardTransient {
     /*//////////////////////////////////////////////////////////////
                                 CONSTANTS
@@ -36,9 +55,16 @@ contract KeyMarket is IKeyMarket, Ownable2Step, ReentrancyGuardTransient {
     /// @notice Curve id of the steep curve (friend.tech v2 clubs style): price(s) = s² / 1600 ether.
     uint8 public constant CURVE_STEEP = 1;
 
-    /// @dev Gas forwarded with a protocol-fee push: enough for a smart-wallet receive hook, too
-    /// little for a recipient to make trades expensive.
-    uint256 internal constant PUSH_GAS = 30_000;
+    /// @notice The cap on the referrer's share of the protocol fee: 25% (2,500 bps), so the
+    /// protocol always keeps at least 75% of its fee. An uncapped share let any trader route the
+    /// whole protocol fee back to an address of their own by naming it as referrer.
+    uint256 public constant MAX_REFERRAL_SHARE_BPS = 2_500;
+
+    /// @notice How long a fee increase waits between being scheduled and taking effect. Traders
+    /// see the `FeeIncreaseScheduled` event a day ahead, so an owner cannot raise a fee in front of
+    /// trades already sent (a sell has no bound on the fee it pays; a buy's bound would merely
+    /// make it revert). Decreases only ever help traders and apply at once.
+    uint256 public constant FEE_INCREASE_DELAY = 24 hours;
 
     /*//////////////////////////////////////////////////////////////
                                  STORAGE
@@ -53,17 +79,33 @@ contract KeyMarket is IKeyMarket, Ownable2Step, ReentrancyGuardTransient {
     uint256 internal constant _FEES_SHIFT = 136;
     uint256 internal constant _MASK64 = type(uint64).max;
 
-    /// @dev One slot read by every trade.
-    struct FeeConfig {
-        address destination;
-        uint48 protocolFeeUnits;
-        uint48 subjectFeeUnits;
+    /// @dev The one fee slot read and written by every trade (one SLOAD and one SSTORE), packed
+    /// by hand: bits 0..47 protocol fee units | 48..95 subject fee units | 96..255 accrued protocol
+    /// fees in wei (not yet flushed). Units are `FEE_UNIT`s of 1e18 = 100%.
+    uint256 internal _feeState;
+
+    uint256 internal constant _SUBJECT_UNITS_SHIFT = 48;
+    uint256 internal constant _ACCRUED_SHIFT = 96;
+    uint256 internal constant _MASK48 = type(uint48).max;
+
+    /// @dev The protocol fee destination, in a slot of its own: read only by flushes and admin,
+    /// never by a trade.
+    address internal _feeDestination;
+
+    /// @dev The referrer's share of the protocol fee, in basis points; read only by referred buys.
+    uint256 internal _referralShareBps;
+
+    /// @dev A fee increase waiting for its time; `effectiveAt == 0` means none. Never read by trades.
+    struct PendingFeeIncrease {
+        uint48 units;
+        uint48 effectiveAt;
     }
 
-    FeeConfig internal _fees;
+    /// @dev [0] the protocol fee, [1] the subject fee.
+    PendingFeeIncrease[2] internal _pendingIncreases;
 
-    /// @dev The referrer's share of the protocol fee, in basis points.
-    uint256 internal _referralShareBps;
+    /// @dev Each trader's referrer, bound at their first referred buy.
+    mapping(address trader => address referrer) internal _referrers;
 
     mapping(address subject => uint256 packed) internal _subjects;
 
@@ -81,7 +123,9 @@ contract KeyMarket is IKeyMarket, Ownable2Step, ReentrancyGuardTransient {
     /// @param feeDestination The protocol fee destination.
     /// @param protocolFeePercent_ The protocol fee, 1e18 = 100%, at most 10%.
     /// @param subjectFeePercent_ The subject fee, 1e18 = 100%, at most 10%.
-    /// @param referralShareBps The referrer's share of the protocol fee, in basis points.
+    /// @param referralShareBps The referrer's share of the protocol fee, in basis points, at most
+    /// `MAX_REFERRAL_SHARE_BPS`.
+    /// @dev The initial fees apply at once: no trade can have been sent against other fees.
     constructor(
         address owner_,
         address feeDestination,
@@ -90,8 +134,8 @@ contract KeyMarket is IKeyMarket, Ownable2Step, ReentrancyGuardTransient {
         uint256 referralShareBps
     ) Ownable(owner_) {
         _setFeeDestination(feeDestination);
-        _setProtocolFeePercent(protocolFeePercent_);
-        _setSubjectFeePercent(subjectFeePercent_);
+        _writeFeeUnits(true, _toFeeUnits(protocolFeePercent_));
+        _writeFeeUnits(false, _toFeeUnits(subjectFeePercent_));
         _setReferralFeeShare(referralShareBps);
     }
 
@@ -116,7 +160,11 @@ contract KeyMarket is IKeyMarket, Ownable2Step, ReentrancyGuardTransient {
         nonReentrant
     {
         _checkDeadline(deadline);
-        if (referrer == msg.sender) revert SelfReferral();
+        // The buyer, the subject (who already earns the subject fee) and the market (whose credit
+        // nobody could withdraw) are never referrers.
+        if (referrer != address(0) && (referrer == msg.sender || referrer == subject || referrer == address(this))) {
+            revert InvalidReferrer(referrer);
+        }
         _buy(subject, amount, maxCost, referrer);
     }
 
@@ -140,36 +188,44 @@ contract KeyMarket is IKeyMarket, Ownable2Step, ReentrancyGuardTransient {
     }
 
     function _buy(address subject, uint256 amount, uint256 maxCost, address referrer) internal {
-        (uint256 price, uint256 protocolFee, uint256 subjectFee, address destination, uint256 newSupply) =
+        (uint256 price, uint256 protocolFee, uint256 subjectFee, uint256 feeState, uint256 newSupply) =
             _recordBuy(subject, amount);
         uint256 cost = price + protocolFee + subjectFee;
         if (msg.value < cost) revert InsufficientPayment(cost, msg.value);
         if (cost > maxCost) revert MaxCostExceeded(cost, maxCost);
-        uint256 toDestination = referrer == address(0) ? protocolFee : _creditReferral(referrer, subject, protocolFee);
+        // A buy naming no referrer reads no referral storage.
+        uint256 toProtocol = referrer == address(0) ? protocolFee : _payReferral(referrer, subject, protocolFee);
+        _accrueProtocolFee(feeState, toProtocol);
         emit Trade(msg.sender, subject, true, amount, price, protocolFee, subjectFee, newSupply);
 
         // Interactions, after every state change.
-        if (toDestination != 0) _pushOrCredit(destination, toDestination, PUSH_GAS);
         unchecked {
             uint256 refund = msg.value - cost; // msg.value >= cost checked above
-            if (refund != 0) _pushOrCredit(msg.sender, refund, gasleft());
+            if (refund != 0) _pushOrCredit(msg.sender, refund);
         }
     }
 
     /// @dev Checks and records a buy by `msg.sender`; the subject's fee stays in its slot until
-    /// withdrawn. The caller checks the payment (a revert there undoes this).
+    /// withdrawn. Returns the fee slot as read, for the caller to accrue the protocol fee into.
+    /// The caller checks the payment (a revert there undoes this).
     function _recordBuy(address subject, uint256 amount)
         internal
-        returns (uint256 price, uint256 protocolFee, uint256 subjectFee, address destination, uint256 newSupply)
+        returns (uint256 price, uint256 protocolFee, uint256 subjectFee, uint256 feeState, uint256 newSupply)
     {
         uint256 word = _subjects[subject];
         uint256 supply = _supplyOf(word);
-        if (supply == 0 && subject != msg.sender) revert OnlySubjectCanBuyFirstKey();
+        if (supply == 0) {
+            if (subject != msg.sender) revert OnlySubjectCanBuyFirstKey();
+            // A first buy of zero keys would emit a `Trade` for a subject that still has no key (a
+            // phantom subject for indexers) without creating it; friend.tech reverts there too.
+            if (amount == 0) revert ZeroAmount();
+        }
         newSupply = supply + amount;
         if (newSupply > _MASK64) revert SupplyOverflow();
         uint8 curve = _curveOf(word);
         price = _price(curve, supply, amount);
-        (protocolFee, subjectFee, destination) = _feesOf(price);
+        feeState = _feeState;
+        (protocolFee, subjectFee) = _feesOf(feeState, price);
 
         uint256 selfBalance = _selfBalanceOf(word);
         if (subject == msg.sender) {
@@ -180,11 +236,11 @@ contract KeyMarket is IKeyMarket, Ownable2Step, ReentrancyGuardTransient {
             }
         }
         _subjects[subject] = _pack(newSupply, selfBalance, curve, _pendingFeesOf(word) + subjectFee);
-        if (supply == 0 && amount != 0) emit SubjectCreated(subject, curve);
+        if (supply == 0) emit SubjectCreated(subject, curve);
     }
 
     function _sell(address subject, uint256 amount, uint256 minProceeds) internal {
-        (uint256 price, uint256 protocolFee, uint256 subjectFee, address destination, uint256 newSupply) =
+        (uint256 price, uint256 protocolFee, uint256 subjectFee, uint256 feeState, uint256 newSupply) =
             _recordSell(subject, amount);
         uint256 proceeds;
         unchecked {
@@ -192,17 +248,17 @@ contract KeyMarket is IKeyMarket, Ownable2Step, ReentrancyGuardTransient {
             proceeds = price - protocolFee - subjectFee;
         }
         if (proceeds < minProceeds) revert MinProceedsNotMet(proceeds, minProceeds);
+        _accrueProtocolFee(feeState, protocolFee);
         emit Trade(msg.sender, subject, false, amount, price, protocolFee, subjectFee, newSupply);
 
         // Interactions, after every state change.
-        if (protocolFee != 0) _pushOrCredit(destination, protocolFee, PUSH_GAS);
-        if (proceeds != 0) _pushOrCredit(msg.sender, proceeds, gasleft());
+        if (proceeds != 0) _pushOrCredit(msg.sender, proceeds);
     }
 
     /// @dev Checks and records a sell by `msg.sender` (friend.tech's order of checks: last key, then balance).
     function _recordSell(address subject, uint256 amount)
         internal
-        returns (uint256 price, uint256 protocolFee, uint256 subjectFee, address destination, uint256 newSupply)
+        returns (uint256 price, uint256 protocolFee, uint256 subjectFee, uint256 feeState, uint256 newSupply)
     {
         uint256 word = _subjects[subject];
         uint256 supply = _supplyOf(word);
@@ -212,7 +268,8 @@ contract KeyMarket is IKeyMarket, Ownable2Step, ReentrancyGuardTransient {
         }
         uint8 curve = _curveOf(word);
         price = _price(curve, newSupply, amount);
-        (protocolFee, subjectFee, destination) = _feesOf(price);
+        feeState = _feeState;
+        (protocolFee, subjectFee) = _feesOf(feeState, price);
 
         uint256 selfBalance = _selfBalanceOf(word);
         if (subject == msg.sender) {
@@ -230,13 +287,40 @@ contract KeyMarket is IKeyMarket, Ownable2Step, ReentrancyGuardTransient {
         _subjects[subject] = _pack(newSupply, selfBalance, curve, _pendingFeesOf(word) + subjectFee);
     }
 
-    /// @dev Credits the referrer's share of `protocolFee`; returns what is left for the destination.
-    function _creditReferral(address referrer, address subject, uint256 protocolFee) internal returns (uint256) {
+    /// @dev A referred buy (`referrer` nonzero, already checked to be neither the buyer, nor the
+    /// subject, nor the market): binds `referrer` to the buyer if none is bound yet, then credits
+    /// the BOUND referrer its share of `protocolFee`, unless the bound referrer is this buy's
+    /// subject (who would otherwise take both the subject fee and a cut of the protocol fee on
+    /// its own keys). Binding for good stops a trader from naming a fresh address of their own
+    /// on every trade; not reverting when another referrer is named keeps a UI's default
+    /// referrer from ever failing a trade. Returns what is left for the protocol.
+    function _payReferral(address referrer, address subject, uint256 protocolFee) internal returns (uint256) {
+        address bound = _referrers[msg.sender];
+        if (bound == address(0)) {
+            bound = referrer;
+            _referrers[msg.sender] = referrer;
+            emit ReferrerBound(msg.sender, referrer);
+        } else if (bound == subject) {
+            return protocolFee;
+        }
+        // At most 25% of the fee (`MAX_REFERRAL_SHARE_BPS`), so this cannot underflow below.
         uint256 referralFee = protocolFee * _referralShareBps / 10_000;
         if (referralFee == 0) return protocolFee;
-        _credits[referrer] += referralFee;
-        emit ReferralFeePaid(referrer, msg.sender, subject, referralFee);
-        return protocolFee - referralFee;
+        _credits[bound] += referralFee;
+        emit ReferralFeePaid(bound, msg.sender, subject, referralFee);
+        unchecked {
+            return protocolFee - referralFee;
+        }
+    }
+
+    /// @dev Adds `amount` to the accrued protocol fees in `feeState` (the fee slot as read by this
+    /// trade) and writes the slot back: the trade's only SSTORE of it. Reverts rather than
+    /// truncate if the total would not fit its 160 bits.
+    function _accrueProtocolFee(uint256 feeState, uint256 amount) internal {
+        if (amount == 0) return;
+        uint256 accrued = (feeState >> _ACCRUED_SHIFT) + amount;
+        if (accrued > type(uint160).max) revert ProtocolFeesOverflow();
+        _feeState = (feeState & ((uint256(1) << _ACCRUED_SHIFT) - 1)) | (accrued << _ACCRUED_SHIFT);
     }
 
     function _checkDeadline(uint256 deadline) internal view {
@@ -268,9 +352,24 @@ contract KeyMarket is IKeyMarket, Ownable2Step, ReentrancyGuardTransient {
         if (!_trySend(to, amount, gasleft())) revert WithdrawalFailed(to, amount);
     }
 
-    /// @dev Sends `amount` to `to`; if the transfer fails, credits it as a withdrawable balance.
-    function _pushOrCredit(address to, uint256 amount, uint256 gasLimit) internal {
-        if (!_trySend(to, amount, gasLimit)) {
+    /// @inheritdoc IKeyMarket
+    /// @dev Permissionless, so the fees reach the destination even if nobody there can call the
+    /// market; all gas is forwarded, so a destination with a costly receive hook (a multisig
+    /// wallet) is paid; the fees go to the destination set when the flush runs.
+    function flushProtocolFees() external nonReentrant returns (uint256 amount) {
+        uint256 feeState = _feeState;
+        amount = feeState >> _ACCRUED_SHIFT;
+        if (amount == 0) revert NothingToWithdraw();
+        _feeState = feeState & ((uint256(1) << _ACCRUED_SHIFT) - 1);
+        address destination = _feeDestination;
+        emit ProtocolFeesFlushed(destination, amount);
+        if (!_trySend(destination, amount, gasleft())) revert WithdrawalFailed(destination, amount);
+    }
+
+    /// @dev Sends `amount` to `to` with all gas; if the transfer fails, credits it as a withdrawable
+    /// balance.
+    function _pushOrCredit(address to, uint256 amount) internal {
+        if (!_trySend(to, amount, gasleft())) {
             _credits[to] += amount;
             emit PaymentDeferred(to, amount);
         }
@@ -313,17 +412,37 @@ contract KeyMarket is IKeyMarket, Ownable2Step, ReentrancyGuardTransient {
     }
 
     /// @inheritdoc IKeyMarket
-    function getBuyPriceAfterFee(address subject, uint256 amount) external view returns (uint256) {
-        uint256 price = getBuyPrice(subject, amount);
-        (uint256 protocolFee, uint256 subjectFee,) = _feesOf(price);
-        return price + protocolFee + subjectFee;
+    function getBuyPriceAfterFee(address subject, uint256 amount) external view returns (uint256 total) {
+        (,,, total) = quoteBuy(subject, amount);
     }
 
     /// @inheritdoc IKeyMarket
-    function getSellPriceAfterFee(address subject, uint256 amount) external view returns (uint256) {
-        uint256 price = getSellPrice(subject, amount);
-        (uint256 protocolFee, uint256 subjectFee,) = _feesOf(price);
-        return price - protocolFee - subjectFee;
+    function getSellPriceAfterFee(address subject, uint256 amount) external view returns (uint256 proceeds) {
+        (,,, proceeds) = quoteSell(subject, amount);
+    }
+
+    /// @inheritdoc IKeyMarket
+    /// @dev `getPrice(supply, amount)` is friend.tech's standard curve for every subject; this
+    /// prices on the subject's own curve (10× for a steep subject) and adds the fees in force.
+    function quoteBuy(address subject, uint256 amount)
+        public
+        view
+        returns (uint256 price, uint256 protocolFee, uint256 subjectFee, uint256 total)
+    {
+        price = getBuyPrice(subject, amount);
+        (protocolFee, subjectFee) = _feesOf(_feeState, price);
+        total = price + protocolFee + subjectFee;
+    }
+
+    /// @inheritdoc IKeyMarket
+    function quoteSell(address subject, uint256 amount)
+        public
+        view
+        returns (uint256 price, uint256 protocolFee, uint256 subjectFee, uint256 proceeds)
+    {
+        price = getSellPrice(subject, amount);
+        (protocolFee, subjectFee) = _feesOf(_feeState, price);
+        proceeds = price - protocolFee - subjectFee;
     }
 
     /// @dev Σ_{i=supply}^{supply+amount-1} i² × 1 ether / divisor, in friend.tech's closed form
@@ -349,15 +468,11 @@ contract KeyMarket is IKeyMarket, Ownable2Step, ReentrancyGuardTransient {
         }
     }
 
-    /// @dev friend.tech's fee arithmetic, `price * percent / 1 ether` rounded down, from one SLOAD.
-    function _feesOf(uint256 price)
-        internal
-        view
-        returns (uint256 protocolFee, uint256 subjectFee, address destination)
-    {
-        FeeConfig storage fees = _fees;
-        (uint256 protocolUnits, uint256 subjectUnits) = (fees.protocolFeeUnits, fees.subjectFeeUnits);
-        destination = fees.destination;
+    /// @dev friend.tech's fee arithmetic, `price * percent / 1 ether` rounded down, from the fee
+    /// slot `feeState` (one SLOAD by the caller).
+    function _feesOf(uint256 feeState, uint256 price) internal pure returns (uint256 protocolFee, uint256 subjectFee) {
+        uint256 protocolUnits = feeState & _MASK48;
+        uint256 subjectUnits = (feeState >> _SUBJECT_UNITS_SHIFT) & _MASK48;
         // Checked: a view may price an absurd amount whose fee product would overflow.
         protocolFee = price * (protocolUnits * FEE_UNIT) / 1 ether;
         subjectFee = price * (subjectUnits * FEE_UNIT) / 1 ether;
@@ -388,19 +503,44 @@ contract KeyMarket is IKeyMarket, Ownable2Step, ReentrancyGuardTransient {
         return _credits[account] + _pendingFeesOf(_subjects[account]);
     }
 
+    /// @inheritdoc IKeyMarket
+    function referrerOf(address trader) external view returns (address) {
+        return _referrers[trader];
+    }
+
+    /// @inheritdoc IKeyMarket
+    function accruedProtocolFees() external view returns (uint256) {
+        return _feeState >> _ACCRUED_SHIFT;
+    }
+
+    /// @inheritdoc IKeyMarket
+    function pendingProtocolFeeIncrease() external view returns (uint256 percent, uint256 effectiveAt) {
+        return _pendingIncrease(true);
+    }
+
+    /// @inheritdoc IKeyMarket
+    function pendingSubjectFeeIncrease() external view returns (uint256 percent, uint256 effectiveAt) {
+        return _pendingIncrease(false);
+    }
+
+    function _pendingIncrease(bool protocol) internal view returns (uint256 percent, uint256 effectiveAt) {
+        PendingFeeIncrease storage p = _pendingIncreases[protocol ? 0 : 1];
+        return (uint256(p.units) * FEE_UNIT, p.effectiveAt);
+    }
+
     /// @notice The protocol fee destination.
     function protocolFeeDestination() external view returns (address) {
-        return _fees.destination;
+        return _feeDestination;
     }
 
-    /// @notice The protocol fee percent, 1e18 = 100%.
+    /// @notice The protocol fee percent in force, 1e18 = 100%.
     function protocolFeePercent() external view returns (uint256) {
-        return uint256(_fees.protocolFeeUnits) * FEE_UNIT;
+        return (_feeState & _MASK48) * FEE_UNIT;
     }
 
-    /// @notice The subject fee percent, 1e18 = 100%.
+    /// @notice The subject fee percent in force, 1e18 = 100%.
     function subjectFeePercent() external view returns (uint256) {
-        return uint256(_fees.subjectFeeUnits) * FEE_UNIT;
+        return ((_feeState >> _SUBJECT_UNITS_SHIFT) & _MASK48) * FEE_UNIT;
     }
 
     /// @notice The referrer's share of the protocol fee, in basis points.
@@ -412,50 +552,99 @@ contract KeyMarket is IKeyMarket, Ownable2Step, ReentrancyGuardTransient {
                                   ADMIN
     //////////////////////////////////////////////////////////////*/
 
-    /// @notice Sets the protocol fee destination.
-    /// @param destination The new destination; not the zero address.
+    /// @notice Sets the protocol fee destination. Fees already accrued go to whichever
+    /// destination is set when they are flushed.
+    /// @param destination The new destination; neither the zero address (fees sent there would be
+    /// burnt) nor the market itself (a flush would send the fees back to the market, where no
+    /// account could withdraw them).
     function setFeeDestination(address destination) external onlyOwner {
         _setFeeDestination(destination);
     }
 
-    /// @notice Sets the protocol fee percent (1e18 = 100%), at most `MAX_FEE_PERCENT`.
+    /// @notice Sets the protocol fee percent (1e18 = 100%), at most `MAX_FEE_PERCENT`. A decrease
+    /// or the current value applies at once and cancels any scheduled increase; an increase is
+    /// scheduled for `FEE_INCREASE_DELAY` from now (replacing any scheduled one) and applied by
+    /// `applyFeeIncrease`, so traders see it coming.
     /// @param percent The new percent.
     function setProtocolFeePercent(uint256 percent) external onlyOwner {
-        _setProtocolFeePercent(percent);
+        _setFeePercent(true, percent);
     }
 
-    /// @notice Sets the subject fee percent (1e18 = 100%), at most `MAX_FEE_PERCENT`.
+    /// @notice Sets the subject fee percent (1e18 = 100%), at most `MAX_FEE_PERCENT`, with the same
+    /// rules as `setProtocolFeePercent`: decreases at once, increases after `FEE_INCREASE_DELAY`.
     /// @param percent The new percent.
     function setSubjectFeePercent(uint256 percent) external onlyOwner {
-        _setSubjectFeePercent(percent);
+        _setFeePercent(false, percent);
     }
 
-    /// @notice Sets the referrer's share of the protocol fee, in basis points (at most 10,000).
+    /// @inheritdoc IKeyMarket
+    /// @dev Permissionless: once announced and due, an increase needs no further owner action,
+    /// and anyone (a keeper, the owner, a trader) may apply it.
+    function applyFeeIncrease() external nonReentrant {
+        bool applied;
+        for (uint256 i = 0; i < 2; i++) {
+            PendingFeeIncrease memory p = _pendingIncreases[i];
+            if (p.effectiveAt != 0 && p.effectiveAt <= block.timestamp) {
+                delete _pendingIncreases[i];
+                _writeFeeUnits(i == 0, p.units);
+                applied = true;
+            }
+        }
+        if (!applied) revert NoFeeIncreaseDue();
+    }
+
+    /// @notice Sets the referrer's share of the protocol fee, in basis points, at most
+    /// `MAX_REFERRAL_SHARE_BPS`.
     /// @param bps The new share.
     function setReferralFeeShare(uint256 bps) external onlyOwner {
         _setReferralFeeShare(bps);
     }
 
+    /// @notice Disabled: always reverts with `RenounceOwnershipDisabled`. Without an owner, fees
+    /// could never be lowered again, the destination never moved (say, off a compromised wallet)
+    /// and the referral share never changed: the settings would be frozen forever. Ownership can
+    /// still be transferred in two steps.
+    function renounceOwnership() public pure override {
+        revert RenounceOwnershipDisabled();
+    }
+
     function _setFeeDestination(address destination) internal {
         if (destination == address(0)) revert ZeroAddress();
-        emit FeeDestinationUpdated(_fees.destination, destination);
-        _fees.destination = destination;
+        if (destination == address(this)) revert InvalidFeeDestination(destination);
+        emit FeeDestinationUpdated(_feeDestination, destination);
+        _feeDestination = destination;
     }
 
-    function _setProtocolFeePercent(uint256 percent) internal {
+    /// @dev Applies a decrease (or the current value) at once, cancelling a scheduled increase of
+    /// the same fee; schedules an increase. Both events let an indexer track the pending state:
+    /// every `*FeePercentUpdated` of a fee clears its scheduled increase.
+    function _setFeePercent(bool protocol, uint256 percent) internal {
         uint48 units = _toFeeUnits(percent);
-        emit ProtocolFeePercentUpdated(uint256(_fees.protocolFeeUnits) * FEE_UNIT, percent);
-        _fees.protocolFeeUnits = units;
+        uint256 current = (_feeState >> (protocol ? 0 : _SUBJECT_UNITS_SHIFT)) & _MASK48;
+        PendingFeeIncrease storage pending = _pendingIncreases[protocol ? 0 : 1];
+        if (units > current) {
+            uint256 effectiveAt = block.timestamp + FEE_INCREASE_DELAY;
+            pending.units = units;
+            pending.effectiveAt = uint48(effectiveAt); // fits for ~8.9 million years
+            emit FeeIncreaseScheduled(protocol, current * FEE_UNIT, percent, effectiveAt);
+        } else {
+            if (pending.effectiveAt != 0) delete _pendingIncreases[protocol ? 0 : 1];
+            _writeFeeUnits(protocol, units);
+        }
     }
 
-    function _setSubjectFeePercent(uint256 percent) internal {
-        uint48 units = _toFeeUnits(percent);
-        emit SubjectFeePercentUpdated(uint256(_fees.subjectFeeUnits) * FEE_UNIT, percent);
-        _fees.subjectFeeUnits = units;
+    /// @dev Writes a fee percent into the fee slot, keeping the other fee and the accrued fees.
+    function _writeFeeUnits(bool protocol, uint256 units) internal {
+        uint256 shift = protocol ? 0 : _SUBJECT_UNITS_SHIFT;
+        uint256 feeState = _feeState;
+        uint256 previous = (feeState >> shift) & _MASK48;
+        _feeState = (feeState & ~(_MASK48 << shift)) | (units << shift);
+        if (protocol) emit ProtocolFeePercentUpdated(previous * FEE_UNIT, units * FEE_UNIT);
+        else emit SubjectFeePercentUpdated(previous * FEE_UNIT, units * FEE_UNIT);
     }
 
     function _setReferralFeeShare(uint256 bps) internal {
-        if (bps > 10_000) revert ReferralShareTooHigh(bps);
+        if (bps > MAX_REFERRAL_SHARE_BPS) revert ReferralShareTooHigh(bps);
         emit ReferralFeeShareUpdated(_referralShareBps, bps);
         _referralShareBps = bps;
     }
@@ -463,7 +652,7 @@ contract KeyMarket is IKeyMarket, Ownable2Step, ReentrancyGuardTransient {
     function _toFeeUnits(uint256 percent) internal pure returns (uint48) {
         if (percent > MAX_FEE_PERCENT) revert FeeTooHigh(percent, MAX_FEE_PERCENT);
         if (percent % FEE_UNIT != 0) revert FeeNotMultipleOfUnit(percent);
-        return uint48(percent / FEE_UNIT);
+        return uint48(percent / FEE_UNIT); // at most 1e11 < 2^48
     }
 
     /*//////////////////////////////////////////////////////////////

@@ -66,11 +66,12 @@ contract KeyMarketTest is KeyMarketFixture {
         uint256 before = alice.balance;
         _buy(alice, subject, 3);
         vm.assertEq(before - alice.balance, price + pf + sf, "alice paid");
-        vm.assertEq(feeDestination.balance, pf, "protocol fee pushed");
+        vm.assertEq(feeDestination.balance, 0, "protocol fee not pushed");
+        vm.assertEq(market.accruedProtocolFees(), pf, "protocol fee accrued");
         vm.assertEq(market.withdrawable(subject), sf, "subject fee accrued");
         vm.assertEq(market.sharesBalance(subject, alice), 3, "balance");
         vm.assertEq(market.sharesSupply(subject), 4, "supply");
-        vm.assertEq(address(market).balance, price + sf, "contract holds reserve + subject fee");
+        vm.assertEq(address(market).balance, price + pf + sf, "contract holds reserve + both fees");
     }
 
     function test_buy_refundsExcess() public {
@@ -187,7 +188,7 @@ contract KeyMarketTest is KeyMarketFixture {
         market.buySharesBounded{value: 10 ether}(subject, 4, 10 ether, bob, block.timestamp);
         vm.assertEq(before - alice.balance, price + pf + sf, "excess refunded");
         vm.assertEq(market.withdrawable(bob), referral, "referrer credited");
-        vm.assertEq(feeDestination.balance, pf - referral, "destination gets the rest");
+        vm.assertEq(market.accruedProtocolFees(), pf - referral, "the protocol accrues the rest");
         uint256 bobBefore = bob.balance;
         vm.prank(bob);
         market.withdraw();
@@ -197,7 +198,7 @@ contract KeyMarketTest is KeyMarketFixture {
     function test_buyBounded_revertsWhen_selfReferral() public {
         _open(subject);
         vm.prank(alice);
-        vm.expectRevert(IKeyMarket.SelfReferral.selector);
+        vm.expectRevert(abi.encodeWithSelector(IKeyMarket.InvalidReferrer.selector, alice));
         market.buySharesBounded{value: 1 ether}(subject, 1, 1 ether, alice, block.timestamp);
     }
 
@@ -316,8 +317,12 @@ contract KeyMarketTest is KeyMarketFixture {
         market.setSubjectFeePercent(5e16 + 1);
         vm.expectRevert(abi.encodeWithSelector(IKeyMarket.ReferralShareTooHigh.selector, 10_001));
         market.setReferralFeeShare(10_001);
+        vm.expectRevert(abi.encodeWithSelector(IKeyMarket.ReferralShareTooHigh.selector, 2_501));
+        market.setReferralFeeShare(2_501);
         vm.expectRevert(IKeyMarket.ZeroAddress.selector);
         market.setFeeDestination(address(0));
+        vm.expectRevert(abi.encodeWithSelector(IKeyMarket.InvalidFeeDestination.selector, address(market)));
+        market.setFeeDestination(address(market));
         vm.stopPrank();
     }
 
@@ -328,9 +333,15 @@ contract KeyMarketTest is KeyMarketFixture {
 
     function test_fees_changesEmitEvents() public {
         vm.startPrank(owner);
+        // An increase is scheduled, then applied after the delay.
+        vm.expectEmit(address(market));
+        emit IKeyMarket.FeeIncreaseScheduled(true, PROTOCOL_FEE, 0.1 ether, block.timestamp + 24 hours);
+        market.setProtocolFeePercent(0.1 ether);
+        vm.warp(block.timestamp + 24 hours);
         vm.expectEmit(address(market));
         emit IKeyMarket.ProtocolFeePercentUpdated(PROTOCOL_FEE, 0.1 ether);
-        market.setProtocolFeePercent(0.1 ether);
+        market.applyFeeIncrease();
+        // A decrease applies at once.
         vm.expectEmit(address(market));
         emit IKeyMarket.SubjectFeePercentUpdated(SUBJECT_FEE, 0);
         market.setSubjectFeePercent(0);
@@ -338,13 +349,13 @@ contract KeyMarketTest is KeyMarketFixture {
         emit IKeyMarket.FeeDestinationUpdated(feeDestination, bob);
         market.setFeeDestination(bob);
         vm.expectEmit(address(market));
-        emit IKeyMarket.ReferralFeeShareUpdated(REFERRAL_BPS, 5_000);
-        market.setReferralFeeShare(5_000);
+        emit IKeyMarket.ReferralFeeShareUpdated(REFERRAL_BPS, 2_500);
+        market.setReferralFeeShare(2_500);
         vm.stopPrank();
         vm.assertEq(market.protocolFeePercent(), 0.1 ether, "protocol");
         vm.assertEq(market.subjectFeePercent(), 0, "subject");
         vm.assertEq(market.protocolFeeDestination(), bob, "destination");
-        vm.assertEq(market.referralFeeShare(), 5_000, "referral");
+        vm.assertEq(market.referralFeeShare(), 2_500, "referral");
     }
 
     function test_admin_onlyOwner() public {

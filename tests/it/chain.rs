@@ -144,13 +144,15 @@ async fn simulated_trading_matches_contract_views_and_eth_receipts() {
         );
     }
 
-    // Fee receipts: the destination received the protocol fees minus referrals (pushed); subjects
-    // and referrers can withdraw exactly what the events say; the contract holds the curve
-    // reserve plus everything withdrawable, to the wei.
+    // Fee receipts: the protocol fees minus referrals accrued in the market (nothing was pushed);
+    // subjects and referrers can withdraw exactly what the events say; the contract holds the
+    // curve reserve plus the accrued protocol fees plus everything withdrawable, to the wei.
+    let accrued = market.accruedProtocolFees().call().await.unwrap();
+    assert_eq!(accrued, protocol - referral, "accrued protocol fees");
     assert_eq!(
         provider.get_balance(fee_destination).await.unwrap(),
-        protocol - referral,
-        "destination receipts"
+        U256::ZERO,
+        "nothing pushed to the destination"
     );
     let mut owed = U256::ZERO;
     let everyone: HashSet<Address> = subject_fees.keys().chain(credits.keys()).copied().collect();
@@ -171,8 +173,28 @@ async fn simulated_trading_matches_contract_views_and_eth_receipts() {
     );
     assert_eq!(
         provider.get_balance(deployment.address).await.unwrap(),
-        reserve + owed,
+        reserve + owed + accrued,
         "contract balance"
+    );
+    // Anyone flushes the protocol fees to the destination: it receives exactly the accrual.
+    let receipt = market
+        .flushProtocolFees()
+        .from(accounts[1])
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    assert!(receipt.status());
+    assert_eq!(
+        provider.get_balance(fee_destination).await.unwrap(),
+        accrued,
+        "destination receipts after the flush"
+    );
+    assert_eq!(
+        market.accruedProtocolFees().call().await.unwrap(),
+        U256::ZERO
     );
 
     // A subject withdraws its fees: its balance rises by exactly that amount (gas price 0 is not

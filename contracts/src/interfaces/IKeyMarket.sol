@@ -7,8 +7,8 @@ pragma solidity 0.8.37;
 /// @dev The trading surface (`buyShares`, `sellShares`, the price views, `sharesSupply`,
 /// `sharesBalance`) and the `Trade` event are identical to FriendtechSharesV1, so existing
 /// friend.tech decoders and bots work unchanged. Everything else is what friend.tech lacked:
-/// slippage bounds, deadlines, refunds, pull payments, capped fees, referrals and a choice of
-/// curve per subject.
+/// slippage bounds, deadlines, refunds, pull payments, capped fees, fee increases announced a day
+/// ahead, capped and bound referrals, and a choice of curve per subject.
 interface IKeyMarket {
     /*//////////////////////////////////////////////////////////////
                                  ERRORS
@@ -64,15 +64,32 @@ interface IKeyMarket {
     /// @param percent The requested fee, with 1e18 meaning 100%.
     error FeeNotMultipleOfUnit(uint256 percent);
 
-    /// @notice Thrown when the referral share of the protocol fee is above 100% (10,000 bps).
+    /// @notice Thrown when the referral share of the protocol fee is above `MAX_REFERRAL_SHARE_BPS` (2,500 bps).
     /// @param bps The requested share in basis points.
     error ReferralShareTooHigh(uint256 bps);
 
     /// @notice Thrown when the zero address is given where an account is required.
     error ZeroAddress();
 
-    /// @notice Thrown when a buyer names themselves as their referrer.
-    error SelfReferral();
+    /// @notice Thrown when a buy names as referrer the buyer, the subject whose keys are bought, or
+    /// the market itself (address(0) means no referrer and is always accepted).
+    /// @param referrer The referrer named.
+    error InvalidReferrer(address referrer);
+
+    /// @notice Thrown when the owner sets the market itself as the protocol fee destination.
+    /// @param destination The address refused.
+    error InvalidFeeDestination(address destination);
+
+    /// @notice Thrown when `applyFeeIncrease` finds no scheduled fee increase whose time has come.
+    error NoFeeIncreaseDue();
+
+    /// @notice Thrown when the accrued protocol fees would no longer fit their 160 bits (they are
+    /// never truncated).
+    error ProtocolFeesOverflow();
+
+    /// @notice Thrown by `renounceOwnership`, which is disabled: without an owner the fee settings
+    /// would be frozen forever.
+    error RenounceOwnershipDisabled();
 
     /// @notice Thrown when an unknown curve id is chosen.
     /// @param curve The curve id given.
@@ -84,10 +101,12 @@ interface IKeyMarket {
     /// @notice Thrown when a trade that must move keys is asked to move none.
     error ZeroAmount();
 
-    /// @notice Thrown when an account with no withdrawable balance tries to withdraw.
+    /// @notice Thrown when an account with no withdrawable balance tries to withdraw, or protocol
+    /// fees are flushed while none have accrued.
     error NothingToWithdraw();
 
-    /// @notice Thrown when a withdrawal's ETH transfer fails (the balance stays withdrawable).
+    /// @notice Thrown when a withdrawal's or a flush's ETH transfer fails (the balance stays
+    /// withdrawable, the protocol fees stay accrued).
     /// @param to The recipient that refused the ETH.
     /// @param amount The amount that could not be sent.
     error WithdrawalFailed(address to, uint256 amount);
@@ -121,12 +140,33 @@ interface IKeyMarket {
     /// @param curve The curve id (0 = standard, friend.tech's s²/16000; 1 = steep, s²/1600).
     event SubjectCreated(address indexed subject, uint8 curve);
 
-    /// @notice Emitted when a buy names a referrer, who is credited part of the protocol fee.
-    /// @param referrer The referrer credited.
+    /// @notice Emitted when a referred buy credits the buyer's bound referrer part of the protocol fee.
+    /// @param referrer The referrer credited: the one bound to the trader (see `ReferrerBound`),
+    /// which may differ from the referrer named in the call.
     /// @param trader The buyer.
     /// @param subject The subject whose keys were bought.
     /// @param amount The referrer's share of the protocol fee, in wei.
     event ReferralFeePaid(address indexed referrer, address indexed trader, address indexed subject, uint256 amount);
+
+    /// @notice Emitted when a trader's first referred buy binds their referrer for good.
+    /// @param trader The buyer.
+    /// @param referrer The referrer every later referred buy of the trader credits.
+    event ReferrerBound(address indexed trader, address indexed referrer);
+
+    /// @notice Emitted when the accrued protocol fees are sent to the fee destination.
+    /// @param destination The fee destination at the time of the flush.
+    /// @param amount The amount sent, in wei.
+    event ProtocolFeesFlushed(address indexed destination, uint256 amount);
+
+    /// @notice Emitted when the owner raises a fee percent: the increase takes effect only through
+    /// `applyFeeIncrease`, at or after `effectiveAt`. A later `ProtocolFeePercentUpdated` (for
+    /// `protocol`) or `SubjectFeePercentUpdated` (otherwise) clears it: either the increase was
+    /// applied, or a decrease, an equal value or a new schedule replaced it.
+    /// @param protocol True for the protocol fee, false for the subject fee.
+    /// @param current The percent in force (1e18 = 100%).
+    /// @param pending The scheduled percent.
+    /// @param effectiveAt The earliest timestamp at which it can be applied.
+    event FeeIncreaseScheduled(bool protocol, uint256 current, uint256 pending, uint256 effectiveAt);
 
     /// @notice Emitted when an ETH transfer to a recipient failed and became a withdrawable balance.
     /// @param recipient The account that can now withdraw the amount.
@@ -144,12 +184,14 @@ interface IKeyMarket {
     /// @param current The new destination.
     event FeeDestinationUpdated(address previous, address current);
 
-    /// @notice Emitted when the protocol fee percent changes (1e18 = 100%).
+    /// @notice Emitted when the protocol fee percent changes (1e18 = 100%), or is set to its current
+    /// value (which cancels a scheduled increase).
     /// @param previous The old percent.
     /// @param current The new percent.
     event ProtocolFeePercentUpdated(uint256 previous, uint256 current);
 
-    /// @notice Emitted when the subject fee percent changes (1e18 = 100%).
+    /// @notice Emitted when the subject fee percent changes (1e18 = 100%), or is set to its current
+    /// value (which cancels a scheduled increase).
     /// @param previous The old percent.
     /// @param current The new percent.
     event SubjectFeePercentUpdated(uint256 previous, uint256 current);
@@ -173,7 +215,10 @@ interface IKeyMarket {
     /// @param amount The number of keys.
     function sellShares(address subject, uint256 amount) external;
 
-    /// @notice The price of `amount` keys starting at `supply` on friend.tech's standard curve.
+    /// @notice The price of `amount` keys starting at `supply` on friend.tech's standard curve,
+    /// whatever any subject's curve: friend.tech's formula, kept identical for its clients. To quote
+    /// a trade in a given subject's keys use `quoteBuy`/`quoteSell` (or `getBuyPrice`/`getSellPrice`),
+    /// which price on that subject's curve.
     /// @param supply The supply before the trade.
     /// @param amount The number of keys.
     /// @return The price in wei, before fees.
@@ -219,10 +264,14 @@ interface IKeyMarket {
     //////////////////////////////////////////////////////////////*/
 
     /// @notice Buys keys with a cost limit, an optional referrer and a deadline; excess ETH is refunded.
+    /// @dev A named referrer must not be the buyer, the subject or the market (`InvalidReferrer`).
+    /// The buyer's first referred buy binds that referrer for good (`ReferrerBound`); every later
+    /// referred buy credits the bound referrer whoever is named, and none when the bound referrer
+    /// is the subject of that buy. A buy naming address(0) pays no referral.
     /// @param subject The subject whose keys to buy.
     /// @param amount The number of keys.
     /// @param maxCost The most the buyer will pay, fees included, in wei.
-    /// @param referrer Credited part of the protocol fee; address(0) for none.
+    /// @param referrer A referrer (see above), credited part of the protocol fee; address(0) for none.
     /// @param deadline The last block timestamp at which the buy may execute.
     function buySharesBounded(address subject, uint256 amount, uint256 maxCost, address referrer, uint256 deadline)
         external
@@ -247,6 +296,32 @@ interface IKeyMarket {
     /// @return The price in wei, before fees.
     function getPriceOnCurve(uint8 curve, uint256 supply, uint256 amount) external pure returns (uint256);
 
+    /// @notice Quotes buying `amount` keys of `subject` now: on the subject's curve, with the fee
+    /// percents in force (a scheduled increase is not in force until applied).
+    /// @param subject The subject.
+    /// @param amount The number of keys.
+    /// @return price The price before fees, in wei.
+    /// @return protocolFee The protocol fee (any referral share comes out of it), in wei.
+    /// @return subjectFee The subject fee, in wei.
+    /// @return total What the buy costs: price plus both fees, in wei.
+    function quoteBuy(address subject, uint256 amount)
+        external
+        view
+        returns (uint256 price, uint256 protocolFee, uint256 subjectFee, uint256 total);
+
+    /// @notice Quotes selling `amount` keys of `subject` now: on the subject's curve, with the fee
+    /// percents in force. Reverts with `InsufficientSupply` above the supply.
+    /// @param subject The subject.
+    /// @param amount The number of keys.
+    /// @return price The price before fees, in wei.
+    /// @return protocolFee The protocol fee, in wei.
+    /// @return subjectFee The subject fee, in wei.
+    /// @return proceeds What the seller receives: price minus both fees, in wei.
+    function quoteSell(address subject, uint256 amount)
+        external
+        view
+        returns (uint256 price, uint256 protocolFee, uint256 subjectFee, uint256 proceeds);
+
     /// @notice The curve id a subject's keys are priced on.
     /// @param subject The subject.
     /// @return The curve id.
@@ -265,4 +340,33 @@ interface IKeyMarket {
     /// @param to The recipient.
     /// @return amount The amount paid.
     function withdrawTo(address to) external returns (uint256 amount);
+
+    /// @notice The referrer bound to `trader` by their first referred buy; address(0) if none.
+    /// @param trader The trader.
+    /// @return The bound referrer.
+    function referrerOf(address trader) external view returns (address);
+
+    /// @notice The protocol fees accrued and not yet flushed, in wei.
+    /// @return The amount.
+    function accruedProtocolFees() external view returns (uint256);
+
+    /// @notice Sends all accrued protocol fees to the current fee destination, forwarding all
+    /// gas. Anyone may call it. Reverts with `NothingToWithdraw` if none accrued and with
+    /// `WithdrawalFailed` if the destination refuses them (they stay accrued).
+    /// @return amount The amount sent.
+    function flushProtocolFees() external returns (uint256 amount);
+
+    /// @notice Applies every scheduled fee increase whose time has come; anyone may call it.
+    /// Reverts with `NoFeeIncreaseDue` if there is none.
+    function applyFeeIncrease() external;
+
+    /// @notice The scheduled protocol fee increase, if any.
+    /// @return percent The scheduled percent (1e18 = 100%); 0 if none.
+    /// @return effectiveAt The earliest timestamp at which it can be applied; 0 if none.
+    function pendingProtocolFeeIncrease() external view returns (uint256 percent, uint256 effectiveAt);
+
+    /// @notice The scheduled subject fee increase, if any.
+    /// @return percent The scheduled percent (1e18 = 100%); 0 if none.
+    /// @return effectiveAt The earliest timestamp at which it can be applied; 0 if none.
+    function pendingSubjectFeeIncrease() external view returns (uint256 percent, uint256 effectiveAt);
 }

@@ -13,6 +13,7 @@ abstract contract KeyMarketFixture is Test {
     address internal subject;
     address internal alice;
     address internal bob;
+    address internal carol;
 
     uint256 internal constant PROTOCOL_FEE = 0.05 ether;
     uint256 internal constant SUBJECT_FEE = 0.05 ether;
@@ -24,6 +25,7 @@ abstract contract KeyMarketFixture is Test {
         subject = makeFunded("subject", 1_000 ether);
         alice = makeFunded("alice", 1_000 ether);
         bob = makeFunded("bob", 1_000 ether);
+        carol = makeFunded("carol", 1_000 ether);
         market = new KeyMarket(owner, feeDestination, PROTOCOL_FEE, SUBJECT_FEE, REFERRAL_BPS);
     }
 
@@ -37,6 +39,13 @@ abstract contract KeyMarketFixture is Test {
         proceeds = market.getSellPriceAfterFee(s, amount);
         vm.prank(who);
         market.sellShares(s, amount);
+    }
+
+    /// @dev A bounded buy naming `referrer`, paying exactly the cost.
+    function _referredBuy(address who, address s, uint256 amount, address referrer) internal returns (uint256 cost) {
+        cost = market.getBuyPriceAfterFee(s, amount);
+        vm.prank(who);
+        market.buySharesBounded{value: cost}(s, amount, cost, referrer, block.timestamp);
     }
 
     /// @dev The subject buys its first key, so others can trade.

@@ -25,6 +25,10 @@ interface Vm {
     function deal(address account, uint256 newBalance) external;
     function warp(uint256 timestamp) external;
     function etch(address target, bytes calldata code) external;
+    function store(address target, bytes32 slot, bytes32 value) external;
+    function load(address target, bytes32 slot) external view returns (bytes32 data);
+    function record() external;
+    function accesses(address target) external returns (bytes32[] memory readSlots, bytes32[] memory writeSlots);
     function label(address account, string calldata name) external;
     function addr(uint256 privateKey) external pure returns (address);
     function assume(bool condition) external pure;

@@ -142,13 +142,15 @@ pub(crate) fn plan_trade(
     };
     // The payment is raised to the batch's worst case in `cover_worst_case`.
     let value = U256::ZERO;
-    let referral = rng.random_range(0..1000) < config.referral_permille;
+    // A referrer is neither the buyer nor the subject: at least three accounts.
+    let referral = traders.len() > 2 && rng.random_range(0..1000) < config.referral_permille;
     let input = if referral {
-        let mut referrer = traders[rng.random_range(0..traders.len())];
-        if referrer == trader {
-            referrer = traders
-                [(traders.iter().position(|t| *t == trader).unwrap_or(0) + 1) % traders.len()];
+        // The market refuses the buyer and the subject as referrer (self-dealing).
+        let mut i = rng.random_range(0..traders.len());
+        while traders[i] == trader || traders[i] == subject {
+            i = (i + 1) % traders.len();
         }
+        let referrer = traders[i];
         KeyMarket::buySharesBoundedCall {
             subject,
             amount: U256::from(amount),
