@@ -73,9 +73,13 @@ pub(crate) async fn print_stats<P: Provider>(
         market.chain_id,
         market.next_block.saturating_sub(1)
     );
+    let gross = t.protocol_fees.to_u256();
+    let referrals = t.referral_payouts.to_u256();
     println!(
-        "  protocol revenue  {} ETH",
-        format_ether(t.protocol_fees.to_u256())
+        "  protocol revenue  {} ETH net of referrals (charged {} ETH, referral payouts {} ETH)",
+        format_ether(gross.saturating_sub(referrals)),
+        format_ether(gross),
+        format_ether(referrals)
     );
     println!(
         "  subject revenue   {} ETH",

@@ -103,14 +103,17 @@ function chart(id, series, data, extra = {}) {
 const bars = () => uPlot.paths.bars({ size: [0.7, 60] });
 
 async function refreshOverview() {
-  const [ov, days, subjects, traders, trades] = await Promise.all([
+  const [ov, days, subjects, traders, trades, referrers] = await Promise.all([
     api("/v1/overview"),
     allDays("/v1/daily"),
     api("/v1/subjects/top", { by: "volume", limit: 10 }),
     api("/v1/traders/top", { by: "volume", limit: 10 }),
     api("/v1/trades", { limit: 15 }),
+    api("/v1/referrers/top", { limit: 10 }),
   ]);
   setEthStat("stat-protocol-revenue", ov.protocolRevenue);
+  $("stat-protocol-detail").textContent =
+    `charged ${formatEth(ov.grossProtocolFees)} − referrals ${formatEth(ov.referralPayouts)} ETH`;
   setEthStat("stat-subject-revenue", ov.subjectRevenue);
   setEthStat("stat-volume", ov.volume);
   setEthStat("stat-tvl", ov.netVolume);
@@ -142,6 +145,9 @@ async function refreshOverview() {
   ]));
   fillTable("top-traders", traders.traders.map((t) => [
     short(t.trader), formatEth(t.volume), formatEth(t.feesPaid), formatEth(t.realisedPnl), t.trades,
+  ]));
+  fillTable("top-referrers", referrers.referrers.map((r) => [
+    short(r.address), formatEth(r.amount), r.referrals,
   ]));
   fillTable("recent-trades", trades.trades.map((t) => [
     t.block, side(t.side), short(t.trader), link(`#/subject/${t.subject}`, short(t.subject)), t.shares, formatEth(t.ethAmount),

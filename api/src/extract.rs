@@ -147,6 +147,17 @@ pub(crate) struct TopQuery {
     pub(crate) limit: Option<u32>,
 }
 
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct LimitQuery {
+    /// Market id (see /v1/markets); required when the database holds several.
+    pub(crate) market: Option<i64>,
+    /// Rows, 1..=100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    pub(crate) limit: Option<u32>,
+}
+
 pub(crate) fn limit(l: Option<u32>) -> Result<i64, ApiError> {
     match l.unwrap_or(20) {
         0 => Err(ApiError::BadRequest("limit must be at least 1".into())),

@@ -65,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/daily", get(daily))
         .route("/v1/subjects/top", get(top_subjects))
         .route("/v1/traders/top", get(top_traders))
+        .route("/v1/referrers/top", get(top_referrers))
         .route("/v1/subjects/{address}", get(subject))
         .route("/v1/subjects/{address}/holders", get(holders))
         .route("/v1/subjects/{address}/daily", get(subject_daily))

@@ -18,6 +18,7 @@ use utoipa::OpenApi;
         daily,
         top_subjects,
         top_traders,
+        top_referrers,
         subject,
         holders,
         subject_daily,

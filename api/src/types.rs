@@ -80,6 +80,37 @@ pub struct MarketInfo {
     pub start_block: i64,
     /// Newest indexed block.
     pub indexed_block: i64,
+    /// The fee settings the market's indexed events left (fields are null when no indexed
+    /// event said, e.g. on friend.tech, whose contract emits none).
+    pub fees: FeeInfo,
+}
+
+/// A market's fee settings, from its fee events.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FeeInfo {
+    /// The protocol fee percent, 1e18 = 100% (decimal string).
+    pub protocol_fee_percent: Option<String>,
+    /// The subject fee percent, 1e18 = 100% (decimal string).
+    pub subject_fee_percent: Option<String>,
+    /// The referrer's share of the protocol fee, basis points (decimal string).
+    pub referral_share_bps: Option<String>,
+    /// Where protocol fees go.
+    pub fee_destination: Option<String>,
+    /// Fee increases scheduled and not yet applied (they apply no earlier than `effectiveAt`).
+    pub pending_increases: Vec<PendingIncrease>,
+}
+
+/// A scheduled fee increase.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingIncrease {
+    /// `protocol` or `subject`.
+    pub fee: String,
+    /// The new percent, 1e18 = 100% (decimal string).
+    pub percent: String,
+    /// Unix seconds from which it may be applied.
+    pub effective_at: i64,
 }
 
 /// Protocol numbers of a market, all time or over a window of days.
@@ -94,11 +125,16 @@ pub struct Overview {
     pub to: Option<String>,
     /// ETH held by the curves now (all-time buy minus sell volume), whatever the window.
     pub tvl: Amount,
-    /// Σ protocolEthAmount.
+    /// What the protocol earned: protocol fees net of referral payouts.
     pub protocol_revenue: Amount,
+    /// Σ protocolEthAmount: protocol fees charged, referral payouts included (what friend.tech
+    /// decoders read as protocol revenue).
+    pub gross_protocol_fees: Amount,
+    /// Σ of the referral payouts (`ReferralFeePaid`), paid out of the protocol fees.
+    pub referral_payouts: Amount,
     /// Σ subjectEthAmount.
     pub subject_revenue: Amount,
-    /// Protocol plus subject fees.
+    /// Protocol plus subject fees charged (gross).
     pub total_fees: Amount,
     /// Σ ethAmount over buys.
     pub buy_volume: Amount,
@@ -148,8 +184,12 @@ pub struct Day {
     pub buy_volume: Amount,
     /// Σ ethAmount over sells.
     pub sell_volume: Amount,
-    /// Σ protocolEthAmount.
+    /// Protocol fees net of referral payouts.
     pub protocol_revenue: Amount,
+    /// Σ protocolEthAmount (referral payouts included).
+    pub gross_protocol_fees: Amount,
+    /// Σ of the referral payouts.
+    pub referral_payouts: Amount,
     /// Σ subjectEthAmount.
     pub subject_revenue: Amount,
     /// Distinct traders that traded that day.
@@ -158,6 +198,29 @@ pub struct Day {
     pub new_traders: i64,
     /// Subjects whose first trade was that day.
     pub new_subjects: i64,
+}
+
+/// Top referrers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TopReferrers {
+    /// Market id.
+    pub market: i64,
+    /// Referrers, largest payouts first.
+    pub referrers: Vec<Referrer>,
+}
+
+/// A referrer's payouts.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Referrer {
+    /// Address.
+    pub address: String,
+    /// Referral payouts received.
+    pub referrals: i64,
+    /// Their sum.
+    pub amount: Amount,
+    /// The first payout, Unix seconds.
+    pub first_time: i64,
 }
 
 /// Top subjects.

@@ -1,4 +1,4 @@
-//! Decoding `Trade` logs into rows.
+//! Decoding the market's logs into rows: trades, referral payouts and fee settings.
 
 use alloy::{
     primitives::{Address, B256, Bytes, U64},
@@ -6,7 +6,7 @@ use alloy::{
 };
 use keymarket_contracts::KeyMarket;
 
-use keymarket_store::{TradeRow, amount::Wei, hex};
+use keymarket_store::{FeeEventRow, FeeSetting, ReferralRow, TradeRow, amount::Wei, hex};
 
 use crate::{Error, Result, rpc};
 
@@ -108,7 +108,150 @@ impl FromLog for TradeRow {
     }
 }
 
-/// Decodes a `Trade` log. One that cannot be stored as it is — an amount beyond the schema's
+/// The events the indexer reads (topic0): `Trade` first, then the referral payouts and the fee
+/// settings. A market of friend.tech's layout emits only `Trade`.
+pub const MARKET_TOPICS: [B256; 7] = [
+    KeyMarket::Trade::SIGNATURE_HASH,
+    KeyMarket::ReferralFeePaid::SIGNATURE_HASH,
+    KeyMarket::ProtocolFeePercentUpdated::SIGNATURE_HASH,
+    KeyMarket::SubjectFeePercentUpdated::SIGNATURE_HASH,
+    KeyMarket::ReferralFeeShareUpdated::SIGNATURE_HASH,
+    KeyMarket::FeeDestinationUpdated::SIGNATURE_HASH,
+    KeyMarket::FeeIncreaseScheduled::SIGNATURE_HASH,
+];
+
+/// One decoded log of the market.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MarketEvent {
+    /// A buy or sell.
+    Trade(TradeRow),
+    /// A referral payout.
+    Referral(ReferralRow),
+    /// A fee setting changed or scheduled.
+    Fee(FeeEventRow),
+}
+
+/// Where a log sits and when: (block number, log index, block time), or why it cannot be stored.
+fn place(log: &RpcLog, block_time: Option<u64>) -> Result<(i64, i64, i64)> {
+    let bad = |why: &str| {
+        Error::Decode(format!(
+            "log {:?}#{:?}: {why}",
+            log.transaction_hash, log.log_index
+        ))
+    };
+    if log.removed {
+        return Err(bad("the node marked the log removed (reorged out)"));
+    }
+    Ok((
+        log.block_number
+            .ok_or_else(|| bad("pending log"))?
+            .to::<i64>(),
+        log.log_index
+            .ok_or_else(|| bad("no log index"))?
+            .to::<i64>(),
+        block_time
+            .or(log.block_timestamp.map(|t| t.to()))
+            .ok_or_else(|| bad("no block timestamp"))? as i64,
+    ))
+}
+
+impl MarketEvent {
+    /// Decodes any of [`MARKET_TOPICS`]; `block_time` is the log's `blockTimestamp` unless given.
+    pub fn from_log(chain_id: u64, log: &RpcLog, block_time: Option<u64>) -> Result<Self> {
+        use KeyMarket::*;
+        let bad = |e: alloy::sol_types::Error| {
+            Error::Decode(format!(
+                "log {:?}#{:?}: {e}",
+                log.transaction_hash, log.log_index
+            ))
+        };
+        let topics = log.topics.iter().copied();
+        let Some(&topic0) = log.topics.first() else {
+            return Err(Error::Decode(format!(
+                "log {:?}#{:?}: no topic",
+                log.transaction_hash, log.log_index
+            )));
+        };
+        if topic0 == Trade::SIGNATURE_HASH {
+            return TradeRow::from_log(chain_id, log, block_time).map(Self::Trade);
+        }
+        let (block_number, log_index, block_time) = place(log, block_time)?;
+        let tx_hash = || {
+            log.transaction_hash
+                .map(|h| hex(h.as_slice()))
+                .ok_or_else(|| {
+                    Error::Decode(format!(
+                        "log {block_number}#{log_index}: no transaction hash"
+                    ))
+                })
+        };
+        if topic0 == ReferralFeePaid::SIGNATURE_HASH {
+            let e = ReferralFeePaid::decode_raw_log(topics, &log.data).map_err(bad)?;
+            return Ok(Self::Referral(ReferralRow {
+                tx_hash: tx_hash()?,
+                log_index,
+                block_number,
+                block_time,
+                referrer: hex(e.referrer.as_slice()),
+                trader: hex(e.trader.as_slice()),
+                subject: hex(e.subject.as_slice()),
+                amount: Wei::from_u256(e.amount).ok_or_else(|| {
+                    Error::Decode(format!(
+                        "referral payout {} out of the storable range",
+                        e.amount
+                    ))
+                })?,
+            }));
+        }
+        let setting = if topic0 == ProtocolFeePercentUpdated::SIGNATURE_HASH {
+            let e = ProtocolFeePercentUpdated::decode_raw_log(topics, &log.data).map_err(bad)?;
+            FeeSetting::ProtocolFeePercent(e.current.to_string())
+        } else if topic0 == SubjectFeePercentUpdated::SIGNATURE_HASH {
+            let e = SubjectFeePercentUpdated::decode_raw_log(topics, &log.data).map_err(bad)?;
+            FeeSetting::SubjectFeePercent(e.current.to_string())
+        } else if topic0 == ReferralFeeShareUpdated::SIGNATURE_HASH {
+            let e = ReferralFeeShareUpdated::decode_raw_log(topics, &log.data).map_err(bad)?;
+            FeeSetting::ReferralShareBps(e.current.to_string())
+        } else if topic0 == FeeDestinationUpdated::SIGNATURE_HASH {
+            let e = FeeDestinationUpdated::decode_raw_log(topics, &log.data).map_err(bad)?;
+            FeeSetting::FeeDestination(hex(e.current.as_slice()))
+        } else if topic0 == FeeIncreaseScheduled::SIGNATURE_HASH {
+            let e = FeeIncreaseScheduled::decode_raw_log(topics, &log.data).map_err(bad)?;
+            let effective_at = i64::try_from(e.effectiveAt).map_err(|_| {
+                Error::Decode(format!(
+                    "fee increase effective at {} is out of range",
+                    e.effectiveAt
+                ))
+            })?;
+            let percent = e.pending.to_string();
+            if e.protocol {
+                FeeSetting::ProtocolFeeIncrease {
+                    percent,
+                    effective_at,
+                }
+            } else {
+                FeeSetting::SubjectFeeIncrease {
+                    percent,
+                    effective_at,
+                }
+            }
+        } else {
+            return Err(Error::Decode(format!(
+                "log {:?}#{:?}: an event the indexer does not read ({topic0})",
+                log.transaction_hash, log.log_index
+            )));
+        };
+        Ok(Self::Fee(FeeEventRow {
+            tx_hash: tx_hash()?,
+            block_number,
+            log_index,
+            block_time,
+            setting,
+        }))
+    }
+}
+
+/// Decodes a market log. One that cannot be stored as it is — an amount beyond the schema's
 /// 9.2·10⁹ ETH or a key count beyond 2⁶³ (no real market emits them; a contract faking the
 /// event can) — is refused loudly (an error line, counted in the run's report and in
 /// `/metrics`) and counts in nothing, rather than stopping the indexer: it would be the same log
@@ -118,15 +261,15 @@ pub(crate) fn decode_or_refuse(
     log: &RpcLog,
     block_time: Option<u64>,
     refused: &mut u64,
-) -> Option<TradeRow> {
-    match TradeRow::from_log(chain_id, log, block_time) {
+) -> Option<MarketEvent> {
+    match MarketEvent::from_log(chain_id, log, block_time) {
         Ok(t) => Some(t),
         Err(e) => {
             *refused += 1;
             rpc::RETRIES
                 .refused_logs
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::error!(target: "indexer::decode", block = log.block(), log_index = log.position().1, tx = ?log.transaction_hash, error = %e, "refusing a Trade log that cannot be stored as it is: it is not counted");
+            tracing::error!(target: "indexer::decode", block = log.block(), log_index = log.position().1, tx = ?log.transaction_hash, error = %e, "refusing a log that cannot be stored as it is: it is not counted");
             None
         }
     }
@@ -285,7 +428,104 @@ pub(crate) mod tests {
         // A log index near 2^32 is stored as itself.
         let mut far = log();
         far.log_index = Some(alloy::primitives::U64::from(u32::MAX as u64 - 1));
-        let t = decode_or_refuse(1, &far, None, &mut refused).expect("decoded");
+        let Some(MarketEvent::Trade(t)) = decode_or_refuse(1, &far, None, &mut refused) else {
+            panic!("a trade");
+        };
         assert_eq!(t.log_index, u32::MAX as i64 - 1);
+    }
+
+    /// `log()` with another event's topics and data.
+    fn event_log(e: alloy::primitives::LogData) -> RpcLog {
+        let mut l = log();
+        l.topics = e.topics().to_vec();
+        l.data = e.data.clone();
+        l
+    }
+
+    #[test]
+    fn decodes_referral_payouts_and_fee_settings() {
+        use KeyMarket::*;
+        let (a, b, c) = (
+            Address::repeat_byte(0xaa),
+            Address::repeat_byte(0xbb),
+            Address::repeat_byte(0xcc),
+        );
+        let paid = event_log(
+            ReferralFeePaid {
+                referrer: a,
+                trader: b,
+                subject: c,
+                amount: alloy::primitives::U256::from(1_000_000_007u64),
+            }
+            .encode_log_data(),
+        );
+        let Ok(MarketEvent::Referral(r)) = MarketEvent::from_log(1, &paid, Some(9)) else {
+            panic!("a referral payout");
+        };
+        assert_eq!(
+            (r.referrer, r.trader, r.subject),
+            (hex(a.as_slice()), hex(b.as_slice()), hex(c.as_slice()))
+        );
+        assert_eq!((r.amount.gwei, r.amount.rem, r.block_time), (1, 7, 9));
+        assert_eq!((r.block_number, r.log_index), (2, 1));
+        let fee = |data| match MarketEvent::from_log(1, &event_log(data), None) {
+            Ok(MarketEvent::Fee(f)) => f.setting,
+            other => panic!("a fee event: {other:?}"),
+        };
+        let n = alloy::primitives::U256::from;
+        assert_eq!(
+            fee(ProtocolFeePercentUpdated {
+                previous: n(1),
+                current: n(2)
+            }
+            .encode_log_data()),
+            FeeSetting::ProtocolFeePercent("2".into())
+        );
+        assert_eq!(
+            fee(SubjectFeePercentUpdated {
+                previous: n(1),
+                current: n(3)
+            }
+            .encode_log_data()),
+            FeeSetting::SubjectFeePercent("3".into())
+        );
+        assert_eq!(
+            fee(ReferralFeeShareUpdated {
+                previous: n(1),
+                current: n(4)
+            }
+            .encode_log_data()),
+            FeeSetting::ReferralShareBps("4".into())
+        );
+        assert_eq!(
+            fee(FeeDestinationUpdated {
+                previous: a,
+                current: b
+            }
+            .encode_log_data()),
+            FeeSetting::FeeDestination(hex(b.as_slice()))
+        );
+        assert_eq!(
+            fee(FeeIncreaseScheduled {
+                protocol: false,
+                current: n(1),
+                pending: n(5),
+                effectiveAt: n(86_400)
+            }
+            .encode_log_data()),
+            FeeSetting::SubjectFeeIncrease {
+                percent: "5".into(),
+                effective_at: 86_400
+            }
+        );
+        // An event the indexer does not read is an error (the fetch filter never asks for one).
+        let other = event_log(
+            SubjectCreated {
+                subject: a,
+                curve: 1,
+            }
+            .encode_log_data(),
+        );
+        assert!(MarketEvent::from_log(1, &other, None).is_err());
     }
 }

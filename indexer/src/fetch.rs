@@ -75,7 +75,7 @@ pub struct LogFetcher<P> {
     /// its response parsed in one pass (see [`request_http`]).
     http: Option<Http<reqwest::Client>>,
     address: Address,
-    topic0: B256,
+    topics: Vec<B256>,
     config: FetchConfig,
     range: AtomicU64,
 }
@@ -104,8 +104,8 @@ impl FetchConfig {
 }
 
 impl<P: Provider> LogFetcher<P> {
-    /// A fetcher of `topic0` logs emitted by `address`.
-    pub fn new(provider: P, address: Address, topic0: B256, config: FetchConfig) -> Self {
+    /// A fetcher of the logs emitted by `address` whose first topic is one of `topics`.
+    pub fn new(provider: P, address: Address, topics: &[B256], config: FetchConfig) -> Self {
         let range = AtomicU64::new(config.initial_range.max(1));
         let http = provider
             .client()
@@ -118,7 +118,7 @@ impl<P: Provider> LogFetcher<P> {
             provider,
             http,
             address,
-            topic0,
+            topics: topics.to_vec(),
             config,
             range,
         }
@@ -156,7 +156,7 @@ impl<P: Provider> LogFetcher<P> {
             let answer = self
                 .request(a, b)
                 .await
-                .and_then(|logs| check_answer(logs, a, b, self.address, self.topic0));
+                .and_then(|logs| check_answer(logs, a, b, self.address, &self.topics));
             // A refusal is an answer (the provider is up); a timeout is not.
             let answered = match &answer {
                 Ok(_) => true,
@@ -230,7 +230,7 @@ impl<P: Provider> LogFetcher<P> {
     async fn request(&self, from: u64, to: u64) -> Result<Vec<RpcLog>, Failure> {
         let filter = Filter::new()
             .address(self.address)
-            .event_signature(self.topic0)
+            .event_signature(self.topics.clone())
             .from_block(from)
             .to_block(to);
         let call = async {
@@ -265,7 +265,7 @@ fn check_answer(
     from: u64,
     to: u64,
     address: Address,
-    topic0: B256,
+    topics: &[B256],
 ) -> Result<Vec<RpcLog>, Failure> {
     let refuse = |why: String| {
         Err(Failure::Transient(format!(
@@ -291,7 +291,7 @@ fn check_answer(
                 l.address
             ));
         }
-        if l.topics.first() != Some(&topic0) {
+        if !l.topics.first().is_some_and(|t| topics.contains(t)) {
             return refuse("a log of another event".into());
         }
         if l.removed {
@@ -445,7 +445,7 @@ mod tests {
 
     fn check(logs: Vec<RpcLog>, from: u64, to: u64) -> Result<Vec<RpcLog>, String> {
         let l = log();
-        check_answer(logs, from, to, l.address, l.topics[0]).map_err(|f| match f {
+        check_answer(logs, from, to, l.address, &[l.topics[0]]).map_err(|f| match f {
             Failure::Transient(why) => why,
             _ => panic!("a wrong answer is retried as transient"),
         })

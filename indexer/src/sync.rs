@@ -14,13 +14,12 @@ use alloy::{
 };
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
-use keymarket_contracts::TRADE_TOPIC;
 use tokio_util::{sync::CancellationToken, task::AbortOnDropHandle};
 use tracing::{info, warn};
 
 use crate::{
     Error, IndexerConfig, MarketSpec, Result, RunReport,
-    decode::{RpcLog, decode_or_refuse},
+    decode::{MARKET_TOPICS, MarketEvent, RpcLog, decode_or_refuse},
     fetch::LogFetcher,
     reorg::check_reorg,
     rpc::{self, block_hash, header},
@@ -123,7 +122,7 @@ pub async fn run<P: Provider>(
     let fetcher = Arc::new(LogFetcher::new(
         provider.root().clone(),
         spec.address,
-        TRADE_TOPIC,
+        &MARKET_TOPICS,
         config.fetch.clone(),
     ));
     let first = market.next_block;
@@ -407,7 +406,7 @@ pub async fn fetch_only<P: Provider>(
     let fetcher = Arc::new(LogFetcher::new(
         provider.root().clone(),
         spec.address,
-        TRADE_TOPIC,
+        &MARKET_TOPICS,
         config.fetch.clone(),
     ));
     let retry = config.fetch.retry();
@@ -487,19 +486,27 @@ async fn build_batch<P: Provider>(
     let parent = (from > 0).then(|| (from - 1, headers[&(from - 1)].0));
     let mut refused = 0;
     let mut trades = Vec::with_capacity(logs.len());
+    let (mut referrals, mut fee_events) = (Vec::new(), Vec::new());
     let mut blocks = vec![(to, headers[&to].0)];
     for l in &logs {
         let n = l.block();
-        if let Some(&(hash, time)) = headers.get(&n) {
-            if l.block_hash != Some(hash) {
-                return Ok(None);
+        let time = match headers.get(&n) {
+            Some(&(hash, time)) => {
+                if l.block_hash != Some(hash) {
+                    return Ok(None);
+                }
+                if near_head && blocks.last().is_none_or(|b| b.0 != n) && n != to {
+                    blocks.push((n, hash));
+                }
+                Some(time)
             }
-            if near_head && blocks.last().is_none_or(|b| b.0 != n) && n != to {
-                blocks.push((n, hash));
-            }
-            trades.extend(decode_or_refuse(chain_id, l, Some(time), &mut refused));
-        } else {
-            trades.extend(decode_or_refuse(chain_id, l, None, &mut refused));
+            None => None,
+        };
+        match decode_or_refuse(chain_id, l, time, &mut refused) {
+            Some(MarketEvent::Trade(t)) => trades.push(t),
+            Some(MarketEvent::Referral(r)) => referrals.push(r),
+            Some(MarketEvent::Fee(f)) => fee_events.push(f),
+            None => {}
         }
     }
     Ok(Some(Batch {
@@ -508,6 +515,8 @@ async fn build_batch<P: Provider>(
         to,
         parent,
         trades,
+        referrals,
+        fee_events,
         blocks,
         refused,
     }))

@@ -175,6 +175,7 @@ pub(crate) async fn run(args: BenchStoreArgs) -> Result<()> {
             head: args.trades,
             parent: None,
             refused: 0,
+            ..Batch::default()
         };
         store.commit(&market, &batch, 128).await?;
         market.next_block = to + 1;

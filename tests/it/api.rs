@@ -27,6 +27,17 @@ async fn serve_state(state: AppState) -> String {
     url
 }
 
+/// Days since 1970-01-01 of a `YYYY-MM-DD` date (the proleptic Gregorian calendar).
+fn day_number(date: &str) -> i64 {
+    let p: Vec<i64> = date.split('-').map(|x| x.parse().unwrap()).collect();
+    let (y, m, d) = (if p[1] <= 2 { p[0] - 1 } else { p[0] }, p[1], p[2]);
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 async fn get(url: &str) -> (u16, Value) {
     let resp = reqwest::get(url).await.unwrap();
     let status = resp.status().as_u16();
@@ -39,14 +50,75 @@ async fn get(url: &str) -> (u16, Value) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn api_numbers_equal_the_chain_on_sqlite_and_postgres() {
+    assert_eq!(day_number("1970-01-01"), 0);
+    assert_eq!(day_number("2023-08-10"), 19_579);
     let chain = Chain::new().await;
     chain.trade(1_500, 91, 100, 8 * 3600).await;
+    // The owner raises the protocol fee (scheduled, 24 h ahead) and lowers the subject fee (at
+    // once): /v1/markets shows both from the events.
+    let market = KeyMarket::new(chain.deployment.address, &chain.provider);
+    let owner = chain.provider.get_accounts().await.unwrap()[0];
+    let raise = market
+        .setProtocolFeePercent(U256::from(60_000_000_000_000_000u64))
+        .from(owner);
+    assert!(
+        raise
+            .send()
+            .await
+            .unwrap()
+            .get_receipt()
+            .await
+            .unwrap()
+            .status()
+    );
+    let lower = market
+        .setSubjectFeePercent(U256::from(40_000_000_000_000_000u64))
+        .from(owner);
+    assert!(
+        lower
+            .send()
+            .await
+            .unwrap()
+            .get_receipt()
+            .await
+            .unwrap()
+            .status()
+    );
+    let effective_at = market
+        .pendingProtocolFeeIncrease()
+        .call()
+        .await
+        .unwrap()
+        .effectiveAt;
+    assert!(effective_at > U256::ZERO, "the increase is scheduled");
     // Independent recomputation from the logs.
     let logs = chain.logs().await;
     let (mut buy, mut sell, mut protocol, mut subject) =
         (U256::ZERO, U256::ZERO, U256::ZERO, U256::ZERO);
     let (mut trades, mut traders, mut subjects) = (0i64, HashSet::new(), HashSet::new());
     let mut per_day: HashMap<i64, i64> = HashMap::new();
+    // Referral payouts, per referrer and per day.
+    let (mut referral, mut per_referrer) = (U256::ZERO, HashMap::<String, (U256, i64)>::new());
+    let mut referral_days: HashMap<i64, U256> = HashMap::new();
+    for l in logs
+        .iter()
+        .filter(|l| l.topics()[0] == KeyMarket::ReferralFeePaid::SIGNATURE_HASH)
+    {
+        let e = KeyMarket::ReferralFeePaid::decode_log_data(l.data()).unwrap();
+        referral += e.amount;
+        let r = per_referrer
+            .entry(e.referrer.to_string().to_lowercase())
+            .or_default();
+        r.0 += e.amount;
+        r.1 += 1;
+        *referral_days
+            .entry(l.block_timestamp.unwrap() as i64 / 86_400)
+            .or_default() += e.amount;
+    }
+    assert!(
+        referral > U256::ZERO,
+        "the simulated trading pays referrals"
+    );
     for l in logs.iter().filter(|l| l.topics()[0] == TRADE_TOPIC) {
         let t = KeyMarket::Trade::decode_log_data(l.data()).unwrap();
         if t.shareAmount.is_zero() {
@@ -84,14 +156,40 @@ async fn api_numbers_equal_the_chain_on_sqlite_and_postgres() {
         assert_eq!(o["sellVolume"]["wei"], sell.to_string());
         assert_eq!(o["volume"]["wei"], (buy + sell).to_string());
         assert_eq!(o["netVolume"]["wei"], (buy - sell).to_string());
-        assert_eq!(o["protocolRevenue"]["wei"], protocol.to_string());
+        // Protocol revenue is net of referral payouts; the gross is friend.tech's Σ protocolEthAmount.
+        assert_eq!(
+            o["protocolRevenue"]["wei"],
+            (protocol - referral).to_string()
+        );
+        assert_eq!(o["grossProtocolFees"]["wei"], protocol.to_string());
+        assert_eq!(o["referralPayouts"]["wei"], referral.to_string());
         assert_eq!(o["subjectRevenue"]["wei"], subject.to_string());
         assert_eq!(o["totalFees"]["wei"], (protocol + subject).to_string());
         assert_eq!(
             o["protocolRevenue"]["eth"],
-            alloy::primitives::utils::format_ether(protocol)
+            alloy::primitives::utils::format_ether(protocol - referral)
                 .trim_end_matches('0')
                 .trim_end_matches('.'),
+        );
+
+        // The market's fee settings, from its constructor's events.
+        let (status, m) = get(&format!("{base}/v1/markets")).await;
+        assert_eq!(status, 200, "{m}");
+        let fees = &m["markets"][0]["fees"];
+        assert_eq!(fees["protocolFeePercent"], "50000000000000000", "{m}");
+        assert_eq!(fees["subjectFeePercent"], "40000000000000000");
+        assert_eq!(fees["referralShareBps"], "2000");
+        assert_eq!(
+            fees["feeDestination"],
+            format!("0x{}", "fe".repeat(20)).as_str()
+        );
+        assert_eq!(
+            fees["pendingIncreases"],
+            serde_json::json!([{
+                "fee": "protocol",
+                "percent": "60000000000000000",
+                "effectiveAt": effective_at.to::<i64>()
+            }])
         );
 
         let (status, d) = get(&format!("{base}/v1/daily")).await;
@@ -104,6 +202,34 @@ async fn api_numbers_equal_the_chain_on_sqlite_and_postgres() {
                 .sum::<i64>(),
             trades
         );
+        for d in days {
+            let day = day_number(d["date"].as_str().unwrap());
+            let paid = referral_days.get(&day).copied().unwrap_or_default();
+            assert_eq!(
+                d["referralPayouts"]["wei"],
+                paid.to_string(),
+                "{kind:?}: {d}"
+            );
+            let gross: U256 = d["grossProtocolFees"]["wei"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert_eq!(d["protocolRevenue"]["wei"], (gross - paid).to_string());
+        }
+        // Top referrers: every referrer's payouts, largest first.
+        let (status, r) = get(&format!("{base}/v1/referrers/top?limit=100")).await;
+        assert_eq!(status, 200, "{r}");
+        let listed = r["referrers"].as_array().unwrap();
+        assert_eq!(listed.len(), per_referrer.len().min(100), "{kind:?}: {r}");
+        let mut previous = U256::MAX;
+        for x in listed {
+            let (amount, count) = per_referrer[x["address"].as_str().unwrap()];
+            assert_eq!(x["amount"]["wei"], amount.to_string(), "{kind:?}: {x}");
+            assert_eq!(x["referrals"], count);
+            assert!(amount <= previous, "largest first");
+            previous = amount;
+        }
         let first = days[0]["date"].as_str().unwrap().to_string();
         let (_, one) = get(&format!("{base}/v1/daily?from={first}&to={first}")).await;
         assert_eq!(one["days"].as_array().unwrap().len(), 1);
@@ -138,14 +264,20 @@ async fn api_numbers_equal_the_chain_on_sqlite_and_postgres() {
         assert_eq!(status, 200);
         assert_eq!(t["traders"].as_array().unwrap().len(), 3);
 
-        // Fee totals equal actual ETH receipts: the fee destination (it never trades and started
-        // empty) holds the pushed protocol fees; subjects' fees and referral shares are
-        // withdrawable balances (nobody withdrew). So destination balance + everything
-        // withdrawable = the API's total fees, and each subject can withdraw at least the fees
-        // the API says it earned.
-        let market = KeyMarket::new(chain.deployment.address, &chain.provider);
+        // Fee totals equal actual ETH owed: the protocol's fees net of referrals accrue in the
+        // market (the API's protocol revenue); subjects' fees and referral shares are
+        // withdrawable balances (nobody withdrew). So accrued + everything withdrawable = the
+        // API's total fees, and each subject can withdraw at least the fees the API says it
+        // earned.
+        let accrued = market.accruedProtocolFees().call().await.unwrap();
+        assert_eq!(
+            accrued.to_string(),
+            o["protocolRevenue"]["wei"].as_str().unwrap(),
+            "{kind:?}: protocol revenue = what accrued to the protocol"
+        );
         let fee_destination = alloy::primitives::Address::repeat_byte(0xfe);
-        let mut receipts = chain.provider.get_balance(fee_destination).await.unwrap()
+        let mut receipts = accrued
+            + chain.provider.get_balance(fee_destination).await.unwrap()
             + market.withdrawable(fee_destination).call().await.unwrap();
         for a in chain.provider.get_accounts().await.unwrap() {
             receipts += market.withdrawable(a).call().await.unwrap();
@@ -555,6 +687,7 @@ async fn openapi_document_holds_under_schemathesis() {
             "/v1/daily",
             "/v1/subjects/top",
             "/v1/traders/top",
+            "/v1/referrers/top",
             "/v1/subjects/{address}",
             "/v1/subjects/{address}/holders",
             "/v1/subjects/{address}/daily",
@@ -586,7 +719,7 @@ async fn openapi_document_holds_under_schemathesis() {
         );
         // It really exercised every operation.
         assert!(
-            stdout.contains("12 selected") || stdout.contains("12 total"),
+            stdout.contains("13 selected") || stdout.contains("13 total"),
             "{stdout}"
         );
         println!("{kind:?}:\n{stdout}");

@@ -371,14 +371,79 @@ pub(crate) fn recompute(chain_id: u64, logs: &[Log]) -> BTreeMap<&'static str, V
     for (day, _) in day_traders.keys() {
         *active.entry(*day).or_default() += 1;
     }
+    // Referral payouts and fee settings, from their own events.
+    let (mut referral_rows, mut fee_rows) = (Vec::new(), Vec::new());
+    let mut referral_days: HashMap<i64, (i64, (i64, i64))> = HashMap::new();
+    let mut referrers: BTreeMap<String, (i64, (i64, i64), i64)> = BTreeMap::new();
+    for l in logs {
+        let (block, index, time) = (
+            l.block_number.unwrap(),
+            l.log_index.unwrap(),
+            l.block_timestamp.unwrap() as i64,
+        );
+        let topic = l.topics()[0];
+        let tx = hex(l.transaction_hash.unwrap().as_slice());
+        let fee = |kind: &str, value: String, at: u64| {
+            format!("{block}|{index}|{tx}|{time}|{kind}|{value}|{at}")
+        };
+        if topic == KeyMarket::ReferralFeePaid::SIGNATURE_HASH {
+            let e = KeyMarket::ReferralFeePaid::decode_log_data(l.data()).unwrap();
+            let referrer = hex(e.referrer.as_slice());
+            let a = split(e.amount);
+            referral_rows.push(format!(
+                "{block}|{index}|{}|{time}|{referrer}|{}|{}|{}|{}",
+                hex(l.transaction_hash.unwrap().as_slice()),
+                hex(e.trader.as_slice()),
+                hex(e.subject.as_slice()),
+                a.0,
+                a.1
+            ));
+            let d = referral_days.entry(time.div_euclid(86_400)).or_default();
+            d.0 += 1;
+            add(&mut d.1, e.amount);
+            let r = referrers.entry(referrer).or_insert((0, (0, 0), time));
+            r.0 += 1;
+            add(&mut r.1, e.amount);
+        } else if topic == KeyMarket::ProtocolFeePercentUpdated::SIGNATURE_HASH {
+            let e = KeyMarket::ProtocolFeePercentUpdated::decode_log_data(l.data()).unwrap();
+            fee_rows.push(fee("protocol_fee_percent", e.current.to_string(), 0));
+        } else if topic == KeyMarket::SubjectFeePercentUpdated::SIGNATURE_HASH {
+            let e = KeyMarket::SubjectFeePercentUpdated::decode_log_data(l.data()).unwrap();
+            fee_rows.push(fee("subject_fee_percent", e.current.to_string(), 0));
+        } else if topic == KeyMarket::ReferralFeeShareUpdated::SIGNATURE_HASH {
+            let e = KeyMarket::ReferralFeeShareUpdated::decode_log_data(l.data()).unwrap();
+            fee_rows.push(fee("referral_share_bps", e.current.to_string(), 0));
+        } else if topic == KeyMarket::FeeIncreaseScheduled::SIGNATURE_HASH {
+            let e = KeyMarket::FeeIncreaseScheduled::decode_log_data(l.data()).unwrap();
+            let kind = if e.protocol {
+                "protocol_fee_increase"
+            } else {
+                "subject_fee_increase"
+            };
+            fee_rows.push(fee(kind, e.pending.to_string(), e.effectiveAt.to()));
+        } else if topic == KeyMarket::FeeDestinationUpdated::SIGNATURE_HASH {
+            let e = KeyMarket::FeeDestinationUpdated::decode_log_data(l.data()).unwrap();
+            fee_rows.push(fee("fee_destination", hex(e.current.as_slice()), 0));
+        }
+    }
     let mut out = BTreeMap::new();
     out.insert("trades", trades);
+    out.insert("referrals", referral_rows);
+    out.insert("fee_events", fee_rows);
+    out.insert(
+        "referrers",
+        referrers
+            .iter()
+            .map(|(r, (n, a, first))| format!("{r}|{n}|{}|{}|{first}", a.0, a.1))
+            .collect(),
+    );
     out.insert(
         "stats_daily",
         days.iter()
             .map(|(day, d)| {
+                let (n, paid) = referral_days.get(day).copied().unwrap_or_default();
                 format!(
-                    "{day}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}",
+                    "{day}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{n}|{}|{}",
                     d.trades,
                     d.buys,
                     d.sells,
@@ -392,7 +457,9 @@ pub(crate) fn recompute(chain_id: u64, logs: &[Log]) -> BTreeMap<&'static str, V
                     d.v[3].1,
                     active.get(day).copied().unwrap_or(0),
                     new_traders.get(day).copied().unwrap_or(0),
-                    new_subjects.get(day).copied().unwrap_or(0)
+                    new_subjects.get(day).copied().unwrap_or(0),
+                    paid.0,
+                    paid.1
                 )
             })
             .collect(),

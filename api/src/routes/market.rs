@@ -72,20 +72,64 @@ pub(crate) async fn healthz(State(s): State<AppState>) -> ApiResult<Health> {
 /// The indexed markets.
 #[utoipa::path(get, path = "/v1/markets", responses((status = 200, body = Markets), (status = 429, body = ErrorBody)))]
 pub(crate) async fn markets(State(s): State<AppState>) -> ApiResult<Markets> {
-    let markets: Vec<_> = s
-        .store
-        .markets()
-        .await?
-        .into_iter()
-        .map(|m| MarketInfo {
+    let mut markets = Vec::new();
+    for m in s.store.markets().await? {
+        let f = s.store.fee_settings(m.id).await?;
+        let pending = [
+            ("protocol", f.pending_protocol_fee),
+            ("subject", f.pending_subject_fee),
+        ];
+        markets.push(MarketInfo {
             id: m.id,
             chain_id: m.chain_id,
             address: m.address,
             start_block: m.start_block,
             indexed_block: m.next_block - 1,
+            fees: FeeInfo {
+                protocol_fee_percent: f.protocol_fee_percent,
+                subject_fee_percent: f.subject_fee_percent,
+                referral_share_bps: f.referral_share_bps,
+                fee_destination: f.fee_destination,
+                pending_increases: pending
+                    .into_iter()
+                    .filter_map(|(fee, p)| {
+                        p.map(|(percent, effective_at)| PendingIncrease {
+                            fee: fee.into(),
+                            percent,
+                            effective_at,
+                        })
+                    })
+                    .collect(),
+            },
+        });
+    }
+    Ok(Json(Markets { markets }))
+}
+
+/// Referrers with the largest referral payouts.
+#[utoipa::path(get, path = "/v1/referrers/top", params(LimitQuery), responses((status = 200, body = TopReferrers), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub(crate) async fn top_referrers(
+    State(s): State<AppState>,
+    Q(q): Q<LimitQuery>,
+) -> ApiResult<TopReferrers> {
+    let id = market_id(&s, q.market).await?;
+    let limit = limit(q.limit)?;
+    let referrers = s
+        .store
+        .top_referrers(id, limit)
+        .await?
+        .into_iter()
+        .map(|r| Referrer {
+            address: r.referrer,
+            referrals: r.referrals,
+            amount: Amount::of(r.amount),
+            first_time: r.first_time,
         })
         .collect();
-    Ok(Json(Markets { markets }))
+    Ok(Json(TopReferrers {
+        market: id,
+        referrers,
+    }))
 }
 
 /// Protocol revenue, subject revenue, volume, trades, traders, subjects and TVL.
@@ -118,11 +162,12 @@ pub(crate) async fn build_overview(
         None => t,
         Some(_) => s.store.totals(id, None).await?,
     };
-    let (buy, sell, p, sj) = (
+    let (buy, sell, p, sj, referrals) = (
         t.buy_volume.to_decimal_wei(),
         t.sell_volume.to_decimal_wei(),
         t.protocol_fees.to_decimal_wei(),
         t.subject_fees.to_decimal_wei(),
+        t.referral_payouts.to_decimal_wei(),
     );
     let tvl = all.buy_volume.to_decimal_wei() - all.sell_volume.to_decimal_wei();
     let o = Overview {
@@ -132,7 +177,9 @@ pub(crate) async fn build_overview(
             .filter(|_| q.from.is_some()),
         to: window.map(|w| format_date(w.1)).filter(|_| q.to.is_some()),
         tvl: Amount::from_wei(tvl),
-        protocol_revenue: Amount::from_wei(p),
+        protocol_revenue: Amount::from_wei(p - referrals),
+        gross_protocol_fees: Amount::from_wei(p),
+        referral_payouts: Amount::from_wei(referrals),
         subject_revenue: Amount::from_wei(sj),
         total_fees: Amount::from_wei(p + sj),
         buy_volume: Amount::from_wei(buy),
@@ -186,7 +233,11 @@ pub(crate) async fn daily(
                 sells: r.sells,
                 buy_volume: Amount::of(r.buy_volume),
                 sell_volume: Amount::of(r.sell_volume),
-                protocol_revenue: Amount::of(r.protocol_fees),
+                protocol_revenue: Amount::from_wei(
+                    r.protocol_fees.to_decimal_wei() - r.referral_payouts.to_decimal_wei(),
+                ),
+                gross_protocol_fees: Amount::of(r.protocol_fees),
+                referral_payouts: Amount::of(r.referral_payouts),
                 subject_revenue: Amount::of(r.subject_fees),
                 active_traders: r.active_traders,
                 new_traders: r.new_traders,

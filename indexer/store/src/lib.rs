@@ -25,6 +25,7 @@ use tracing::info;
 
 pub use crate::{
     error::{Error, Result},
+    events::{FeeEventRow, FeeSetting, FeeSettings, ReferralRow, ReferrerRow},
     leaders::{HoldingRow, HoldingsOf, SubjectOrder, SubjectRow, TraderOrder, TraderRow},
     reads::MarketRow,
     row::{TradeRow, hex},
@@ -35,6 +36,7 @@ pub use crate::{
 mod aggregates;
 pub mod amount;
 mod error;
+mod events;
 mod indexes;
 mod leaders;
 mod reads;
@@ -110,6 +112,10 @@ pub struct Batch {
     pub to: u64,
     /// Decoded trades, in chain order.
     pub trades: Vec<TradeRow>,
+    /// Referral payouts (`ReferralFeePaid`), in chain order.
+    pub referrals: Vec<ReferralRow>,
+    /// Fee-setting events, in chain order.
+    pub fee_events: Vec<FeeEventRow>,
     /// Hashes of blocks in the range worth keeping for reorg detection (the range's last block and
     /// the blocks with trades, when near the head).
     pub blocks: Vec<(u64, B256)>,
@@ -136,7 +142,7 @@ pub struct Totals {
     pub buy_volume: amount::Wei,
     /// Σ ethAmount over sells.
     pub sell_volume: amount::Wei,
-    /// Σ protocolEthAmount.
+    /// Σ protocolEthAmount (gross: referral payouts included, as friend.tech's event reports it).
     pub protocol_fees: amount::Wei,
     /// Σ subjectEthAmount.
     pub subject_fees: amount::Wei,
@@ -144,6 +150,10 @@ pub struct Totals {
     pub traders: i64,
     /// Distinct subjects.
     pub subjects: i64,
+    /// Referral payouts (`ReferralFeePaid` events).
+    pub referrals: i64,
+    /// Σ of their amounts: the part of `protocol_fees` that went to referrers.
+    pub referral_payouts: amount::Wei,
 }
 
 impl Store {

@@ -148,7 +148,8 @@ impl Store {
         });
         let r = sqlx::query(
             "SELECT CAST(COALESCE(SUM(trades),0) AS BIGINT), CAST(COALESCE(SUM(buys),0) AS BIGINT), CAST(COALESCE(SUM(sells),0) AS BIGINT), CAST(COALESCE(SUM(buy_volume_gwei),0) AS BIGINT), CAST(COALESCE(SUM(buy_volume_rem),0) AS BIGINT), CAST(COALESCE(SUM(sell_volume_gwei),0) AS BIGINT), CAST(COALESCE(SUM(sell_volume_rem),0) AS BIGINT), CAST(COALESCE(SUM(protocol_gwei),0) AS BIGINT), CAST(COALESCE(SUM(protocol_rem),0) AS BIGINT), CAST(COALESCE(SUM(subject_gwei),0) AS BIGINT), CAST(COALESCE(SUM(subject_rem),0) AS BIGINT), \
-             CAST(COALESCE(SUM(new_traders),0) AS BIGINT), CAST(COALESCE(SUM(new_subjects),0) AS BIGINT) \
+             CAST(COALESCE(SUM(new_traders),0) AS BIGINT), CAST(COALESCE(SUM(new_subjects),0) AS BIGINT), \
+             CAST(COALESCE(SUM(referrals),0) AS BIGINT), CAST(COALESCE(SUM(referral_gwei),0) AS BIGINT), CAST(COALESCE(SUM(referral_rem),0) AS BIGINT) \
              FROM stats_daily WHERE market_id = $1 AND day >= $2 AND day <= $3",
         )
         .bind(market_id)
@@ -191,6 +192,8 @@ impl Store {
             subject_fees: w(9),
             traders,
             subjects,
+            referrals: get_i64(&r, 13),
+            referral_payouts: w(14),
         })
     }
 
@@ -245,7 +248,19 @@ pub(super) const DUMP_TABLES: &[(&str, &str)] = &[
     ),
     (
         "stats_daily",
-        "day, trades, buys, sells, buy_volume_gwei, buy_volume_rem, sell_volume_gwei, sell_volume_rem, protocol_gwei, protocol_rem, subject_gwei, subject_rem, active_traders, new_traders, new_subjects",
+        "day, trades, buys, sells, buy_volume_gwei, buy_volume_rem, sell_volume_gwei, sell_volume_rem, protocol_gwei, protocol_rem, subject_gwei, subject_rem, active_traders, new_traders, new_subjects, referrals, referral_gwei, referral_rem",
+    ),
+    (
+        "referrals",
+        "block_number, log_index, tx_hash, block_time, referrer, trader, subject, amount_gwei, amount_rem",
+    ),
+    (
+        "referrers",
+        "referrer, referrals, amount_gwei, amount_rem, first_time",
+    ),
+    (
+        "fee_events",
+        "block_number, log_index, tx_hash, block_time, kind, value, effective_at",
     ),
     (
         "subjects",

@@ -29,7 +29,7 @@ pub struct DayRow {
     pub buy_volume: Wei,
     /// ETH paid for keys sold (price, before fees).
     pub sell_volume: Wei,
-    /// Protocol fees.
+    /// Protocol fees, gross (referral payouts included).
     pub protocol_fees: Wei,
     /// Subject fees.
     pub subject_fees: Wei,
@@ -39,6 +39,10 @@ pub struct DayRow {
     pub new_traders: i64,
     /// Subjects whose first trade was that day.
     pub new_subjects: i64,
+    /// Referral payouts that day.
+    pub referrals: i64,
+    /// Their sum (part of `protocol_fees`).
+    pub referral_payouts: Wei,
 }
 
 /// One day of one subject.
@@ -65,8 +69,8 @@ impl Store {
     pub async fn daily(&self, market_id: i64, days: DayRange, limit: i64) -> Result<Vec<DayRow>> {
         let rows = sqlx::query(
             "SELECT day, trades, buys, sells, buy_volume_gwei, buy_volume_rem, sell_volume_gwei, sell_volume_rem, \
-             protocol_gwei, protocol_rem, subject_gwei, subject_rem, active_traders, new_traders, new_subjects \
-             FROM stats_daily WHERE market_id = $1 AND day >= $2 AND day <= $3 ORDER BY day LIMIT $4",
+             protocol_gwei, protocol_rem, subject_gwei, subject_rem, active_traders, new_traders, new_subjects, \
+             referrals, referral_gwei, referral_rem FROM stats_daily WHERE market_id = $1 AND day >= $2 AND day <= $3 ORDER BY day LIMIT $4",
         )
         .bind(market_id)
         .bind(days.from)
@@ -126,5 +130,7 @@ fn day_row(r: &AnyRow) -> DayRow {
         active_traders: get_i64(r, 12),
         new_traders: get_i64(r, 13),
         new_subjects: get_i64(r, 14),
+        referrals: get_i64(r, 15),
+        referral_payouts: wei_at(r, 16),
     }
 }

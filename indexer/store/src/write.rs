@@ -7,6 +7,7 @@ use tracing::debug;
 
 use super::{
     aggregates::*,
+    events,
     indexes::*,
     writer::{Stmt, WriteRow, WriteTx},
     *,
@@ -82,6 +83,14 @@ impl Store {
         let basis = released_basis(&mut tx, backend, market.id, &batch.trades).await?;
         insert_trades(&mut tx, backend, market, &batch.trades, &basis, checked).await?;
         apply_aggregates(&mut tx, backend, market.id, &batch.trades, &basis, 1).await?;
+        events::insert_events(
+            &mut tx,
+            backend,
+            market.id,
+            &batch.referrals,
+            &batch.fee_events,
+        )
+        .await?;
         let hashes: Vec<String> = batch
             .blocks
             .iter()
@@ -139,6 +148,8 @@ impl Store {
             .await
             .map_err(db("reading orphaned trades"))?;
         let orphans: Vec<TradeRow> = rows.iter().map(trade_from_row).collect();
+        // Before the trades' rollback, which prunes the days it empties.
+        events::rollback_events(&mut tx, backend, market.id, first_orphan).await?;
         let basis: Vec<Wei> = rows.iter().map(|r| r.wei(17)).collect();
         apply_aggregates(&mut tx, backend, market.id, &orphans, &basis, -1).await?;
         let mut q = Stmt::new(
