@@ -7,18 +7,27 @@
 //! - `keymarket deploy` deploys a KeyMarket and writes the deployment file;
 //! - `keymarket simulate` drives realistic trading on a deployment;
 //! - `keymarket index` indexes markets into SQLite or PostgreSQL;
-//! - `keymarket serve` serves the API and dashboard.
+//! - `keymarket serve` serves the API and dashboard;
+//! - `keymarket quote|buy|sell|launch|withdraw|portfolio` trade keys (`commands/trade.rs`), signed
+//!   by the key `wallet.rs` resolves.
 
 mod cli;
 mod commands;
 mod report;
+mod wallet;
 
 use clap::{Parser, Subcommand};
 use eyre::Result;
 
 use crate::commands::{
-    bench_live::BenchLiveArgs, bench_store::BenchStoreArgs, deploy::DeployArgs, index::IndexArgs,
-    serve::ServeArgs, simulate::SimulateArgs, up::UpArgs,
+    bench_live::BenchLiveArgs,
+    bench_store::BenchStoreArgs,
+    deploy::DeployArgs,
+    index::IndexArgs,
+    serve::ServeArgs,
+    simulate::SimulateArgs,
+    trade::{LaunchArgs, PortfolioArgs, QuoteArgs, SideArg, TradeArgs, WithdrawArgs},
+    up::UpArgs,
 };
 
 /// mimalloc instead of glibc's malloc: the indexer allocates per log and per bound parameter, and
@@ -30,7 +39,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(
     name = "keymarket",
     version,
-    about = "friend.tech-compatible key market: deploy, simulate, index, serve"
+    about = "friend.tech-compatible key market: deploy, simulate, index, serve, trade"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -49,6 +58,18 @@ enum Command {
     Index(IndexArgs),
     /// Serve the HTTP API over an indexed database.
     Serve(ServeArgs),
+    /// Price a trade from the market's views: price, fees, total, the next key's price after it.
+    Quote(QuoteArgs),
+    /// Buy keys, bounded by a slippage tolerance and a deadline; simulated before it is sent.
+    Buy(TradeArgs),
+    /// Sell keys, bounded likewise.
+    Sell(TradeArgs),
+    /// Open your own keys: buy your first key(s) on the curve you choose.
+    Launch(LaunchArgs),
+    /// Withdraw subject fees, referral credits and deferred payments.
+    Withdraw(WithdrawArgs),
+    /// An account's keys, their sell value now and what it can withdraw.
+    Portfolio(PortfolioArgs),
     /// Benchmark: latency from a block being mined to its trades being queryable, while following.
     #[command(hide = true)]
     BenchLive(BenchLiveArgs),
@@ -57,8 +78,31 @@ enum Command {
     BenchStore(BenchStoreArgs),
 }
 
+/// Runs the command; an error is printed as `error: …` with its causes (no backtrace unless
+/// `KEYMARKET_BACKTRACE=1`) and the exit code is 1.
 #[tokio::main]
-async fn main() -> Result<()> {
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            if std::env::var("KEYMARKET_BACKTRACE").is_ok_and(|v| v == "1") {
+                eprintln!("error: {e:?}");
+            } else {
+                eprintln!("error: {e}");
+                let mut last = e.to_string();
+                for cause in e.chain().skip(1).map(|c| c.to_string()) {
+                    if cause != last {
+                        eprintln!("  caused by: {cause}");
+                    }
+                    last = cause;
+                }
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -77,6 +121,12 @@ async fn main() -> Result<()> {
         Command::BenchLive(args) => commands::bench_live::bench_live(args).await,
         Command::BenchStore(args) => commands::bench_store::run(args).await,
         Command::Serve(args) => commands::serve::serve(args).await,
+        Command::Quote(args) => commands::trade::quote(args).await,
+        Command::Buy(args) => commands::trade::trade(args, SideArg::Buy).await,
+        Command::Sell(args) => commands::trade::trade(args, SideArg::Sell).await,
+        Command::Launch(args) => commands::trade::launch(args).await,
+        Command::Withdraw(args) => commands::trade::withdraw(args).await,
+        Command::Portfolio(args) => commands::trade::portfolio(args).await,
     }
 }
 

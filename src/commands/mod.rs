@@ -6,4 +6,5 @@ pub(crate) mod deploy;
 pub(crate) mod index;
 pub(crate) mod serve;
 pub(crate) mod simulate;
+pub(crate) mod trade;
 pub(crate) mod up;

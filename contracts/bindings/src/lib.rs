@@ -3,11 +3,15 @@
 //! The bindings are generated at build time: `build.rs` compiles `contracts/src` with
 //! foundry-compilers (through the project's npm solc shim) and feeds the artifacts to alloy's
 //! `sol!`, so the ABI and bytecode here are always those of the Solidity source. This crate
-//! deploys a market and reads/writes the deployment file; it does not trade or index.
+//! deploys a market and reads/writes the deployment file, and trades through one (`trade`:
+//! quotes, bounded trades simulated before they are sent; `revert`: the market's errors in
+//! words). It does not index.
 
 pub mod curve;
 mod deploy;
+pub mod revert;
 pub mod toolchain;
+pub mod trade;
 
 pub use deploy::{DeployConfig, Deployment, deploy};
 

@@ -1,0 +1,137 @@
+//! Who signs a trader's transactions: a private key (`--private-key` / `KEYMARKET_PRIVATE_KEY`),
+//! an encrypted JSON keystore (Foundry's and geth's format), or on a dev chain one of anvil's
+//! accounts. anvil's well-known keys are refused on any chain that is not a dev chain.
+
+use std::path::PathBuf;
+
+use alloy::signers::local::{MnemonicBuilder, PrivateKeySigner, coins_bip39::English};
+use clap::Args;
+use eyre::{Result, bail, eyre};
+
+/// The mnemonic of anvil's (and Hardhat's) dev accounts: public knowledge.
+const DEV_MNEMONIC: &str = "test test test test test test test test test test test junk";
+/// How many of anvil's accounts are recognised (and refused off dev chains).
+const DEV_ACCOUNTS: u32 = 100;
+/// Chain ids of local dev chains (anvil/Hardhat, geth --dev/Ganache).
+pub(crate) const DEV_CHAINS: [u64; 2] = [31_337, 1_337];
+
+/// The signer of a trader's transactions.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct SignerArgs {
+    /// The account's private key (0x hex).
+    #[arg(
+        long,
+        env = "KEYMARKET_PRIVATE_KEY",
+        hide_env_values = true,
+        conflicts_with_all = ["keystore", "dev_account"]
+    )]
+    pub(crate) private_key: Option<String>,
+    /// An encrypted JSON keystore (as `cast wallet new` or geth write).
+    #[arg(long, conflicts_with = "dev_account")]
+    pub(crate) keystore: Option<PathBuf>,
+    /// The keystore's password, from this file (otherwise asked for, without echo).
+    #[arg(long, requires = "keystore")]
+    pub(crate) password_file: Option<PathBuf>,
+    /// On a dev chain: anvil's account number N (0 = the first).
+    #[arg(long)]
+    pub(crate) dev_account: Option<u32>,
+}
+
+impl SignerArgs {
+    /// Whether any signer was given.
+    pub(crate) fn is_given(&self) -> bool {
+        self.private_key.is_some() || self.keystore.is_some() || self.dev_account.is_some()
+    }
+
+    /// The signer, checked against the chain: a dev key only on a dev chain.
+    pub(crate) fn signer(&self, chain_id: u64) -> Result<PrivateKeySigner> {
+        let signer = if let Some(key) = &self.private_key {
+            key.trim().parse::<PrivateKeySigner>().map_err(|_| {
+                eyre!("--private-key is not a private key (64 hex digits, 0x optional)")
+            })?
+        } else if let Some(path) = &self.keystore {
+            let password = match &self.password_file {
+                Some(p) => std::fs::read_to_string(p)
+                    .map_err(|e| eyre!("cannot read the password file {}: {e}", p.display()))?
+                    .trim_end_matches(['\n', '\r'])
+                    .to_string(),
+                None => rpassword::prompt_password(format!("password for {}: ", path.display()))
+                    .map_err(|e| eyre!("cannot read the password: {e}"))?,
+            };
+            if !path.exists() {
+                bail!("keystore {} does not exist", path.display());
+            }
+            PrivateKeySigner::decrypt_keystore(path, password).map_err(|e| {
+                eyre!(
+                    "cannot open keystore {}: wrong password or not a keystore ({e})",
+                    path.display()
+                )
+            })?
+        } else if let Some(n) = self.dev_account {
+            if !DEV_CHAINS.contains(&chain_id) {
+                bail!(
+                    "--dev-account is for local dev chains (chain id 31337 or 1337); this chain's id is {chain_id}"
+                );
+            }
+            dev_signer(n)?
+        } else {
+            bail!(
+                "no signer: pass --private-key (or KEYMARKET_PRIVATE_KEY), --keystore FILE, or on a dev chain --dev-account N"
+            );
+        };
+        if !DEV_CHAINS.contains(&chain_id) && is_dev_key(&signer)? {
+            bail!(
+                "{} is one of anvil's public dev accounts: anyone can take its funds, so it is refused on chain {chain_id} (not a dev chain)",
+                signer.address()
+            );
+        }
+        Ok(signer)
+    }
+}
+
+/// anvil's dev account `n`.
+pub(crate) fn dev_signer(n: u32) -> Result<PrivateKeySigner> {
+    MnemonicBuilder::<English>::default()
+        .phrase(DEV_MNEMONIC)
+        .index(n)?
+        .build()
+        .map_err(|e| eyre!("deriving dev account {n}: {e}"))
+}
+
+fn is_dev_key(signer: &PrivateKeySigner) -> Result<bool> {
+    for n in 0..DEV_ACCOUNTS {
+        if dev_signer(n)?.address() == signer.address() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_accounts_are_anvils() {
+        // anvil's first account.
+        assert_eq!(
+            dev_signer(0).unwrap().address().to_string(),
+            "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
+        );
+        let args = SignerArgs {
+            private_key: Some(crate::cli::ANVIL_KEY_0.into()),
+            keystore: None,
+            password_file: None,
+            dev_account: None,
+        };
+        assert!(args.signer(31_337).is_ok());
+        let refused = args.signer(8_453).unwrap_err().to_string();
+        assert!(refused.contains("public dev accounts"), "{refused}");
+        let dev = SignerArgs {
+            private_key: None,
+            dev_account: Some(1),
+            ..args
+        };
+        assert!(dev.signer(1).is_err());
+    }
+}
