@@ -128,6 +128,16 @@ impl Chain {
     }
 }
 
+/// anvil's dev account `n` as a signer (the public "test … junk" mnemonic).
+pub(crate) fn dev_key(n: u32) -> alloy::signers::local::PrivateKeySigner {
+    alloy::signers::local::MnemonicBuilder::<alloy::signers::local::coins_bip39::English>::default()
+        .phrase("test test test test test test test test test test test junk")
+        .index(n)
+        .unwrap()
+        .build()
+        .unwrap()
+}
+
 /// Which database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Db {

@@ -9,3 +9,4 @@ mod crash;
 mod faults;
 mod indexer;
 mod provider;
+mod trade;

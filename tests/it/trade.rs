@@ -1,0 +1,394 @@
+//! The trading CLI as a trader runs it: the `keymarket` binary against a real anvil and the
+//! compiled market, its results checked against the contract's views, balances and events.
+
+use std::time::Duration;
+
+use alloy::{
+    primitives::{Address, U256},
+    providers::{Provider, ProviderBuilder},
+};
+use keymarket_contracts::{
+    KeyMarket,
+    trade::{self, Side, TradeError},
+};
+use serde_json::Value;
+
+use crate::common::Chain;
+
+/// Runs `keymarket ARGS` against `rpc`; (exit success, stdout, stderr).
+fn keymarket(rpc: &str, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keymarket"))
+        .args(args)
+        .env("KEYMARKET_RPC_URL", rpc)
+        .env_remove("KEYMARKET_PRIVATE_KEY")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("the keymarket binary runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs a command that must succeed with `--json`, and parses its output.
+fn json(rpc: &str, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let (ok, out, err) = keymarket(rpc, &all);
+    assert!(ok, "keymarket {args:?} failed: {err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {out}"))
+}
+
+/// Runs a command that must fail; its stderr.
+fn refused(rpc: &str, args: &[&str]) -> String {
+    let (ok, out, err) = keymarket(rpc, args);
+    assert!(!ok, "keymarket {args:?} should fail: {out}");
+    assert!(
+        !err.contains("stack backtrace") && !err.contains("Location:"),
+        "no backtrace unless asked: {err}"
+    );
+    err
+}
+
+fn wei(v: &Value) -> U256 {
+    v["wei"].as_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_trading_cli_quotes_trades_and_refuses_clearly() {
+    let chain = Chain::new().await;
+    let rpc = chain.anvil.endpoint();
+    let dir = tempfile_dir();
+    let dep = dir.join("deployment.json");
+    chain.deployment.write(&dep).unwrap();
+    let dep = dep.to_str().unwrap();
+    let market = KeyMarket::new(chain.deployment.address, &chain.provider);
+    let accounts = chain.provider.get_accounts().await.unwrap();
+    let (subject, trader, rival) = (accounts[5], accounts[6], accounts[8]);
+    let subject_s = subject.to_string();
+    let d = ["--deployment", dep];
+
+    // A subject opens its keys on the steep curve.
+    let launched = json(
+        &rpc,
+        &[
+            &["launch", "2", "--curve", "steep", "--dev-account", "5"][..],
+            &d,
+        ]
+        .concat(),
+    );
+    assert_eq!(launched["curve"], 1);
+    assert_eq!(
+        market.sharesSupply(subject).call().await.unwrap(),
+        U256::from(2)
+    );
+    assert_eq!(market.subjectCurve(subject).call().await.unwrap(), 1);
+
+    // The quote equals the contract's views.
+    let q = json(&rpc, &[&["quote", "buy", &subject_s, "3"][..], &d].concat());
+    let view = market
+        .quoteBuy(subject, U256::from(3))
+        .call()
+        .await
+        .unwrap();
+    assert_eq!(wei(&q["price"]), view.price);
+    assert_eq!(wei(&q["protocolFee"]), view.protocolFee);
+    assert_eq!(wei(&q["subjectFee"]), view.subjectFee);
+    assert_eq!(wei(&q["total"]), view.total);
+    assert_eq!(
+        wei(&q["nextPrice"]),
+        market
+            .getPriceOnCurve(1, U256::from(5), U256::from(1))
+            .call()
+            .await
+            .unwrap()
+    );
+
+    // A buy: the Trade event's values, the holder's balance and ETH.
+    let before = chain.provider.get_balance(trader).await.unwrap();
+    let bought = json(
+        &rpc,
+        &[&["buy", &subject_s, "3", "--dev-account", "6"][..], &d].concat(),
+    );
+    assert_eq!(bought["isBuy"], true);
+    assert_eq!(bought["shareAmount"], "3");
+    assert_eq!(wei(&bought["ethAmount"]), view.price);
+    assert_eq!(wei(&bought["total"]), view.total);
+    assert_eq!(
+        market.sharesBalance(subject, trader).call().await.unwrap(),
+        U256::from(3)
+    );
+    let after = chain.provider.get_balance(trader).await.unwrap();
+    assert_eq!(
+        before - after,
+        view.total + wei(&bought["gasFee"]),
+        "paid the quote (the bound's excess refunded) and gas"
+    );
+
+    // A sell.
+    let sell_view = market
+        .quoteSell(subject, U256::from(1))
+        .call()
+        .await
+        .unwrap();
+    let sold = json(
+        &rpc,
+        &[&["sell", &subject_s, "1", "--dev-account", "6"][..], &d].concat(),
+    );
+    assert_eq!(sold["isBuy"], false);
+    assert_eq!(wei(&sold["total"]), sell_view.proceeds);
+    assert_eq!(
+        market.sharesBalance(subject, trader).call().await.unwrap(),
+        U256::from(2)
+    );
+
+    // The price moves past a bound: refused before sending — nonce and balance unchanged.
+    let q = json(&rpc, &[&["quote", "buy", &subject_s, "1"][..], &d].concat());
+    let bound = alloy::primitives::utils::format_ether(wei(&q["total"]));
+    json(
+        &rpc,
+        &[&["buy", &subject_s, "4", "--dev-account", "8"][..], &d].concat(),
+    );
+    let nonce = chain.provider.get_transaction_count(trader).await.unwrap();
+    let balance = chain.provider.get_balance(trader).await.unwrap();
+    let err = refused(
+        &rpc,
+        &[
+            &[
+                "buy",
+                &subject_s,
+                "1",
+                "--dev-account",
+                "6",
+                "--max-cost",
+                &bound,
+            ][..],
+            &d,
+        ]
+        .concat(),
+    );
+    assert!(
+        err.contains("the price moved") && err.contains("nothing was sent"),
+        "{err}"
+    );
+    assert_eq!(
+        chain.provider.get_transaction_count(trader).await.unwrap(),
+        nonce
+    );
+    assert_eq!(chain.provider.get_balance(trader).await.unwrap(), balance);
+    assert!(market.sharesBalance(subject, rival).call().await.unwrap() == U256::from(4));
+
+    // The subject withdraws its fees: exactly what was withdrawable.
+    let owed = market.withdrawable(subject).call().await.unwrap();
+    assert!(owed > U256::ZERO);
+    let w = json(
+        &rpc,
+        &[&["withdraw", "--dev-account", "5"][..], &d].concat(),
+    );
+    assert_eq!(wei(&w["withdrawn"]), owed);
+    assert_eq!(
+        market.withdrawable(subject).call().await.unwrap(),
+        U256::ZERO
+    );
+    let err = refused(
+        &rpc,
+        &[&["withdraw", "--dev-account", "5"][..], &d].concat(),
+    );
+    assert!(err.contains("nothing to withdraw"), "{err}");
+
+    // The portfolio: keys and their sell value now.
+    let p = json(
+        &rpc,
+        &[&["portfolio", &trader.to_string()][..], &d].concat(),
+    );
+    assert_eq!(p["keys"][0]["balance"], "2");
+    assert_eq!(
+        wei(&p["keys"][0]["sellValue"]),
+        market
+            .quoteSell(subject, U256::from(2))
+            .call()
+            .await
+            .unwrap()
+            .proceeds
+    );
+
+    // An expired deadline: the simulation refuses it in words, nothing is sent.
+    let signer = crate::common::dev_key(6);
+    let wallet = ProviderBuilder::new()
+        .wallet(signer)
+        .connect_http(chain.anvil.endpoint_url());
+    let now = chain
+        .provider
+        .get_block_by_number(Default::default())
+        .await
+        .unwrap()
+        .unwrap()
+        .header
+        .timestamp;
+    let tx = trade::trade_tx(
+        trade::Flavor::KeyMarket,
+        chain.deployment.address,
+        Side::Buy,
+        subject,
+        U256::from(1),
+        U256::ZERO,
+        U256::from(10).pow(U256::from(18)),
+        None,
+        U256::from(now - 1),
+    );
+    let nonce = chain.provider.get_transaction_count(trader).await.unwrap();
+    match trade::send(&wallet, trader, tx, Duration::from_secs(30)).await {
+        Err(TradeError::WouldRevert(why)) => assert!(why.contains("deadline passed"), "{why}"),
+        other => panic!("an expired deadline must be refused: {other:?}"),
+    }
+    assert_eq!(
+        chain.provider.get_transaction_count(trader).await.unwrap(),
+        nonce
+    );
+
+    // A deployment file of another chain.
+    let mut other = chain.deployment.clone();
+    other.chain_id = 8_453;
+    let wrong = dir.join("other-chain.json");
+    other.write(&wrong).unwrap();
+    let err = refused(
+        &rpc,
+        &[
+            "quote",
+            "buy",
+            &subject_s,
+            "1",
+            "--deployment",
+            wrong.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        err.contains("is for chain 8453") && err.contains("31337"),
+        "{err}"
+    );
+
+    // An encrypted keystore: the right password trades, a wrong one is refused clearly.
+    // Written by Foundry's `cast wallet new`, as a trader would.
+    let cast = keymarket_contracts::toolchain::repo_root()
+        .join("node_modules/@foundry-rs/cast-linux-amd64/bin/cast");
+    let out = std::process::Command::new(cast)
+        .args([
+            "wallet",
+            "new",
+            dir.to_str().unwrap(),
+            "trader.json",
+            "--unsafe-password",
+            "right horse",
+            "--json",
+        ])
+        .output()
+        .expect("cast runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let made: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let owner: Address = made[0]["address"].as_str().unwrap().parse().unwrap();
+    let fund = alloy::rpc::types::TransactionRequest::default()
+        .from(accounts[9])
+        .to(owner)
+        .value(U256::from(10).pow(U256::from(18)));
+    chain
+        .provider
+        .send_transaction(fund)
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let keystore = dir.join("trader.json");
+    let (right, wrong_pw) = (dir.join("right"), dir.join("wrong"));
+    std::fs::write(&right, "right horse\n").unwrap();
+    std::fs::write(&wrong_pw, "battery staple\n").unwrap();
+    let ks = keystore.to_str().unwrap();
+    let err = refused(
+        &rpc,
+        &[
+            &[
+                "buy",
+                &subject_s,
+                "1",
+                "--keystore",
+                ks,
+                "--password-file",
+                wrong_pw.to_str().unwrap(),
+            ][..],
+            &d,
+        ]
+        .concat(),
+    );
+    assert!(err.contains("wrong password"), "{err}");
+    let ok = json(
+        &rpc,
+        &[
+            &[
+                "buy",
+                &subject_s,
+                "1",
+                "--keystore",
+                ks,
+                "--password-file",
+                right.to_str().unwrap(),
+            ][..],
+            &d,
+        ]
+        .concat(),
+    );
+    assert_eq!(
+        ok["trader"].as_str().unwrap().parse::<Address>().unwrap(),
+        owner
+    );
+
+    // anvil's keys are refused on a chain that is not a dev chain.
+    let mainnet_like =
+        alloy::node_bindings::Anvil::at(keymarket_contracts::toolchain::anvil_path())
+            .chain_id(8_453)
+            .try_spawn()
+            .unwrap();
+    let err = refused(
+        &mainnet_like.endpoint(),
+        &[
+            "buy",
+            &subject_s,
+            "1",
+            "--market",
+            &chain.deployment.address.to_string(),
+            "--private-key",
+            "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+        ],
+    );
+    assert!(
+        err.contains("public dev accounts") && err.contains("8453"),
+        "{err}"
+    );
+    let err = refused(
+        &mainnet_like.endpoint(),
+        &[
+            "buy",
+            &subject_s,
+            "1",
+            "--market",
+            &chain.deployment.address.to_string(),
+            "--dev-account",
+            "0",
+        ],
+    );
+    assert!(err.contains("dev chains"), "{err}");
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "keymarket-trade-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
