@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what keymarket needs, idempotently, and says what it does:
 #   - the Foundry tools (forge, anvil, cast) and solc 0.8.37 from npm, pinned by package-lock.json;
-#   - OpenZeppelin contracts (npm), used by the Solidity sources; uPlot (npm), the dashboard's
-#     charts, embedded in the binary; playwright-core (npm), which drives the browser test;
+#   - OpenZeppelin contracts (npm), used by the Solidity sources; uPlot and ethers (npm), the
+#     dashboard's charts and its wallet panel's client, embedded in the binary; playwright-core
+#     (npm), which drives the browser tests;
 #   - Chromium from the system's package manager (apt-get, when missing), for the dashboard test;
 #   - schemathesis from PyPI (pinned in tests/api-fuzz/requirements.txt) in .keymarket/venv, which
 #     fuzzes the API against its OpenAPI document;

@@ -1,5 +1,6 @@
-//! The dashboard: one HTML page, its script and style, and uPlot (from npm, `node_modules/uplot`),
-//! all embedded in the binary at build time. The page reads the JSON API of the same origin.
+//! The dashboard: one HTML page, its scripts and style, uPlot and ethers (from npm, pinned by
+//! package-lock.json), all embedded in the binary at build time. The page reads the JSON API of
+//! the same origin; its trade panel talks to the browser's wallet.
 
 use axum::{
     Router,
@@ -10,6 +11,8 @@ use axum::{
 
 const INDEX: &str = include_str!("../dashboard/index.html");
 const APP_JS: &str = include_str!("../dashboard/app.js");
+const TRADE_JS: &str = include_str!("../dashboard/trade.js");
+const ETHERS_JS: &str = include_str!("../../node_modules/ethers/dist/ethers.umd.min.js");
 const APP_CSS: &str = include_str!("../dashboard/app.css");
 const UPLOT_JS: &str = include_str!("../../node_modules/uplot/dist/uPlot.iife.min.js");
 const UPLOT_CSS: &str = include_str!("../../node_modules/uplot/dist/uPlot.min.css");
@@ -33,6 +36,14 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route(
             "/assets/app.js",
             asset("text/javascript; charset=utf-8", APP_JS),
+        )
+        .route(
+            "/assets/trade.js",
+            asset("text/javascript; charset=utf-8", TRADE_JS),
+        )
+        .route(
+            "/assets/ethers.js",
+            asset("text/javascript; charset=utf-8", ETHERS_JS),
         )
         .route("/assets/app.css", asset("text/css; charset=utf-8", APP_CSS))
         .route(

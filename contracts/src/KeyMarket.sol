@@ -191,8 +191,10 @@ contract KeyMarket is IKeyMarket, Ownable2Step, ReentrancyGuardTransient {
         (uint256 price, uint256 protocolFee, uint256 subjectFee, uint256 feeState, uint256 newSupply) =
             _recordBuy(subject, amount);
         uint256 cost = price + protocolFee + subjectFee;
-        if (msg.value < cost) revert InsufficientPayment(cost, msg.value);
+        // The bound first: a bounded buy usually sends exactly its bound, so a price that moved past
+        // it is reported as such rather than as a short payment.
         if (cost > maxCost) revert MaxCostExceeded(cost, maxCost);
+        if (msg.value < cost) revert InsufficientPayment(cost, msg.value);
         // A buy naming no referrer reads no referral storage.
         uint256 toProtocol = referrer == address(0) ? protocolFee : _payReferral(referrer, subject, protocolFee);
         _accrueProtocolFee(feeState, toProtocol);

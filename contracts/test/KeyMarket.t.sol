@@ -167,6 +167,18 @@ contract KeyMarketTest is KeyMarketFixture {
         market.buySharesBounded{value: cost}(subject, 1, cost - 1, address(0), block.timestamp);
     }
 
+    /// A bounded buy sends its bound as payment; when the price moved past it the error says so
+    /// (not "insufficient payment"), so a wallet or the CLI can tell the trader the price moved.
+    function test_buyBounded_priceMovedPastBound_saysMaxCostExceeded() public {
+        _open(subject);
+        uint256 quoted = market.getBuyPriceAfterFee(subject, 1);
+        _buy(bob, subject, 3);
+        uint256 cost = market.getBuyPriceAfterFee(subject, 1);
+        vm.prank(alice);
+        vm.expectRevert(abi.encodeWithSelector(IKeyMarket.MaxCostExceeded.selector, cost, quoted));
+        market.buySharesBounded{value: quoted}(subject, 1, quoted, address(0), block.timestamp);
+    }
+
     function test_buyBounded_revertsWhen_deadlinePassed() public {
         _open(subject);
         vm.warp(1000);

@@ -392,3 +392,200 @@ fn tempfile_dir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// The dashboard's trade panel in a real Chromium with a wallet in the page
+/// (tests/browser/trade.mjs): it opens the account's keys, withdraws the subject fees others
+/// paid, buys and sells a subject's keys with bounds, and shows the decoded error when the price
+/// moves between its quote and the click — checked here against the chain's events and balances.
+#[tokio::test(flavor = "multi_thread")]
+async fn trade_panel_in_chromium() {
+    use std::{
+        io::{BufRead, Write},
+        process::Stdio,
+    };
+
+    use alloy::{providers::ext::AnvilApi, sol_types::SolEvent};
+    use keymarket_indexer::Store;
+
+    use crate::common::{Db, fresh_db};
+
+    let chain = Chain::new().await;
+    chain.trade(300, 23, 100, 8 * 3600).await;
+    let url = fresh_db(Db::Sqlite, "panel").await;
+    let store = Store::connect(&url).await.unwrap();
+    keymarket_indexer::run(&chain.provider, &store, chain.spec(), &Default::default())
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(keymarket_api::serve(
+        listener,
+        keymarket_api::AppState::new(store),
+        std::future::pending(),
+    ));
+    let top: Value = tokio::time::timeout(Duration::from_secs(30), async {
+        reqwest::get(format!("{base}/v1/subjects/top?limit=1"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    })
+    .await
+    .expect("the API answers");
+    let subject: Address = top["subjects"][0]["subject"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    // A fresh account the node signs for (as a wallet would), funded.
+    let me = Address::repeat_byte(0x5a);
+    chain.provider.anvil_impersonate_account(me).await.unwrap();
+    chain
+        .provider
+        .anvil_set_balance(me, U256::from(10).pow(U256::from(21)))
+        .await
+        .unwrap();
+    let market = KeyMarket::new(chain.deployment.address, &chain.provider);
+    let accounts = chain.provider.get_accounts().await.unwrap();
+    let buy = |who: Address, of: Address, n: u64| {
+        let market = &market;
+        async move {
+            let cost = market
+                .quoteBuy(of, U256::from(n))
+                .call()
+                .await
+                .unwrap()
+                .total;
+            let r = market
+                .buyShares(of, U256::from(n))
+                .value(cost)
+                .from(who)
+                .send()
+                .await
+                .unwrap()
+                .get_receipt()
+                .await
+                .unwrap();
+            assert!(r.status());
+        }
+    };
+
+    let root = env!("CARGO_MANIFEST_DIR");
+    let shot = format!("{root}/target/trade-panel.png");
+    let _ = std::fs::remove_file(&shot);
+    let mut node = std::process::Command::new("node")
+        .arg(format!("{root}/tests/browser/trade.mjs"))
+        .args([
+            &format!("{base}/"),
+            &chain.anvil.endpoint(),
+            &me.to_string(),
+            &subject.to_string(),
+            &shot,
+        ])
+        .current_dir(root)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("node runs (scripts/setup.sh installs playwright-core and chromium)");
+    let mut out = std::io::BufReader::new(node.stdout.take().unwrap());
+    let mut stdin = node.stdin.take().unwrap();
+    let mut line = String::new();
+    let mut next = |line: &mut String| {
+        line.clear();
+        tokio::task::block_in_place(|| out.read_line(line)).unwrap();
+        line.trim().to_string()
+    };
+
+    assert_eq!(
+        next(&mut line),
+        "launched",
+        "the panel opened the account's keys"
+    );
+    assert_eq!(market.sharesSupply(me).call().await.unwrap(), U256::from(1));
+    // Others buy the account's keys: it earns subject fees.
+    buy(accounts[21], me, 3).await;
+    let fees = market.withdrawable(me).call().await.unwrap();
+    assert!(fees > U256::ZERO);
+    stdin.write_all(b"go\n").unwrap();
+
+    assert_eq!(
+        next(&mut line),
+        "quoted",
+        "the panel bought, sold and quoted"
+    );
+    let nonce = chain.provider.get_transaction_count(me).await.unwrap();
+    let balance = chain.provider.get_balance(me).await.unwrap();
+    // The price moves before the click.
+    buy(accounts[22], subject, 2).await;
+    stdin.write_all(b"go\n").unwrap();
+    let report = next(&mut line);
+    let status = tokio::task::block_in_place(|| node.wait()).unwrap();
+    assert!(status.success(), "trade panel test failed: {report}");
+    let report: Value = serde_json::from_str(&report).unwrap();
+
+    // What the panel showed is what the chain did.
+    let receipt = |tx: &str| {
+        let hash = tx.parse().unwrap();
+        let provider = &chain.provider;
+        async move {
+            provider
+                .get_transaction_receipt(hash)
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    let trade_of = |r: &alloy::rpc::types::TransactionReceipt| {
+        r.inner
+            .logs()
+            .iter()
+            .find_map(|l| KeyMarket::Trade::decode_log_data(l.data()).ok())
+            .expect("a Trade event")
+    };
+    let w = receipt(report["withdrawTx"].as_str().unwrap()).await;
+    let withdrawn = w
+        .inner
+        .logs()
+        .iter()
+        .find_map(|l| KeyMarket::Withdrawal::decode_log_data(l.data()).ok())
+        .expect("a Withdrawal event");
+    assert_eq!(withdrawn.amount, fees);
+    assert_eq!(report["withdrawable"].as_str().unwrap(), fees.to_string());
+    let b = trade_of(&receipt(report["buyTx"].as_str().unwrap()).await);
+    assert!(b.isBuy && b.trader == me && b.subject == subject);
+    assert_eq!(b.shareAmount, U256::from(2));
+    assert_eq!(
+        (b.ethAmount + b.protocolEthAmount + b.subjectEthAmount).to_string(),
+        report["buyQuote"].as_str().unwrap(),
+        "paid the quote the panel showed"
+    );
+    let s = trade_of(&receipt(report["sellTx"].as_str().unwrap()).await);
+    assert!(!s.isBuy && s.trader == me && s.shareAmount == U256::from(1));
+    assert_eq!(
+        (s.ethAmount - s.protocolEthAmount - s.subjectEthAmount).to_string(),
+        report["sellQuote"].as_str().unwrap()
+    );
+    assert_eq!(
+        market.sharesBalance(subject, me).call().await.unwrap(),
+        U256::from(1)
+    );
+    // The price-moved trade spent nothing: no transaction, no ETH.
+    assert!(
+        report["movedError"]
+            .as_str()
+            .unwrap()
+            .contains("the price moved")
+    );
+    assert_eq!(
+        chain.provider.get_transaction_count(me).await.unwrap(),
+        nonce
+    );
+    assert_eq!(chain.provider.get_balance(me).await.unwrap(), balance);
+    assert!(
+        std::fs::metadata(&shot).unwrap().len() > 5_000,
+        "a screenshot"
+    );
+}

@@ -1,0 +1,137 @@
+// Drives the dashboard's trade panel in a real headless Chromium with a wallet in the page:
+//   node tests/browser/trade.mjs BASE_URL RPC_URL ACCOUNT SUBJECT SCREENSHOT.png
+// Before the app loads, an EIP-1193 provider is installed as `window.ethereum` — the interface a
+// wallet extension gives a page — answering accounts with ACCOUNT (an unlocked anvil account) and
+// forwarding every other request to anvil. Then, on SUBJECT's page:
+// 1. connect; open the account's own keys (launch, 1 key); print "launched" and wait for a line on
+//    stdin (the test buys the account's keys from another account, so it earns subject fees);
+// 2. withdraw the fees once the panel shows them; buy 2 keys of SUBJECT with a 1% bound; sell 1;
+// 3. quote a 1-key buy with 0% slippage; print "quoted"; wait for a line (the test buys SUBJECT's
+//    keys from another account: the price moves); submit: the panel must show the decoded error;
+// 4. screenshot; print one JSON line with what the panel showed (transactions, keys, amounts).
+// Exits non-zero with a message on any failure.
+import { chromium } from "playwright-core";
+import { createInterface } from "node:readline";
+
+const [base, rpc, account, subject, screenshot] = process.argv.slice(2);
+if (!screenshot) {
+  console.error("usage: node trade.mjs BASE_URL RPC_URL ACCOUNT SUBJECT SCREENSHOT.png");
+  process.exit(2);
+}
+const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+const problems = [];
+const fail = (msg) => {
+  console.error(`trade panel test failed: ${msg}`);
+  if (problems.length) console.error(`browser problems:\n${problems.join("\n")}`);
+  process.exit(1);
+};
+
+// Never hang the test: the whole run has two minutes.
+setTimeout(() => fail("timed out after 120 s"), 120_000).unref();
+const step = (what) => console.error(`[trade panel] ${what}`);
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
+});
+try {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 1300 } });
+  page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+  page.on("console", (m) => { if (m.type() === "error") problems.push(`console error: ${m.text()}`); });
+  await page.addInitScript(({ rpc, account }) => {
+    let id = 0;
+    window.ethereum = {
+      isTestWallet: true,
+      async request({ method, params }) {
+        if (method === "eth_requestAccounts" || method === "eth_accounts") return [account];
+        if (method === "wallet_switchEthereumChain") return null;
+        const res = await fetch(rpc, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ jsonrpc: "2.0", id: ++id, method, params: params || [] }),
+        });
+        const body = await res.json();
+        if (body.error) {
+          const e = new Error(body.error.message);
+          e.code = body.error.code;
+          e.data = body.error.data;
+          throw e;
+        }
+        return body.result;
+      },
+      on() {},
+      removeListener() {},
+    };
+  }, { rpc, account });
+
+  step("opening the subject page");
+  await page.goto(`${base}#/subject/${subject}`, { waitUntil: "load" });
+  await page.waitForSelector('body[data-ready="1"]', { timeout: 20000 });
+  step("connecting");
+  await page.click("#connect");
+  await page.waitForSelector("#wallet-on:not([hidden])", { timeout: 20000 });
+  const shown = (await page.textContent("#account")).trim();
+  if (shown !== account.toLowerCase()) fail(`connected as ${shown}, expected ${account}`);
+
+  const status = async (what) => {
+    await page.waitForFunction(() => ["ok", "error"].includes(document.getElementById("trade-status").className), null, { timeout: 30000 });
+    const cls = await page.getAttribute("#trade-status", "class");
+    const text = await page.textContent("#trade-status");
+    if (cls !== "ok") fail(`${what}: ${text}`);
+    const tx = await page.getAttribute("#trade-status", "data-tx");
+    await page.evaluate(() => { const s = document.getElementById("trade-status"); s.className = ""; s.textContent = ""; });
+    return tx;
+  };
+
+  // 1. Open the account's own keys.
+  await page.waitForSelector("#launch-box:not([hidden])", { timeout: 10000 });
+  step("opening the account's keys");
+  await page.click("#launch");
+  const launchTx = await status("launch");
+  console.log("launched");
+  await lines.next();
+
+  // 2. Withdraw the subject fees others paid, then buy 2 keys and sell 1.
+  await page.waitForFunction(() => BigInt(document.getElementById("your-withdrawable").dataset.wei || "0") > 0n, null, { timeout: 20000 });
+  const withdrawable = await page.getAttribute("#your-withdrawable", "data-wei");
+  step("withdrawing");
+  await page.click("#withdraw");
+  const withdrawTx = await status("withdraw");
+
+  await page.selectOption("#trade-side", "buy");
+  await page.fill("#trade-amount", "2");
+  await page.fill("#trade-slippage", "1");
+  await page.waitForFunction(() => { const d = document.getElementById("trade-quote").dataset; return d.side === "buy" && d.amount === "2"; }, null, { timeout: 10000 });
+  const buyQuote = await page.getAttribute("#trade-quote", "data-total");
+  await page.click("#trade-submit");
+  const buyTx = await status("buy");
+  await page.waitForFunction(() => document.getElementById("your-keys").dataset.keys === "2", null, { timeout: 10000 });
+
+  await page.selectOption("#trade-side", "sell");
+  await page.fill("#trade-amount", "1");
+  await page.waitForFunction(() => { const d = document.getElementById("trade-quote").dataset; return d.side === "sell" && d.amount === "1"; }, null, { timeout: 10000 });
+  const sellQuote = await page.getAttribute("#trade-quote", "data-total");
+  await page.click("#trade-submit");
+  const sellTx = await status("sell");
+  await page.waitForFunction(() => document.getElementById("your-keys").dataset.keys === "1", null, { timeout: 10000 });
+
+  // 3. The price moves between the quote and the click.
+  await page.selectOption("#trade-side", "buy");
+  await page.fill("#trade-amount", "1");
+  await page.fill("#trade-slippage", "0");
+  await page.waitForFunction(() => { const d = document.getElementById("trade-quote").dataset; return d.side === "buy" && d.amount === "1"; }, null, { timeout: 10000 });
+  console.log("quoted");
+  await lines.next();
+  await page.click("#trade-submit");
+  await page.waitForFunction(() => document.getElementById("trade-status").className === "error", null, { timeout: 20000 });
+  const movedError = await page.textContent("#trade-status");
+  if (!movedError.includes("the price moved")) fail(`price moved: the panel says ${movedError}`);
+
+  await page.locator("#trade-panel").screenshot({ path: screenshot });
+  if (problems.length) fail("problems in the page");
+  console.log(JSON.stringify({ launchTx, withdrawTx, withdrawable, buyTx, buyQuote, sellTx, sellQuote, movedError }));
+} finally {
+  await browser.close();
+}
+// stdin's reader would keep the process alive.
+process.exit(0);
