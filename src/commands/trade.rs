@@ -48,6 +48,18 @@ pub(crate) enum SideArg {
     Sell,
 }
 
+/// What every sending command shares: the market, the signer, how long to wait for the receipt.
+#[derive(Args, Debug)]
+pub(crate) struct SendArgs {
+    /// Seconds to wait for the receipt.
+    #[arg(long, default_value_t = 60)]
+    timeout: u64,
+    #[command(flatten)]
+    market: MarketArgs,
+    #[command(flatten)]
+    signer: SignerArgs,
+}
+
 #[derive(Args, Debug)]
 pub(crate) struct QuoteArgs {
     /// buy or sell.
@@ -81,13 +93,8 @@ pub(crate) struct TradeArgs {
     /// Seconds after the latest block's time until the trade expires.
     #[arg(long, default_value_t = 120)]
     deadline: u64,
-    /// Seconds to wait for the receipt.
-    #[arg(long, default_value_t = 60)]
-    timeout: u64,
     #[command(flatten)]
-    market: MarketArgs,
-    #[command(flatten)]
-    signer: SignerArgs,
+    send: SendArgs,
 }
 
 /// A subject's curve.
@@ -107,13 +114,8 @@ pub(crate) struct LaunchArgs {
     /// The curve of your keys.
     #[arg(long, value_enum, default_value = "standard")]
     curve: CurveArg,
-    /// Seconds to wait for the receipt.
-    #[arg(long, default_value_t = 60)]
-    timeout: u64,
     #[command(flatten)]
-    market: MarketArgs,
-    #[command(flatten)]
-    signer: SignerArgs,
+    send: SendArgs,
 }
 
 #[derive(Args, Debug)]
@@ -121,13 +123,8 @@ pub(crate) struct WithdrawArgs {
     /// Send to this address instead of the signer's.
     #[arg(long)]
     to: Option<Address>,
-    /// Seconds to wait for the receipt.
-    #[arg(long, default_value_t = 60)]
-    timeout: u64,
     #[command(flatten)]
-    market: MarketArgs,
-    #[command(flatten)]
-    signer: SignerArgs,
+    send: SendArgs,
 }
 
 #[derive(Args, Debug)]
@@ -318,7 +315,7 @@ pub(crate) async fn trade(args: TradeArgs, s: SideArg) -> Result<()> {
         Side::Sell if args.referrer.is_some() => bail!("--referrer is for buys"),
         _ => {}
     }
-    let (m, from) = market(&args.market, Some(&args.signer), true).await?;
+    let (m, from) = market(&args.send.market, Some(&args.send.signer), true).await?;
     let from = from.ok_or_else(|| eyre!("no signer"))?;
     let amount = U256::from(args.amount);
     let q = trade::quote(&m.provider, m.address, m.flavor, side, args.subject, amount).await?;
@@ -380,7 +377,13 @@ pub(crate) async fn trade(args: TradeArgs, s: SideArg) -> Result<()> {
         args.referrer,
         deadline,
     );
-    let mined = trade::send(&m.provider, from, tx, Duration::from_secs(args.timeout)).await?;
+    let mined = trade::send(
+        &m.provider,
+        from,
+        tx,
+        Duration::from_secs(args.send.timeout),
+    )
+    .await?;
     let t = mined
         .trades
         .first()
@@ -389,7 +392,7 @@ pub(crate) async fn trade(args: TradeArgs, s: SideArg) -> Result<()> {
         Side::Buy => t.ethAmount + t.protocolEthAmount + t.subjectEthAmount,
         Side::Sell => t.ethAmount - t.protocolEthAmount - t.subjectEthAmount,
     };
-    if args.market.json {
+    if args.send.market.json {
         println!(
             "{}",
             json!({
@@ -436,7 +439,7 @@ pub(crate) async fn launch(args: LaunchArgs) -> Result<()> {
     if args.amount == 0 {
         bail!("the amount must be at least one key");
     }
-    let (m, from) = market(&args.market, Some(&args.signer), true).await?;
+    let (m, from) = market(&args.send.market, Some(&args.send.signer), true).await?;
     let from = from.ok_or_else(|| eyre!("no signer"))?;
     if m.flavor != Flavor::KeyMarket {
         bail!(
@@ -465,8 +468,14 @@ pub(crate) async fn launch(args: LaunchArgs) -> Result<()> {
             })
             .into(),
         );
-    let mined = trade::send(&m.provider, from, tx, Duration::from_secs(args.timeout)).await?;
-    if args.market.json {
+    let mined = trade::send(
+        &m.provider,
+        from,
+        tx,
+        Duration::from_secs(args.send.timeout),
+    )
+    .await?;
+    if args.send.market.json {
         println!(
             "{}",
             json!({ "tx": mined.tx_hash.to_string(), "block": mined.block, "subject": from.to_string(), "amount": args.amount, "curve": curve, "paid": amount_json(cost) })
@@ -486,7 +495,7 @@ pub(crate) async fn launch(args: LaunchArgs) -> Result<()> {
 
 /// `keymarket withdraw [--to ADDRESS]`: subject fees, referral credits and deferred payments.
 pub(crate) async fn withdraw(args: WithdrawArgs) -> Result<()> {
-    let (m, from) = market(&args.market, Some(&args.signer), true).await?;
+    let (m, from) = market(&args.send.market, Some(&args.send.signer), true).await?;
     let from = from.ok_or_else(|| eyre!("no signer"))?;
     if m.flavor != Flavor::KeyMarket {
         bail!(
@@ -506,8 +515,14 @@ pub(crate) async fn withdraw(args: WithdrawArgs) -> Result<()> {
     let tx = alloy::rpc::types::TransactionRequest::default()
         .to(m.address)
         .input(call.into());
-    let mined = trade::send(&m.provider, from, tx, Duration::from_secs(args.timeout)).await?;
-    if args.market.json {
+    let mined = trade::send(
+        &m.provider,
+        from,
+        tx,
+        Duration::from_secs(args.send.timeout),
+    )
+    .await?;
+    if args.send.market.json {
         println!(
             "{}",
             json!({ "tx": mined.tx_hash.to_string(), "block": mined.block, "withdrawn": amount_json(mined.withdrawn), "to": args.to.unwrap_or(from).to_string() })
