@@ -174,6 +174,24 @@ struct Market {
     from_block: u64,
 }
 
+impl SendArgs {
+    /// The market and the signer's address (a signer is required).
+    async fn connect(&self) -> Result<(Market, Address)> {
+        let (m, from) = market(&self.market, Some(&self.signer), true).await?;
+        Ok((m, from.ok_or_else(|| eyre!("no signer"))?))
+    }
+
+    /// Simulates, sends and awaits `tx` from `from` (see [`trade::send`]).
+    async fn send(
+        &self,
+        m: &Market,
+        from: Address,
+        tx: alloy::rpc::types::TransactionRequest,
+    ) -> Result<trade::Mined> {
+        Ok(trade::send(&m.provider, from, tx, Duration::from_secs(self.timeout)).await?)
+    }
+}
+
 /// Connects to the market; with a signer required (`need`), or optional (used when given).
 async fn market(
     args: &MarketArgs,
@@ -315,8 +333,7 @@ pub(crate) async fn trade(args: TradeArgs, s: SideArg) -> Result<()> {
         Side::Sell if args.referrer.is_some() => bail!("--referrer is for buys"),
         _ => {}
     }
-    let (m, from) = market(&args.send.market, Some(&args.send.signer), true).await?;
-    let from = from.ok_or_else(|| eyre!("no signer"))?;
+    let (m, from) = args.send.connect().await?;
     let amount = U256::from(args.amount);
     let q = trade::quote(&m.provider, m.address, m.flavor, side, args.subject, amount).await?;
     let bound = match (side, args.max_cost, args.min_proceeds) {
@@ -377,13 +394,7 @@ pub(crate) async fn trade(args: TradeArgs, s: SideArg) -> Result<()> {
         args.referrer,
         deadline,
     );
-    let mined = trade::send(
-        &m.provider,
-        from,
-        tx,
-        Duration::from_secs(args.send.timeout),
-    )
-    .await?;
+    let mined = args.send.send(&m, from, tx).await?;
     let t = mined
         .trades
         .first()
@@ -439,8 +450,7 @@ pub(crate) async fn launch(args: LaunchArgs) -> Result<()> {
     if args.amount == 0 {
         bail!("the amount must be at least one key");
     }
-    let (m, from) = market(&args.send.market, Some(&args.send.signer), true).await?;
-    let from = from.ok_or_else(|| eyre!("no signer"))?;
+    let (m, from) = args.send.connect().await?;
     if m.flavor != Flavor::KeyMarket {
         bail!(
             "{} is a friend.tech-style market: it has no curve choice; buy your first key with keymarket buy YOUR_ADDRESS 1",
@@ -468,13 +478,7 @@ pub(crate) async fn launch(args: LaunchArgs) -> Result<()> {
             })
             .into(),
         );
-    let mined = trade::send(
-        &m.provider,
-        from,
-        tx,
-        Duration::from_secs(args.send.timeout),
-    )
-    .await?;
+    let mined = args.send.send(&m, from, tx).await?;
     if args.send.market.json {
         println!(
             "{}",
@@ -495,8 +499,7 @@ pub(crate) async fn launch(args: LaunchArgs) -> Result<()> {
 
 /// `keymarket withdraw [--to ADDRESS]`: subject fees, referral credits and deferred payments.
 pub(crate) async fn withdraw(args: WithdrawArgs) -> Result<()> {
-    let (m, from) = market(&args.send.market, Some(&args.send.signer), true).await?;
-    let from = from.ok_or_else(|| eyre!("no signer"))?;
+    let (m, from) = args.send.connect().await?;
     if m.flavor != Flavor::KeyMarket {
         bail!(
             "{} is a friend.tech-style market: it pays fees as they arise, there is nothing to withdraw",
@@ -515,13 +518,7 @@ pub(crate) async fn withdraw(args: WithdrawArgs) -> Result<()> {
     let tx = alloy::rpc::types::TransactionRequest::default()
         .to(m.address)
         .input(call.into());
-    let mined = trade::send(
-        &m.provider,
-        from,
-        tx,
-        Duration::from_secs(args.send.timeout),
-    )
-    .await?;
+    let mined = args.send.send(&m, from, tx).await?;
     if args.send.market.json {
         println!(
             "{}",

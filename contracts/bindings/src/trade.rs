@@ -166,7 +166,7 @@ pub async fn quote<P: Provider>(
         Side::Buy => supply + amount,
         Side::Sell => supply - amount,
     };
-    match flavor {
+    let (price, protocol_fee, subject_fee, total, next_price) = match flavor {
         Flavor::KeyMarket => {
             let (price, protocol_fee, subject_fee, total) = match side {
                 Side::Buy => {
@@ -183,17 +183,7 @@ pub async fn quote<P: Provider>(
                 .getPriceOnCurve(curve, after, U256::from(1))
                 .call()
                 .await?;
-            Ok(Quote {
-                side,
-                subject,
-                amount,
-                supply,
-                price,
-                protocol_fee,
-                subject_fee,
-                total,
-                next_price,
-            })
+            (price, protocol_fee, subject_fee, total, next_price)
         }
         Flavor::Friendtech => {
             let price = match side {
@@ -210,19 +200,20 @@ pub async fn quote<P: Provider>(
                 Side::Sell => price - protocol_fee - subject_fee,
             };
             let next_price = m.getPrice(after, U256::from(1)).call().await?;
-            Ok(Quote {
-                side,
-                subject,
-                amount,
-                supply,
-                price,
-                protocol_fee,
-                subject_fee,
-                total,
-                next_price,
-            })
+            (price, protocol_fee, subject_fee, total, next_price)
         }
-    }
+    };
+    Ok(Quote {
+        side,
+        subject,
+        amount,
+        supply,
+        price,
+        protocol_fee,
+        subject_fee,
+        total,
+        next_price,
+    })
 }
 
 /// The transaction of a trade: through the bounded functions on KeyMarket (a buy pays its
