@@ -10,8 +10,12 @@ use foundry_compilers::{
     compilers::solc::{Solc, SolcCompiler, SolcLanguage, SolcSettings},
 };
 
-/// The contracts whose bindings are generated: (source file, contract name).
-const CONTRACTS: &[(&str, &str)] = &[("KeyMarket.sol", "KeyMarket")];
+/// The contracts whose bindings are generated: (source file, contract name). `FriendtechLayout`
+/// is friend.tech's trading surface, for testing the tools against a friend.tech-shaped market.
+const CONTRACTS: &[(&str, &str)] = &[
+    ("KeyMarket.sol", "KeyMarket"),
+    ("FriendtechLayout.sol", "FriendtechLayout"),
+];
 
 fn main() {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());

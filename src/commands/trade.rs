@@ -373,7 +373,7 @@ pub(crate) async fn trade(args: TradeArgs, s: SideArg) -> Result<()> {
         );
     }
     eprintln!(
-        "{} {} key(s) of {}: quoted {}, bound {}",
+        "{} {} key(s) of {}: quoted {}, {}",
         match side {
             Side::Buy => "buying",
             Side::Sell => "selling",
@@ -381,7 +381,10 @@ pub(crate) async fn trade(args: TradeArgs, s: SideArg) -> Result<()> {
         args.amount,
         args.subject,
         eth(q.total),
-        eth(bound)
+        match m.flavor {
+            Flavor::KeyMarket => format!("bound {}", eth(bound)),
+            Flavor::Friendtech => "no bound (the market has none)".into(),
+        }
     );
     let tx = trade::trade_tx(
         m.flavor,

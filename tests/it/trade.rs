@@ -6,9 +6,10 @@ use std::time::Duration;
 use alloy::{
     primitives::{Address, U256},
     providers::{Provider, ProviderBuilder},
+    rpc::types::Filter,
 };
 use keymarket_contracts::{
-    KeyMarket,
+    FriendtechLayout, KeyMarket,
     trade::{self, Side, TradeError},
 };
 use serde_json::Value;
@@ -381,6 +382,182 @@ async fn the_trading_cli_quotes_trades_and_refuses_clearly() {
         ],
     );
     assert!(err.contains("dev chains"), "{err}");
+}
+
+/// A market with friend.tech's ABI (our `FriendtechLayout`): the CLI detects it, trades through
+/// `buyShares`/`sellShares` paying exactly the fresh quote, says plainly that there is no
+/// slippage protection, refuses what friend.tech cannot do; the indexer stores its trades
+/// exactly as the chain's logs say (net protocol revenue = gross: no referrals there).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_and_indexer_work_on_a_friendtech_layout_market() {
+    let anvil = crate::common::anvil();
+    let rpc = anvil.endpoint();
+    let provider = ProviderBuilder::new()
+        .connect_http(anvil.endpoint_url())
+        .root()
+        .clone();
+    let accounts = provider.get_accounts().await.unwrap();
+    let pct = U256::from(5) * U256::from(10).pow(U256::from(16));
+    let ft = FriendtechLayout::deploy(&provider, accounts[1], pct, pct)
+        .await
+        .unwrap();
+    let deploy_block = provider.get_block_number().await.unwrap();
+    let address = *ft.address();
+    let m = ["--market", &address.to_string()].map(str::to_string);
+    let m: Vec<&str> = m.iter().map(String::as_str).collect();
+    let (subject, trader) = (accounts[5], accounts[6]);
+    let subject_s = subject.to_string();
+
+    // A subject opens its keys the friend.tech way; `launch` points there.
+    let err = refused(&rpc, &[&["launch", "--dev-account", "5"][..], &m].concat());
+    assert!(
+        err.contains("friend.tech-style market") && err.contains("keymarket buy"),
+        "{err}"
+    );
+    json(
+        &rpc,
+        &[&["buy", &subject_s, "1", "--dev-account", "5"][..], &m].concat(),
+    );
+    assert_eq!(
+        ft.sharesSupply(subject).call().await.unwrap(),
+        U256::from(1)
+    );
+
+    // The quote equals friend.tech's own views.
+    let q = json(&rpc, &[&["quote", "buy", &subject_s, "4"][..], &m].concat());
+    let cost = ft
+        .getBuyPriceAfterFee(subject, U256::from(4))
+        .call()
+        .await
+        .unwrap();
+    assert_eq!(wei(&q["total"]), cost);
+    assert_eq!(
+        wei(&q["price"]),
+        ft.getBuyPrice(subject, U256::from(4)).call().await.unwrap()
+    );
+    assert_eq!(
+        wei(&q["nextPrice"]),
+        ft.getPrice(U256::from(5), U256::from(1))
+            .call()
+            .await
+            .unwrap()
+    );
+
+    // A buy sends exactly the quote (friend.tech would keep any excess) and says so.
+    let before = provider.get_balance(trader).await.unwrap();
+    let (ok, out, err) = keymarket(
+        &rpc,
+        &[
+            &["buy", &subject_s, "4", "--dev-account", "6", "--json"][..],
+            &m,
+        ]
+        .concat(),
+    );
+    assert!(ok, "{err}");
+    assert!(err.contains("no slippage protection"), "{err}");
+    let bought: Value = serde_json::from_str(&out).unwrap();
+    let spent = before - provider.get_balance(trader).await.unwrap();
+    assert_eq!(
+        spent,
+        cost + wei(&bought["gasFee"]),
+        "exactly the quote and gas"
+    );
+    assert_eq!(wei(&bought["total"]), cost);
+    assert_eq!(
+        ft.sharesBalance(subject, trader).call().await.unwrap(),
+        U256::from(4)
+    );
+
+    // A price that moved past an explicit bound: refused before sending.
+    let nonce = provider.get_transaction_count(trader).await.unwrap();
+    let err = refused(
+        &rpc,
+        &[
+            &[
+                "buy",
+                &subject_s,
+                "1",
+                "--dev-account",
+                "6",
+                "--max-cost",
+                "0.000001",
+            ][..],
+            &m,
+        ]
+        .concat(),
+    );
+    assert!(
+        err.contains("the price moved") && err.contains("nothing was sent"),
+        "{err}"
+    );
+    assert_eq!(provider.get_transaction_count(trader).await.unwrap(), nonce);
+
+    // A sell pays what the views said; the fees were pushed, so nothing is withdrawable.
+    let proceeds = ft
+        .getSellPriceAfterFee(subject, U256::from(3))
+        .call()
+        .await
+        .unwrap();
+    let sold = json(
+        &rpc,
+        &[&["sell", &subject_s, "3", "--dev-account", "6"][..], &m].concat(),
+    );
+    assert_eq!(wei(&sold["total"]), proceeds);
+    let err = refused(
+        &rpc,
+        &[&["withdraw", "--dev-account", "5"][..], &m].concat(),
+    );
+    assert!(err.contains("nothing to withdraw"), "{err}");
+    let p = json(
+        &rpc,
+        &[&["portfolio", &trader.to_string()][..], &m].concat(),
+    );
+    assert_eq!(p["keys"][0]["balance"], "1");
+    assert_eq!(
+        wei(&p["keys"][0]["sellValue"]),
+        ft.getSellPriceAfterFee(subject, U256::from(1))
+            .call()
+            .await
+            .unwrap()
+    );
+    // The last key can never be sold, in words.
+    let err = refused(
+        &rpc,
+        &[&["sell", &subject_s, "2", "--dev-account", "6"][..], &m].concat(),
+    );
+    assert!(err.contains("last key"), "{err}");
+
+    // The indexer reads the friend.tech-layout market like any other.
+    let url = crate::common::fresh_db(crate::common::Db::Sqlite, "friendtech").await;
+    let store = keymarket_indexer::Store::connect(&url).await.unwrap();
+    let spec = keymarket_indexer::MarketSpec {
+        address,
+        start_block: deploy_block,
+        chain_id: Some(31_337),
+    };
+    keymarket_indexer::run(
+        &provider,
+        &store,
+        spec,
+        &keymarket_indexer::IndexerConfig::default(),
+    )
+    .await
+    .unwrap();
+    let logs = provider
+        .get_logs(&Filter::new().address(address).from_block(deploy_block))
+        .await
+        .unwrap();
+    assert_eq!(logs.len(), 3, "three trades");
+    let market = store
+        .ensure_market(31_337, address, deploy_block)
+        .await
+        .unwrap();
+    let got = store.dump(market.id).await.unwrap();
+    crate::common::assert_same(
+        "friend.tech layout",
+        &got,
+        &crate::common::recompute(31_337, &logs),
+    );
 }
 
 fn tempfile_dir() -> std::path::PathBuf {
