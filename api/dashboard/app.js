@@ -54,10 +54,18 @@ function setEthStat(id, amount) {
   setStat(id, amount.wei, `${formatEth(amount)} ETH`);
 }
 
-function fillTable(id, rows) {
+// Transactions the connected wallet sent from this page (trade.js): their rows are marked.
+const myTxs = new Set();
+
+// Fills a table's body; `txs[i]`, when given, is row i's transaction hash (`data-tx`).
+function fillTable(id, rows, txs) {
   const body = $(id).tBodies[0];
-  body.replaceChildren(...rows.map((cells) => {
+  body.replaceChildren(...rows.map((cells, i) => {
     const tr = document.createElement("tr");
+    if (txs) {
+      tr.dataset.tx = txs[i];
+      if (myTxs.has(txs[i])) tr.className = "mine";
+    }
     for (const c of cells) {
       const td = document.createElement("td");
       if (c instanceof Node) td.append(c); else td.textContent = c;
@@ -151,7 +159,7 @@ async function refreshOverview() {
   ]));
   fillTable("recent-trades", trades.trades.map((t) => [
     t.block, side(t.side), short(t.trader), link(`#/subject/${t.subject}`, short(t.subject)), t.shares, formatEth(t.ethAmount),
-  ]));
+  ]), trades.trades.map((t) => t.txHash));
 }
 
 async function refreshSubject(address) {
@@ -182,9 +190,11 @@ async function refreshSubject(address) {
     .sort((a, b) => a[0] - b[0]);
   chart("chart-price", [{ label: "ETH per key", stroke: "#2f6fed", width: 2, points: { show: true, size: 5 } }],
     [points.map((p) => p[0]), points.map((p) => p[1])], { scales: { x: { time: false } } });
-  fillTable("subject-trades", trades.trades.slice(0, 20).map((t) => [
+  const latest = trades.trades.slice(0, 20);
+  fillTable("subject-trades", latest.map((t) => [
     t.block, side(t.side), short(t.trader), t.shares, formatEth(t.ethAmount), t.supply,
-  ]));
+  ]), latest.map((t) => t.txHash));
+  if (typeof noteIndexedTrades === "function") noteIndexedTrades();
   if (state.holdersCursor === null) await loadHolders(address, false);
 }
 

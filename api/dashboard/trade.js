@@ -82,7 +82,7 @@ function showConnect() {
   $("wallet-none").hidden = wallets > 0;
   $("connect").hidden = wallets === 0 || trade.account !== null;
   const pick = $("wallet-pick");
-  pick.hidden = trade.providers.length < 2;
+  pick.hidden = trade.providers.length < 2 || trade.account !== null;
   pick.replaceChildren(...trade.providers.map((p, i) => {
     const o = document.createElement("option");
     o.value = String(i);
@@ -110,7 +110,7 @@ async function connect() {
     trade.market = new ethers.Contract(trade.address, TRADE_ABI, trade.signer);
     $("account").textContent = trade.account;
     $("wallet-on").hidden = false;
-    $("connect").hidden = true;
+    showConnect();
     await refreshWallet();
   } catch (e) {
     setTradeStatus(`cannot connect: ${e.shortMessage || e.message}`, "error");
@@ -184,8 +184,9 @@ async function deadline() {
   return BigInt(block.timestamp) + BigInt($("trade-deadline").value || "120");
 }
 
-// Simulates, sends through the wallet, waits for the receipt.
-async function send(label, method, args, value) {
+// Simulates, sends through the wallet, waits for the receipt. A trade on this page (`shown`) is
+// then followed until the indexer has it.
+async function send(label, method, args, value, shown = false) {
   setTradeStatus(`${label}: checking…`, "");
   try {
     await trade.market[method].staticCall(...args, { value });
@@ -200,6 +201,11 @@ async function send(label, method, args, value) {
     const r = await tx.wait();
     setTradeStatus(`${label}: confirmed in block ${r.blockNumber} (${tx.hash})`, "ok");
     $("trade-status").dataset.tx = tx.hash;
+    if (shown) {
+      myTxs.add(tx.hash.toLowerCase());
+      trade.awaitingIndex = { hash: tx.hash.toLowerCase(), label, block: r.blockNumber };
+      $("trade-indexed").textContent = `${label} (block ${r.blockNumber}): waiting for the indexer…`;
+    }
     trade.quote = null;
     await refreshWallet();
     return r;
@@ -227,10 +233,10 @@ async function submitTrade(sideOverride, amountOverride) {
   const until = await deadline();
   if (side === "buy") {
     const bound = (q.total * (10000n + bps) + 9999n) / 10000n;
-    await send(`buy ${q.amount} key(s)`, "buySharesBounded", [q.subject, q.amount, bound, ethers.ZeroAddress, until], bound);
+    await send(`buy ${q.amount} key(s)`, "buySharesBounded", [q.subject, q.amount, bound, ethers.ZeroAddress, until], bound, true);
   } else {
     const bound = (q.total * (10000n - bps)) / 10000n;
-    await send(`sell ${q.amount} key(s)`, "sellSharesBounded", [q.subject, q.amount, bound, until], 0n);
+    await send(`sell ${q.amount} key(s)`, "sellSharesBounded", [q.subject, q.amount, bound, until], 0n, true);
   }
 }
 
@@ -248,6 +254,15 @@ async function launch() {
   const pct = (await trade.market.protocolFeePercent()) + (await trade.market.subjectFeePercent());
   const cost = price + (price * pct) / 10n ** 18n;
   await send(`open your keys (${amount})`, "buyFirstShares", [curve, amount], cost);
+}
+
+// Called after the subject's latest trades are drawn: says when the last trade sent from here
+// has been indexed (its row is marked in the table).
+function noteIndexedTrades() {
+  const w = trade.awaitingIndex;
+  if (!w || !document.querySelector(`#subject-trades tr[data-tx="${w.hash}"]`)) return;
+  $("trade-indexed").textContent = `${w.label} (block ${w.block}) is indexed: marked in the latest trades below`;
+  trade.awaitingIndex = null;
 }
 
 function initTradePanel() {

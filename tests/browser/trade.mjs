@@ -1,11 +1,14 @@
 // Drives the dashboard's trade panel in a real headless Chromium with a wallet in the page:
 //   node tests/browser/trade.mjs BASE_URL RPC_URL ACCOUNT SUBJECT SCREENSHOT.png
-// Before the app loads, an EIP-1193 provider is installed as `window.ethereum` — the interface a
-// wallet extension gives a page — answering accounts with ACCOUNT (an unlocked anvil account) and
-// forwarding every other request to anvil. Then, on SUBJECT's page:
+// Before the app loads, two wallets announce themselves by EIP-6963 as extensions do: a test wallet
+// (an EIP-1193 provider answering accounts with ACCOUNT, an unlocked anvil account, starting on
+// chain 1 until asked to switch, forwarding every other request to anvil) and a decoy that also
+// holds `window.ethereum` and must never be asked. Then, on SUBJECT's page (the test wallet picked
+// by name; the panel must ask it to switch to chain 31337):
 // 1. connect; open the account's own keys (launch, 1 key); print "launched" and wait for a line on
 //    stdin (the test buys the account's keys from another account, so it earns subject fees);
-// 2. withdraw the fees once the panel shows them; buy 2 keys of SUBJECT with a 1% bound; sell 1;
+// 2. withdraw the fees once the panel shows them; buy 2 keys of SUBJECT with a 1% bound and wait
+//    for the buy in the subject's latest trades (the test runs the indexer); sell 1;
 // 3. quote a 1-key buy with 0% slippage; print "quoted"; wait for a line (the test buys SUBJECT's
 //    keys from another account: the price moves); submit: the panel must show the decoded error;
 // 4. screenshot; print one JSON line with what the panel showed (transactions, keys, amounts).
@@ -40,11 +43,18 @@ try {
   page.on("console", (m) => { if (m.type() === "error") problems.push(`console error: ${m.text()}`); });
   await page.addInitScript(({ rpc, account }) => {
     let id = 0;
-    window.ethereum = {
-      isTestWallet: true,
+    // The test wallet starts on another chain (mainnet) until the page asks it to switch.
+    let chainId = "0x1";
+    window.__switchedTo = null;
+    const wallet = {
       async request({ method, params }) {
         if (method === "eth_requestAccounts" || method === "eth_accounts") return [account];
-        if (method === "wallet_switchEthereumChain") return null;
+        if (method === "eth_chainId") return chainId;
+        if (method === "wallet_switchEthereumChain") {
+          chainId = params[0].chainId;
+          window.__switchedTo = chainId;
+          return null;
+        }
         const res = await fetch(rpc, {
           method: "POST",
           headers: { "content-type": "application/json" },
@@ -62,16 +72,47 @@ try {
       on() {},
       removeListener() {},
     };
+    // A second installed wallet that must not be used: it also took `window.ethereum`, as the
+    // last extension to load does.
+    window.__decoyCalls = [];
+    const decoy = {
+      async request({ method }) {
+        window.__decoyCalls.push(method);
+        throw new Error("the decoy wallet was asked");
+      },
+      on() {},
+      removeListener() {},
+    };
+    window.ethereum = decoy;
+    const icon = "data:image/svg+xml,<svg xmlns='http://www.w3.org/2000/svg'/>";
+    const announced = [
+      { info: { uuid: "5f0c4c1e-0000-4000-8000-00000000dec0", name: "Decoy Wallet", icon, rdns: "test.decoy" }, provider: decoy },
+      { info: { uuid: "5f0c4c1e-0000-4000-8000-000000000001", name: "keymarket test wallet", icon, rdns: "test.keymarket" }, provider: wallet },
+    ];
+    const announce = () => {
+      for (const d of announced) {
+        window.dispatchEvent(new CustomEvent("eip6963:announceProvider", { detail: Object.freeze(d) }));
+      }
+    };
+    window.addEventListener("eip6963:requestProvider", announce);
+    announce();
   }, { rpc, account });
 
   step("opening the subject page");
   await page.goto(`${base}#/subject/${subject}`, { waitUntil: "load" });
   await page.waitForSelector('body[data-ready="1"]', { timeout: 20000 });
+  // EIP-6963: both announced wallets are offered by name; the test wallet is chosen.
+  await page.waitForSelector("#wallet-pick:not([hidden])", { timeout: 10000 });
+  const offered = await page.$$eval("#wallet-pick option", (os) => os.map((o) => o.textContent));
+  if (offered.join("|") !== "Decoy Wallet|keymarket test wallet") fail(`wallets offered: ${offered}`);
+  await page.selectOption("#wallet-pick", { label: "keymarket test wallet" });
   step("connecting");
   await page.click("#connect");
   await page.waitForSelector("#wallet-on:not([hidden])", { timeout: 20000 });
   const shown = (await page.textContent("#account")).trim();
   if (shown !== account.toLowerCase()) fail(`connected as ${shown}, expected ${account}`);
+  const switchedTo = await page.evaluate(() => window.__switchedTo);
+  if (switchedTo !== "0x7a69") fail(`the panel should ask the wallet to switch to chain 31337, asked ${switchedTo}`);
 
   const status = async (what) => {
     await page.waitForFunction(() => ["ok", "error"].includes(document.getElementById("trade-status").className), null, { timeout: 30000 });
@@ -106,6 +147,11 @@ try {
   await page.click("#trade-submit");
   const buyTx = await status("buy");
   await page.waitForFunction(() => document.getElementById("your-keys").dataset.keys === "2", null, { timeout: 10000 });
+  // Once indexed, the buy is in the subject's latest trades, marked as the trader's.
+  step("waiting for the buy in the latest trades");
+  await page.waitForSelector(`#subject-trades tr.mine[data-tx="${buyTx}"]`, { timeout: 20000 });
+  const indexedNote = await page.textContent("#trade-indexed");
+  if (!indexedNote.includes("latest trades")) fail(`the panel's note on the indexed trade: ${indexedNote}`);
 
   await page.selectOption("#trade-side", "sell");
   await page.fill("#trade-amount", "1");
@@ -114,6 +160,7 @@ try {
   await page.click("#trade-submit");
   const sellTx = await status("sell");
   await page.waitForFunction(() => document.getElementById("your-keys").dataset.keys === "1", null, { timeout: 10000 });
+  await page.waitForSelector(`#subject-trades tr.mine[data-tx="${sellTx}"]`, { timeout: 20000 });
 
   // 3. The price moves between the quote and the click.
   await page.selectOption("#trade-side", "buy");
@@ -128,6 +175,8 @@ try {
   if (!movedError.includes("the price moved")) fail(`price moved: the panel says ${movedError}`);
 
   await page.locator("#trade-panel").screenshot({ path: screenshot });
+  const decoyCalls = await page.evaluate(() => window.__decoyCalls);
+  if (decoyCalls.length) fail(`the decoy wallet was asked: ${decoyCalls}`);
   if (problems.length) fail("problems in the page");
   console.log(JSON.stringify({ launchTx, withdrawTx, withdrawable, buyTx, buyQuote, sellTx, sellQuote, movedError }));
 } finally {

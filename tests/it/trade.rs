@@ -593,6 +593,17 @@ async fn trade_panel_in_chromium() {
     keymarket_indexer::run(&chain.provider, &store, chain.spec(), &Default::default())
         .await
         .unwrap();
+    // The indexer keeps following, so the panel's trades reach its latest-trades list.
+    let follow = keymarket_indexer::IndexerConfig {
+        follow: true,
+        poll_interval: Duration::from_millis(200),
+        ..Default::default()
+    };
+    let (provider, following, spec) = (chain.provider.clone(), store.clone(), chain.spec());
+    let indexer =
+        tokio::spawn(
+            async move { keymarket_indexer::run(&provider, &following, spec, &follow).await },
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(keymarket_api::serve(
@@ -765,4 +776,6 @@ async fn trade_panel_in_chromium() {
         std::fs::metadata(&shot).unwrap().len() > 5_000,
         "a screenshot"
     );
+    assert!(!indexer.is_finished(), "the indexer kept following");
+    indexer.abort();
 }
