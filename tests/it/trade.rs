@@ -347,6 +347,28 @@ async fn the_trading_cli_quotes_trades_and_refuses_clearly() {
         owner
     );
 
+    // Without --password-file the password is asked on the terminal, without echo: run under a
+    // pseudo-terminal (util-linux `script`), typed once the prompt shows.
+    let before = market.sharesBalance(subject, owner).call().await.unwrap();
+    let typed = prompt_and_type(
+        &rpc,
+        &format!(
+            "{} buy {subject_s} 1 --keystore {ks} --deployment {dep} --json",
+            env!("CARGO_BIN_EXE_keymarket")
+        ),
+        "right horse",
+    );
+    assert!(typed.contains("password for"), "{typed}");
+    assert!(
+        !typed.contains("right horse"),
+        "the password is not echoed: {typed}"
+    );
+    assert!(typed.contains("\"isBuy\":true"), "{typed}");
+    assert_eq!(
+        market.sharesBalance(subject, owner).call().await.unwrap(),
+        before + U256::from(1)
+    );
+
     // anvil's keys are refused on a chain that is not a dev chain.
     let mainnet_like =
         alloy::node_bindings::Anvil::at(keymarket_contracts::toolchain::anvil_path())
@@ -558,6 +580,57 @@ async fn the_cli_and_indexer_work_on_a_friendtech_layout_market() {
         &got,
         &crate::common::recompute(31_337, &logs),
     );
+}
+
+/// Runs `command` under a pseudo-terminal (`script`), types `password` and Enter once the
+/// password prompt shows, and returns everything the terminal showed.
+fn prompt_and_type(rpc: &str, command: &str, password: &str) -> String {
+    use std::{
+        io::{Read, Write},
+        process::Stdio,
+        sync::mpsc,
+    };
+    let mut child = std::process::Command::new("script")
+        .args(["-qfec", command, "/dev/null"])
+        .env("KEYMARKET_RPC_URL", rpc)
+        .env("NO_COLOR", "1")
+        .env_remove("KEYMARKET_PRIVATE_KEY")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("util-linux script runs");
+    let mut out = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut shown = Vec::new();
+    while !String::from_utf8_lossy(&shown).contains("password for") {
+        let chunk = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "no password prompt ({e}): {}",
+                    String::from_utf8_lossy(&shown)
+                )
+            });
+        shown.extend(chunk);
+    }
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(format!("{password}\r").as_bytes()).unwrap();
+    let status = child.wait().unwrap();
+    drop(stdin);
+    reader.join().unwrap();
+    shown.extend(rx.try_iter().flatten());
+    let shown = String::from_utf8_lossy(&shown).into_owned();
+    assert!(status.success(), "{command} failed: {shown}");
+    shown
 }
 
 fn tempfile_dir() -> std::path::PathBuf {
