@@ -54,7 +54,7 @@ else
   start_anvil --dump-state "$state"
   "$km" deploy --rpc-url "$rpc" --out "$dep" >/dev/null
   /usr/bin/time -f "[bench] simulator: %e s wall, peak RSS %M KB" \
-    "$km" simulate --rpc-url "$rpc" --deployment "$dep" --trades "$trades" --seed 1 --batch-size 1000
+    "$km" simulate --rpc-url "$rpc" --deployment "$dep" --trades "$trades" --seed 1 --batch-size 1000 --profile flat
 fi
 if [[ "${BENCH_CHAIN_ONLY:-}" == 1 ]]; then
   echo "[bench] chain saved to $state (anvil writes it on exit)"

@@ -21,4 +21,4 @@ dep="$(mktemp -d)/deployment.json"
 target/release/keymarket deploy --rpc-url "http://127.0.0.1:$port" --out "$dep" >/dev/null
 echo "[bench] simulating $trades trades on anvil (nproc=$(nproc))"
 /usr/bin/time -v target/release/keymarket simulate --rpc-url "http://127.0.0.1:$port" --deployment "$dep" \
-  --trades "$trades" --seed 1 --batch-size 1000 2> >(grep -E "Maximum resident|Elapsed" >&2)
+  --trades "$trades" --seed 1 --batch-size 1000 --profile flat 2> >(grep -E "Maximum resident|Elapsed" >&2)

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use alloy::primitives::Address;
 use clap::Args;
 use eyre::{Context, Result};
-use keymarket_simulate::SimConfig;
+use keymarket_simulate::{Profile, SimConfig};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -70,21 +70,42 @@ pub(crate) fn parse_market(s: &str) -> Result<(Address, u64), String> {
     Ok((address, block))
 }
 
+/// The time profile of a simulated run.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub(crate) enum ProfileArg {
+    /// friend.tech's arc: launch, a peak in the second week, decline over `--days`, a daily cycle.
+    Friendtech,
+    /// One block every `--block-interval-secs`, `--batch-size` trades each (dev accounts unless
+    /// `--traders` is given): the simulator's behaviour before profiles.
+    Flat,
+}
+
 #[derive(Args)]
 pub(crate) struct SimArgs {
     /// Number of trade transactions to send (a few are built to revert).
-    #[arg(long, default_value_t = 2_000)]
+    #[arg(long, default_value_t = 20_000)]
     pub(crate) trades: u64,
     /// RNG seed.
     #[arg(long, default_value_t = 1)]
     pub(crate) seed: u64,
-    /// Number of subjects.
-    #[arg(long, default_value_t = 40)]
-    pub(crate) subjects: usize,
-    /// Transactions per block.
+    /// When the trades happen.
+    #[arg(long, value_enum, default_value_t = ProfileArg::Friendtech)]
+    pub(crate) profile: ProfileArg,
+    /// Length of the friend.tech-shaped history, in days.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub(crate) days: u32,
+    /// Distinct trader accounts, generated and impersonated by anvil (0 = anvil's dev accounts).
+    /// Default: one per 12 trades (friend.tech's traders made 10–15 trades each) with the
+    /// friend.tech profile, the dev accounts with the flat one.
+    #[arg(long)]
+    pub(crate) traders: Option<usize>,
+    /// Number of subjects. Default: one per four traders (40 with dev accounts).
+    #[arg(long)]
+    pub(crate) subjects: Option<usize>,
+    /// Most transactions per block.
     #[arg(long, default_value_t = 500)]
     pub(crate) batch_size: usize,
-    /// Simulated seconds between blocks.
+    /// Simulated seconds between blocks with the flat profile.
     #[arg(long, default_value_t = 120)]
     pub(crate) block_interval_secs: u64,
     /// Share of trades built to revert, per thousand.
@@ -99,11 +120,31 @@ pub(crate) struct SimArgs {
 }
 
 impl SimArgs {
+    /// Generated traders, or `None` for the node's dev accounts.
+    pub(crate) fn traders(&self) -> Option<usize> {
+        match (self.traders, self.profile) {
+            (Some(0), _) | (None, ProfileArg::Flat) => None,
+            (Some(n), _) => Some(n),
+            (None, ProfileArg::Friendtech) => Some((self.trades / 12).max(50) as usize),
+        }
+    }
+
+    /// Subjects: as given, or one per four generated traders, or 40 dev accounts.
+    pub(crate) fn subjects(&self) -> usize {
+        self.subjects
+            .unwrap_or_else(|| self.traders().map_or(40, |t| (t / 4).max(10)))
+    }
+
     pub(crate) fn config(&self) -> SimConfig {
         SimConfig {
             trades: self.trades,
             seed: self.seed,
-            subjects: self.subjects,
+            subjects: self.subjects(),
+            traders: self.traders(),
+            profile: match self.profile {
+                ProfileArg::Friendtech => Profile::Friendtech { days: self.days },
+                ProfileArg::Flat => Profile::Flat,
+            },
             batch_size: self.batch_size,
             block_interval_secs: self.block_interval_secs,
             fail_permille: self.fail_permille,

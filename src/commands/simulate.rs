@@ -51,7 +51,7 @@ pub(crate) async fn run_simulation(
             deployment.address
         );
     }
-    info!(target: "keymarket::simulate", trades = sim.trades, seed = sim.seed, subjects = sim.subjects, "simulating");
+    info!(target: "keymarket::simulate", trades = sim.trades, seed = sim.seed, subjects = sim.subjects(), traders = ?sim.traders(), profile = ?sim.profile, "simulating");
     let report = tokio::time::timeout(
         Duration::from_secs(24 * 3600),
         keymarket_simulate::simulate(&provider, deployment, &sim.config()),

@@ -17,7 +17,10 @@ use keymarket_simulate::SimConfig;
 use tracing::info;
 
 use crate::{
-    cli::{ANVIL_KEY_0, DEFAULT_DEPLOYMENT, SimArgs, bind, shutdown_on_signal, sqlite_or_url},
+    cli::{
+        ANVIL_KEY_0, DEFAULT_DEPLOYMENT, ProfileArg, SimArgs, bind, shutdown_on_signal,
+        sqlite_or_url,
+    },
     commands::{deploy::deploy_with, simulate::run_simulation},
     report::{print_report, print_stats},
 };
@@ -53,10 +56,19 @@ pub(crate) struct UpArgs {
 
 /// The anvil every local command uses: enough unlocked, rich accounts for the simulator, FIFO
 /// ordering (trades execute in the order they were sent) and room for big blocks.
-pub(crate) fn spawn_anvil(port: u16, accounts: usize) -> Result<AnvilInstance> {
+/// With `genesis`, the chain's clock starts at that unix time (a history that ends now).
+pub(crate) fn spawn_anvil(
+    port: u16,
+    accounts: usize,
+    genesis: Option<u64>,
+) -> Result<AnvilInstance> {
     let path = toolchain::anvil_path();
+    let genesis: Vec<String> = genesis
+        .map(|t| vec!["--timestamp".into(), t.to_string()])
+        .unwrap_or_default();
     Anvil::at(&path)
         .port(port)
+        .args(genesis)
         .args(["--accounts", &accounts.to_string(), "--balance", "1000000000"])
         .args(["--gas-limit", "1000000000", "--order", "fifo"])
         .timeout(30_000)
@@ -71,9 +83,23 @@ pub(crate) fn spawn_anvil(port: u16, accounts: usize) -> Result<AnvilInstance> {
 
 pub(crate) async fn up(args: UpArgs) -> Result<()> {
     let stop = shutdown_on_signal();
-    let accounts = args.sim.subjects + 20;
-    info!(target: "keymarket::up", port = args.port, accounts, "starting anvil");
-    let anvil = spawn_anvil(args.port, accounts)?;
+    // Dev accounts trade with the flat profile; generated ones need only the deployer.
+    let accounts = match args.sim.traders() {
+        None => args.sim.subjects() + 20,
+        Some(_) => 10,
+    };
+    // A history of N days ends about now: the chain starts N days (and an hour) ago.
+    let genesis = match args.sim.profile {
+        ProfileArg::Friendtech => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs();
+            Some(now - u64::from(args.sim.days) * 86_400 - 3_600)
+        }
+        ProfileArg::Flat => None,
+    };
+    info!(target: "keymarket::up", port = args.port, accounts, ?genesis, "starting anvil");
+    let anvil = spawn_anvil(args.port, accounts, genesis)?;
     let rpc_url = anvil.endpoint();
     let deployer: PrivateKeySigner = ANVIL_KEY_0.parse().expect("anvil's key is a key");
     // friend.tech's fees; the deployer (anvil's first account) receives the protocol's.
@@ -206,6 +232,7 @@ pub(crate) async fn live_trading<P: Provider>(
             seed: args.sim.seed.wrapping_add(round),
             batch_size: args.live_trades as usize,
             block_interval_secs: args.live_interval_secs,
+            profile: keymarket_simulate::Profile::Flat,
             progress: false,
             ..args.sim.config()
         };

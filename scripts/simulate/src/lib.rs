@@ -1,14 +1,15 @@
 //! Realistic friend.tech-style trading against a KeyMarket deployment on a dev chain.
 //!
-//! Traders and subjects are the node's unlocked accounts (anvil's dev accounts), so the node
-//! signs and no keys are handled here. Subject popularity and trader activity follow power laws
-//! (Zipf), as on friend.tech; most trades are single-key buys and sells, some are multi-key, some
-//! name a referrer, and a small share is built to revert (underpaid, oversold, expired,
-//! unauthorised first key). Transactions are sent in JSON-RPC batches and mined explicitly, many
-//! per block, with block timestamps spread over simulated days. Every mined block's receipts are
-//! read back, so the report is what the chain did, not what was intended.
+//! Who trades (`cast`): the node's unlocked dev accounts, or a generated population of tens of
+//! thousands of traders and subjects that the node impersonates and funds. Subject popularity
+//! and trader activity follow power laws (Zipf), as on friend.tech; most trades are single-key
+//! buys and sells, some are multi-key, some name a referrer, and a small share is built to revert
+//! (underpaid, oversold, expired, unauthorised first key). When (`profile`): a flat stream of
+//! blocks, or friend.tech's two-month arc with a daily cycle as block timestamps. Transactions
+//! are sent in JSON-RPC batches and mined explicitly, many per block. Every mined block's
+//! receipts are read back, so the report is what the chain did, not what was intended.
 //!
-//! Not for: production chains (it needs unlocked accounts and `evm_mine`).
+//! Not for: production chains (it needs unlocked or impersonated accounts and `evm_mine`).
 
 use std::{
     collections::HashMap,
@@ -19,6 +20,7 @@ use alloy::{
     network::Ethereum,
     primitives::{Address, B256, U256},
     providers::{Provider, ext::AnvilApi},
+    rpc::client::BatchRequest,
     sol_types::SolCall,
 };
 use indicatif::{ProgressBar, ProgressStyle};
@@ -28,13 +30,17 @@ use rand_distr::{Distribution, Zipf};
 use serde::Serialize;
 use tracing::{info, warn};
 
+pub use crate::profile::Profile;
 use crate::{
+    cast::Cast,
     mine::send_and_mine,
     plan::{Mirror, Planned, TRADE_GAS, cover_worst_case, plan_trade, trade_tx},
 };
 
+mod cast;
 mod mine;
 mod plan;
+pub mod profile;
 
 /// Errors of the simulator.
 #[derive(Debug, thiserror::Error)]
@@ -78,11 +84,16 @@ pub struct SimConfig {
     pub trades: u64,
     /// RNG seed: the same seed on the same chain state sends the same trades.
     pub seed: u64,
-    /// Number of subjects (each must be an unlocked account).
+    /// Number of subjects (with dev accounts, each must be an unlocked account).
     pub subjects: usize,
+    /// `None`: the node's unlocked dev accounts trade. `Some(n)`: `n` generated traders (and
+    /// `subjects` generated subjects), impersonated and funded by the node when first used.
+    pub traders: Option<usize>,
+    /// When the trades happen.
+    pub profile: Profile,
     /// Transactions per block (capped by the block gas limit).
     pub batch_size: usize,
-    /// Seconds between simulated blocks (spreads the trades over days for daily series).
+    /// Seconds between simulated blocks with the flat profile.
     pub block_interval_secs: u64,
     /// Share of trades built to revert, in parts per thousand.
     pub fail_permille: u32,
@@ -100,6 +111,8 @@ impl Default for SimConfig {
             trades: 1_000,
             seed: 1,
             subjects: 40,
+            traders: None,
+            profile: Profile::Flat,
             batch_size: 500,
             block_interval_secs: 120,
             fail_permille: 5,
@@ -176,67 +189,166 @@ pub async fn simulate<P: Provider + AnvilApi<Ethereum>>(
             rpc: chain_id,
         });
     }
-    let accounts = provider.get_accounts().await?;
-    let need = config.subjects + 4;
-    if accounts.len() < need {
-        return Err(Error::TooFewAccounts {
-            have: accounts.len(),
-            need,
-        });
-    }
-    // Account 0 deployed the market; the rest trade. Subjects are traders too.
-    let traders: Vec<Address> = accounts
-        .iter()
-        .copied()
-        .skip(1)
-        .filter(|a| *a != deployment.fee_destination)
-        .collect();
-    let subjects: Vec<Address> = traders[..config.subjects].to_vec();
+    let cast = match config.traders {
+        Some(traders) => {
+            provider.anvil_auto_impersonate_account(true).await?;
+            Cast::generated(traders.max(3), config.subjects.max(1))
+        }
+        None => {
+            let accounts = provider.get_accounts().await?;
+            let need = config.subjects + 4;
+            if accounts.len() < need {
+                return Err(Error::TooFewAccounts {
+                    have: accounts.len(),
+                    need,
+                });
+            }
+            // Account 0 deployed the market; the rest trade. Subjects are traders too.
+            let traders: Vec<Address> = accounts
+                .iter()
+                .copied()
+                .skip(1)
+                .filter(|a| *a != deployment.fee_destination)
+                .collect();
+            Cast {
+                subjects: traders[..config.subjects].to_vec(),
+                traders,
+                generated: false,
+            }
+        }
+    };
     let market = KeyMarket::new(deployment.address, provider);
 
     let mut mirror = Mirror {
         supply: HashMap::new(),
         curve: HashMap::new(),
         held: HashMap::new(),
+        holders: HashMap::new(),
         nonces: HashMap::new(),
         protocol_pct: market.protocolFeePercent().call().await?,
         subject_pct: market.subjectFeePercent().call().await?,
+        generated: cast.generated,
     };
-    for s in &subjects {
-        let supply: u64 = market.sharesSupply(*s).call().await?.to();
-        let curve = market.subjectCurve(*s).call().await?;
-        mirror.supply.insert(*s, supply);
-        mirror.curve.insert(*s, curve);
-    }
-
-    for t in &traders {
-        mirror
-            .nonces
-            .insert(*t, provider.get_transaction_count(*t).pending().await?);
+    if !cast.generated {
+        // A few dozen accounts: read them all now (generated ones are read when first drawn).
+        learn(
+            provider,
+            deployment,
+            &cast.subjects,
+            &cast.traders,
+            &mut mirror,
+            false,
+        )
+        .await?;
     }
 
     let automine = provider.anvil_get_auto_mine().await?;
     provider.anvil_set_auto_mine(false).await?;
-    let result = run(
-        provider,
-        deployment,
-        config,
-        &traders,
-        &subjects,
-        &mut mirror,
-        started,
-    )
-    .await;
+    let result = run(provider, deployment, config, &cast, &mut mirror, started).await;
     provider.anvil_set_auto_mine(automine).await?;
     result
+}
+
+/// Balance given to a generated account when it first trades: enough for any trade here.
+const GENERATED_BALANCE: u128 = 1_000_000 * 10u128.pow(18);
+
+/// Reads what the mirror lacks for these subjects (supply, curve) and senders (next nonce), and
+/// funds generated senders, in one JSON-RPC batch.
+async fn learn<P: Provider>(
+    provider: &P,
+    deployment: &Deployment,
+    subjects: &[Address],
+    senders: &[Address],
+    mirror: &mut Mirror,
+    fund: bool,
+) -> Result<()> {
+    let mut rpc = BatchRequest::new(provider.client());
+    let mut subject_calls = Vec::new();
+    let view = |input: Vec<u8>| {
+        alloy::rpc::types::TransactionRequest::default()
+            .to(deployment.address)
+            .input(input.into())
+    };
+    for &subject in subjects.iter().filter(|s| !mirror.supply.contains_key(*s)) {
+        let supply = rpc.add_call::<_, alloy::primitives::Bytes>(
+            "eth_call",
+            &(
+                view(KeyMarket::sharesSupplyCall { subject }.abi_encode()),
+                "latest",
+            ),
+        )?;
+        let curve = rpc.add_call::<_, alloy::primitives::Bytes>(
+            "eth_call",
+            &(
+                view(KeyMarket::subjectCurveCall { subject }.abi_encode()),
+                "latest",
+            ),
+        )?;
+        subject_calls.push((subject, supply, curve));
+    }
+    let (mut nonce_calls, mut funded) = (Vec::new(), Vec::new());
+    for a in senders.iter().filter(|a| !mirror.nonces.contains_key(*a)) {
+        nonce_calls.push((
+            *a,
+            rpc.add_call::<_, alloy::primitives::U64>("eth_getTransactionCount", &(*a, "pending"))?,
+        ));
+        if fund {
+            funded.push(
+                rpc.add_call::<_, ()>("anvil_setBalance", &(*a, U256::from(GENERATED_BALANCE)))?,
+            );
+        }
+    }
+    rpc.send().await?;
+    for (s, supply, curve) in subject_calls {
+        let supply = U256::from_be_slice(&supply.await?);
+        let curve = U256::from_be_slice(&curve.await?);
+        mirror.supply.insert(s, supply.to());
+        mirror.curve.insert(s, curve.to());
+    }
+    for (a, nonce) in nonce_calls {
+        mirror.nonces.insert(a, nonce.await?.to());
+    }
+    for f in funded {
+        f.await?;
+    }
+    Ok(())
+}
+
+/// The blocks of a run: (timestamp, trades), in order.
+fn schedule(config: &SimConfig, batch_size: u64, last_timestamp: u64) -> Vec<(u64, u64)> {
+    match config.profile {
+        Profile::Flat => {
+            let blocks = config.trades.div_ceil(batch_size);
+            (1..=blocks)
+                .map(|i| {
+                    let n = batch_size.min(config.trades - (i - 1) * batch_size);
+                    (last_timestamp + i * config.block_interval_secs, n)
+                })
+                .collect()
+        }
+        Profile::Friendtech { days } => {
+            let start = last_timestamp + 1;
+            let mut blocks = Vec::new();
+            for (h, n) in profile::hourly_trades(config.trades, days, start)
+                .into_iter()
+                .enumerate()
+            {
+                let pieces = n.div_ceil(batch_size);
+                for k in 0..pieces {
+                    let at = start + h as u64 * 3600 + (k + 1) * 3600 / (pieces + 1);
+                    blocks.push((at, batch_size.min(n - k * batch_size)));
+                }
+            }
+            blocks
+        }
+    }
 }
 
 async fn run<P: Provider + AnvilApi<Ethereum>>(
     provider: &P,
     deployment: &Deployment,
     config: &SimConfig,
-    traders: &[Address],
-    subjects: &[Address],
+    cast: &Cast,
     mirror: &mut Mirror,
     started: Instant,
 ) -> Result<SimReport> {
@@ -250,73 +362,83 @@ async fn run<P: Provider + AnvilApi<Ethereum>>(
         .batch_size
         .clamp(1, (gas_limit / TRADE_GAS).max(1) as usize);
 
-    // Open the subjects that have no keys yet; every fourth picks the steep curve.
+    // Dev accounts: open the subjects that have no keys yet, now. Generated subjects open when
+    // first drawn.
     let mut opening = Vec::new();
-    for (i, s) in subjects.iter().enumerate() {
-        if mirror.supply[s] != 0 {
-            continue;
+    if !cast.generated {
+        for (i, s) in cast.subjects.iter().enumerate() {
+            if mirror.supply[s] == 0 {
+                opening.push(open_subject(mirror, deployment, i, *s));
+            }
         }
-        let curve_id = if i % 4 == 3 {
-            curve::CURVE_STEEP
-        } else {
-            curve::CURVE_STANDARD
-        };
-        let call = KeyMarket::buyFirstSharesCall {
-            curve: curve_id,
-            amount: U256::from(1),
-        };
-        opening.push(Planned {
-            tx: trade_tx(
-                mirror,
-                *s,
-                deployment.address,
-                U256::ZERO,
-                call.abi_encode(),
-            ),
-            expect_revert: false,
-            buy: None,
-        });
-        mirror.supply.insert(*s, 1);
-        mirror.curve.insert(*s, curve_id);
-        mirror.held.insert((*s, *s), 1);
-        report.subjects_opened += 1;
     }
+    report.subjects_opened += opening.len() as u64;
     if !opening.is_empty() {
         timestamp += config.block_interval_secs;
-        send_and_mine(provider, opening, timestamp, &mut report).await?;
+        timestamp = send_and_mine(provider, opening, timestamp, &mut report).await?;
     }
 
-    let subject_zipf = Zipf::new(subjects.len() as f64, config.zipf_exponent).expect("valid zipf");
-    let trader_zipf = Zipf::new(traders.len() as f64, 0.8).expect("valid zipf");
+    // A history (the friend.tech arc) lets the population arrive; a flat stream has everyone.
+    let arrival = matches!(config.profile, Profile::Friendtech { .. }) && cast.generated;
     let bar = progress_bar(config);
     let mut sent_trades = 0u64;
     let mut last_log = Instant::now();
-    while sent_trades < config.trades {
-        let n = (config.trades - sent_trades).min(batch_size as u64);
+    for (at, n) in schedule(config, batch_size as u64, timestamp) {
+        let progress = arrival.then(|| sent_trades as f64 / config.trades.max(1) as f64);
+        let (traders, subjects) = cast.arrived(progress);
+        let subject_zipf = Zipf::new(subjects as f64, config.zipf_exponent).expect("valid zipf");
+        let trader_zipf = Zipf::new(traders as f64, 0.8).expect("valid zipf");
+        let pairs: Vec<(usize, Address)> = (0..n)
+            .map(|_| {
+                let s = subject_zipf.sample(&mut rng) as usize - 1;
+                (s, cast.traders[trader_zipf.sample(&mut rng) as usize - 1])
+            })
+            .collect();
+        if cast.generated {
+            let touched: Vec<Address> = pairs.iter().map(|(s, _)| cast.subjects[*s]).collect();
+            let senders: Vec<Address> = pairs
+                .iter()
+                .map(|p| p.1)
+                .chain(touched.iter().copied())
+                .collect();
+            learn(provider, deployment, &touched, &senders, mirror, true).await?;
+        }
+        let start_supply: HashMap<Address, u64> = pairs
+            .iter()
+            .map(|(s, _)| (cast.subjects[*s], mirror.supply[&cast.subjects[*s]]))
+            .collect();
         let mut batch = Vec::with_capacity(n as usize);
-        let start_supply = mirror.supply.clone();
-        for _ in 0..n {
-            let subject = subjects[subject_zipf.sample(&mut rng) as usize - 1];
-            let trader = traders[trader_zipf.sample(&mut rng) as usize - 1];
+        let mut opened_now = Vec::new();
+        for (i, trader) in pairs {
+            let subject = cast.subjects[i];
+            if opened_now.contains(&subject) {
+                // Opened in this very block: its other trades wait for the next ones.
+                continue;
+            }
+            if mirror.supply[&subject] == 0 {
+                batch.push(open_subject(mirror, deployment, i, subject));
+                opened_now.push(subject);
+                continue;
+            }
             batch.push(plan_trade(
                 &mut rng,
                 config,
                 deployment.address,
                 mirror,
-                traders,
+                &cast.traders[..traders],
                 subject,
                 trader,
             ));
         }
+        report.subjects_opened += opened_now.len() as u64;
         cover_worst_case(&mut batch, &start_supply, mirror);
-        timestamp += config.block_interval_secs;
-        send_and_mine(provider, batch, timestamp, &mut report).await?;
+        timestamp = send_and_mine(provider, batch, at.max(timestamp + 1), &mut report).await?;
         sent_trades += n;
         bar.set_position(sent_trades);
         if last_log.elapsed() >= Duration::from_secs(10) {
             last_log = Instant::now();
             let rate = report.trades as f64 / started.elapsed().as_secs_f64();
-            info!(target: "simulate", sent = sent_trades, trades = report.trades, reverted = report.reverted, block = report.block_range.1, rate = format!("{rate:.0}/s"), "progress");
+            info!(target: "simulate", sent = sent_trades, trades = report.trades, reverted = report.reverted, block = report.block_range.1, timestamp, rate = format!("{rate:.0}/s"), "progress");
         }
     }
     bar.finish_and_clear();
@@ -325,6 +447,42 @@ async fn run<P: Provider + AnvilApi<Ethereum>>(
         warn!(target: "simulate", unexpected = report.unexpected_reverts(), "some trades reverted that were not built to");
     }
     Ok(report)
+}
+
+/// The subject's first key (free), on the steep curve for one subject in `steep_every` (in
+/// popularity order: with dev accounts every fourth; in a generated population every
+/// twentieth, since a steep curve's top subject would dwarf friend.tech's prices).
+fn open_subject(
+    mirror: &mut Mirror,
+    deployment: &Deployment,
+    index: usize,
+    subject: Address,
+) -> Planned {
+    let steep_every = if mirror.generated { 20 } else { 4 };
+    let curve_id = if index % steep_every == steep_every - 1 {
+        curve::CURVE_STEEP
+    } else {
+        curve::CURVE_STANDARD
+    };
+    let call = KeyMarket::buyFirstSharesCall {
+        curve: curve_id,
+        amount: U256::from(1),
+    };
+    let tx = trade_tx(
+        mirror,
+        subject,
+        deployment.address,
+        U256::ZERO,
+        call.abi_encode(),
+    );
+    mirror.supply.insert(subject, 1);
+    mirror.curve.insert(subject, curve_id);
+    mirror.held.insert((subject, subject), 1);
+    Planned {
+        tx,
+        expect_revert: false,
+        buy: None,
+    }
 }
 
 fn progress_bar(config: &SimConfig) -> ProgressBar {
@@ -340,4 +498,45 @@ fn progress_bar(config: &SimConfig) -> ProgressBar {
         .progress_chars("=> "),
     );
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(trades: u64, profile: Profile) -> SimConfig {
+        SimConfig {
+            trades,
+            profile,
+            block_interval_secs: 120,
+            ..SimConfig::default()
+        }
+    }
+
+    #[test]
+    fn a_friendtech_schedule_spans_its_days_in_order() {
+        let start = 1_790_000_000;
+        let blocks = schedule(
+            &config(20_000, Profile::Friendtech { days: 60 }),
+            500,
+            start,
+        );
+        assert_eq!(blocks.iter().map(|b| b.1).sum::<u64>(), 20_000);
+        assert!(
+            blocks.windows(2).all(|w| w[0].0 < w[1].0),
+            "timestamps increase"
+        );
+        assert!(blocks.iter().all(|b| b.1 > 0 && b.1 <= 500));
+        let (first, last) = (blocks[0].0, blocks.last().unwrap().0);
+        assert!(first > start && last < start + 60 * 86_400 + 1);
+        let mut days: Vec<u64> = blocks.iter().map(|b| b.0 / 86_400).collect();
+        days.dedup();
+        assert!(days.len() >= 59, "{} days", days.len());
+    }
+
+    #[test]
+    fn a_flat_schedule_is_one_block_per_interval() {
+        let blocks = schedule(&config(1_001, Profile::Flat), 500, 1_000);
+        assert_eq!(blocks, vec![(1_120, 500), (1_240, 500), (1_360, 1)]);
+    }
 }

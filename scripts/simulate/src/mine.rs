@@ -14,13 +14,17 @@ use keymarket_contracts::KeyMarket;
 
 use crate::{Error, Result, SimReport, plan::Planned};
 
-/// Sends a batch in one JSON-RPC request, mines it (at `timestamp`), and tallies the receipts.
+/// Sends a batch in one JSON-RPC request, mines it (at `timestamp`, one second later for each
+/// further block it needs), tallies the receipts, and returns the last block's timestamp.
 pub(crate) async fn send_and_mine<P: Provider + AnvilApi<Ethereum>>(
     provider: &P,
     batch: Vec<Planned>,
     timestamp: u64,
     report: &mut SimReport,
-) -> Result<()> {
+) -> Result<u64> {
+    if batch.is_empty() {
+        return Ok(timestamp.saturating_sub(1));
+    }
     let mut rpc = BatchRequest::new(provider.client());
     let mut waiters = Vec::with_capacity(batch.len());
     for p in &batch {
@@ -60,7 +64,7 @@ pub(crate) async fn send_and_mine<P: Provider + AnvilApi<Ethereum>>(
             return Err(Error::Unmined(pending));
         }
     }
-    Ok(())
+    Ok(timestamp + rounds - 1)
 }
 
 pub(crate) fn tally(

@@ -32,14 +32,28 @@ pub(crate) struct Mirror {
     pub(crate) supply: HashMap<Address, u64>,
     pub(crate) curve: HashMap<Address, u8>,
     pub(crate) held: HashMap<(Address, Address), u64>,
+    /// Accounts that bought keys of a subject in this run (some may have sold them since).
+    pub(crate) holders: HashMap<Address, Vec<Address>>,
     /// Next nonce per sender: assigned here, because a node filling nonces for a batch of
     /// transactions from one sender may hand out the same one twice.
     pub(crate) nonces: HashMap<Address, u64>,
     pub(crate) protocol_pct: U256,
     pub(crate) subject_pct: U256,
+    /// The accounts are a generated population (see `cast`).
+    pub(crate) generated: bool,
 }
 
 impl Mirror {
+    /// Keys of `subject` that `trader` can sell (a subject keeps its first key).
+    pub(crate) fn sellable(&self, subject: Address, trader: Address) -> u64 {
+        let held = self.held.get(&(subject, trader)).copied().unwrap_or(0);
+        if trader == subject {
+            held.saturating_sub(1)
+        } else {
+            held
+        }
+    }
+
     pub(crate) fn cost_at(&self, subject: Address, supply: u64, amount: u64) -> U256 {
         let price = curve::price(self.curve[&subject], supply, amount);
         price + curve::fee(price, self.protocol_pct) + curve::fee(price, self.subject_pct)
@@ -107,17 +121,32 @@ pub(crate) fn plan_trade(
     if rng.random_range(0..1000) < config.fail_permille {
         return plan_failure(rng, market, mirror, subject, trader);
     }
-    let held = mirror.held.get(&(subject, trader)).copied().unwrap_or(0);
-    // The subject keeps its first key. Holders sell more often as the price climbs, which keeps
-    // supplies in friend.tech's range (hundreds, rarely thousands) instead of running away.
-    let sellable = if trader == subject {
-        held.saturating_sub(1)
-    } else {
-        held
-    };
+    // Holders sell more often as the price climbs, which keeps supplies in friend.tech's range
+    // (hundreds, rarely thousands) instead of running away. A sell drawn for an account that
+    // holds nothing goes to one of the subject's holders instead: in a large population most
+    // accounts hold nothing of a given subject, yet its holders do sell.
     let supply = mirror.supply[&subject];
     let sell_permille = 300 + 650 * supply / (supply + 400);
-    if sellable > 0 && rng.random_range(0..1000) < sell_permille {
+    let mut trader = trader;
+    let mut sellable = mirror.sellable(subject, trader);
+    if rng.random_range(0..1000) < sell_permille {
+        if sellable == 0
+            && let Some(holders) = mirror.holders.get(&subject)
+            && !holders.is_empty()
+        {
+            for _ in 0..4 {
+                let h = holders[rng.random_range(0..holders.len())];
+                if mirror.sellable(subject, h) > 0 {
+                    trader = h;
+                    sellable = mirror.sellable(subject, h);
+                    break;
+                }
+            }
+        }
+    } else {
+        sellable = 0;
+    }
+    if sellable > 0 {
         let amount = if rng.random_range(0..10) == 0 {
             rng.random_range(1..=sellable)
         } else {
@@ -166,7 +195,11 @@ pub(crate) fn plan_trade(
         }
         .abi_encode()
     };
-    *mirror.held.entry((subject, trader)).or_default() += amount;
+    let held = mirror.held.entry((subject, trader)).or_default();
+    if *held == 0 {
+        mirror.holders.entry(subject).or_default().push(trader);
+    }
+    *held += amount;
     *mirror.supply.get_mut(&subject).expect("subject") += amount;
     Planned {
         tx: trade_tx(mirror, trader, market, value, input),
