@@ -83,10 +83,11 @@ pub(crate) fn spawn_anvil(
 
 pub(crate) async fn up(args: UpArgs) -> Result<()> {
     let stop = shutdown_on_signal();
-    // Dev accounts trade with the flat profile; generated ones need only the deployer.
+    // Dev accounts trade with the flat profile; with a generated population they are the
+    // deployer's and yours (e.g. `keymarket buy … --dev-account 40`).
     let accounts = match args.sim.traders() {
         None => args.sim.subjects() + 20,
-        Some(_) => 10,
+        Some(_) => 50,
     };
     // A history of N days ends about now: the chain starts N days (and an hour) ago.
     let genesis = match args.sim.profile {

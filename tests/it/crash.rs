@@ -479,6 +479,35 @@ async fn sigterm_stops_up_cleanly() {
         assert!(Instant::now() < deadline, "up serves the API");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // The default history is friend.tech's two-month arc: at least 30 distinct days, ending
+    // about now (the chain started 60 days ago).
+    let daily: serde_json::Value = client
+        .get(format!("http://127.0.0.1:{api_port}/v1/daily"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let days = daily["days"].as_array().unwrap();
+    assert!(days.len() >= 30, "{} days of trades", days.len());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let latest: serde_json::Value = client
+        .get(format!("http://127.0.0.1:{api_port}/v1/trades?limit=1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let at = latest["trades"][0]["time"].as_i64().unwrap();
+    assert!(
+        (now - 2 * 86_400..=now + 86_400).contains(&at),
+        "the history ends about now: latest trade at {at}, now {now}"
+    );
     // Let live trading and following run a little.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (status, stderr, took) = stop_child(child, "TERM").await;
