@@ -23,6 +23,7 @@ use crate::commands::{
     bench_live::BenchLiveArgs,
     bench_store::BenchStoreArgs,
     deploy::DeployArgs,
+    export::ExportArgs,
     index::IndexArgs,
     serve::ServeArgs,
     simulate::SimulateArgs,
@@ -58,6 +59,8 @@ enum Command {
     Index(IndexArgs),
     /// Serve the HTTP API over an indexed database.
     Serve(ServeArgs),
+    /// Export indexed data in Dune's layouts (trades as `social.trades` CSV).
+    Export(ExportArgs),
     /// Price a trade from the market's views: price, fees, total, the next key's price after it.
     Quote(QuoteArgs),
     /// Buy keys, bounded by a slippage tolerance and a deadline; simulated before it is sent.
@@ -126,6 +129,7 @@ async fn run() -> Result<()> {
         Command::BenchLive(args) => commands::bench_live::bench_live(args).await,
         Command::BenchStore(args) => commands::bench_store::run(args).await,
         Command::Serve(args) => commands::serve::serve(args).await,
+        Command::Export(args) => commands::export::export(args).await,
         Command::Quote(args) => commands::trade::quote(args).await,
         Command::Buy(args) => commands::trade::trade(args, SideArg::Buy).await,
         Command::Sell(args) => commands::trade::trade(args, SideArg::Sell).await,

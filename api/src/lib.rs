@@ -7,6 +7,7 @@
 
 pub mod dashboard;
 mod error;
+pub mod export;
 mod extract;
 pub mod metrics;
 mod openapi;
@@ -37,7 +38,7 @@ pub use crate::{
 };
 use crate::{
     openapi::openapi_json,
-    routes::{market::*, subjects::*, traders::*, trades::*},
+    routes::{export::*, market::*, subjects::*, traders::*, trades::*},
 };
 
 /// Serves the API and dashboard on `listener` until `shutdown` completes (then stops accepting
@@ -72,6 +73,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/traders/{address}", get(trader))
         .route("/v1/traders/{address}/holdings", get(trader_holdings))
         .route("/v1/trades", get(trades))
+        .route("/v1/export/trades.csv", get(export_trades))
         .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(openapi_json))
         .merge(dashboard::routes())

@@ -3,6 +3,7 @@
 pub(crate) mod bench_live;
 pub(crate) mod bench_store;
 pub(crate) mod deploy;
+pub(crate) mod export;
 pub(crate) mod index;
 pub(crate) mod serve;
 pub(crate) mod simulate;

@@ -6,6 +6,7 @@ mod api;
 mod chain;
 mod common;
 mod crash;
+mod export;
 mod faults;
 mod indexer;
 mod provider;

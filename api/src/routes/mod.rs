@@ -1,5 +1,6 @@
 //! The routes, one module per resource.
 
+pub(crate) mod export;
 pub(crate) mod market;
 pub(crate) mod subjects;
 pub(crate) mod traders;

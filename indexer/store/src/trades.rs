@@ -79,11 +79,7 @@ impl Store {
         after: Option<(i64, i64)>,
         limit: i64,
     ) -> Result<Vec<StoredTrade>> {
-        let mut sql = String::from(
-            "SELECT block_number, log_index, tx_hash, block_time, trader, subject, is_buy, share_amount, \
-             eth_gwei, eth_rem, protocol_gwei, protocol_rem, subject_gwei, subject_rem, supply \
-             FROM trades WHERE market_id = $1",
-        );
+        let mut sql = format!("SELECT {TRADE_COLUMNS} FROM trades WHERE market_id = $1");
         let mut args = vec![Arg::Int(market_id)];
         let mut and = |cond: &str, arg: Arg<'a>| {
             args.push(arg);
@@ -128,26 +124,50 @@ impl Store {
             .fetch_all(&self.pool)
             .await
             .map_err(db("reading trades"))?;
-        Ok(rows
-            .iter()
-            .map(|r| StoredTrade {
-                block: get_i64(r, 0),
-                log_index: get_i64(r, 1),
-                tx_hash: r.get(2),
-                time: get_i64(r, 3),
-                trader: r.get(4),
-                subject: r.get(5),
-                side: if get_i64(r, 6) == 1 {
-                    Side::Buy
-                } else {
-                    Side::Sell
-                },
-                shares: get_i64(r, 7),
-                eth_amount: wei_at(r, 8),
-                protocol_fee: wei_at(r, 10),
-                subject_fee: wei_at(r, 12),
-                supply: get_i64(r, 14),
-            })
-            .collect())
+        Ok(rows.iter().map(stored_trade).collect())
+    }
+
+    /// Every trade of the market, oldest first (block, then log index), streamed from the
+    /// database row by row: memory stays flat however many there are (exports).
+    pub fn trades_in_order(
+        &self,
+        market_id: i64,
+    ) -> futures::stream::BoxStream<'_, Result<StoredTrade>> {
+        use futures::StreamExt;
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {TRADE_COLUMNS} FROM trades WHERE market_id = $1 ORDER BY block_number, log_index"
+        )))
+        .bind(market_id)
+        .fetch(&self.pool)
+        .map(|r| {
+            r.map(|r| stored_trade(&r))
+                .map_err(db("streaming trades"))
+        })
+        .boxed()
+    }
+}
+
+/// The columns [`stored_trade`] reads, in its order.
+const TRADE_COLUMNS: &str = "block_number, log_index, tx_hash, block_time, trader, subject, is_buy, \
+     share_amount, eth_gwei, eth_rem, protocol_gwei, protocol_rem, subject_gwei, subject_rem, supply";
+
+fn stored_trade(r: &sqlx::any::AnyRow) -> StoredTrade {
+    StoredTrade {
+        block: get_i64(r, 0),
+        log_index: get_i64(r, 1),
+        tx_hash: r.get(2),
+        time: get_i64(r, 3),
+        trader: r.get(4),
+        subject: r.get(5),
+        side: if get_i64(r, 6) == 1 {
+            Side::Buy
+        } else {
+            Side::Sell
+        },
+        shares: get_i64(r, 7),
+        eth_amount: wei_at(r, 8),
+        protocol_fee: wei_at(r, 10),
+        subject_fee: wei_at(r, 12),
+        supply: get_i64(r, 14),
     }
 }
