@@ -1,6 +1,6 @@
 //! The OpenAPI document, generated from the handlers and the JSON types.
 
-use crate::routes::{market::*, subjects::*, traders::*, trades::*};
+use crate::routes::{market::*, sql::*, subjects::*, traders::*, trades::*};
 use axum::Json;
 use utoipa::OpenApi;
 
@@ -24,7 +24,8 @@ use utoipa::OpenApi;
         subject_daily,
         trader,
         trader_holdings,
-        trades
+        trades,
+        sql_query
     )
 )]
 pub struct ApiDoc;

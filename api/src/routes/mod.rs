@@ -1,6 +1,7 @@
 //! The routes, one module per resource.
 
 pub(crate) mod market;
+pub(crate) mod sql;
 pub(crate) mod subjects;
 pub(crate) mod traders;
 pub(crate) mod trades;
