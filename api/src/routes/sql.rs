@@ -30,7 +30,7 @@ pub struct SqlResponse {
     pub columns: Vec<String>,
     /// The rows, one value per column: null, a boolean, a number (integers and floats), or a
     /// string (text, `0x…` hex bytes, and exact decimals that are not 64-bit integers).
-    #[schema(value_type = Vec<Vec<Object>>)]
+    #[schema(value_type = Vec<Vec<serde_json::Value>>)]
     pub rows: Vec<Vec<keymarket_store::Cell>>,
     /// Whether the result was cut at the row cap (10,000 rows by default).
     pub truncated: bool,
