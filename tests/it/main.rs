@@ -9,4 +9,5 @@ mod crash;
 mod faults;
 mod indexer;
 mod provider;
+mod sql;
 mod trade;
