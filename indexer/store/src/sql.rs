@@ -7,8 +7,9 @@
 //! in a `READ ONLY` transaction that is always rolled back, with `statement_timeout`, as a role
 //! that may only `SELECT` the indexed tables ([`READER_ROLE`]). Before that, a cheap look at the
 //! text: exactly one statement, and on SQLite one that starts like a query (`SELECT`, `WITH`,
-//! `VALUES`, `EXPLAIN`): `ATTACH` and `PRAGMA` change a connection without writing the file, so
-//! the read-only connection would let them through. Anything else the text check misses (`WITH …
+//! `VALUES`, `EXPLAIN` of one): `ATTACH` and `PRAGMA` change a connection without writing the
+//! file, so the read-only connection would let them through, and SQLite applies a flag `PRAGMA`
+//! while compiling it — such statements never reach SQLite. Anything else the text check misses (`WITH …
 //! DELETE`) is refused by the database and reported as [`SqlError::Forbidden`].
 
 use std::{
@@ -436,19 +437,18 @@ async fn pg_setup(options: &PgConnectOptions) -> Result<PgReady, SqlError> {
     const EXISTS: &str =
         "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'keymarket_reader')";
     let exists: bool = sqlx::query_scalar(EXISTS).fetch_one(&mut admin).await?;
-    if !exists {
-        if let Err(e) = admin
+    if !exists
+        && let Err(e) = admin
             .execute("CREATE ROLE keymarket_reader LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE")
             .await
-        {
-            // Another process may have created it at the same moment.
-            let exists: bool = sqlx::query_scalar(EXISTS).fetch_one(&mut admin).await?;
-            if !exists {
-                return Err(setup(
-                    "cannot create the role keymarket_reader (create it as an administrator: CREATE ROLE keymarket_reader LOGIN)",
-                    e,
-                ));
-            }
+    {
+        // Another process may have created it at the same moment.
+        let exists: bool = sqlx::query_scalar(EXISTS).fetch_one(&mut admin).await?;
+        if !exists {
+            return Err(setup(
+                "cannot create the role keymarket_reader (create it as an administrator: CREATE ROLE keymarket_reader LOGIN)",
+                e,
+            ));
         }
     }
     for grant in [
@@ -837,7 +837,7 @@ mod tests {
         .await
         .unwrap();
         let mut section = String::from(BEGIN);
-        section.push_str("\n");
+        section.push('\n');
         for table in &tables {
             section.push_str(&format!(
                 "\n### `{table}`\n\n| column | type | not null | primary key | default |\n|---|---|---|---|---|\n"
