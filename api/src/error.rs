@@ -35,6 +35,13 @@ pub enum ApiError {
     /// The thing asked for does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// The request asks for something that is not allowed (a SQL query that would write).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The request is well-formed but could not be carried out (a SQL query past its time
+    /// limit).
+    #[error("{0}")]
+    Unprocessable(String),
     /// The client went over its rate limit.
     #[error("{0}")]
     TooManyRequests(String),
@@ -48,6 +55,8 @@ impl IntoResponse for ApiError {
         let status = match &self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(detail) => {
                 error!(target: "api", %detail, "internal error");
@@ -70,6 +79,19 @@ impl IntoResponse for ApiError {
 impl From<keymarket_store::Error> for ApiError {
     fn from(e: keymarket_store::Error) -> Self {
         Self::Internal(e.to_string())
+    }
+}
+
+impl From<keymarket_store::SqlError> for ApiError {
+    fn from(e: keymarket_store::SqlError) -> Self {
+        use keymarket_store::SqlError as E;
+        match e {
+            // The analyst's own query: the database's message is the useful answer.
+            E::Invalid(m) => Self::BadRequest(m),
+            E::Forbidden(m) => Self::Forbidden(m),
+            e @ E::TimedOut(_) => Self::Unprocessable(e.to_string()),
+            e @ (E::Setup(_) | E::Database(_)) => Self::Internal(e.to_string()),
+        }
     }
 }
 

@@ -26,19 +26,20 @@ use axum::{
     http::{HeaderValue, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{get, post},
 };
 
 pub use crate::{
     error::{ApiError, ErrorBody, ErrorDetail},
     extract::{MAX_LIMIT, P, Q},
     openapi::ApiDoc,
+    routes::sql::{SqlRequest, SqlResponse},
     state::AppState,
     types::*,
 };
 use crate::{
     openapi::openapi_json,
-    routes::{export::*, market::*, subjects::*, traders::*, trades::*},
+    routes::{export::*, market::*, sql::*, subjects::*, traders::*, trades::*},
 };
 
 /// Serves the API and dashboard on `listener` until `shutdown` completes (then stops accepting
@@ -74,6 +75,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/traders/{address}/holdings", get(trader_holdings))
         .route("/v1/trades", get(trades))
         .route("/v1/export/trades.csv", get(export_trades))
+        .route("/v1/sql", post(sql_query))
         .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(openapi_json))
         .merge(dashboard::routes())
@@ -85,7 +87,8 @@ pub fn router(state: AppState) -> Router {
         .layer(
             tower_http::cors::CorsLayer::new()
                 .allow_origin(tower_http::cors::Any)
-                .allow_methods([axum::http::Method::GET]),
+                .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+                .allow_headers([header::CONTENT_TYPE, header::ACCEPT]),
         )
         .layer(tower_http::compression::CompressionLayer::new())
         // A bug that panics in a handler answers a JSON 500 instead of dropping the connection.

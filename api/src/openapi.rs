@@ -1,6 +1,6 @@
 //! The OpenAPI document, generated from the handlers and the JSON types.
 
-use crate::routes::{export::*, market::*, subjects::*, traders::*, trades::*};
+use crate::routes::{export::*, market::*, sql::*, subjects::*, traders::*, trades::*};
 use axum::Json;
 use utoipa::OpenApi;
 
@@ -25,7 +25,8 @@ use utoipa::OpenApi;
         trader,
         trader_holdings,
         trades,
-        export_trades
+        export_trades,
+        sql_query
     )
 )]
 pub struct ApiDoc;

@@ -26,7 +26,20 @@ pub struct AppState {
     pub(crate) limiter: Option<Arc<RateLimit>>,
     pub(crate) snapshots: Arc<Mutex<HashMap<String, Snapshot>>>,
     pub(crate) market_ids: Arc<Mutex<Option<MarketIds>>>,
+    /// `POST /v1/sql`, when on (see [`AppState::with_sql`]).
+    pub(crate) sql: Option<Arc<SqlService>>,
 }
+
+/// The SQL endpoint's runner and its own limit on queries running at once.
+#[derive(Debug)]
+pub(crate) struct SqlService {
+    pub(crate) runner: keymarket_store::SqlRunner,
+    pub(crate) running: tokio::sync::Semaphore,
+}
+
+/// SQL queries running at once (the runner's pool has as many connections); more are answered
+/// 429 at once rather than queued behind runaways.
+pub(crate) const SQL_CONCURRENCY: usize = 2;
 
 /// The market ids and when they were read.
 pub(crate) type MarketIds = (Instant, Arc<[i64]>);
@@ -61,7 +74,18 @@ impl AppState {
             limiter: None,
             snapshots: Arc::default(),
             market_ids: Arc::default(),
+            sql: None,
         }
+    }
+
+    /// Turns on `POST /v1/sql`: analysts' read-only SQL queries under `limits`, on connections
+    /// of their own, [`SQL_CONCURRENCY`] at a time. Off by default (the route answers 404).
+    pub fn with_sql(mut self, limits: keymarket_store::SqlLimits) -> Self {
+        self.sql = Some(Arc::new(SqlService {
+            runner: self.store.sql_runner(limits),
+            running: tokio::sync::Semaphore::new(SQL_CONCURRENCY),
+        }));
+        self
     }
 
     /// Exports the retry totals `source` gives on `/metrics` (see [`crate::metrics::Metrics::with_retries`]).

@@ -17,6 +17,10 @@ pub(crate) struct ServeArgs {
     /// Requests per second allowed per client IP (bursts of twice that); 0 = no limit.
     #[arg(long, default_value_t = 100, env = "KEYMARKET_RATE_LIMIT")]
     pub(crate) rate_limit: u32,
+    /// Answer analysts' read-only SQL queries on `POST /v1/sql` (5 s and 10,000 rows a query,
+    /// two at a time; see docs/sql.md).
+    #[arg(long, env = "KEYMARKET_SQL")]
+    pub(crate) sql: bool,
 }
 
 /// Serves until SIGTERM or SIGINT, then drains the requests in flight.
@@ -25,8 +29,11 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<()> {
     let store = Store::connect_with(&args.db.url, Some(4)).await?;
     let listener = bind(args.listen).await?;
     println!("API on http://{}/v1/overview", args.listen);
-    let state = keymarket_api::AppState::new(store)
+    let mut state = keymarket_api::AppState::new(store)
         .with_rate_limit(args.rate_limit, args.rate_limit.saturating_mul(2));
+    if args.sql {
+        state = state.with_sql(Default::default());
+    }
     keymarket_api::serve(listener, state, stop.cancelled_owned()).await?;
     eprintln!("stopped: requests in flight were answered");
     Ok(())

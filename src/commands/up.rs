@@ -163,6 +163,7 @@ pub(crate) async fn up(args: UpArgs) -> Result<()> {
         // Its own pool: readers never wait for the indexer's batches (WAL).
         keymarket_api::AppState::new(Store::connect_with(&args.database_url, Some(4)).await?)
             .with_rate_limit(100, 200)
+            .with_sql(Default::default())
             // The indexer runs in this process: its retries on /metrics.
             .with_retries(std::sync::Arc::new(|| {
                 keymarket_indexer::rpc::RETRIES.totals()

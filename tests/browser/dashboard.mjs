@@ -5,11 +5,15 @@
 // 2. A screenshot of the page is written.
 // 3. The subject page of the top subject shows the API's supply, holders, holder rows and
 //    current buy/sell prices, and its two charts.
-// 4. Live updates: prints "waiting-for-change", then (after the test indexed new trades) reads a
+// 4. The SQL box (bottom of the overview): a typed query's result table equals the API's
+//    POST /v1/sql answer, "Download CSV" saves the API's CSV, a bad query shows the database's
+//    error in words; a screenshot of the box is written (SQL_SCREENSHOT, or beside SCREENSHOT).
+// 5. Live updates: prints "waiting-for-change", then (after the test indexed new trades) reads a
 //    line on stdin and waits until the page shows the API's new trade count.
 // Exits non-zero with a message on any mismatch; prints one JSON line of what it checked.
 import { chromium } from "playwright-core";
 import { createInterface } from "node:readline";
+import { readFile } from "node:fs/promises";
 
 const [base, screenshot] = process.argv.slice(2);
 if (!base || !screenshot) {
@@ -35,10 +39,18 @@ const browser = await chromium.launch({
 });
 try {
   const page = await browser.newPage({ viewport: { width: 1400, height: 1500 } });
-  page.on("console", (m) => { if (m.type() === "error" || m.type() === "warning") problems.push(`console ${m.type()}: ${m.text()}`); });
+  // While the SQL box is shown a bad query on purpose, its 400 is expected.
+  let expectSqlError = false;
+  page.on("console", (m) => {
+    if (expectSqlError && /\b40[03]\b/.test(m.text())) return;
+    if (m.type() === "error" || m.type() === "warning") problems.push(`console ${m.type()}: ${m.text()}`);
+  });
   page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
   page.on("requestfailed", (r) => problems.push(`request failed: ${r.url()} ${r.failure()?.errorText}`));
-  page.on("response", (r) => { if (r.status() >= 400) problems.push(`HTTP ${r.status()}: ${r.url()}`); });
+  page.on("response", (r) => {
+    if (expectSqlError && [400, 403].includes(r.status()) && r.url().endsWith("/v1/sql")) return;
+    if (r.status() >= 400) problems.push(`HTTP ${r.status()}: ${r.url()}`);
+  });
 
   await page.goto(base, { waitUntil: "load" });
   await page.waitForSelector('body[data-ready="1"]', { timeout: 20000 });
@@ -62,6 +74,55 @@ try {
   if (topRows === 0) fail("no top subjects rows");
   if (chartCanvases < 4) fail(`expected 4 charts, found ${chartCanvases}`);
   await page.screenshot({ path: screenshot, fullPage: true });
+
+  // The SQL box.
+  const postSql = async (sql, accept) => {
+    const res = await fetch(new URL("/v1/sql", base), {
+      method: "POST",
+      headers: { "content-type": "application/json", accept },
+      body: JSON.stringify({ sql }),
+    });
+    if (!res.ok) fail(`POST /v1/sql: HTTP ${res.status} ${await res.text()}`);
+    return accept === "text/csv" ? res.text() : res.json();
+  };
+  const query = "SELECT subject, count(*) AS trades, sum(is_buy) AS buys, max(supply) AS top_supply\n"
+    + "FROM trades GROUP BY subject ORDER BY trades DESC, subject LIMIT 8";
+  await page.locator("#sql-box").scrollIntoViewIfNeeded();
+  await page.fill("#sql-text", query);
+  await page.click("#sql-run");
+  await page.waitForSelector('#sql-result[data-state="ok"]', { timeout: 20000 });
+  const table = await page.evaluate(() => ({
+    head: [...document.querySelectorAll("#sql-result thead th")].map((th) => th.textContent),
+    rows: [...document.querySelectorAll("#sql-result tbody tr")].map((tr) => [...tr.cells].map((td) => td.textContent)),
+    status: document.getElementById("sql-status").textContent,
+  }));
+  const apiResult = await postSql(query, "application/json");
+  if (JSON.stringify(table.head) !== JSON.stringify(apiResult.columns)) fail(`SQL box columns ${table.head}, API ${apiResult.columns}`);
+  const apiRows = apiResult.rows.map((r) => r.map((v) => (v === null ? "NULL" : String(v))));
+  if (apiRows.length === 0) fail("the SQL box's query returned no rows");
+  if (JSON.stringify(table.rows) !== JSON.stringify(apiRows)) fail(`SQL box rows ${JSON.stringify(table.rows)}, API ${JSON.stringify(apiRows)}`);
+  if (!table.status.startsWith(`${apiResult.rowCount} rows`)) fail(`SQL box status: ${table.status}`);
+  const [download] = await Promise.all([page.waitForEvent("download"), page.click("#sql-csv")]);
+  const csv = await readFile(await download.path(), "utf8");
+  const apiCsv = await postSql(query, "text/csv");
+  if (csv !== apiCsv) fail(`downloaded CSV differs from the API's:\n${csv}\n---\n${apiCsv}`);
+  if (download.suggestedFilename() !== "query.csv") fail(`CSV file name ${download.suggestedFilename()}`);
+  const sqlShot = process.env.SQL_SCREENSHOT || screenshot.replace(/(\.png)?$/, "-sql.png");
+  await page.locator("#sql-box").screenshot({ path: sqlShot });
+  expectSqlError = true;
+  await page.fill("#sql-text", "SELECT nope FROM trades");
+  await page.click("#sql-run");
+  await page.waitForSelector('#sql-result[data-state="error"]', { timeout: 20000 });
+  const error = await page.evaluate(() => ({
+    text: document.getElementById("sql-error").textContent,
+    hidden: document.getElementById("sql-error").hidden,
+  }));
+  if (error.hidden || !error.text.includes("no such column: nope")) fail(`SQL box error: ${JSON.stringify(error)}`);
+  await page.fill("#sql-text", "DELETE FROM trades");
+  await page.click("#sql-run");
+  await page.waitForFunction(() => document.getElementById("sql-error").textContent.startsWith("Not allowed"), null, { timeout: 20000 });
+  expectSqlError = false;
+  const sqlBox = { columns: table.head, rows: table.rows.length, csvBytes: csv.length, error: error.text };
 
   // Subject page of the top subject.
   const top = (await getJson("/v1/subjects/top?by=volume&limit=1")).subjects[0];
@@ -106,7 +167,7 @@ try {
     fail(`the page did not update to ${after.trades} trades (shows ${(await stats())["stat-trades"]})`);
   }
   if (problems.length) fail("the browser reported problems");
-  console.log(JSON.stringify({ ok: true, stats: got, topSubject: top.subject, subject: shown, liveTrades: after.trades, charts: chartCanvases }));
+  console.log(JSON.stringify({ ok: true, sqlBox, stats: got, topSubject: top.subject, subject: shown, liveTrades: after.trades, charts: chartCanvases }));
 } finally {
   await browser.close();
 }

@@ -16,7 +16,7 @@ async fn serve(store: Store) -> String {
     serve_state(AppState::new(store)).await
 }
 
-async fn serve_state(state: AppState) -> String {
+pub(crate) async fn serve_state(state: AppState) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(keymarket_api::serve(
@@ -575,7 +575,8 @@ async fn dashboard_in_chromium() {
     let config = keymarket_indexer::IndexerConfig::default();
     let run = || keymarket_indexer::run(&chain.provider, &store, chain.spec(), &config);
     run().await.unwrap();
-    let base = serve(store.clone()).await;
+    // With the SQL box's endpoint on, as under `keymarket up`.
+    let base = serve_state(AppState::new(store.clone()).with_sql(Default::default())).await;
 
     let (status, html) = {
         let resp = reqwest::get(format!("{base}/")).await.unwrap();
@@ -622,6 +623,7 @@ async fn dashboard_in_chromium() {
     let (_, o) = get(&format!("{base}/v1/overview")).await;
     assert_eq!(report["liveTrades"], o["trades"]);
     assert!(report["charts"].as_u64().unwrap() >= 4);
+    assert!(report["sqlBox"]["rows"].as_u64().unwrap() > 0, "{report}");
 }
 
 /// The per-client rate limit: past the burst, 429 with a JSON body and Retry-After; the bucket
@@ -676,7 +678,8 @@ async fn openapi_document_holds_under_schemathesis() {
         keymarket_indexer::run(&chain.provider, &store, chain.spec(), &Default::default())
             .await
             .unwrap();
-        let base = serve(store).await;
+        // SQL on, so that its answers are checked against the document too.
+        let base = serve_state(AppState::new(store).with_sql(Default::default())).await;
         let (status, doc) = get(&format!("{base}/openapi.json")).await;
         assert_eq!(status, 200);
         let paths: Vec<&String> = doc["paths"].as_object().unwrap().keys().collect();
@@ -695,6 +698,7 @@ async fn openapi_document_holds_under_schemathesis() {
             "/v1/traders/{address}/holdings",
             "/v1/trades",
             "/v1/export/trades.csv",
+            "/v1/sql",
         ] {
             assert!(paths.iter().any(|k| *k == p), "{p} documented: {paths:?}");
         }
@@ -725,7 +729,7 @@ async fn openapi_document_holds_under_schemathesis() {
             .values()
             .map(|p| p.as_object().unwrap().len())
             .sum();
-        assert!(operations >= 14, "{operations} operations");
+        assert!(operations >= 15, "{operations} operations");
         assert!(
             stdout.contains(&format!("{operations} selected / {operations} total")),
             "{stdout}"

@@ -10,4 +10,5 @@ mod export;
 mod faults;
 mod indexer;
 mod provider;
+mod sql;
 mod trade;

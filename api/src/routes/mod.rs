@@ -2,6 +2,7 @@
 
 pub(crate) mod export;
 pub(crate) mod market;
+pub(crate) mod sql;
 pub(crate) mod subjects;
 pub(crate) mod traders;
 pub(crate) mod trades;

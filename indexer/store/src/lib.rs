@@ -5,7 +5,8 @@
 //! maintained aggregates, on SQLite (default) or PostgreSQL, with the same SQL on both
 //! (placeholders `$n`, `ON CONFLICT … DO UPDATE`, `RETURNING`). Reads go through sqlx's `Any`
 //! driver; commits and rollbacks through the write path of `store/writer.rs` (a native
-//! connection on SQLite).
+//! connection on SQLite). Analysts' own read-only SQL queries run through [`SqlRunner`], on
+//! connections of their own.
 //!
 //! Every batch — its rows, its aggregate updates, its block hashes and the checkpoint — commits
 //! in one transaction, so a process killed at any instant leaves either all of a batch or none
@@ -30,6 +31,7 @@ pub use crate::{
     reads::MarketRow,
     row::{TradeRow, hex},
     series::{DayRange, DayRow, SubjectDayRow},
+    sql::{Cell, READER_ROLE, SqlError, SqlLimits, SqlResult, SqlRunner},
     trades::{Side, StoredTrade, TradeFilter},
 };
 
@@ -42,6 +44,7 @@ mod leaders;
 mod reads;
 mod row;
 mod series;
+mod sql;
 mod trades;
 mod write;
 mod writer;
@@ -218,6 +221,20 @@ impl Store {
             .run(&pool)
             .await
             .map_err(|e| Error::IncompatibleSchema(e.to_string()))?;
+        let sql_target = match backend {
+            Backend::Sqlite => {
+                sql::SqlTarget::Sqlite(url.parse().map_err(|source| Error::Database {
+                    what: format!("invalid database URL {}", redact(&url)),
+                    source,
+                })?)
+            }
+            Backend::Postgres => {
+                sql::SqlTarget::Postgres(url.parse().map_err(|source| Error::Database {
+                    what: format!("invalid database URL {}", redact(&url)),
+                    source,
+                })?)
+            }
+        };
         let writer = match backend {
             Backend::Postgres => Writer::Any(pool.clone()),
             // Opened at the first write (readers such as the API never open it).
@@ -247,6 +264,7 @@ impl Store {
             pool,
             writer,
             backend,
+            sql_target,
         })
     }
 
@@ -337,6 +355,8 @@ pub struct Store {
     /// Commits and rollbacks.
     writer: Writer,
     backend: Backend,
+    /// Where [`Store::sql_runner`] connects (read-only, on a pool of its own).
+    sql_target: sql::SqlTarget,
 }
 
 /// Reads a BIGINT column (sums are cast to BIGINT in SQL, so PostgreSQL never returns NUMERIC).

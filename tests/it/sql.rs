@@ -1,0 +1,206 @@
+//! `POST /v1/sql` on PostgreSQL over a real chain and indexer: the store's runner (types, exact
+//! decimals, the row cap, writes and privilege escapes refused with nothing changed, bad SQL,
+//! runaways stopped by the server) and the endpoint over a real socket. The SQLite side is tested
+//! in the store and API crates.
+
+use std::time::Duration;
+
+use keymarket_api::AppState;
+use keymarket_indexer::Store;
+use keymarket_indexer::store::{Cell, SqlError, SqlLimits};
+use serde_json::{Value, json};
+
+use crate::{
+    api::serve_state,
+    common::{Chain, Db, fresh_db},
+};
+
+const TABLES: [&str; 13] = [
+    "chains",
+    "markets",
+    "blocks",
+    "trades",
+    "stats_daily",
+    "subjects",
+    "traders",
+    "holdings",
+    "daily_traders",
+    "subject_daily",
+    "referrals",
+    "referrers",
+    "fee_events",
+];
+
+async fn row_counts(store: &Store) -> Vec<i64> {
+    let mut counts = Vec::new();
+    for table in TABLES {
+        let n: i64 =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+        counts.push(n);
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sql_on_postgres_reads_exactly_refuses_writes_and_stops_runaways() {
+    let chain = Chain::new().await;
+    chain.trade(300, 41, 50, 3600).await;
+    let url = fresh_db(Db::Postgres, "sql").await;
+    let store = Store::connect(&url).await.unwrap();
+    let config = keymarket_indexer::IndexerConfig::default();
+    keymarket_indexer::run(&chain.provider, &store, chain.spec(), &config)
+        .await
+        .unwrap();
+    let trades: i64 = sqlx::query_scalar("SELECT count(*) FROM trades")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert!(trades >= 300, "{trades}");
+    let gwei: i64 = sqlx::query_scalar("SELECT CAST(sum(eth_gwei) AS BIGINT) FROM trades")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+
+    let runner = store.sql_runner(SqlLimits {
+        time_limit: Duration::from_millis(300),
+        max_rows: 100,
+    });
+    // sum(bigint) is NUMERIC on PostgreSQL: an integer that fits is a number.
+    let r = runner
+        .run("SELECT count(*) AS n, sum(eth_gwei) AS gwei FROM trades")
+        .await
+        .unwrap();
+    assert_eq!(r.columns, ["n", "gwei"]);
+    assert_eq!(r.rows, [vec![Cell::Int(trades), Cell::Int(gwei)]]);
+
+    let r = runner
+        .run(
+            "SELECT true AS b, 1::int2 AS s, 2::int4 AS i, 3::int8 AS l, 1.5::float8 AS f, \
+             'x'::text AS t, NULL AS n, '\\xbeef'::bytea AS bytes, '{\"a\": 1}'::jsonb AS j, \
+             123456789012345678901234567890.123456789::numeric AS big, -0.0001::numeric AS small, \
+             (2::numeric ^ 70) AS pow",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(&r.rows).unwrap(),
+        json!([[
+            true,
+            1,
+            2,
+            3,
+            1.5,
+            "x",
+            null,
+            "0xbeef",
+            "{\"a\": 1}",
+            "123456789012345678901234567890.123456789",
+            "-0.0001",
+            "1180591620717411303424.0000000000000000"
+        ]])
+    );
+    match runner.run("SELECT now() AS t").await {
+        Err(SqlError::Invalid(m)) => assert!(m.contains("cast it to text"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+
+    // The row cap.
+    let r = runner.run("SELECT * FROM trades").await.unwrap();
+    assert_eq!((r.rows.len(), r.truncated), (100, true));
+
+    // Writes, schema changes and privilege escapes: refused, nothing changed.
+    let before = row_counts(&store).await;
+    for sql in [
+        "INSERT INTO chains (chain_id, genesis_hash) VALUES (1, '0x')",
+        "UPDATE trades SET supply = 0",
+        "DELETE FROM trades",
+        "WITH doomed AS (SELECT 1) DELETE FROM trades",
+        "DROP TABLE trades",
+        "TRUNCATE trades",
+        "CREATE TABLE evil (x int)",
+        "CREATE TEMP TABLE evil (x int)",
+        "ALTER TABLE trades ADD COLUMN evil int",
+        "SELECT nextval('markets_id_seq')",
+        "COPY trades TO '/tmp/keymarket-evil.csv'",
+        "SELECT pg_read_file('/etc/hostname')",
+        // Switching back to the session's own role does not help: the session is the reader.
+        "SELECT set_config('role', 'none', true), pg_read_file('/etc/hostname')",
+    ] {
+        match runner.run(sql).await {
+            Err(SqlError::Forbidden(why)) => assert!(!why.is_empty()),
+            other => panic!("{sql}: {other:?}"),
+        }
+    }
+    assert_eq!(row_counts(&store).await, before);
+    let r = runner
+        .run("SELECT set_config('role', 'none', true) AS r, current_user AS u, session_user AS s")
+        .await
+        .unwrap();
+    assert_eq!(r.rows[0][1], Cell::Text("keymarket_reader".into()));
+    assert_eq!(r.rows[0][2], Cell::Text("keymarket_reader".into()));
+
+    // Bad SQL: the server's message.
+    for (sql, needle) in [
+        ("SELEC 1", "syntax error"),
+        ("SELECT * FROM no_such_table", "does not exist"),
+        ("SELECT 1; DELETE FROM trades", "multiple commands"),
+        ("", "empty"),
+    ] {
+        match runner.run(sql).await {
+            Err(SqlError::Invalid(m)) => assert!(m.contains(needle), "{sql}: {m}"),
+            other => panic!("{sql}: {other:?}"),
+        }
+    }
+
+    // Runaways: stopped by statement_timeout.
+    for sql in [
+        "SELECT count(*) FROM generate_series(1, 1000000000000)",
+        "SELECT count(*) FROM trades a, trades b, trades c, trades d",
+        "SELECT pg_sleep(30)",
+    ] {
+        match runner.run(sql).await {
+            Err(SqlError::TimedOut(limit)) => assert_eq!(limit, Duration::from_millis(300)),
+            other => panic!("{sql}: {other:?}"),
+        }
+    }
+    assert_eq!(
+        runner.run("SELECT 1 AS one").await.unwrap().rows,
+        [vec![Cell::Int(1)]]
+    );
+
+    // The endpoint over a real socket: the count equals the overview's, as JSON and as CSV.
+    let base = serve_state(AppState::new(store.clone()).with_sql(SqlLimits::default())).await;
+    let client = reqwest::Client::new();
+    let post = |accept: &'static str| {
+        client
+            .post(format!("{base}/v1/sql"))
+            .header("content-type", "application/json")
+            .header("accept", accept)
+            .body(
+                json!({"sql": "SELECT count(*) AS n FROM trades WHERE share_amount > 0"})
+                    .to_string(),
+            )
+            .send()
+    };
+    let resp = post("application/json").await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+    let overview: Value = serde_json::from_str(
+        &reqwest::get(format!("{base}/v1/overview"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        body["rows"][0][0], overview["trades"],
+        "{body} vs {overview}"
+    );
+    let csv = post("text/csv").await.unwrap().text().await.unwrap();
+    assert_eq!(csv, format!("n\n{}\n", overview["trades"]));
+}
