@@ -196,6 +196,8 @@ pub struct Day {
     pub active_traders: i64,
     /// Traders whose first trade was that day.
     pub new_traders: i64,
+    /// Traders that traded that day and had traded before (active − new).
+    pub returning_traders: i64,
     /// Subjects whose first trade was that day.
     pub new_subjects: i64,
 }

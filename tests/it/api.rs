@@ -97,6 +97,9 @@ async fn api_numbers_equal_the_chain_on_sqlite_and_postgres() {
         (U256::ZERO, U256::ZERO, U256::ZERO, U256::ZERO);
     let (mut trades, mut traders, mut subjects) = (0i64, HashSet::new(), HashSet::new());
     let mut per_day: HashMap<i64, i64> = HashMap::new();
+    // New vs returning traders: each trader's first day, and per day who traded again.
+    let mut first_day: HashMap<alloy::primitives::Address, i64> = HashMap::new();
+    let mut returning: HashMap<i64, HashSet<alloy::primitives::Address>> = HashMap::new();
     // Referral payouts, per referrer and per day.
     let (mut referral, mut per_referrer) = (U256::ZERO, HashMap::<String, (U256, i64)>::new());
     let mut referral_days: HashMap<i64, U256> = HashMap::new();
@@ -134,9 +137,13 @@ async fn api_numbers_equal_the_chain_on_sqlite_and_postgres() {
         }
         protocol += t.protocolEthAmount;
         subject += t.subjectEthAmount;
-        *per_day
-            .entry(l.block_timestamp.unwrap() as i64 / 86_400)
-            .or_default() += 1;
+        let day = l.block_timestamp.unwrap() as i64 / 86_400;
+        *per_day.entry(day).or_default() += 1;
+        // Logs are in chain order: a trader's first log is its first trade.
+        let first = *first_day.entry(t.trader).or_insert(day);
+        if first < day {
+            returning.entry(day).or_default().insert(t.trader);
+        }
     }
 
     for kind in [Db::Sqlite, Db::Postgres] {
@@ -216,7 +223,17 @@ async fn api_numbers_equal_the_chain_on_sqlite_and_postgres() {
                 .parse()
                 .unwrap();
             assert_eq!(d["protocolRevenue"]["wei"], (gross - paid).to_string());
+            let back = returning.get(&day).map_or(0, HashSet::len);
+            assert_eq!(d["returningTraders"], back, "{kind:?}: {d}");
+            assert_eq!(
+                d["activeTraders"].as_i64().unwrap(),
+                d["newTraders"].as_i64().unwrap() + back as i64
+            );
         }
+        assert!(
+            returning.values().map(HashSet::len).sum::<usize>() > 0,
+            "some traders came back"
+        );
         // Top referrers: every referrer's payouts, largest first.
         let (status, r) = get(&format!("{base}/v1/referrers/top?limit=100")).await;
         assert_eq!(status, 200, "{r}");

@@ -241,6 +241,7 @@ pub(crate) async fn daily(
                 subject_revenue: Amount::of(r.subject_fees),
                 active_traders: r.active_traders,
                 new_traders: r.new_traders,
+                returning_traders: r.active_traders - r.new_traders,
                 new_subjects: r.new_subjects,
             })
             .collect();
