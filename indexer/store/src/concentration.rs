@@ -6,8 +6,8 @@
 //! (price before fees); the arithmetic is exact integers (wei in `u128`, squares in `U256`).
 
 use alloy::primitives::U256;
-use futures::TryStreamExt;
 use foldhash::HashMap;
+use futures::TryStreamExt;
 
 use super::*;
 use crate::{Result, amount::Wei, series::DayRange};
@@ -51,7 +51,11 @@ impl Concentration {
     /// The top subjects' share of the volume as a decimal fraction with `places` decimals,
     /// truncated (rounded toward zero); `None` when the volume is zero.
     pub fn top_share(&self, places: u32) -> Option<String> {
-        ratio(U256::from(self.top_volume), U256::from(self.total()), places)
+        ratio(
+            U256::from(self.top_volume),
+            U256::from(self.total()),
+            places,
+        )
     }
 
     /// The HHI, Σ shareᵢ² (0–1), as a decimal fraction with `places` decimals, truncated;
@@ -99,7 +103,11 @@ pub struct ConcentrationReport {
 
 impl Store {
     /// The market's concentration per day in `days`, and over all of them.
-    pub async fn concentration(&self, market_id: i64, days: DayRange) -> Result<ConcentrationReport> {
+    pub async fn concentration(
+        &self,
+        market_id: i64,
+        days: DayRange,
+    ) -> Result<ConcentrationReport> {
         let mut rows = sqlx::query(
             "SELECT day, subject, buy_volume_gwei + sell_volume_gwei, buy_volume_rem + sell_volume_rem \
              FROM subject_daily WHERE market_id = $1 AND day >= $2 AND day <= $3 AND trades > 0 ORDER BY day",
