@@ -271,7 +271,12 @@ async fn api_numbers_equal_the_chain_on_sqlite_and_postgres() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|d| (day_number(d["date"].as_str().unwrap()).to_string(), shown(d)))
+            .map(|d| {
+                (
+                    day_number(d["date"].as_str().unwrap()).to_string(),
+                    shown(d),
+                )
+            })
             .collect();
         assert_eq!(got, expected_concentration, "{kind:?}: {c}");
         assert_eq!(shown(&c["window"]), expected_window, "{kind:?}: {c}");
@@ -286,10 +291,7 @@ async fn api_numbers_equal_the_chain_on_sqlite_and_postgres() {
             .map(|d| d["date"].as_str().unwrap())
             .find(|d| day_number(d).to_string() == *day)
             .unwrap();
-        let (status, one) = get(&format!(
-            "{base}/v1/concentration?from={date}&to={date}"
-        ))
-        .await;
+        let (status, one) = get(&format!("{base}/v1/concentration?from={date}&to={date}")).await;
         assert_eq!(status, 200, "{one}");
         assert_eq!(one["days"].as_array().unwrap().len(), 1);
         assert_eq!(&shown(&one["window"]), expected, "{kind:?}: {one}");
