@@ -111,13 +111,14 @@ function chart(id, series, data, extra = {}) {
 const bars = () => uPlot.paths.bars({ size: [0.7, 60] });
 
 async function refreshOverview() {
-  const [ov, days, subjects, traders, trades, referrers] = await Promise.all([
+  const [ov, days, subjects, traders, trades, referrers, conc] = await Promise.all([
     api("/v1/overview"),
     allDays("/v1/daily"),
     api("/v1/subjects/top", { by: "volume", limit: 10 }),
     api("/v1/traders/top", { by: "volume", limit: 10 }),
     api("/v1/trades", { limit: 15 }),
     api("/v1/referrers/top", { limit: 10 }),
+    api("/v1/concentration"),
   ]);
   setEthStat("stat-protocol-revenue", ov.protocolRevenue);
   $("stat-protocol-detail").textContent =
@@ -147,6 +148,13 @@ async function refreshOverview() {
     { label: "active", stroke: "#2f6fed", width: 2 },
     { label: "new", stroke: "#e08a00", width: 2 },
   ], [x, days.map((d) => d.activeTraders), days.map((d) => d.newTraders)]);
+  // Shares are exact decimal strings (null on a day without volume: a gap).
+  const share = (v) => (v === null ? null : Number(v));
+  chart("chart-concentration", [
+    { label: "top-10 share", stroke: "#2f6fed", width: 2 },
+    { label: "HHI", stroke: "#c2372b", width: 2 },
+  ], [conc.days.map((d) => dayToSecs(d.date)), conc.days.map((d) => share(d.top10Share)), conc.days.map((d) => share(d.hhi))],
+  { scales: { x: { time: true, range: (u, min, max) => [min - 43200, max + 43200] }, y: { range: [0, 1] } } });
 
   fillTable("top-subjects", subjects.subjects.map((s) => [
     link(`#/subject/${s.subject}`, short(s.subject)), formatEth(s.volume), formatEth(s.feesEarned), s.holders, s.supply,

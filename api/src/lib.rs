@@ -65,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/markets", get(markets))
         .route("/v1/overview", get(overview))
         .route("/v1/daily", get(daily))
+        .route("/v1/concentration", get(concentration))
         .route("/v1/subjects/top", get(top_subjects))
         .route("/v1/traders/top", get(top_traders))
         .route("/v1/referrers/top", get(top_referrers))

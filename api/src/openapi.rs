@@ -16,6 +16,7 @@ use utoipa::OpenApi;
         markets,
         overview,
         daily,
+        concentration,
         top_subjects,
         top_traders,
         top_referrers,

@@ -168,6 +168,60 @@ pub struct Daily {
     pub next_cursor: Option<String>,
 }
 
+/// How concentrated trading is across subjects, per UTC day and over the window (Dune-style
+/// market concentration). Volume is Σ ethAmount of buys and sells (price before fees). Shares
+/// are exact decimal fractions with 6 decimals, truncated (rounded toward zero), as strings;
+/// null when the volume is zero (only free first keys traded).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConcentrationSeries {
+    /// Market id.
+    pub market: i64,
+    /// First day asked for (YYYY-MM-DD), if given.
+    pub from: Option<String>,
+    /// Last day asked for (YYYY-MM-DD), if given.
+    pub to: Option<String>,
+    /// UTC days with trades, oldest first.
+    pub days: Vec<ConcentrationDay>,
+    /// The whole window: each subject's volume summed over its days in it.
+    pub window: ConcentrationWindow,
+}
+
+/// One UTC day's concentration.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConcentrationDay {
+    /// YYYY-MM-DD.
+    pub date: String,
+    /// Distinct subjects traded that day (trades with a non-zero amount).
+    pub subjects: i64,
+    /// That day's volume.
+    pub volume: Amount,
+    /// The 10 largest subjects' share of the day's volume, 0–1, e.g. "0.734210".
+    #[schema(pattern = r"^[01]\.[0-9]{6}$")]
+    pub top10_share: Option<String>,
+    /// Herfindahl–Hirschman index: Σ over subjects of (subject volume / day volume)², 0–1
+    /// (multiply by 10,000 for the antitrust-style 0–10,000 scale).
+    #[schema(pattern = r"^[01]\.[0-9]{6}$")]
+    pub hhi: Option<String>,
+}
+
+/// The concentration over the whole window.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConcentrationWindow {
+    /// Distinct subjects traded in the window.
+    pub subjects: i64,
+    /// The window's volume.
+    pub volume: Amount,
+    /// The 10 largest subjects' share of the window's volume, 0–1.
+    #[schema(pattern = r"^[01]\.[0-9]{6}$")]
+    pub top10_share: Option<String>,
+    /// HHI of the subjects' shares of the window's volume, 0–1.
+    #[schema(pattern = r"^[01]\.[0-9]{6}$")]
+    pub hhi: Option<String>,
+}
+
 /// One UTC day.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

@@ -72,7 +72,8 @@ try {
   const topRows = await page.locator("#top-subjects tbody tr").count();
   const chartCanvases = await page.locator(".charts canvas").count();
   if (topRows === 0) fail("no top subjects rows");
-  if (chartCanvases < 4) fail(`expected 4 charts, found ${chartCanvases}`);
+  if (chartCanvases < 5) fail(`expected 5 charts, found ${chartCanvases}`);
+  if ((await page.locator("#chart-concentration canvas").count()) !== 1) fail("no concentration chart");
   await page.screenshot({ path: screenshot, fullPage: true });
 
   // The SQL box.

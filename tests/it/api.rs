@@ -100,6 +100,9 @@ async fn api_numbers_equal_the_chain_on_sqlite_and_postgres() {
     // New vs returning traders: each trader's first day, and per day who traded again.
     let mut first_day: HashMap<alloy::primitives::Address, i64> = HashMap::new();
     let mut returning: HashMap<i64, HashSet<alloy::primitives::Address>> = HashMap::new();
+    // Each day's volume per subject, and each subject's volume over all days.
+    let mut subject_days: HashMap<i64, HashMap<alloy::primitives::Address, U256>> = HashMap::new();
+    let mut subject_window: HashMap<alloy::primitives::Address, U256> = HashMap::new();
     // Referral payouts, per referrer and per day.
     let (mut referral, mut per_referrer) = (U256::ZERO, HashMap::<String, (U256, i64)>::new());
     let mut referral_days: HashMap<i64, U256> = HashMap::new();
@@ -144,7 +147,43 @@ async fn api_numbers_equal_the_chain_on_sqlite_and_postgres() {
         if first < day {
             returning.entry(day).or_default().insert(t.trader);
         }
+        *subject_days
+            .entry(day)
+            .or_default()
+            .entry(t.subject)
+            .or_default() += t.ethAmount;
+        *subject_window.entry(t.subject).or_default() += t.ethAmount;
     }
+    // Concentration, recomputed from those per-subject volumes: (subjects, volume, top-10 share,
+    // HHI), shares with 6 decimals truncated.
+    let concentration = |v: Vec<U256>| {
+        let mut v = v;
+        v.sort_by(|a, b| b.cmp(a));
+        let total: U256 = v.iter().fold(U256::ZERO, |a, b| a + *b);
+        let top: U256 = v.iter().take(10).fold(U256::ZERO, |a, b| a + *b);
+        let squares: U256 = v.iter().fold(U256::ZERO, |a, b| a + *b * *b);
+        let six = |num: U256, den: U256| {
+            (!den.is_zero()).then(|| {
+                let micro = (num * U256::from(1_000_000u64) / den).to::<u64>();
+                format!("{}.{:06}", micro / 1_000_000, micro % 1_000_000)
+            })
+        };
+        (
+            v.len() as i64,
+            total.to_string(),
+            six(top, total),
+            six(squares, total * total),
+        )
+    };
+    let expected_concentration: Vec<(String, _)> = {
+        let mut d: Vec<_> = subject_days.iter().collect();
+        d.sort_by_key(|(day, _)| **day);
+        d.into_iter()
+            .map(|(day, v)| (*day, concentration(v.values().copied().collect())))
+            .map(|(day, c)| (day.to_string(), c))
+            .collect()
+    };
+    let expected_window = concentration(subject_window.values().copied().collect());
 
     for kind in [Db::Sqlite, Db::Postgres] {
         let url = fresh_db(kind, "api").await;
@@ -234,6 +273,46 @@ async fn api_numbers_equal_the_chain_on_sqlite_and_postgres() {
             returning.values().map(HashSet::len).sum::<usize>() > 0,
             "some traders came back"
         );
+        // Concentration per day and over the window, exactly the recomputation from the logs.
+        let (status, c) = get(&format!("{base}/v1/concentration")).await;
+        assert_eq!(status, 200, "{c}");
+        let shown = |x: &Value| {
+            (
+                x["subjects"].as_i64().unwrap(),
+                x["volume"]["wei"].as_str().unwrap().to_string(),
+                x["top10Share"].as_str().map(str::to_string),
+                x["hhi"].as_str().map(str::to_string),
+            )
+        };
+        let got: Vec<(String, _)> = c["days"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                (
+                    day_number(d["date"].as_str().unwrap()).to_string(),
+                    shown(d),
+                )
+            })
+            .collect();
+        assert_eq!(got, expected_concentration, "{kind:?}: {c}");
+        assert_eq!(shown(&c["window"]), expected_window, "{kind:?}: {c}");
+        assert!(
+            expected_concentration.iter().any(|(_, c)| c.0 > 10),
+            "some day has more than 10 subjects, so the top-10 share is below 1"
+        );
+        // One day as a window: the window equals that day.
+        let (day, expected) = &expected_concentration[1];
+        let date = days
+            .iter()
+            .map(|d| d["date"].as_str().unwrap())
+            .find(|d| day_number(d).to_string() == *day)
+            .unwrap();
+        let (status, one) = get(&format!("{base}/v1/concentration?from={date}&to={date}")).await;
+        assert_eq!(status, 200, "{one}");
+        assert_eq!(one["days"].as_array().unwrap().len(), 1);
+        assert_eq!(&shown(&one["window"]), expected, "{kind:?}: {one}");
+        assert_eq!(one["from"], date);
         // Top referrers: every referrer's payouts, largest first.
         let (status, r) = get(&format!("{base}/v1/referrers/top?limit=100")).await;
         assert_eq!(status, 200, "{r}");
@@ -639,7 +718,7 @@ async fn dashboard_in_chromium() {
     let report: Value = serde_json::from_str(report.trim()).unwrap();
     let (_, o) = get(&format!("{base}/v1/overview")).await;
     assert_eq!(report["liveTrades"], o["trades"]);
-    assert!(report["charts"].as_u64().unwrap() >= 4);
+    assert!(report["charts"].as_u64().unwrap() >= 5);
     assert!(report["sqlBox"]["rows"].as_u64().unwrap() > 0, "{report}");
 }
 
@@ -705,6 +784,7 @@ async fn openapi_document_holds_under_schemathesis() {
             "/v1/markets",
             "/v1/overview",
             "/v1/daily",
+            "/v1/concentration",
             "/v1/subjects/top",
             "/v1/traders/top",
             "/v1/referrers/top",

@@ -253,3 +253,47 @@ pub(crate) async fn daily(
     })
     .await
 }
+
+/// Decimals of the concentration shares (truncated).
+const SHARE_PLACES: u32 = 6;
+
+/// Market concentration per UTC day and over the window: the top-10 subjects' share of the
+/// volume, the HHI of the subjects' volume shares, and the subjects traded. Served from a
+/// snapshot at most 1 s old.
+#[utoipa::path(get, path = "/v1/concentration", params(DailyQuery), responses((status = 200, body = ConcentrationSeries), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub(crate) async fn concentration(
+    State(s): State<AppState>,
+    Q(q): Q<DailyQuery>,
+) -> Result<Response, ApiError> {
+    let id = market_id(&s, q.market).await?;
+    let (from, to) = day_range(q.from.as_deref(), q.to.as_deref())?;
+    let key = format!("concentration {id} {from} {to}");
+    snapshot(&s, key, || async {
+        let r = s.store.concentration(id, DayRange { from, to }).await?;
+        let days = r
+            .days
+            .into_iter()
+            .map(|d| ConcentrationDay {
+                date: format_date(d.day),
+                subjects: d.concentration.subjects,
+                volume: Amount::of(d.concentration.volume),
+                top10_share: d.concentration.top_share(SHARE_PLACES),
+                hhi: d.concentration.hhi(SHARE_PLACES),
+            })
+            .collect();
+        let w = &r.window;
+        to_json(&ConcentrationSeries {
+            market: id,
+            from: q.from.as_ref().map(|_| format_date(from)),
+            to: q.to.as_ref().map(|_| format_date(to)),
+            days,
+            window: ConcentrationWindow {
+                subjects: w.subjects,
+                volume: Amount::of(w.volume),
+                top10_share: w.top_share(SHARE_PLACES),
+                hhi: w.hhi(SHARE_PLACES),
+            },
+        })
+    })
+    .await
+}

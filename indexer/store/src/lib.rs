@@ -25,6 +25,7 @@ use sqlx::{
 use tracing::info;
 
 pub use crate::{
+    concentration::{Concentration, ConcentrationDay, ConcentrationReport},
     error::{Error, Result},
     events::{FeeEventRow, FeeSetting, FeeSettings, ReferralRow, ReferrerRow},
     leaders::{HoldingRow, HoldingsOf, SubjectOrder, SubjectRow, TraderOrder, TraderRow},
@@ -37,6 +38,7 @@ pub use crate::{
 
 mod aggregates;
 pub mod amount;
+pub mod concentration;
 mod error;
 mod events;
 mod indexes;
