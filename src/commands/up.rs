@@ -44,11 +44,12 @@ pub(crate) struct UpArgs {
     /// chain), so its default is not `index`'s and `serve`'s `keymarket.db`.
     #[arg(long, default_value = ".keymarket/up.db", value_parser = sqlite_or_url)]
     pub(crate) database_url: String,
-    /// After the initial simulation, keep trading: this many trades per block...
-    #[arg(long, default_value_t = 20)]
+    /// After the initial simulation, keep trading: this many trades per block... (about 1,400
+    /// an hour by default: a few hours of it stay in proportion to the history's busiest days)
+    #[arg(long, default_value_t = 2)]
     pub(crate) live_trades: u64,
     /// ...one block every this many seconds (0 = no live trading).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 5)]
     pub(crate) live_interval_secs: u64,
     #[command(flatten)]
     pub(crate) sim: SimArgs,

@@ -314,6 +314,42 @@ async fn learn<P: Provider>(
     Ok(())
 }
 
+/// Reads the keys each (subject, holder) pair holds on chain, in one JSON-RPC batch.
+async fn learn_held<P: Provider>(
+    provider: &P,
+    deployment: &Deployment,
+    pairs: &[(Address, Address)],
+    mirror: &mut Mirror,
+) -> Result<()> {
+    if pairs.is_empty() {
+        return Ok(());
+    }
+    let mut rpc = BatchRequest::new(provider.client());
+    let mut calls = Vec::with_capacity(pairs.len());
+    for &(subject, holder) in pairs {
+        let tx = alloy::rpc::types::TransactionRequest::default()
+            .to(deployment.address)
+            .input(
+                KeyMarket::sharesBalanceCall { subject, holder }
+                    .abi_encode()
+                    .into(),
+            );
+        calls.push((
+            (subject, holder),
+            rpc.add_call::<_, alloy::primitives::Bytes>("eth_call", &(tx, "latest"))?,
+        ));
+    }
+    rpc.send().await?;
+    for (key, call) in calls {
+        let held: u64 = U256::from_be_slice(&call.await?).saturating_to();
+        mirror.held.insert(key, held);
+        if held > 0 {
+            mirror.holders.entry(key.0).or_default().push(key.1);
+        }
+    }
+    Ok(())
+}
+
 /// The blocks of a run: (timestamp, trades), in order.
 fn schedule(config: &SimConfig, batch_size: u64, last_timestamp: u64) -> Vec<(u64, u64)> {
     match config.profile {
@@ -395,6 +431,14 @@ async fn run<P: Provider + AnvilApi<Ethereum>>(
             })
             .collect();
         if cast.generated {
+            // Keys held from before this run (e.g. `up`'s live rounds after the history): read
+            // for the drawn pairs, so holders sell instead of every round only buying.
+            let unknown: Vec<(Address, Address)> = pairs
+                .iter()
+                .map(|(s, t)| (cast.subjects[*s], *t))
+                .filter(|k| !mirror.held.contains_key(k))
+                .collect();
+            learn_held(provider, deployment, &unknown, mirror).await?;
             let touched: Vec<Address> = pairs.iter().map(|(s, _)| cast.subjects[*s]).collect();
             let senders: Vec<Address> = pairs
                 .iter()
