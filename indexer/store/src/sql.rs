@@ -366,24 +366,37 @@ async fn run_sqlite(
         .iter()
         .map(|c| c.name().to_owned())
         .collect();
-    let mut rows = Vec::new();
-    let mut truncated = false;
-    {
-        let mut stream = statement.query().fetch(&mut *conn);
-        while let Some(row) = stream.try_next().await.map_err(map)? {
-            if rows.len() == limits.max_rows {
-                truncated = true;
-                break;
-            }
-            rows.push(sqlite_row(&row)?);
-        }
-    }
+    let (rows, truncated) = collect_capped(
+        statement.query().fetch(&mut *conn),
+        limits.max_rows,
+        map,
+        sqlite_row,
+    )
+    .await?;
     conn.lock_handle().await?.remove_progress_handler();
     Ok(SqlResult {
         columns,
         rows,
         truncated,
     })
+}
+
+/// Reads at most `max_rows` rows of a query's stream (one more tells whether it was cut), each
+/// converted by `convert`; (rows, truncated). Shared by both databases.
+async fn collect_capped<R>(
+    mut stream: impl futures::Stream<Item = Result<R, sqlx::Error>> + Unpin,
+    max_rows: usize,
+    map: impl Fn(sqlx::Error) -> SqlError,
+    convert: impl Fn(&R) -> Result<Vec<Cell>, SqlError>,
+) -> Result<(Vec<Vec<Cell>>, bool), SqlError> {
+    let mut rows = Vec::new();
+    while let Some(row) = stream.try_next().await.map_err(&map)? {
+        if rows.len() == max_rows {
+            return Ok((rows, true));
+        }
+        rows.push(convert(&row)?);
+    }
+    Ok((rows, false))
 }
 
 fn sqlite_error(e: sqlx::Error, stopped: &AtomicBool, limit: Duration) -> SqlError {
@@ -526,18 +539,13 @@ async fn run_postgres(
         .iter()
         .map(|c| c.name().to_owned())
         .collect();
-    let mut rows = Vec::new();
-    let mut truncated = false;
-    {
-        let mut stream = statement.query().fetch(&mut *tx);
-        while let Some(row) = stream.try_next().await.map_err(map)? {
-            if rows.len() == limits.max_rows {
-                truncated = true;
-                break;
-            }
-            rows.push(pg_row(&row, &columns)?);
-        }
-    }
+    let (rows, truncated) = collect_capped(
+        statement.query().fetch(&mut *tx),
+        limits.max_rows,
+        map,
+        |row| pg_row(row, &columns),
+    )
+    .await?;
     tx.rollback().await?;
     Ok(SqlResult {
         columns,
