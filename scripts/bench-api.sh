@@ -40,6 +40,12 @@ load() { # label url
   printf '| %s | %s | %s | %s | %s |\n' "$label" "$rps" "$p50" "$p99" "${non2xx:-0}"
 }
 
+cold() { # label url: the time of a first, uncached request (the snapshot it builds then serves wrk)
+  local t
+  t=$(curl -s -o /dev/null -w '%{time_total}' "$2")
+  echo "[bench] $1: first (uncached) request ${t} s" >&2
+}
+
 bench_db() { # name url trades
   local name="$1" url="$2" n="$3"
   if [[ "${REUSE:-}" != 1 ]]; then
@@ -71,6 +77,16 @@ bench_db() { # name url trades
   load "/v1/traders/{top}" "$base/v1/traders/$trader"
   load "/v1/trades" "$base/v1/trades"
   load "/v1/trades?subject={top}" "$base/v1/trades?subject=$subject"
+  # The analyst views: aggregations over many rows served from snapshots (their first build is
+  # timed apart, then wrk measures the steady state, periodic rebuilds included).
+  for path in "/v1/retention" "/v1/traders/netflow" "/v1/traders/netflow?side=sellers" \
+    "/v1/overview?window=7d" "/v1/overview?window=30d"; do
+    cold "$path" "$base$path"
+    load "$path" "$base$path"
+  done
+  load "/v1/price-index" "$base/v1/price-index"
+  load "/v1/price-index?top=50" "$base/v1/price-index?top=50"
+  load "/v1/subjects/{top}/holders/daily" "$base/v1/subjects/$subject/holders/daily"
   # Last: a window's distinct subjects are counted from the raw trades (a scan), and requests wrk
   # gave up on keep the server's connections busy for a while.
   load "/v1/overview?from=$day&to=$day" "$base/v1/overview?from=$day&to=$day"

@@ -2,14 +2,20 @@
 # Export benchmark: writes a synthetic friend.tech-like SQLite database of N trades (default
 # 12,000,000; the generator of scripts/bench-api.sh, `keymarket bench-store`) — or reuses
 # bench-api's kept one (REUSE=1, .keymarket/bench-api/api.db) — then exports every trade in
-# Dune's `social.trades` CSV layout with `keymarket export trades`, and prints wall time, rows/s,
-# peak RSS and the CSV's size: streaming means the RSS stays a small, fixed fraction of it.
-#   scripts/bench-export.sh [TRADES]
+# Dune's `social.trades` layout with `keymarket export trades`, as CSV, as Parquet or both
+# (FORMAT=csv|parquet|both, default both), and prints per format the wall time, rows/s, peak
+# RSS and the file's size: streaming means the RSS stays flat whatever the number of trades.
+#   [FORMAT=csv|parquet|both] [REUSE=1] scripts/bench-export.sh [TRADES]
 set -euo pipefail
 export RUST_LOG="${RUST_LOG:-warn}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 trades="${1:-12000000}"
+case "${FORMAT:-both}" in
+  csv | parquet) formats=("$FORMAT") ;;
+  both) formats=(csv parquet) ;;
+  *) echo "[bench] FORMAT must be csv, parquet or both, not '$FORMAT'" >&2; exit 2 ;;
+esac
 scripts/setup.sh >/dev/null
 cargo build --release --locked --bin keymarket
 km=target/release/keymarket
@@ -24,14 +30,19 @@ else
     "$km" bench-store --database-url "sqlite:$db" --trades "$trades" --batch 50000 >/dev/null
   fi
 fi
-out="$(dirname "$db")/trades.csv"
-echo "[bench] exporting $db to $out"
-/usr/bin/time -f "%e %M" -o "$out.time" "$km" export trades --database-url "sqlite:$db" --out "$out" >/dev/null 2>&1
-read -r wall rss_kb <"$out.time"
-rows=$(( $(wc -l <"$out") - 1 ))
-bytes=$(stat -c %s "$out")
-awk -v w="$wall" -v r="$rows" -v k="$rss_kb" -v b="$bytes" 'BEGIN {
-  printf "| trades | wall | rows/s | peak RSS | CSV size | RSS / CSV size |\n| ---: | ---: | ---: | ---: | ---: | ---: |\n"
-  printf "| %d | %.1f s | %.0f | %.1f MB | %.1f MB | %.3f |\n", r, w, r / w, k / 1024, b / 1048576, (k * 1024) / b
-}'
-rm -f "$out" "$out.time"
+table="| format | trades | wall | rows/s | peak RSS | file size | RSS / file size |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n"
+for format in "${formats[@]}"; do
+  out="$(dirname "$db")/trades.$format"
+  echo "[bench] exporting $db to $out"
+  /usr/bin/time -f "%e %M" -o "$out.time" "$km" export trades --format "$format" \
+    --database-url "sqlite:$db" --out "$out" >"$out.log" 2>&1 || { cat "$out.log" >&2; exit 1; }
+  read -r wall rss_kb <"$out.time"
+  # "N trades written to FILE"
+  rows=$(awk '/ trades written to /{print $1}' "$out.log")
+  bytes=$(stat -c %s "$out")
+  table+=$(awk -v f="$format" -v w="$wall" -v r="$rows" -v k="$rss_kb" -v b="$bytes" 'BEGIN {
+    printf "| %s | %d | %.1f s | %.0f | %.1f MB | %.1f MB | %.3f |", f, r, w, r / w, k / 1024, b / 1048576, (k * 1024) / b
+  }')"\n"
+  rm -f "$out" "$out.time" "$out.log"
+done
+printf "%b" "$table"

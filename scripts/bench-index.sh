@@ -11,7 +11,12 @@
 #      BENCH_CHAIN_ONLY=1 (build and save the chain, then stop),
 #      CONCURRENCY (ranges in flight, default 2),
 #      ROUNDS (default 3: the whole-chain SQLite run, and the baseline binary's, alternate this many
-#      times and the medians are reported; the machine is shared, single runs vary by 15-30%).
+#      times and the medians are reported; the machine is shared, single runs vary by 15-30%),
+#      PROFILE (default flat: anvil's 60 dev accounts trade 1,000 trades a block; `friendtech`: the
+#      realistic mode, data shaped like friend.tech's -- a DAYS-day arc (default 60) with a daily
+#      cycle as block timestamps ending now, one generated trader per 12 trades and one subject
+#      per four traders (override with TRADERS / SUBJECTS), each impersonated and funded by anvil;
+#      its chain is kept apart, as chain-N-friendtech.json).
 set -euo pipefail
 export RUST_LOG="${RUST_LOG:-warn}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -26,8 +31,14 @@ port="${PORT:-8548}"
 pg_admin="${PG_ADMIN:-postgres://postgres@127.0.0.1:5432/postgres}"
 rpc="http://127.0.0.1:$port"
 dir=".keymarket/bench"
-state="$dir/chain-$trades.json"
-dep="$dir/deployment-$trades.json"
+profile="${PROFILE:-flat}"
+case "$profile" in
+  flat) suffix="" ;;
+  friendtech) suffix="-friendtech" ;;
+  *) echo "PROFILE must be flat or friendtech, not '$profile'" >&2; exit 2 ;;
+esac
+state="$dir/chain-$trades$suffix.json"
+dep="$dir/deployment-$trades$suffix.json"
 mkdir -p "$dir"
 scripts/setup.sh
 # The real binaries (the npm wrappers exit 0 on errors and do not forward signals).
@@ -50,11 +61,21 @@ if [[ -f "$state" && -f "$dep" ]]; then
   start_anvil --load-state "$state"
   echo "[bench] anvil loaded the state in $(( $(date +%s) - t0 )) s"
 else
-  echo "[bench] building a chain with $trades trades (saved to $state for later runs)"
-  start_anvil --dump-state "$state"
+  echo "[bench] building a chain with $trades trades, profile $profile (saved to $state for later runs)"
+  sim=(--profile "$profile")
+  genesis=()
+  if [[ "$profile" == friendtech ]]; then
+    days="${DAYS:-60}"
+    # The history ends about now: the chain's clock starts DAYS days (and an hour) ago.
+    genesis=(--timestamp $(( $(date +%s) - days * 86400 - 3600 )))
+    sim+=(--days "$days")
+    [[ -n "${TRADERS:-}" ]] && sim+=(--traders "$TRADERS")
+    [[ -n "${SUBJECTS:-}" ]] && sim+=(--subjects "$SUBJECTS")
+  fi
+  start_anvil --dump-state "$state" "${genesis[@]}"
   "$km" deploy --rpc-url "$rpc" --out "$dep" >/dev/null
   /usr/bin/time -f "[bench] simulator: %e s wall, peak RSS %M KB" \
-    "$km" simulate --rpc-url "$rpc" --deployment "$dep" --trades "$trades" --seed 1 --batch-size 1000 --profile flat
+    "$km" simulate --rpc-url "$rpc" --deployment "$dep" --trades "$trades" --seed 1 --batch-size 1000 "${sim[@]}"
 fi
 if [[ "${BENCH_CHAIN_ONLY:-}" == 1 ]]; then
   echo "[bench] chain saved to $state (anvil writes it on exit)"
@@ -99,6 +120,8 @@ for round in $(seq "$rounds"); do
     base_rates="$base_rates $last_rate"
   fi
 done
+# The data's shape, from the last SQLite file: how many traders and subjects, over how many days.
+sqlite3 "$dir/bench.db" "SELECT '[bench] data: ' || COUNT(*) || ' trades, ' || COUNT(DISTINCT trader) || ' traders, ' || COUNT(DISTINCT subject) || ' subjects, ' || (MAX(block_time) / 86400 - MIN(block_time) / 86400 + 1) || ' days' FROM trades"
 echo "[bench] SQLite, whole chain: median $(median $new_rates) trades/s over $rounds runs (${new_rates# })"
 if [[ -n "${BASELINE_BIN:-}" ]]; then
   echo "[bench] baseline binary: median $(median $base_rates) trades/s (${base_rates# }); ratio of medians $(awk -v a="$(median $new_rates)" -v b="$(median $base_rates)" 'BEGIN {printf "%.2f", a / b}')x"

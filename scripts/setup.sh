@@ -6,7 +6,8 @@
 #     (npm), which drives the browser tests;
 #   - Chromium from the system's package manager (apt-get, when missing), for the dashboard test;
 #   - schemathesis from PyPI (pinned in tests/api-fuzz/requirements.txt) in .keymarket/venv, which
-#     fuzzes the API against its OpenAPI document;
+#     fuzzes the API against its OpenAPI document, and DuckDB (pinned in tests/dune/requirements.txt),
+#     which runs Dune queries over the exports;
 #   - checks for cargo and node.
 # A second run with nothing changed takes well under a second.
 set -euo pipefail
@@ -46,14 +47,16 @@ else
 fi
 
 venv=".keymarket/venv"
-want_py="$(sha256sum tests/api-fuzz/requirements.txt | cut -d' ' -f1)"
+reqs=(tests/api-fuzz/requirements.txt tests/dune/requirements.txt)
+want_py="$(cat "${reqs[@]}" | sha256sum | cut -d' ' -f1)"
 if [[ -x "$venv/bin/schemathesis" && "$(cat "$venv/.requirements-sha" 2>/dev/null)" == "$want_py" ]]; then
-  say "schemathesis up to date ($venv)"
+  say "schemathesis and duckdb up to date ($venv)"
 else
-  need python3 "Python 3.9+ with venv, for the API fuzz test"
-  say "installing schemathesis into $venv (pip, pinned by tests/api-fuzz/requirements.txt)"
+  need python3 "Python 3.9+ with venv, for the API fuzz test and the DuckDB export test"
+  say "installing schemathesis and duckdb into $venv (pip, pinned by ${reqs[*]})"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/api-fuzz/requirements.txt
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "${reqs[@]/#/-r}"
   echo "$want_py" > "$venv/.requirements-sha"
 fi
 say "schemathesis: $("$venv/bin/schemathesis" --version)"
+say "duckdb: $("$venv/bin/python" -c 'import duckdb; print(duckdb.__version__)')"

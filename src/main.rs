@@ -59,7 +59,7 @@ enum Command {
     Index(IndexArgs),
     /// Serve the HTTP API over an indexed database.
     Serve(ServeArgs),
-    /// Export indexed data in Dune's layouts (trades as `social.trades` CSV).
+    /// Export indexed data in Dune's layouts: trades as `social.trades`, the daily series (CSV or Parquet).
     Export(ExportArgs),
     /// Price a trade from the market's views: price, fees, total, the next key's price after it.
     Quote(QuoteArgs),

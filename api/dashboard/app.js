@@ -111,15 +111,18 @@ function chart(id, series, data, extra = {}) {
 const bars = () => uPlot.paths.bars({ size: [0.7, 60] });
 
 async function refreshOverview() {
-  const [ov, days, subjects, traders, trades, referrers, conc] = await Promise.all([
-    api("/v1/overview"),
+  const [ov, days, subjects, traders, trades, referrers, conc, prices] = await Promise.all([
+    api("/v1/overview", overviewWindow()), // cohorts.js: the window selector
     allDays("/v1/daily"),
     api("/v1/subjects/top", { by: "volume", limit: 10 }),
     api("/v1/traders/top", { by: "volume", limit: 10 }),
     api("/v1/trades", { limit: 15 }),
     api("/v1/referrers/top", { limit: 10 }),
     api("/v1/concentration"),
+    refreshCohorts(), // cohorts.js: retention cohorts, net-flow leaders
+    api("/v1/price-index", { top: 10 }),
   ]);
+  showOverviewWindow(ov);
   setEthStat("stat-protocol-revenue", ov.protocolRevenue);
   $("stat-protocol-detail").textContent =
     `charged ${formatEth(ov.grossProtocolFees)} − referrals ${formatEth(ov.referralPayouts)} ETH`;
@@ -155,6 +158,10 @@ async function refreshOverview() {
     { label: "HHI", stroke: "#c2372b", width: 2 },
   ], [conc.days.map((d) => dayToSecs(d.date)), conc.days.map((d) => share(d.top10Share)), conc.days.map((d) => share(d.hhi))],
   { scales: { x: { time: true, range: (u, min, max) => [min - 43200, max + 43200] }, y: { range: [0, 1] } } });
+  chart("chart-price-index", [
+    { label: "median", stroke: "#2f6fed", width: 2 },
+    { label: "mean", stroke: "#e08a00", width: 2 },
+  ], [prices.days.map((d) => dayToSecs(d.date)), prices.days.map((d) => Number(d.median.eth)), prices.days.map((d) => Number(d.mean.eth))]);
 
   fillTable("top-subjects", subjects.subjects.map((s) => [
     link(`#/subject/${s.subject}`, short(s.subject)), formatEth(s.volume), formatEth(s.feesEarned), s.holders, s.supply,
@@ -171,10 +178,11 @@ async function refreshOverview() {
 }
 
 async function refreshSubject(address) {
-  const [s, trades, days] = await Promise.all([
+  const [s, trades, days, holders] = await Promise.all([
     api(`/v1/subjects/${address}`),
     api("/v1/trades", { subject: address, limit: 100 }),
     allDays(`/v1/subjects/${address}/daily`),
+    api(`/v1/subjects/${address}/holders/daily`),
   ]);
   $("subject-address").textContent = address;
   setStat("subject-supply", s.subject.supply, s.subject.supply.toLocaleString("en-US"));
@@ -191,6 +199,11 @@ async function refreshSubject(address) {
     days.map((d) => Number(d.buyVolume.eth) + Number(d.sellVolume.eth)),
     days.map((d) => Number(d.feesEarned.eth))],
   { axes: [{}, { size: 70, scale: "y" }, { side: 1, size: 70, scale: "fees", grid: { show: false } }] });
+  chart("chart-holders", [
+    { label: "holders", stroke: "#2f6fed", width: 2, scale: "y" },
+    { label: "supply", stroke: "#118a4e", width: 2, scale: "keys" },
+  ], [holders.days.map((d) => dayToSecs(d.date)), holders.days.map((d) => d.holders), holders.days.map((d) => d.supply)],
+  { axes: [{}, { size: 70, scale: "y" }, { side: 1, size: 70, scale: "keys", grid: { show: false } }] });
   // Price per key at each trade, ordered by supply (uPlot needs ascending x).
   const points = trades.trades
     .filter((t) => t.shares > 0)
@@ -241,7 +254,7 @@ function route() {
   state.holdersCursor = null;
   $("overview-page").hidden = !!m;
   $("subject-page").hidden = !m;
-  for (const id of ["chart-price", "chart-subject-daily"]) {
+  for (const id of ["chart-price", "chart-subject-daily", "chart-holders"]) {
     if (state.charts[id]) {
       state.charts[id].destroy();
       delete state.charts[id];
@@ -249,6 +262,15 @@ function route() {
   }
   document.body.dataset.ready = "0";
   refresh();
+}
+
+// The download links name the selected market.
+function downloadLinks() {
+  for (const a of document.querySelectorAll("#downloads a")) {
+    const url = new URL(a.getAttribute("href"), location.href);
+    if (state.market !== null) url.searchParams.set("market", state.market);
+    a.href = url.pathname + url.search;
+  }
 }
 
 async function main() {
@@ -261,8 +283,10 @@ async function main() {
     return o;
   }));
   state.market = markets.length ? markets[0].id : null;
+  downloadLinks();
   select.addEventListener("change", () => {
     state.market = Number(select.value);
+    downloadLinks();
     for (const id of Object.keys(state.charts)) { state.charts[id].destroy(); delete state.charts[id]; }
     route();
   });

@@ -13,6 +13,7 @@ const INDEX: &str = include_str!("../dashboard/index.html");
 const APP_JS: &str = include_str!("../dashboard/app.js");
 const TRADE_JS: &str = include_str!("../dashboard/trade.js");
 const SQL_JS: &str = include_str!("../dashboard/sql.js");
+const COHORTS_JS: &str = include_str!("../dashboard/cohorts.js");
 const ETHERS_JS: &str = include_str!("../../node_modules/ethers/dist/ethers.umd.min.js");
 const APP_CSS: &str = include_str!("../dashboard/app.css");
 const UPLOT_JS: &str = include_str!("../../node_modules/uplot/dist/uPlot.iife.min.js");
@@ -45,6 +46,10 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route(
             "/assets/sql.js",
             asset("text/javascript; charset=utf-8", SQL_JS),
+        )
+        .route(
+            "/assets/cohorts.js",
+            asset("text/javascript; charset=utf-8", COHORTS_JS),
         )
         .route(
             "/assets/ethers.js",

@@ -1,16 +1,23 @@
 //! Exports in Dune's column layouts, so an analyst's Dune query runs on keymarket's data in
 //! DuckDB or pandas unchanged: trades as spellbook's `social.trades` model, and the daily
-//! series. CSV, streamed row by row (flat memory at millions of trades), for the CLI
-//! (`keymarket export`) and the API (`/v1/export/...`).
+//! series ([`daily`]). CSV, streamed row by row, and Parquet ([`parquet`]), streamed a row group
+//! at a time (flat memory at millions of trades), for the CLI (`keymarket export`) and the API
+//! (`/v1/export/...`).
 //!
 //! `social.trades` amounts are in ETH (`amount_original` is the price before fees, like
-//! friend.tech's `ethAmount`); here they are exact decimals, not floats. The USD columns are
-//! present and empty: no price feed is configured.
+//! friend.tech's `ethAmount`); here they are exact decimals, not floats (Parquet:
+//! `DECIMAL(38, 18)`). The USD columns are present and empty (null): no price feed is
+//! configured. `block_time` is UTC (Parquet: a timestamp adjusted to UTC, which DuckDB reads as
+//! `TIMESTAMP WITH TIME ZONE`; set its `TimeZone` to UTC, as Dune's sessions are, so that
+//! `date_trunc('day', block_time)` cuts UTC days).
 
 use futures::{Stream, StreamExt};
 use keymarket_store::{MarketRow, Side, StoredTrade, amount::Wei};
 
 use crate::extract::format_date;
+
+pub mod daily;
+pub mod parquet;
 
 /// The columns of spellbook's `social.trades`, in its order.
 pub const SOCIAL_TRADES_COLUMNS: [&str; 21] = [
@@ -98,6 +105,10 @@ pub fn social_trade(market: &MarketRow, t: &StoredTrade) -> [String; 21] {
     ]
 }
 
+/// An export's byte chunks, each with the rows it adds (CSV or Parquet, boxed).
+pub type ExportChunks<'a> =
+    std::pin::Pin<Box<dyn Stream<Item = Result<(Vec<u8>, u64), ExportError>> + Send + 'a>>;
+
 /// Errors of an export.
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
@@ -107,18 +118,30 @@ pub enum ExportError {
     /// Writing the CSV failed.
     #[error("writing the CSV: {0}")]
     Csv(#[from] csv::Error),
+    /// Encoding the Parquet file failed.
+    #[error("writing the Parquet file: {0}")]
+    Parquet(#[from] ::parquet::errors::ParquetError),
+    /// Building a record batch failed.
+    #[error("building the Parquet rows: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
+    /// A value does not fit its column's type.
+    #[error("{0} is out of range for the export's column type")]
+    OutOfRange(String),
 }
 
 /// The market's trades as `social.trades` CSV in chunks of about `rows_per_chunk` rows (the
-/// first chunk starts with the header), oldest first, read as a stream from the database.
+/// first chunk starts with the header; the last may be empty), oldest first, read as a stream
+/// from the database.
 pub fn social_trades_csv<'a>(
     trades: impl Stream<Item = keymarket_store::Result<StoredTrade>> + Send + 'a,
     market: MarketRow,
     rows_per_chunk: usize,
 ) -> impl Stream<Item = Result<(Vec<u8>, u64), ExportError>> + Send + 'a {
     let header = std::iter::once(true).chain(std::iter::repeat(false));
+    // A last empty chunk: the header alone when there are no trades.
     trades
         .chunks(rows_per_chunk.max(1))
+        .chain(futures::stream::once(async { Vec::new() }))
         .zip(futures::stream::iter(header))
         .map(move |(chunk, first)| {
             let mut w = csv::Writer::from_writer(Vec::with_capacity(chunk.len() * 300));

@@ -82,6 +82,149 @@ pub(crate) struct DailyQuery {
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
+pub(crate) struct PriceIndexQuery {
+    /// Market id (see /v1/markets); required when the database holds several.
+    pub(crate) market: Option<i64>,
+    /// How many of the largest subjects by all-time volume the index follows, 1..=50 (default
+    /// 10).
+    #[param(minimum = 1, maximum = 50)]
+    pub(crate) top: Option<u32>,
+    /// First UTC day, YYYY-MM-DD (inclusive).
+    #[param(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
+    pub(crate) from: Option<String>,
+    /// Last UTC day, YYYY-MM-DD (inclusive).
+    #[param(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
+    pub(crate) to: Option<String>,
+}
+
+/// The subjects a price index follows by default.
+pub(crate) const DEFAULT_INDEX_TOP: u32 = 10;
+
+impl PriceIndexQuery {
+    /// The number of subjects, checked against the store's cap.
+    pub(crate) fn top(&self) -> Result<usize, ApiError> {
+        let cap = keymarket_store::price_index::MAX_TOP;
+        match self.top.unwrap_or(DEFAULT_INDEX_TOP) {
+            0 => Err(ApiError::BadRequest("top must be at least 1".into())),
+            n if n as usize > cap => Err(ApiError::BadRequest(format!(
+                "top {n} is over the cap of {cap} subjects"
+            ))),
+            n => Ok(n as usize),
+        }
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct OverviewQuery {
+    /// Market id (see /v1/markets); required when the database holds several.
+    pub(crate) market: Option<i64>,
+    /// First UTC day, YYYY-MM-DD (inclusive).
+    #[param(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
+    pub(crate) from: Option<String>,
+    /// Last UTC day, YYYY-MM-DD (inclusive).
+    #[param(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
+    pub(crate) to: Option<String>,
+    /// Instead of `from`/`to`: the last N days of data, `Nd` with N in 1..=366 (e.g. `7d`,
+    /// `30d`), ending at the last UTC day with trades.
+    #[param(pattern = r"^[0-9]{1,3}d$")]
+    pub(crate) window: Option<String>,
+}
+
+/// Longest `window` of the overview, in days.
+pub(crate) const MAX_WINDOW_DAYS: i64 = 366;
+
+/// A `window` value (`7d`, `30d`, …) → its number of days, checked.
+pub(crate) fn parse_window(w: &str) -> Result<i64, ApiError> {
+    let bad = || {
+        ApiError::BadRequest(format!(
+            "malformed window {w:?}: expected Nd with N in 1..={MAX_WINDOW_DAYS}, e.g. 7d or 30d"
+        ))
+    };
+    let n = w.strip_suffix('d').ok_or_else(bad)?;
+    if n.is_empty() || n.len() > 3 || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    match n.parse::<i64>().map_err(|_| bad())? {
+        days @ 1..=MAX_WINDOW_DAYS => Ok(days),
+        _ => Err(bad()),
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct RetentionQuery {
+    /// Market id (see /v1/markets); required when the database holds several.
+    pub(crate) market: Option<i64>,
+    /// The first cohort: the week (Monday to Sunday, UTC) holding this day, YYYY-MM-DD;
+    /// default: the week of the first trade.
+    #[param(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
+    pub(crate) from: Option<String>,
+    /// The last week: the one holding this day, YYYY-MM-DD; default: the week of the last trade.
+    /// Activity is counted up to the end of that week.
+    #[param(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
+    pub(crate) to: Option<String>,
+    /// At most this many weeks, the latest ones, 1..=520 (default: every week of the range).
+    #[param(minimum = 1, maximum = 520)]
+    pub(crate) weeks: Option<u32>,
+}
+
+/// Most weeks of retention cohorts in one answer (ten years).
+pub(crate) const MAX_WEEKS: u32 = 520;
+
+impl RetentionQuery {
+    /// (first day, last day, weeks), checked.
+    pub(crate) fn range(&self) -> Result<(i64, i64, Option<i64>), ApiError> {
+        let (from, to) = day_range(self.from.as_deref(), self.to.as_deref())?;
+        let weeks = match self.weeks {
+            Some(0) => return Err(ApiError::BadRequest("weeks must be at least 1".into())),
+            Some(n) if n > MAX_WEEKS => {
+                return Err(ApiError::BadRequest(format!(
+                    "weeks {n} is over the cap of {MAX_WEEKS}"
+                )));
+            }
+            n => n.map(i64::from),
+        };
+        Ok((from, to, weeks))
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct NetFlowQuery {
+    /// Market id (see /v1/markets); required when the database holds several.
+    pub(crate) market: Option<i64>,
+    /// First UTC day, YYYY-MM-DD (inclusive); default: 29 days before `to` (30 days).
+    #[param(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
+    pub(crate) from: Option<String>,
+    /// Last UTC day, YYYY-MM-DD (inclusive); default: the last day with trades.
+    #[param(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
+    pub(crate) to: Option<String>,
+    /// `buyers` (default): the largest net buyers; `sellers`: the largest net sellers.
+    #[param(pattern = "^(buyers|sellers)$")]
+    pub(crate) side: Option<String>,
+    /// Rows, 1..=100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    pub(crate) limit: Option<u32>,
+}
+
+/// The `side` of the net-flow leaders: `true` for sellers.
+pub(crate) fn parse_flow_side(side: Option<&str>) -> Result<bool, ApiError> {
+    match side.unwrap_or("buyers") {
+        "buyers" => Ok(false),
+        "sellers" => Ok(true),
+        other => Err(ApiError::BadRequest(format!(
+            "unknown side {other:?}: use buyers or sellers"
+        ))),
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct SeriesQuery {
     /// Market id (see /v1/markets); required when the database holds several.
     pub(crate) market: Option<i64>,
@@ -308,6 +451,18 @@ mod tests {
         assert!(parse_date("2023-02-30").is_err());
         assert!(parse_date("2023-13-01").is_err());
         assert!(parse_date("yesterday").is_err());
+    }
+
+    #[test]
+    fn windows_are_checked() {
+        assert_eq!(parse_window("7d").unwrap(), 7);
+        assert_eq!(parse_window("30d").unwrap(), 30);
+        assert_eq!(parse_window("366d").unwrap(), 366);
+        for bad in [
+            "0d", "367d", "7", "d", "-7d", "+7d", "7 d", "1000d", "7w", "07dd",
+        ] {
+            assert!(parse_window(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

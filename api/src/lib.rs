@@ -39,7 +39,10 @@ pub use crate::{
 };
 use crate::{
     openapi::openapi_json,
-    routes::{export::*, market::*, sql::*, subjects::*, traders::*, trades::*},
+    routes::{
+        export::*, market::*, netflow::*, prices::*, retention::*, sql::*, subjects::*, traders::*,
+        trades::*,
+    },
 };
 
 /// Serves the API and dashboard on `listener` until `shutdown` completes (then stops accepting
@@ -66,16 +69,23 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/overview", get(overview))
         .route("/v1/daily", get(daily))
         .route("/v1/concentration", get(concentration))
+        .route("/v1/retention", get(retention))
+        .route("/v1/traders/netflow", get(net_flow))
+        .route("/v1/price-index", get(price_index))
         .route("/v1/subjects/top", get(top_subjects))
         .route("/v1/traders/top", get(top_traders))
         .route("/v1/referrers/top", get(top_referrers))
         .route("/v1/subjects/{address}", get(subject))
         .route("/v1/subjects/{address}/holders", get(holders))
         .route("/v1/subjects/{address}/daily", get(subject_daily))
+        .route("/v1/subjects/{address}/holders/daily", get(holders_daily))
         .route("/v1/traders/{address}", get(trader))
         .route("/v1/traders/{address}/holdings", get(trader_holdings))
         .route("/v1/trades", get(trades))
         .route("/v1/export/trades.csv", get(export_trades))
+        .route("/v1/export/trades.parquet", get(export_trades_parquet))
+        .route("/v1/export/daily.csv", get(export_daily))
+        .route("/v1/export/daily.parquet", get(export_daily_parquet))
         .route("/v1/sql", post(sql_query))
         .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(openapi_json))
@@ -196,6 +206,21 @@ mod tests {
                 "malformed cursor",
             ),
             ("/v1/subjects/top?limit=1000", 400, "over the cap"),
+            ("/v1/price-index?top=0", 400, "at least 1"),
+            ("/v1/price-index?top=51", 400, "over the cap"),
+            ("/v1/price-index?top=ten", 400, "top"),
+            (
+                "/v1/price-index?from=2030-01-02&to=2030-01-01",
+                400,
+                "inverted range",
+            ),
+            ("/v1/price-index?from=2023-02-30", 400, "malformed date"),
+            ("/v1/subjects/0x12/holders/daily", 400, "malformed address"),
+            (
+                "/v1/subjects/0x0000000000000000000000000000000000000001/holders/daily",
+                404,
+                "has no trades",
+            ),
             ("/v1/subjects/top?by=vibes", 400, "unknown `by` value"),
             ("/v1/overview?colour=red", 400, "unknown field"),
             ("/v1/nothing", 404, "no such endpoint"),
@@ -206,6 +231,28 @@ mod tests {
                 "inverted range",
             ),
             ("/v1/trades?cursor=abc", 400, "malformed cursor"),
+            ("/v1/overview?window=8w", 400, "malformed window"),
+            ("/v1/overview?window=0d", 400, "malformed window"),
+            ("/v1/overview?window=367d", 400, "malformed window"),
+            (
+                "/v1/overview?window=7d&from=2030-01-01",
+                400,
+                "replaces `from` and `to`",
+            ),
+            ("/v1/retention?weeks=0", 400, "at least 1"),
+            ("/v1/retention?weeks=521", 400, "over the cap"),
+            ("/v1/retention?weeks=many", 400, "weeks"),
+            (
+                "/v1/retention?from=2030-01-02&to=2030-01-01",
+                400,
+                "inverted range",
+            ),
+            ("/v1/retention?from=2023-02-30", 400, "malformed date"),
+            ("/v1/traders/netflow?side=whales", 400, "unknown side"),
+            ("/v1/traders/netflow?limit=101", 400, "over the cap"),
+            ("/v1/traders/netflow?limit=0", 400, "at least 1"),
+            ("/v1/traders/netflow?to=2023-13-01", 400, "malformed date"),
+            ("/v1/traders/netflow?by=net", 400, "unknown field"),
             ("/v1/trades?fromBlock=9&toBlock=3", 400, "inverted range"),
             ("/v1/trades?trader=0xzz", 400, "malformed address"),
             ("/v1/trades?limit=101", 400, "over the cap"),
@@ -238,6 +285,31 @@ mod tests {
             assert_eq!(got, status, "{uri}: {json}");
             let message = json["error"]["message"].as_str().unwrap_or_default();
             assert!(message.contains(needle), "{uri}: {message}");
+        }
+        // A market without trades: the windows and cohorts are empty, not errors.
+        for (uri, field, empty) in [
+            ("/v1/overview?window=7d", "from", serde_json::Value::Null),
+            ("/v1/overview?window=30d", "trades", serde_json::json!(0)),
+            ("/v1/retention?weeks=4", "cohorts", serde_json::json!([])),
+            ("/v1/retention", "fromWeek", serde_json::Value::Null),
+            (
+                "/v1/traders/netflow?side=sellers",
+                "leaders",
+                serde_json::json!([]),
+            ),
+            ("/v1/traders/netflow", "to", serde_json::Value::Null),
+        ] {
+            let response = app
+                .clone()
+                .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(response.status().as_u16(), 200, "{uri}");
+            let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(json[field], empty, "{uri}: {json}");
         }
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));

@@ -1,6 +1,9 @@
 //! The OpenAPI document, generated from the handlers and the JSON types.
 
-use crate::routes::{export::*, market::*, sql::*, subjects::*, traders::*, trades::*};
+use crate::routes::{
+    export::*, market::*, netflow::*, prices::*, retention::*, sql::*, subjects::*, traders::*,
+    trades::*,
+};
 use axum::Json;
 use utoipa::OpenApi;
 
@@ -17,16 +20,23 @@ use utoipa::OpenApi;
         overview,
         daily,
         concentration,
+        retention,
+        net_flow,
+        price_index,
         top_subjects,
         top_traders,
         top_referrers,
         subject,
         holders,
         subject_daily,
+        holders_daily,
         trader,
         trader_holdings,
         trades,
         export_trades,
+        export_trades_parquet,
+        export_daily,
+        export_daily_parquet,
         sql_query
     )
 )]

@@ -25,6 +25,8 @@ pub struct AppState {
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
     pub(crate) limiter: Option<Arc<RateLimit>>,
     pub(crate) snapshots: Arc<Mutex<HashMap<String, Snapshot>>>,
+    /// Per snapshot key, the lock of the build under way while there is no snapshot yet.
+    pub(crate) first_builds: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
     pub(crate) market_ids: Arc<Mutex<Option<MarketIds>>>,
     /// `POST /v1/sql`, when on (see [`AppState::with_sql`]).
     pub(crate) sql: Option<Arc<SqlService>>,
@@ -49,6 +51,8 @@ pub(crate) type MarketIds = (Instant, Arc<[i64]>);
 #[derive(Debug)]
 pub(crate) struct Snapshot {
     pub(crate) at: Instant,
+    /// How long building it took.
+    pub(crate) built_in: std::time::Duration,
     pub(crate) body: axum::body::Bytes,
     /// When a request started building its successor (the others keep serving this one).
     pub(crate) refreshing_since: Option<Instant>,
@@ -73,6 +77,7 @@ impl AppState {
             metrics: Arc::default(),
             limiter: None,
             snapshots: Arc::default(),
+            first_builds: Arc::default(),
             market_ids: Arc::default(),
             sql: None,
         }
@@ -144,9 +149,7 @@ pub(crate) async fn market_id(s: &AppState, market: Option<i64>) -> Result<i64, 
     }
 }
 
-/// Answers from the snapshot under `key`: fresh, or stale while another request rebuilds it;
-/// otherwise this request builds it with `build` (a rebuild abandoned for 5 s, e.g. by a client
-/// that went away, is taken over).
+/// Answers from the snapshot under `key`, fresh for [`OVERVIEW_TTL`] (see [`snapshot_with`]).
 pub(crate) async fn snapshot<F, Fut>(
     s: &AppState,
     key: String,
@@ -156,27 +159,115 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<axum::body::Bytes, ApiError>>,
 {
-    let served = {
-        let mut cache = s.snapshots.lock().expect("not poisoned");
-        match cache.get_mut(&key) {
-            Some(snap) if snap.at.elapsed() < OVERVIEW_TTL => Some(snap.body.clone()),
-            Some(snap)
-                if snap
-                    .refreshing_since
-                    .is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(5)) =>
-            {
-                Some(snap.body.clone())
-            }
-            Some(snap) => {
-                snap.refreshing_since = Some(Instant::now());
-                None
-            }
-            None => None,
+    snapshot_with(s, key, LIVE, build).await
+}
+
+/// Answers from the snapshot under `key` (a JSON body) kept as `freshness` says.
+pub(crate) async fn snapshot_with<F, Fut>(
+    s: &AppState,
+    key: String,
+    freshness: Freshness,
+    build: F,
+) -> Result<Response, ApiError>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<axum::body::Bytes, ApiError>>,
+{
+    let body = snapshot_bytes(s, key, freshness, build).await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response())
+}
+
+/// How long a snapshot stays fresh: at least `min`, and at least `build_multiple` times as long
+/// as its last build took. A snapshot that takes seconds to build at friend.tech scale is then
+/// rebuilt at most every `build_multiple` build times, i.e. rebuilding keeps at most
+/// 1/`build_multiple` of one core busy however many requests come, while a small database's
+/// (milliseconds) stays as live as the others.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Freshness {
+    pub(crate) min: std::time::Duration,
+    pub(crate) build_multiple: u32,
+}
+
+/// The hot endpoints' freshness: [`OVERVIEW_TTL`].
+pub(crate) const LIVE: Freshness = Freshness {
+    min: OVERVIEW_TTL,
+    build_multiple: 0,
+};
+
+/// The freshness of aggregations over many rows (retention cohorts, net-flow leaders, a
+/// window's overview): at least [`OVERVIEW_TTL`], and 20 times the last build (a 3 s build at
+/// 12M trades is served for a minute).
+pub(crate) const HEAVY: Freshness = Freshness {
+    min: OVERVIEW_TTL,
+    build_multiple: 20,
+};
+
+impl Freshness {
+    fn fresh_for(self, built_in: std::time::Duration) -> std::time::Duration {
+        self.min.max(built_in * self.build_multiple)
+    }
+}
+
+/// The bytes of the snapshot under `key`: fresh, or stale while another request rebuilds it;
+/// otherwise this request builds it with `build` (a rebuild abandoned for 5 s or twice its last
+/// build time, e.g. by a client that went away, is taken over). Requests arriving while there is
+/// no snapshot yet wait for the one build under way rather than each starting their own.
+pub(crate) async fn snapshot_bytes<F, Fut>(
+    s: &AppState,
+    key: String,
+    freshness: Freshness,
+    build: F,
+) -> Result<axum::body::Bytes, ApiError>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<axum::body::Bytes, ApiError>>,
+{
+    let cached = |cache: &mut HashMap<String, Snapshot>| match cache.get_mut(&key) {
+        Some(snap) if snap.at.elapsed() < freshness.fresh_for(snap.built_in) => {
+            Some(Some(snap.body.clone()))
+        }
+        Some(snap)
+            if snap.refreshing_since.is_some_and(|t| {
+                t.elapsed() < std::time::Duration::from_secs(5).max(snap.built_in * 2)
+            }) =>
+        {
+            Some(Some(snap.body.clone()))
+        }
+        Some(snap) => {
+            snap.refreshing_since = Some(Instant::now());
+            Some(None)
+        }
+        None => None,
+    };
+    let served = cached(&mut s.snapshots.lock().expect("not poisoned"));
+    // No snapshot at all: one build per key at a time (the others wait for it).
+    let mut first_build = None;
+    let served = match served {
+        Some(served) => served,
+        None => {
+            let gate = s
+                .first_builds
+                .lock()
+                .expect("not poisoned")
+                .entry(key.clone())
+                .or_default()
+                .clone();
+            first_build = Some(gate.clone().lock_owned().await);
+            let again = cached(&mut s.snapshots.lock().expect("not poisoned"));
+            again.flatten()
         }
     };
     let body = match served {
         Some(body) => body,
         None => {
+            let started = Instant::now();
             let built = build().await;
             let mut cache = s.snapshots.lock().expect("not poisoned");
             match built {
@@ -186,10 +277,11 @@ where
                     }
                     let snap = Snapshot {
                         at: Instant::now(),
+                        built_in: started.elapsed(),
                         body: body.clone(),
                         refreshing_since: None,
                     };
-                    cache.insert(key, snap);
+                    cache.insert(key.clone(), snap);
                     body
                 }
                 Err(e) => {
@@ -201,14 +293,10 @@ where
             }
         }
     };
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body,
-    )
-        .into_response())
+    if first_build.take().is_some() {
+        s.first_builds.lock().expect("not poisoned").remove(&key);
+    }
+    Ok(body)
 }
 
 pub(crate) fn to_json<T: Serialize>(v: &T) -> Result<axum::body::Bytes, ApiError> {

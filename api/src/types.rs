@@ -222,6 +222,89 @@ pub struct ConcentrationWindow {
     pub hhi: Option<String>,
 }
 
+/// The key price index (Dune-style "median key price of the top subjects over time"): per UTC
+/// day, the median and the mean price of the next key of the `top` subjects with the largest
+/// all-time volume (ties by address; the ranking is today's, applied to every day, so the
+/// index follows one fixed basket). A subject's price on a day is the price before fees of its
+/// next key on its own curve at the supply after its last trade of that day, carried forward
+/// on days it did not trade, from its first trade on; subjects whose curve is not known (only
+/// free first keys traded) are left out. Exact wei: the median of an even count is the average
+/// of the two middle prices truncated to the wei, the mean is truncated too. Days run from the
+/// first day one of the subjects traded (or `from`) to the market's last day with trades (or
+/// `to`). Served from a snapshot at most 30 s old.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyPriceIndex {
+    /// Market id.
+    pub market: i64,
+    /// How many subjects were asked for.
+    pub top: i64,
+    /// First day asked for (YYYY-MM-DD), if given.
+    pub from: Option<String>,
+    /// Last day asked for (YYYY-MM-DD), if given.
+    pub to: Option<String>,
+    /// The subjects followed, largest all-time volume first (fewer than `top` if the market has
+    /// fewer).
+    pub subjects: Vec<KeyPriceSubject>,
+    /// Every UTC day of the range on which at least one of them is priced, oldest first.
+    pub days: Vec<KeyPriceDay>,
+}
+
+/// A subject the price index follows.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyPriceSubject {
+    /// Subject address.
+    pub subject: String,
+    /// Its curve as a multiple of friend.tech's s²/16000 (1 standard, 10 steep; 0 not known:
+    /// left out of the index).
+    pub curve: i64,
+    /// Its all-time volume (the ranking).
+    pub volume: Amount,
+    /// Its first day with trades (YYYY-MM-DD).
+    pub first_date: Option<String>,
+}
+
+/// One UTC day of the price index.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyPriceDay {
+    /// YYYY-MM-DD.
+    pub date: String,
+    /// Subjects priced that day.
+    pub subjects: i64,
+    /// The median of their next-key prices.
+    pub median: Amount,
+    /// The mean of their next-key prices (truncated to the wei).
+    pub mean: Amount,
+}
+
+/// One subject's holders over time: per UTC day from its first trade to the market's last day
+/// with trades, at the end of the day, replayed from its trades. Served from a snapshot at
+/// most 30 s old.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HoldersHistory {
+    /// Market id.
+    pub market: i64,
+    /// Subject address.
+    pub subject: String,
+    /// Every UTC day from its first trade, oldest first.
+    pub days: Vec<HoldersHistoryDay>,
+}
+
+/// One UTC day of a subject's holders.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HoldersHistoryDay {
+    /// YYYY-MM-DD.
+    pub date: String,
+    /// Addresses holding its keys (balance > 0) at the end of the day.
+    pub holders: i64,
+    /// Keys in existence at the end of the day.
+    pub supply: i64,
+}
+
 /// One UTC day.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -493,6 +576,73 @@ pub struct Holding {
     /// What the keys held cost, fees included (average cost: each sell releases the cost of
     /// the keys sold in proportion).
     pub cost_basis: Amount,
+}
+
+/// Weekly retention cohorts (Dune-style): traders grouped by the UTC week of their first trade,
+/// weeks starting on Monday 00:00 UTC, and how many of each cohort traded in each week since.
+/// Counts only trades with a non-zero amount.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Retention {
+    /// Market id.
+    pub market: i64,
+    /// The Monday of the first week shown (null: no cohort).
+    pub from_week: Option<String>,
+    /// The Monday of the last week shown: every cohort's activity runs to the end of that week.
+    pub to_week: Option<String>,
+    /// The weeks with new traders, oldest first.
+    pub cohorts: Vec<RetentionCohort>,
+}
+
+/// The traders whose first trade fell in one week.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RetentionCohort {
+    /// The week's Monday, YYYY-MM-DD.
+    pub week: String,
+    /// Traders whose first trade fell in that week.
+    pub size: i64,
+    /// Entry k: how many of them traded in the k-th week after it (entry 0, the cohort's own
+    /// week, equals `size`), up to `toWeek`.
+    pub active: Vec<i64>,
+}
+
+/// The largest net buyers or net sellers over a window of UTC days ("whales").
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetFlowLeaders {
+    /// Market id.
+    pub market: i64,
+    /// The window's first day, YYYY-MM-DD (null: no trade yet).
+    pub from: Option<String>,
+    /// The window's last day, YYYY-MM-DD.
+    pub to: Option<String>,
+    /// `buyers` (largest net flow first) or `sellers` (most negative first).
+    pub side: String,
+    /// Traders with a trade in the window.
+    pub traders: i64,
+    /// The leaders: net buyers have a positive net flow, net sellers a negative one.
+    pub leaders: Vec<NetFlowTrader>,
+}
+
+/// One trader's flows over the window.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetFlowTrader {
+    /// The trader.
+    pub trader: String,
+    /// `bought − sold`, exact and signed (negative for a net seller).
+    pub net_flow: Amount,
+    /// Σ ethAmount of its buys (the price before fees).
+    pub bought: Amount,
+    /// Σ ethAmount of its sells (the price before fees).
+    pub sold: Amount,
+    /// Trades with a non-zero amount.
+    pub trades: i64,
+    /// Buys among them.
+    pub buys: i64,
+    /// Sells among them.
+    pub sells: i64,
 }
 
 #[cfg(test)]

@@ -2,12 +2,17 @@
 //   node tests/browser/dashboard.mjs BASE_URL SCREENSHOT.png
 // 1. The overview loads with no console errors, failed requests or page errors, and every
 //    headline number on it equals the API's (exact wei / counts, read from data-value).
+//    The retention triangle and net-flow leaders equal the API's; the cards' window selector
+//    (7 days, 30 days, all) shows the API's windowed overviews.
 // 2. A screenshot of the page is written.
 // 3. The subject page of the top subject shows the API's supply, holders, holder rows and
-//    current buy/sell prices, and its two charts.
+//    current buy/sell prices, and its three charts (the holders chart: the API's days, ending
+//    at today's holders and supply). The overview's price index chart holds the API's days.
 // 4. The SQL box (bottom of the overview): a typed query's result table equals the API's
 //    POST /v1/sql answer, "Download CSV" saves the API's CSV, a bad query shows the database's
 //    error in words; a screenshot of the box is written (SQL_SCREENSHOT, or beside SCREENSHOT).
+// 4b. The download links: the daily CSV saved from the page equals GET /v1/export/daily.csv, and
+//    the trades' Parquet link saves a whole Parquet file.
 // 5. Live updates: prints "waiting-for-change", then (after the test indexed new trades) reads a
 //    line on stdin and waits until the page shows the API's new trade count.
 // Exits non-zero with a message on any mismatch; prints one JSON line of what it checked.
@@ -72,8 +77,66 @@ try {
   const topRows = await page.locator("#top-subjects tbody tr").count();
   const chartCanvases = await page.locator(".charts canvas").count();
   if (topRows === 0) fail("no top subjects rows");
-  if (chartCanvases < 5) fail(`expected 5 charts, found ${chartCanvases}`);
+  if (chartCanvases < 6) fail(`expected 6 charts, found ${chartCanvases}`);
   if ((await page.locator("#chart-concentration canvas").count()) !== 1) fail("no concentration chart");
+
+  // The analyst views: the retention triangle and the net-flow leaders show the API's numbers,
+  // and the cards' window selector shows the API's 7- and 30-day overviews, then all time again.
+  const retention = await getJson("/v1/retention?weeks=12");
+  if (retention.cohorts.length === 0) fail("no retention cohorts");
+  const wantCohorts = retention.cohorts.map((c) => ({ week: c.week, counts: [c.size, ...c.active] }));
+  const shownCohorts = await page.evaluate(() => [...document.querySelectorAll("#retention tbody tr")].map((tr) => ({
+    week: tr.dataset.week,
+    counts: [...tr.querySelectorAll("td[data-count]")].map((td) => Number(td.dataset.count)),
+  })));
+  if (JSON.stringify(shownCohorts) !== JSON.stringify(wantCohorts)) fail(`retention: page ${JSON.stringify(shownCohorts)}, API ${JSON.stringify(wantCohorts)}`);
+  const shaded = await page.locator("#retention td.cohort-cell[style*=background]").count();
+  if (shaded < wantCohorts.length) fail(`retention: ${shaded} shaded cells`);
+  const leaders = {};
+  for (const side of ["buyers", "sellers"]) {
+    const want = (await getJson(`/v1/traders/netflow?side=${side}&limit=10`)).leaders.map((t) => t.netFlow.wei);
+    if (want.length === 0) fail(`no net ${side}`);
+    const shown = await page.evaluate((id) => [...document.querySelectorAll(`#${id} tbody tr td:nth-child(2) span`)]
+      .map((e) => e.dataset.value), `netflow-${side}`);
+    if (JSON.stringify(shown) !== JSON.stringify(want)) fail(`net ${side}: page ${shown}, API ${want}`);
+    leaders[side] = want.length;
+  }
+  const cardsOf = (o) => ({
+    "stat-protocol-revenue": o.protocolRevenue.wei,
+    "stat-subject-revenue": o.subjectRevenue.wei,
+    "stat-volume": o.volume.wei,
+    "stat-tvl": o.netVolume.wei,
+    "stat-trades": String(o.trades),
+    "stat-traders": String(o.traders),
+    "stat-subjects": String(o.subjects),
+  });
+  const windows = {};
+  for (const w of ["7d", "30d", ""]) {
+    const o = await getJson(`/v1/overview${w ? `?window=${w}` : ""}`);
+    await page.click(`#overview-window button[data-window="${w}"]`);
+    try {
+      await page.waitForFunction(([label, cards]) => document.getElementById("overview-page").dataset.window === label
+        && Object.entries(cards).every(([id, v]) => document.getElementById(id).dataset.value === v),
+      [w || "all", cardsOf(o)], { timeout: 20000 });
+    } catch {
+      fail(`window ${w || "all"}: the cards show ${JSON.stringify(await stats())}, the API ${JSON.stringify(cardsOf(o))}`);
+    }
+    windows[w || "all"] = o.trades;
+  }
+  if (windows["7d"] >= windows.all) fail(`the 7-day window holds every trade (${JSON.stringify(windows)}): the test data must span more than a week`);
+  const analyst = { cohorts: wantCohorts.length, leaders, windows };
+  // The price index chart holds the API's days (median and mean per day).
+  const index = await getJson("/v1/price-index?top=10");
+  if (index.days.length === 0) fail("the price index has no days");
+  await page.waitForFunction((n) => {
+    const c = state.charts["chart-price-index"];
+    return c && c.data[0].length === n && c.data[1].every((v) => v > 0);
+  }, index.days.length, { timeout: 20000 }).catch(() => fail(`price index chart: expected ${index.days.length} days with prices`));
+  const priceIndex = await page.evaluate(() => {
+    const c = state.charts["chart-price-index"];
+    return { days: c.data[0].length, lastMedian: c.data[1][c.data[1].length - 1] };
+  });
+  if (priceIndex.lastMedian !== Number(index.days[index.days.length - 1].median.eth)) fail(`price index: last median ${priceIndex.lastMedian}, API ${index.days[index.days.length - 1].median.eth}`);
   await page.screenshot({ path: screenshot, fullPage: true });
 
   // The SQL box.
@@ -125,6 +188,18 @@ try {
   expectSqlError = false;
   const sqlBox = { columns: table.head, rows: table.rows.length, csvBytes: csv.length, error: error.text };
 
+  // The download links (Dune's layouts): the daily CSV saved from the page is the API's, and the
+  // trades' Parquet link saves a whole Parquet file.
+  const [dailyDl] = await Promise.all([page.waitForEvent("download"), page.click("#dl-daily-csv")]);
+  const dailyCsv = await readFile(await dailyDl.path(), "utf8");
+  const apiDaily = await (await fetch(new URL("/v1/export/daily.csv", base))).text();
+  if (!dailyCsv.startsWith("day,trades,buys,sells,") || dailyCsv !== apiDaily) fail(`downloaded daily CSV differs from the API's:\n${dailyCsv}\n---\n${apiDaily}`);
+  const [tradesDl] = await Promise.all([page.waitForEvent("download"), page.click("#dl-trades-parquet")]);
+  const parquet = await readFile(await tradesDl.path());
+  if (!tradesDl.suggestedFilename().endsWith(".parquet") || parquet.subarray(0, 4).toString() !== "PAR1"
+    || parquet.subarray(-4).toString() !== "PAR1") fail(`trades Parquet download: ${tradesDl.suggestedFilename()}, ${parquet.length} bytes`);
+  const downloads = { dailyCsvLines: dailyCsv.trim().split("\n").length, parquetBytes: parquet.length };
+
   // Subject page of the top subject.
   const top = (await getJson("/v1/subjects/top?by=volume&limit=1")).subjects[0];
   await page.click("#top-subjects tbody tr:first-child a");
@@ -139,10 +214,22 @@ try {
     sellPrice: document.getElementById("subject-sell-price").dataset.value,
     charts: document.querySelectorAll("#subject-page .charts canvas").length,
   }));
+  // Holders over time: one point per day of the API's series, ending at today's holders.
+  const history = await getJson(`/v1/subjects/${top.subject}/holders/daily`);
+  await page.waitForFunction((n) => {
+    const c = state.charts["chart-holders"];
+    return c && c.data[0].length === n;
+  }, history.days.length, { timeout: 20000 }).catch(() => fail(`holders chart: expected ${history.days.length} days`));
+  const holdersChart = await page.evaluate(() => {
+    const c = state.charts["chart-holders"];
+    return { days: c.data[0].length, lastHolders: c.data[1][c.data[1].length - 1], lastSupply: c.data[2][c.data[2].length - 1] };
+  });
+  if (holdersChart.lastHolders !== subj.holders) fail(`holders chart ends at ${holdersChart.lastHolders}, API holders ${subj.holders}`);
+  if (holdersChart.lastSupply !== subj.supply) fail(`holders chart supply ends at ${holdersChart.lastSupply}, API supply ${subj.supply}`);
   const wei = (a) => (a ? a.wei : "");
   if (shown.buyPrice !== wei(subj.buyPrice)) fail(`subject buy price: page ${shown.buyPrice}, API ${wei(subj.buyPrice)}`);
   if (shown.sellPrice !== wei(subj.sellPrice)) fail(`subject sell price: page ${shown.sellPrice}, API ${wei(subj.sellPrice)}`);
-  if (shown.charts < 2) fail(`subject page: expected 2 charts, found ${shown.charts}`);
+  if (shown.charts < 3) fail(`subject page: expected 3 charts, found ${shown.charts}`);
   if (shown.supply !== String(subj.supply)) fail(`subject supply: page ${shown.supply}, API ${subj.supply}`);
   if (shown.holders !== String(subj.holders)) fail(`subject holders: page ${shown.holders}, API ${subj.holders}`);
   if (shown.rows !== Math.min(20, subj.holders)) fail(`holder rows: page ${shown.rows}, API holders ${subj.holders}`);
@@ -168,7 +255,7 @@ try {
     fail(`the page did not update to ${after.trades} trades (shows ${(await stats())["stat-trades"]})`);
   }
   if (problems.length) fail("the browser reported problems");
-  console.log(JSON.stringify({ ok: true, sqlBox, stats: got, topSubject: top.subject, subject: shown, liveTrades: after.trades, charts: chartCanvases }));
+  console.log(JSON.stringify({ ok: true, sqlBox, downloads, stats: got, topSubject: top.subject, subject: shown, liveTrades: after.trades, charts: chartCanvases, analyst, priceIndex, holdersChart }));
 } finally {
   await browser.close();
 }

@@ -28,7 +28,7 @@ pub(crate) async fn serve_state(state: AppState) -> String {
 }
 
 /// Days since 1970-01-01 of a `YYYY-MM-DD` date (the proleptic Gregorian calendar).
-fn day_number(date: &str) -> i64 {
+pub(crate) fn day_number(date: &str) -> i64 {
     let p: Vec<i64> = date.split('-').map(|x| x.parse().unwrap()).collect();
     let (y, m, d) = (if p[1] <= 2 { p[0] - 1 } else { p[0] }, p[1], p[2]);
     let era = y.div_euclid(400);
@@ -38,7 +38,7 @@ fn day_number(date: &str) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-async fn get(url: &str) -> (u16, Value) {
+pub(crate) async fn get(url: &str) -> (u16, Value) {
     let resp = reqwest::get(url).await.unwrap();
     let status = resp.status().as_u16();
     let body = resp.text().await.unwrap();
@@ -665,7 +665,8 @@ async fn dashboard_in_chromium() {
     use std::{io::BufRead, io::Write, process::Stdio};
 
     let chain = Chain::new().await;
-    chain.trade(800, 17, 100, 8 * 3600).await;
+    // Eight blocks 36 h apart: 12 days, so the cards' 7-day window differs from all time.
+    chain.trade(800, 17, 100, 36 * 3600).await;
     let url = fresh_db(Db::Sqlite, "dashboard").await;
     let store = Store::connect(&url).await.unwrap();
     let config = keymarket_indexer::IndexerConfig::default();
@@ -718,8 +719,20 @@ async fn dashboard_in_chromium() {
     let report: Value = serde_json::from_str(report.trim()).unwrap();
     let (_, o) = get(&format!("{base}/v1/overview")).await;
     assert_eq!(report["liveTrades"], o["trades"]);
-    assert!(report["charts"].as_u64().unwrap() >= 5);
+    assert!(report["charts"].as_u64().unwrap() >= 6);
+    assert!(
+        report["priceIndex"]["days"].as_u64().unwrap() > 0,
+        "{report}"
+    );
+    assert!(
+        report["holdersChart"]["days"].as_u64().unwrap() > 0,
+        "{report}"
+    );
     assert!(report["sqlBox"]["rows"].as_u64().unwrap() > 0, "{report}");
+    assert!(
+        report["analyst"]["cohorts"].as_u64().unwrap() > 0,
+        "{report}"
+    );
 }
 
 /// The per-client rate limit: past the burst, 429 with a JSON body and Retry-After; the bucket
@@ -785,16 +798,23 @@ async fn openapi_document_holds_under_schemathesis() {
             "/v1/overview",
             "/v1/daily",
             "/v1/concentration",
+            "/v1/retention",
+            "/v1/traders/netflow",
+            "/v1/price-index",
             "/v1/subjects/top",
             "/v1/traders/top",
             "/v1/referrers/top",
             "/v1/subjects/{address}",
             "/v1/subjects/{address}/holders",
             "/v1/subjects/{address}/daily",
+            "/v1/subjects/{address}/holders/daily",
             "/v1/traders/{address}",
             "/v1/traders/{address}/holdings",
             "/v1/trades",
             "/v1/export/trades.csv",
+            "/v1/export/trades.parquet",
+            "/v1/export/daily.csv",
+            "/v1/export/daily.parquet",
             "/v1/sql",
         ] {
             assert!(paths.iter().any(|k| *k == p), "{p} documented: {paths:?}");

@@ -4,11 +4,13 @@
 
 mod api;
 mod chain;
+mod cohorts;
 mod common;
 mod crash;
 mod export;
 mod faults;
 mod indexer;
+mod prices;
 mod provider;
 mod sql;
 mod trade;

@@ -204,3 +204,126 @@ async fn sql_on_postgres_reads_exactly_refuses_writes_and_stops_runaways() {
     let csv = post("text/csv").await.unwrap().text().await.unwrap();
     assert_eq!(csv, format!("n\n{}\n", overview["trades"]));
 }
+
+/// A Dune query's table, `social_trades`, is a view over the indexed trades with the same rows
+/// and values as `GET /v1/export/trades.csv`: on PostgreSQL exact (NUMERIC ETH, timestamps as
+/// UTC text), on SQLite with the ETH amounts as doubles (as on Dune). A Dune-style aggregate
+/// (`date_trunc` on PostgreSQL) runs through `POST /v1/sql` and equals the daily series.
+#[tokio::test(flavor = "multi_thread")]
+async fn social_trades_view_equals_the_export_on_sqlite_and_postgres() {
+    use rust_decimal::Decimal;
+    let chain = Chain::new().await;
+    chain.trade(250, 23, 40, 30 * 3600).await;
+    for kind in [Db::Sqlite, Db::Postgres] {
+        let url = fresh_db(kind, "social-view").await;
+        let store = Store::connect(&url).await.unwrap();
+        keymarket_indexer::run(&chain.provider, &store, chain.spec(), &Default::default())
+            .await
+            .unwrap();
+        let base = serve_state(AppState::new(store.clone()).with_sql(SqlLimits::default())).await;
+        let client = reqwest::Client::new();
+        let sql = |q: &'static str| {
+            client
+                .post(format!("{base}/v1/sql"))
+                .header("accept", "text/csv")
+                .json(&json!({ "sql": q }))
+                .send()
+        };
+        let resp = sql("SELECT * FROM social_trades ORDER BY block_number, evt_index")
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{kind:?}");
+        let view = resp.text().await.unwrap();
+        let export = reqwest::get(format!("{base}/v1/export/trades.csv"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let (view, export): (Vec<&str>, Vec<&str>) =
+            (view.lines().collect(), export.lines().collect());
+        assert_eq!(view[0], export[0], "{kind:?}: the columns of social.trades");
+        assert_eq!(view.len(), export.len(), "{kind:?}: one row per trade");
+        assert!(view.len() > 200);
+        let header: Vec<&str> = export[0].split(',').collect();
+        for (v, e) in view[1..].iter().zip(&export[1..]) {
+            for ((name, v), e) in header.iter().zip(v.split(',')).zip(e.split(',')) {
+                if name.ends_with("_amount") || *name == "amount_original" {
+                    let exact: Decimal = e.parse().unwrap();
+                    match kind {
+                        Db::Postgres => {
+                            assert_eq!(v.parse::<Decimal>().unwrap(), exact, "{kind:?} {name}")
+                        }
+                        Db::Sqlite => {
+                            let (v, exact) = (
+                                v.parse::<f64>().unwrap(),
+                                exact.to_string().parse::<f64>().unwrap(),
+                            );
+                            assert!(
+                                (v - exact).abs() <= exact.abs() * 1e-12,
+                                "{kind:?} {name}: {v} vs {exact}"
+                            );
+                        }
+                    }
+                } else {
+                    assert_eq!(v, e, "{kind:?} {name}");
+                }
+            }
+        }
+
+        // A Dune-style query: daily buy volume in ETH, grouped on the timestamp.
+        let q = match kind {
+            Db::Postgres => {
+                "SELECT date_trunc('day', block_time) AS day, sum(amount_original) AS volume \
+                 FROM social_trades WHERE trade_side = 'buy' GROUP BY 1 ORDER BY 1"
+            }
+            Db::Sqlite => {
+                "SELECT date(block_time) AS day, sum(amount_original) AS volume \
+                 FROM social_trades WHERE trade_side = 'buy' GROUP BY 1 ORDER BY 1"
+            }
+        };
+        let dune = sql(q).await.unwrap().text().await.unwrap();
+        let daily: Value = reqwest::get(format!("{base}/v1/daily"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let want: Vec<(String, Decimal)> = daily["days"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["buys"].as_i64().unwrap() > 0)
+            .map(|d| {
+                let date = d["date"].as_str().unwrap().to_string();
+                let volume: Decimal = d["buyVolume"]["eth"].as_str().unwrap().parse().unwrap();
+                (date, volume)
+            })
+            .collect();
+        let got: Vec<(String, Decimal)> = dune
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let (day, volume) = l.split_once(',').unwrap();
+                let day = match kind {
+                    Db::Postgres => day.strip_suffix(" 00:00:00").unwrap().to_string(),
+                    Db::Sqlite => day.to_string(),
+                };
+                (day, volume.parse::<Decimal>().unwrap())
+            })
+            .collect();
+        assert_eq!(got.len(), want.len(), "{kind:?}: {dune}");
+        assert!(want.len() >= 2, "the trades span days");
+        for ((gd, gv), (wd, wv)) in got.iter().zip(&want) {
+            assert_eq!(gd, wd, "{kind:?}");
+            let diff = (*gv - *wv).abs();
+            match kind {
+                Db::Postgres => assert_eq!(gv, wv, "{kind:?} {gd}"),
+                Db::Sqlite => assert!(
+                    diff <= *wv * Decimal::new(1, 12),
+                    "{kind:?} {gd}: {gv} vs {wv}"
+                ),
+            }
+        }
+    }
+}

@@ -2,6 +2,9 @@
 
 pub(crate) mod export;
 pub(crate) mod market;
+pub(crate) mod netflow;
+pub(crate) mod prices;
+pub(crate) mod retention;
 pub(crate) mod sql;
 pub(crate) mod subjects;
 pub(crate) mod traders;

@@ -299,6 +299,27 @@ mod tests {
                 );
                 continue;
             }
+            if name == "0010_social_trades_view.sql" {
+                // The view is written in each dialect (dates, decimals): the same columns.
+                let aliases = |sql: &str| -> Vec<String> {
+                    sql.lines()
+                        .filter(|l| !l.trim_start().starts_with("--"))
+                        .filter_map(|l| l.trim_end_matches(',').rsplit_once(" AS "))
+                        .map(|(_, alias)| alias.trim().to_string())
+                        .collect()
+                };
+                assert!(
+                    s.contains("CREATE VIEW social_trades AS")
+                        && p.contains("CREATE VIEW social_trades AS")
+                );
+                assert_eq!(aliases(s), aliases(p), "{name}: the same columns on both");
+                assert_eq!(
+                    aliases(s).len(),
+                    22,
+                    "{name}: the social.trades columns and the view"
+                );
+                continue;
+            }
             let (sl, pl): (Vec<&str>, Vec<&str>) = (s.lines().collect(), p.lines().collect());
             assert_eq!(sl.len(), pl.len(), "{name}: as many lines on both");
             for (a, b) in sl.iter().zip(&pl) {

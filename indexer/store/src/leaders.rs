@@ -7,7 +7,7 @@ use super::*;
 use crate::{Result, amount::Wei};
 
 /// Orders an exact amount column pair (normalised gwei, then the remainder), descending.
-const BY_VOLUME: &str =
+pub(crate) const BY_VOLUME: &str =
     "(volume_gwei + volume_rem / 1000000000) DESC, (volume_rem % 1000000000) DESC";
 /// The same for fees.
 const BY_FEES: &str = "(fees_gwei + fees_rem / 1000000000) DESC, (fees_rem % 1000000000) DESC";

@@ -28,8 +28,12 @@ pub use crate::{
     concentration::{Concentration, ConcentrationDay, ConcentrationReport},
     error::{Error, Result},
     events::{FeeEventRow, FeeSetting, FeeSettings, ReferralRow, ReferrerRow},
+    holder_history::HoldersDay,
     leaders::{HoldingRow, HoldingsOf, SubjectOrder, SubjectRow, TraderOrder, TraderRow},
+    netflow::{NetFlowLeaders, NetFlowRow},
+    price_index::{IndexSubject, PriceIndex, PriceIndexDay},
     reads::MarketRow,
+    retention::{Cohort, WeekRange, week_of, week_start},
     row::{TradeRow, hex},
     series::{DayRange, DayRow, SubjectDayRow},
     sql::{Cell, READER_ROLE, SqlError, SqlLimits, SqlResult, SqlRunner},
@@ -41,9 +45,13 @@ pub mod amount;
 pub mod concentration;
 mod error;
 mod events;
+pub mod holder_history;
 mod indexes;
 mod leaders;
+mod netflow;
+pub mod price_index;
 mod reads;
+mod retention;
 mod row;
 mod series;
 mod sql;

@@ -65,6 +65,23 @@ pub struct SubjectDayRow {
 }
 
 impl Store {
+    /// The market's first and last days with trades (`None`: no trade yet).
+    pub async fn day_span(&self, market_id: i64) -> Result<Option<DayRange>> {
+        let r = sqlx::query(
+            "SELECT MIN(day), MAX(day) FROM stats_daily WHERE market_id = $1 AND trades > 0",
+        )
+        .bind(market_id)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db("reading the market's first and last days"))?;
+        Ok(
+            match (r.get::<Option<i64>, _>(0), r.get::<Option<i64>, _>(1)) {
+                (Some(from), Some(to)) => Some(DayRange { from, to }),
+                _ => None,
+            },
+        )
+    }
+
     /// The market's days in `days` that have trades, oldest first, at most `limit`.
     pub async fn daily(&self, market_id: i64, days: DayRange, limit: i64) -> Result<Vec<DayRow>> {
         let rows = sqlx::query(

@@ -613,6 +613,13 @@ fn pg_row(row: &PgRow, columns: &[String]) -> Result<Vec<Cell>, SqlError> {
                     Cell::Text(String::from_utf8_lossy(bytes.get(1..).unwrap_or_default()).into())
                 }
                 "BYTEA" => Cell::Blob(row.try_get_unchecked(i)?),
+                // Dune queries group by `date_trunc(…)`: times come back as UTC text.
+                "TIMESTAMP" | "TIMESTAMPTZ" | "DATE" => {
+                    let b = v.as_bytes().map_err(sqlx::Error::Decode)?;
+                    Cell::Text(pg_time_text(&ty, b).ok_or_else(|| {
+                        SqlError::Database(sqlx::Error::Decode(format!("malformed {ty}").into()))
+                    })?)
+                }
                 other => {
                     return Err(SqlError::Invalid(format!(
                         "column `{}` has type {other}, which is not returned as it is: cast it to text (`::text`)",
@@ -676,6 +683,58 @@ fn numeric_text(b: &[u8]) -> Option<String> {
         s.remove(0);
     }
     Some(s)
+}
+
+/// Days from 1970-01-01 to 2000-01-01, PostgreSQL's epoch.
+const PG_EPOCH_DAYS: i64 = 10_957;
+
+/// PostgreSQL's binary `DATE` (days since 2000-01-01, `i32`) or `TIMESTAMP`/`TIMESTAMPTZ`
+/// (microseconds since 2000-01-01 00:00 UTC, `i64`) as text: `YYYY-MM-DD`, or
+/// `YYYY-MM-DD HH:MM:SS[.ffffff]` (a `TIMESTAMPTZ` in UTC, with `+00`).
+fn pg_time_text(ty: &str, b: &[u8]) -> Option<String> {
+    if ty == "DATE" {
+        return Some(match i32::from_be_bytes(b.try_into().ok()?) {
+            i32::MAX => "infinity".into(),
+            i32::MIN => "-infinity".into(),
+            days => civil_date(days as i64 + PG_EPOCH_DAYS),
+        });
+    }
+    let micros = match i64::from_be_bytes(b.try_into().ok()?) {
+        i64::MAX => return Some("infinity".into()),
+        i64::MIN => return Some("-infinity".into()),
+        m => m,
+    };
+    let (secs, frac) = (micros.div_euclid(1_000_000), micros.rem_euclid(1_000_000));
+    let of_day = secs.rem_euclid(86_400);
+    let mut s = format!(
+        "{} {:02}:{:02}:{:02}",
+        civil_date(secs.div_euclid(86_400) + PG_EPOCH_DAYS),
+        of_day / 3600,
+        of_day % 3600 / 60,
+        of_day % 60
+    );
+    if frac != 0 {
+        s.push_str(format!(".{frac:06}").trim_end_matches('0'));
+    }
+    if ty == "TIMESTAMPTZ" {
+        s.push_str("+00");
+    }
+    Some(s)
+}
+
+/// `YYYY-MM-DD` of a count of days since 1970-01-01 (the proleptic Gregorian calendar, counted
+/// in 400-year eras of 146,097 days from 0000-03-01).
+fn civil_date(days: i64) -> String {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
 }
 
 /// What [`scan`] found in a query's text.
@@ -837,18 +896,19 @@ mod tests {
     #[tokio::test]
     async fn docs_sql_md_lists_the_schemas_tables_and_columns() {
         let (store, _) = store_with_trades("docs", 0, SqlLimits::default()).await;
-        let tables: Vec<String> = sqlx::query_scalar(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' \
-             AND name NOT LIKE '\\_sqlx%' ESCAPE '\\' ORDER BY name",
+        let tables: Vec<(String, String)> = sqlx::query_as(
+            "SELECT name, type FROM sqlite_master WHERE type IN ('table', 'view') \
+             AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '\\_sqlx%' ESCAPE '\\' ORDER BY name",
         )
         .fetch_all(store.pool())
         .await
         .unwrap();
         let mut section = String::from(BEGIN);
         section.push('\n');
-        for table in &tables {
+        for (table, kind) in &tables {
+            let kind = if kind == "view" { " (view)" } else { "" };
             section.push_str(&format!(
-                "\n### `{table}`\n\n| column | type | not null | primary key | default |\n|---|---|---|---|---|\n"
+                "\n### `{table}`{kind}\n\n| column | type | not null | primary key | default |\n|---|---|---|---|---|\n"
             ));
             let columns = sqlx::query(
                 "SELECT name, type, \"notnull\", pk, coalesce(dflt_value, '') FROM pragma_table_info($1) ORDER BY cid",
@@ -1104,6 +1164,34 @@ mod tests {
             );
             assert_eq!(is_query(&text.leading), query, "{sql}");
         }
+    }
+
+    #[test]
+    fn postgres_dates_and_timestamps_to_utc_text() {
+        assert_eq!(civil_date(0), "1970-01-01");
+        assert_eq!(civil_date(19_579), "2023-08-10");
+        assert_eq!(civil_date(11_016), "2000-02-29");
+        assert_eq!(civil_date(-1), "1969-12-31");
+        let date = |d: i32| pg_time_text("DATE", &d.to_be_bytes());
+        assert_eq!(date(0).as_deref(), Some("2000-01-01"));
+        assert_eq!(date(-10_957).as_deref(), Some("1970-01-01"));
+        assert_eq!(date(i32::MAX).as_deref(), Some("infinity"));
+        // friend.tech's launch, 2023-08-10 13:25:33 UTC = Unix 1,691,673,933.
+        let micros = (1_691_673_933 - PG_EPOCH_DAYS * 86_400) * 1_000_000;
+        let ts = |ty: &str, m: i64| pg_time_text(ty, &m.to_be_bytes());
+        assert_eq!(
+            ts("TIMESTAMP", micros).as_deref(),
+            Some("2023-08-10 13:25:33")
+        );
+        assert_eq!(
+            ts("TIMESTAMPTZ", micros + 250_000).as_deref(),
+            Some("2023-08-10 13:25:33.25+00")
+        );
+        assert_eq!(
+            ts("TIMESTAMP", -1).as_deref(),
+            Some("1999-12-31 23:59:59.999999")
+        );
+        assert_eq!(pg_time_text("DATE", &[0, 1]), None, "wrong width");
     }
 
     #[test]

@@ -1,0 +1,48 @@
+//! Weekly retention cohorts.
+
+use crate::{error::*, extract::*, state::*, types::*};
+use axum::{extract::State, response::Response};
+use keymarket_store::{WeekRange, week_of, week_start};
+
+/// Weekly retention cohorts: traders grouped by the week of their first trade (weeks start on
+/// Monday 00:00 UTC), each cohort's size, and for week offsets 0, 1, 2, … how many of its
+/// traders traded in that week. From the per-trader aggregates (first trade, days traded), not
+/// the trades. Served from a snapshot (fresh ≥ 1 s and ≥ 20 times its build time).
+#[utoipa::path(get, path = "/v1/retention", params(RetentionQuery), responses((status = 200, body = Retention), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub(crate) async fn retention(
+    State(s): State<AppState>,
+    Q(q): Q<RetentionQuery>,
+) -> Result<Response, ApiError> {
+    let id = market_id(&s, q.market).await?;
+    let (from, to, weeks) = q.range()?;
+    let key = format!("retention {id} {from} {to} {weeks:?}");
+    snapshot_with(&s, key, HEAVY, || async {
+        let range = s.store.day_span(id).await?.map(|span| {
+            let last = week_of(to.min(span.to));
+            let first = week_of(from.max(span.from));
+            WeekRange {
+                from: weeks.map_or(first, |n| first.max(last - n + 1)),
+                to: last,
+            }
+        });
+        let cohorts = match range {
+            Some(r) if r.from <= r.to => s.store.retention(id, r).await?,
+            _ => Vec::new(),
+        };
+        let shown = range.filter(|r| r.from <= r.to);
+        to_json(&Retention {
+            market: id,
+            from_week: shown.map(|r| format_date(week_start(r.from))),
+            to_week: shown.map(|r| format_date(week_start(r.to))),
+            cohorts: cohorts
+                .into_iter()
+                .map(|c| RetentionCohort {
+                    week: format_date(week_start(c.week)),
+                    size: c.size,
+                    active: c.active,
+                })
+                .collect(),
+        })
+    })
+    .await
+}
