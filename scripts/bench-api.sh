@@ -25,7 +25,7 @@ if ! command -v wrk >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null
 fi
 cargo build --release --locked --bin keymarket
-km=target/release/keymarket
+km="${CARGO_TARGET_DIR:-target}/release/keymarket"
 base="http://127.0.0.1:$port"
 
 load() { # label url
@@ -79,13 +79,13 @@ bench_db() { # name url trades
   load "/v1/trades?subject={top}" "$base/v1/trades?subject=$subject"
   # The analyst views: aggregations over many rows served from snapshots (their first build is
   # timed apart, then wrk measures the steady state, periodic rebuilds included).
-  for path in "/v1/retention" "/v1/traders/netflow" "/v1/traders/netflow?side=sellers" \
-    "/v1/overview?window=7d" "/v1/overview?window=30d"; do
+  for path in "/v1/concentration" "/v1/retention" "/v1/traders/netflow" \
+    "/v1/traders/netflow?side=sellers" "/v1/overview?window=7d" "/v1/overview?window=30d" \
+    "/v1/price-index" "/v1/price-index?top=50"; do
     cold "$path" "$base$path"
     load "$path" "$base$path"
   done
-  load "/v1/price-index" "$base/v1/price-index"
-  load "/v1/price-index?top=50" "$base/v1/price-index?top=50"
+  cold "/v1/subjects/{top}/holders/daily" "$base/v1/subjects/$subject/holders/daily"
   load "/v1/subjects/{top}/holders/daily" "$base/v1/subjects/$subject/holders/daily"
   # Last: a window's distinct subjects are counted from the raw trades (a scan), and requests wrk
   # gave up on keep the server's connections busy for a while.

@@ -18,7 +18,7 @@ case "${FORMAT:-both}" in
 esac
 scripts/setup.sh >/dev/null
 cargo build --release --locked --bin keymarket
-km=target/release/keymarket
+km="${CARGO_TARGET_DIR:-target}/release/keymarket"
 if [[ "${REUSE:-}" == 1 ]]; then
   db=".keymarket/bench-api/api.db"
 else

@@ -43,7 +43,7 @@ mkdir -p "$dir"
 scripts/setup.sh
 # The real binaries (the npm wrappers exit 0 on errors and do not forward signals).
 cargo build --release --locked --bin keymarket
-km=target/release/keymarket
+km="${CARGO_TARGET_DIR:-target}/release/keymarket"
 anvil=node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 
 start_anvil() {

@@ -17,7 +17,7 @@ rpc="http://127.0.0.1:$port"
 scripts/setup.sh >/dev/null
 echo "[bench-live] building the release binary"
 cargo build --release --locked --bin keymarket
-km=target/release/keymarket
+km="${CARGO_TARGET_DIR:-target}/release/keymarket"
 anvil=node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 dir="$(mktemp -d)"
 env -u RUST_LOG "$anvil" --port "$port" --accounts 60 --balance 1000000000 --gas-limit 1000000000 --order fifo --silent &

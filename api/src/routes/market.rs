@@ -281,8 +281,9 @@ pub(crate) async fn daily(
 const SHARE_PLACES: u32 = 6;
 
 /// Market concentration per UTC day and over the window: the top-10 subjects' share of the
-/// volume, the HHI of the subjects' volume shares, and the subjects traded. Served from a
-/// snapshot at most 1 s old.
+/// volume, the HHI of the subjects' volume shares, and the subjects traded. It reads every
+/// per-subject daily aggregate of the window, so it is served from a snapshot kept like the
+/// other heavy views (fresh ≥ 1 s and ≥ 20 times its build time).
 #[utoipa::path(get, path = "/v1/concentration", params(DailyQuery), responses((status = 200, body = ConcentrationSeries), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub(crate) async fn concentration(
     State(s): State<AppState>,
@@ -291,7 +292,7 @@ pub(crate) async fn concentration(
     let id = market_id(&s, q.market).await?;
     let (from, to) = day_range(q.from.as_deref(), q.to.as_deref())?;
     let key = format!("concentration {id} {from} {to}");
-    snapshot(&s, key, || async {
+    snapshot_with(&s, key, HEAVY, || async {
         let r = s.store.concentration(id, DayRange { from, to }).await?;
         let days = r
             .days
