@@ -111,7 +111,7 @@ function chart(id, series, data, extra = {}) {
 const bars = () => uPlot.paths.bars({ size: [0.7, 60] });
 
 async function refreshOverview() {
-  const [ov, days, subjects, traders, trades, referrers, conc, prices] = await Promise.all([
+  const [ov, days, subjects, traders, trades, referrers, conc, , prices] = await Promise.all([
     api("/v1/overview", overviewWindow()), // cohorts.js: the window selector
     allDays("/v1/daily"),
     api("/v1/subjects/top", { by: "volume", limit: 10 }),
