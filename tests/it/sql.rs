@@ -59,6 +59,31 @@ async fn sql_on_postgres_reads_exactly_refuses_writes_and_stops_runaways() {
         .await
         .unwrap();
     assert!(trades >= 300, "{trades}");
+    // The store's connections plan each execution for its parameters (a generic plan read the
+    // trader page through the wrong index at 12M trades), and index builds after a backfill
+    // leave the tables analyzed.
+    let mode: String = sqlx::query_scalar("SHOW plan_cache_mode")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(mode, "force_custom_plan");
+    store.drop_secondary_indexes().await.unwrap();
+    assert!(store.build_secondary_indexes().await.unwrap() > 0);
+    let mut analyzed = 0i64;
+    for _ in 0..50 {
+        analyzed = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_user_tables \
+             WHERE relname IN ('trades', 'holdings') AND last_analyze IS NOT NULL",
+        )
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        if analyzed == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(analyzed, 2, "trades and holdings analyzed");
     let gwei: i64 = sqlx::query_scalar("SELECT CAST(sum(eth_gwei) AS BIGINT) FROM trades")
         .fetch_one(store.pool())
         .await

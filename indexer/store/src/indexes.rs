@@ -77,7 +77,19 @@ impl Store {
         }
         // A failed build's error matters more than a failed restore's.
         let built = built?;
-        restored.map(|()| built)
+        restored?;
+        if self.backend == Backend::Postgres && built > 0 {
+            // Tables just filled by a backfill have no statistics until autovacuum gets to them;
+            // without them the planner guesses, badly at millions of rows. (SQLite's planner
+            // does well without: no ANALYZE there.)
+            let started = std::time::Instant::now();
+            sqlx::query("ANALYZE")
+                .execute(&mut *conn)
+                .await
+                .map_err(db("analyzing the tables after the index builds"))?;
+            info!(target: "indexer::store", secs = started.elapsed().as_secs_f64(), "analyzed the tables");
+        }
+        Ok(built)
     }
 
     pub(super) async fn has_index(&self, name: &str) -> Result<bool> {
