@@ -259,7 +259,12 @@ where
                 .entry(key.clone())
                 .or_default()
                 .clone();
-            first_build = Some(gate.clone().lock_owned().await);
+            first_build = Some(FirstBuild {
+                gates: &s.first_builds,
+                key: &key,
+                _held: gate.clone().lock_owned().await,
+                gate,
+            });
             let again = cached(&mut s.snapshots.lock().expect("not poisoned"));
             again.flatten()
         }
@@ -293,10 +298,32 @@ where
             }
         }
     };
-    if first_build.take().is_some() {
-        s.first_builds.lock().expect("not poisoned").remove(&key);
-    }
+    drop(first_build);
     Ok(body)
+}
+
+/// The first build of a key, held while it runs. However it ends — built, failed, or the request
+/// dropped mid-build — the key's gate is removed (if it is still this one), so keys whose build
+/// fails (a subject without trades answers 404 from inside its build) do not pile up.
+struct FirstBuild<'a> {
+    gates: &'a Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    key: &'a str,
+    gate: Arc<tokio::sync::Mutex<()>>,
+    /// Released after the gate is removed: the requests waiting on it then find the snapshot
+    /// (or, after a failure, build it themselves).
+    _held: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl Drop for FirstBuild<'_> {
+    fn drop(&mut self) {
+        let mut gates = self.gates.lock().expect("not poisoned");
+        if gates
+            .get(self.key)
+            .is_some_and(|g| Arc::ptr_eq(g, &self.gate))
+        {
+            gates.remove(self.key);
+        }
+    }
 }
 
 pub(crate) fn to_json<T: Serialize>(v: &T) -> Result<axum::body::Bytes, ApiError> {
