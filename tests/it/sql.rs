@@ -313,6 +313,19 @@ async fn social_trades_view_equals_the_export_on_sqlite_and_postgres() {
             }
         }
 
+        if kind == Db::Postgres {
+            // Exact at any size: every amount has exactly 18 decimals (a division by 1e18 would
+            // round amounts of 1 ETH or more to 16 significant digits).
+            let inexact: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM social_trades WHERE scale(amount_original) <> 18 \
+                 OR scale(subject_fee_amount) <> 18 OR scale(protocol_fee_amount) <> 18",
+            )
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+            assert_eq!(inexact, 0);
+        }
+
         // A Dune-style query: daily buy volume in ETH, grouped on the timestamp.
         let q = match kind {
             Db::Postgres => {
