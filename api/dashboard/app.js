@@ -17,6 +17,15 @@ async function api(path, params = {}) {
   return body;
 }
 
+// An analyst panel's request: a failure (a 429, a 404 for a subject without trades) leaves that
+// panel as it was and is reported on the console, instead of blanking the whole page.
+function panel(promise, what) {
+  return promise.catch((e) => {
+    console.warn(`${what}: ${e.message}`);
+    return null;
+  });
+}
+
 // Every day of a daily series, following the API's cursor (pages of at most a year).
 async function allDays(path) {
   const days = [];
@@ -118,9 +127,9 @@ async function refreshOverview() {
     api("/v1/traders/top", { by: "volume", limit: 10 }),
     api("/v1/trades", { limit: 15 }),
     api("/v1/referrers/top", { limit: 10 }),
-    api("/v1/concentration"),
-    refreshCohorts(), // cohorts.js: retention cohorts, net-flow leaders
-    api("/v1/price-index", { top: 10 }),
+    panel(api("/v1/concentration"), "concentration"),
+    panel(refreshCohorts(), "cohorts"), // cohorts.js: retention cohorts, net-flow leaders
+    panel(api("/v1/price-index", { top: 10 }), "price index"),
   ]);
   showOverviewWindow(ov);
   setEthStat("stat-protocol-revenue", ov.protocolRevenue);
@@ -153,12 +162,12 @@ async function refreshOverview() {
   ], [x, days.map((d) => d.activeTraders), days.map((d) => d.newTraders)]);
   // Shares are exact decimal strings (null on a day without volume: a gap).
   const share = (v) => (v === null ? null : Number(v));
-  chart("chart-concentration", [
+  if (conc) chart("chart-concentration", [
     { label: "top-10 share", stroke: "#2f6fed", width: 2 },
     { label: "HHI", stroke: "#c2372b", width: 2 },
   ], [conc.days.map((d) => dayToSecs(d.date)), conc.days.map((d) => share(d.top10Share)), conc.days.map((d) => share(d.hhi))],
   { scales: { x: { time: true, range: (u, min, max) => [min - 43200, max + 43200] }, y: { range: [0, 1] } } });
-  chart("chart-price-index", [
+  if (prices) chart("chart-price-index", [
     { label: "median", stroke: "#2f6fed", width: 2 },
     { label: "mean", stroke: "#e08a00", width: 2 },
   ], [prices.days.map((d) => dayToSecs(d.date)), prices.days.map((d) => Number(d.median.eth)), prices.days.map((d) => Number(d.mean.eth))]);
@@ -182,7 +191,7 @@ async function refreshSubject(address) {
     api(`/v1/subjects/${address}`),
     api("/v1/trades", { subject: address, limit: 100 }),
     allDays(`/v1/subjects/${address}/daily`),
-    api(`/v1/subjects/${address}/holders/daily`),
+    panel(api(`/v1/subjects/${address}/holders/daily`), "holders over time"),
   ]);
   $("subject-address").textContent = address;
   setStat("subject-supply", s.subject.supply, s.subject.supply.toLocaleString("en-US"));
@@ -199,7 +208,7 @@ async function refreshSubject(address) {
     days.map((d) => Number(d.buyVolume.eth) + Number(d.sellVolume.eth)),
     days.map((d) => Number(d.feesEarned.eth))],
   { axes: [{}, { size: 70, scale: "y" }, { side: 1, size: 70, scale: "fees", grid: { show: false } }] });
-  chart("chart-holders", [
+  if (holders) chart("chart-holders", [
     { label: "holders", stroke: "#2f6fed", width: 2, scale: "y" },
     { label: "supply", stroke: "#118a4e", width: 2, scale: "keys" },
   ], [holders.days.map((d) => dayToSecs(d.date)), holders.days.map((d) => d.holders), holders.days.map((d) => d.supply)],
