@@ -418,3 +418,28 @@ async fn cohorts_net_flows_and_windows_equal_the_chain_on_sqlite_and_postgres() 
         assert_eq!(status, 400, "{o}");
     }
 }
+
+/// Net flow's window is bounded: more than 366 days of trading → 400 naming the cap; a `from`
+/// after the last day with trades → an empty answer, not an inverted window.
+#[tokio::test(flavor = "multi_thread")]
+async fn net_flow_windows_are_bounded() {
+    let chain = Chain::new().await;
+    // Three blocks 200 days apart: 401 days of data.
+    chain.trade(30, 7, 10, 200 * 86_400).await;
+    let url = fresh_db(Db::Sqlite, "netflow_cap").await;
+    let store = Store::connect(&url).await.unwrap();
+    keymarket_indexer::run(&chain.provider, &store, chain.spec(), &Default::default())
+        .await
+        .unwrap();
+    let base = serve_state(AppState::new(store)).await;
+    let (status, n) = get(&format!("{base}/v1/traders/netflow?from=2000-01-01")).await;
+    assert_eq!(status, 400, "{n}");
+    let message = n["error"]["message"].as_str().unwrap();
+    assert!(message.contains("at most 366"), "{message}");
+    let (status, n) = get(&format!("{base}/v1/traders/netflow")).await;
+    assert_eq!(status, 200, "the default window (30 days): {n}");
+    let (status, n) = get(&format!("{base}/v1/traders/netflow?from=2999-01-01")).await;
+    assert_eq!(status, 200, "{n}");
+    assert_eq!(n["leaders"], json!([]));
+    assert_eq!(n["from"], Value::Null);
+}

@@ -11,7 +11,7 @@ const DEFAULT_DAYS: i64 = 30;
 /// The largest net buyers or net sellers over a window of UTC days: per trader, Σ ethAmount of
 /// its buys − Σ ethAmount of its sells (the price before fees, exact to the wei and signed),
 /// with what it bought and sold and its trades. Default window: the last 30 days of data.
-/// Ties by address. Served from a snapshot of the window's 100 largest of each side (fresh
+/// Ties by address. A window spans at most 366 days of trading. Served from a snapshot of the window's 100 largest of each side (fresh
 /// ≥ 1 s and ≥ 20 times its build time).
 #[utoipa::path(get, path = "/v1/traders/netflow", params(NetFlowQuery), responses((status = 200, body = NetFlowLeaders), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub(crate) async fn net_flow(
@@ -33,6 +33,19 @@ pub(crate) async fn net_flow(
             };
             let to = to.unwrap_or(span.to);
             let from = from.unwrap_or(to - (DEFAULT_DAYS - 1));
+            if from > to {
+                // Only `from`, after the last day with trades: nothing traded in the window.
+                return to_json(&Snapshot::default());
+            }
+            // The build reads every trade of the window and keeps every trader of it: at most
+            // as many days with trades as the overview's windows.
+            let covered = to.min(span.to) - from.max(span.from) + 1;
+            if covered > MAX_WINDOW_DAYS {
+                return Err(ApiError::BadRequest(format!(
+                    "the window spans {covered} days of trading; net flow takes at most \
+                     {MAX_WINDOW_DAYS}: narrow `from` and `to`"
+                )));
+            }
             let l = s
                 .store
                 .net_flow_leaders(id, DayRange { from, to }, MAX_LIMIT as usize)
