@@ -27,6 +27,8 @@ pub struct AppState {
     pub(crate) snapshots: Arc<Mutex<HashMap<String, Snapshot>>>,
     /// Per snapshot key, the lock of the build under way while there is no snapshot yet.
     pub(crate) first_builds: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    /// Trade exports streaming now (each holds a database connection for its whole run).
+    pub(crate) exports: Arc<tokio::sync::Semaphore>,
     pub(crate) market_ids: Arc<Mutex<Option<MarketIds>>>,
     /// `POST /v1/sql`, when on (see [`AppState::with_sql`]).
     pub(crate) sql: Option<Arc<SqlService>>,
@@ -42,6 +44,11 @@ pub(crate) struct SqlService {
 /// SQL queries running at once (the runner's pool has as many connections); more are answered
 /// 429 at once rather than queued behind runaways.
 pub(crate) const SQL_CONCURRENCY: usize = 2;
+
+/// Trade exports streaming at once: each holds one of the store's few connections for a whole
+/// pass over the trades (~1–2 minutes at 12M), so more are answered 429 rather than starving the
+/// other endpoints of connections.
+pub(crate) const EXPORT_CONCURRENCY: usize = 2;
 
 /// The market ids and when they were read.
 pub(crate) type MarketIds = (Instant, Arc<[i64]>);
@@ -78,6 +85,7 @@ impl AppState {
             limiter: None,
             snapshots: Arc::default(),
             first_builds: Arc::default(),
+            exports: Arc::new(tokio::sync::Semaphore::new(EXPORT_CONCURRENCY)),
             market_ids: Arc::default(),
             sql: None,
         }

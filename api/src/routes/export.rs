@@ -99,6 +99,11 @@ async fn stream_trades(
     market: Option<i64>,
     format: Format,
 ) -> Result<Response, ApiError> {
+    let permit = s.exports.clone().try_acquire_owned().map_err(|_| {
+        ApiError::TooManyRequests(format!(
+            "{EXPORT_CONCURRENCY} trade exports are running already; retry when one has finished"
+        ))
+    })?;
     let market = market_row(s, market).await?;
     let filename = format!(
         "keymarket-trades-{}-{}.{}",
@@ -109,6 +114,8 @@ async fn stream_trades(
     let (mut tx, rx) = futures::channel::mpsc::channel(2);
     let store = s.store.clone();
     tokio::spawn(async move {
+        // Held until the last chunk is handed over (or the client goes away).
+        let _permit = permit;
         let trades = store.trades_in_order(market.id);
         let mut chunks: ExportChunks<'_> = match format {
             Format::Csv => Box::pin(social_trades_csv(trades, market, CHUNK_ROWS)),
@@ -229,7 +236,8 @@ mod tests {
             .ensure_market(8453, Default::default(), 1)
             .await
             .unwrap();
-        let app = router(AppState::new(store));
+        let state = AppState::new(store);
+        let app = router(state.clone());
         let get = async |uri: &str| {
             let resp = app
                 .clone()
@@ -306,6 +314,28 @@ mod tests {
                 );
             }
         }
+        // While as many trade exports as allowed are streaming, another one is answered 429;
+        // once they finish, it goes through.
+        let running = state
+            .exports
+            .clone()
+            .try_acquire_many_owned(crate::state::EXPORT_CONCURRENCY as u32)
+            .unwrap();
+        let (status, _, _, body) = get("/v1/export/trades.csv").await;
+        assert_eq!(status, 429);
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let message = json["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("trade exports are running already"),
+            "{message}"
+        );
+        drop(running);
+        assert_eq!(get("/v1/export/trades.csv").await.0, 200);
+        assert_eq!(
+            state.exports.available_permits(),
+            crate::state::EXPORT_CONCURRENCY,
+            "a finished export gives its place back"
+        );
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
         }
