@@ -286,7 +286,14 @@ where
             match built {
                 Ok(body) => {
                     if cache.len() > 4096 {
-                        cache.clear();
+                        // Cheap snapshots go first: a flood of distinct cheap keys must not evict
+                        // the ones that take seconds to build.
+                        cache.retain(|_, snap| {
+                            snap.built_in >= std::time::Duration::from_millis(100)
+                        });
+                        if cache.len() > 4096 {
+                            cache.clear();
+                        }
                     }
                     let snap = Snapshot {
                         at: Instant::now(),
