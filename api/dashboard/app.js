@@ -98,6 +98,15 @@ function side(s) {
   return span;
 }
 
+// A daily chart's x range: the data's days with half a day of padding, so the first and last
+// daily bars are whole. (uPlot widens a single time point to 1,000 days; one day of data must
+// still show one day.)
+function dayRange(u, min, max) {
+  const x = u.data && u.data[0];
+  if (x && x.length === 1) return [x[0] - 43200, x[0] + 43200];
+  return [min - 43200, max + 43200];
+}
+
 function chart(id, series, data, extra = {}) {
   const el = $(id);
   if (state.charts[id]) {
@@ -109,8 +118,7 @@ function chart(id, series, data, extra = {}) {
     height: 220,
     series: [{}, ...series],
     axes: [{}, { size: 70 }],
-    // Half a day of padding, so the first and last daily bars are whole.
-    scales: { x: { time: true, range: (u, min, max) => [min - 43200, max + 43200] } },
+    scales: { x: { time: true, range: dayRange } },
     legend: { live: false },
     ...extra,
   };
@@ -166,7 +174,7 @@ async function refreshOverview() {
     { label: "top-10 share", stroke: "#2f6fed", width: 2 },
     { label: "HHI", stroke: "#c2372b", width: 2 },
   ], [conc.days.map((d) => dayToSecs(d.date)), conc.days.map((d) => share(d.top10Share)), conc.days.map((d) => share(d.hhi))],
-  { scales: { x: { time: true, range: (u, min, max) => [min - 43200, max + 43200] }, y: { range: [0, 1] } } });
+  { scales: { x: { time: true, range: dayRange }, y: { range: [0, 1] } } });
   if (prices) chart("chart-price-index", [
     { label: "median", stroke: "#2f6fed", width: 2 },
     { label: "mean", stroke: "#e08a00", width: 2 },
