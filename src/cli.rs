@@ -2,7 +2,7 @@
 //! database, the simulator's knobs), their defaults and environment variables, the parsers of
 //! argument values, the shutdown signal and the listener.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use alloy::primitives::Address;
 use clap::Args;
@@ -17,32 +17,80 @@ pub(crate) const ANVIL_KEY_0: &str =
 /// Where `deploy` writes the deployment file and the other commands read it.
 pub(crate) const DEFAULT_DEPLOYMENT: &str = ".keymarket/deployment.json";
 
-/// The JSON-RPC endpoint of a chain.
-#[derive(Args, Debug, Clone)]
-pub(crate) struct RpcArgs {
-    /// JSON-RPC endpoint (http:// or ws://).
-    #[arg(
-        id = "rpc_url",
-        long = "rpc-url",
-        default_value = "http://127.0.0.1:8545",
-        env = "KEYMARKET_RPC_URL"
-    )]
-    pub(crate) url: String,
-}
+pub(crate) use crate::net::rpc::RpcArgs;
+
+/// Each RPC request's time limit in the commands that are not the indexer's (which has its own,
+/// retried) nor the trader's (bounded by `--timeout`).
+pub(crate) const RPC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The SQLite file a writing command uses when given no database.
+pub(crate) const DEFAULT_DATABASE: &str = "keymarket.db";
+/// The SQLite file `keymarket up` recreates on every run.
+pub(crate) const UP_DATABASE: &str = ".keymarket/up.db";
 
 /// The database the indexer writes and the API reads.
 #[derive(Args, Debug, Clone)]
 pub(crate) struct DatabaseArgs {
-    /// Database: sqlite:FILE (created if missing; a bare path means a SQLite file) or
-    /// postgres://user@host/db.
+    /// Database: sqlite:FILE (a bare path means a SQLite file) or postgres://user@host/db.
+    /// Default keymarket.db; `serve` and `export` read scripts/up.sh's .keymarket/up.db when
+    /// keymarket.db does not exist. Only `index` creates a SQLite file.
     #[arg(
         id = "database_url",
         long = "database-url",
-        default_value = "sqlite:keymarket.db",
         env = "KEYMARKET_DATABASE_URL",
         value_parser = sqlite_or_url
     )]
-    pub(crate) url: String,
+    url: Option<String>,
+}
+
+impl DatabaseArgs {
+    /// The database a writing command (`index`) uses, created if it is a missing SQLite file:
+    /// the one given, else keymarket.db (never `up`'s, which the next `up` would wipe). Said on
+    /// stderr.
+    pub(crate) fn for_writing(&self) -> String {
+        let url = self
+            .url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite:{DEFAULT_DATABASE}"));
+        eprintln!("database: {}", database_shown(&url));
+        url
+    }
+
+    /// The database a reading command (`serve`, `export`) uses, which must exist: the one given,
+    /// else keymarket.db, else `up`'s .keymarket/up.db. Said on stderr.
+    pub(crate) fn for_reading(&self) -> Result<String> {
+        let url = match &self.url {
+            Some(url) => url.clone(),
+            None if !Path::new(DEFAULT_DATABASE).exists() && Path::new(UP_DATABASE).exists() => {
+                format!("sqlite:{UP_DATABASE}")
+            }
+            None => format!("sqlite:{DEFAULT_DATABASE}"),
+        };
+        if let Some(path) = sqlite_path(&url) {
+            if !Path::new(path).exists() {
+                eyre::bail!(
+                    "no database at {path}: index a chain into it first (`keymarket index --database-url {path}`, or scripts/up.sh, which writes {UP_DATABASE}), or pass --database-url"
+                );
+            }
+        }
+        eprintln!("database: {}", database_shown(&url));
+        Ok(url)
+    }
+}
+
+/// The file of a `sqlite:` URL (without its `?options`), if it is one.
+fn sqlite_path(url: &str) -> Option<&str> {
+    let path = url.strip_prefix("sqlite:")?;
+    let path = path.strip_prefix("//").unwrap_or(path);
+    Some(path.split('?').next().unwrap_or(path))
+}
+
+/// A database URL as it may be printed: a SQLite file's path, or the URL without credentials.
+pub(crate) fn database_shown(url: &str) -> String {
+    match sqlite_path(url) {
+        Some(path) => format!("{path} (SQLite)"),
+        None => crate::net::redact::url(url),
+    }
 }
 
 /// The deployment file written by `keymarket deploy`.

@@ -13,6 +13,9 @@
 
 mod cli;
 mod commands;
+mod market;
+mod net;
+mod output;
 mod report;
 mod wallet;
 
@@ -20,14 +23,17 @@ use clap::{Parser, Subcommand};
 use eyre::Result;
 
 use crate::commands::{
+    account::{LaunchArgs, WithdrawArgs},
     bench_live::BenchLiveArgs,
     bench_store::BenchStoreArgs,
     deploy::DeployArgs,
     export::ExportArgs,
     index::IndexArgs,
+    portfolio::PortfolioArgs,
     serve::ServeArgs,
     simulate::SimulateArgs,
-    trade::{LaunchArgs, PortfolioArgs, QuoteArgs, SideArg, TradeArgs, WithdrawArgs},
+    trade::{BuyArgs, QuoteArgs, SellArgs},
+    tx::TxArgs,
     up::UpArgs,
 };
 
@@ -64,15 +70,17 @@ enum Command {
     /// Price a trade from the market's views: price, fees, total, the next key's price after it.
     Quote(QuoteArgs),
     /// Buy keys, bounded by a slippage tolerance and a deadline; simulated before it is sent.
-    Buy(TradeArgs),
+    Buy(BuyArgs),
     /// Sell keys, bounded likewise.
-    Sell(TradeArgs),
+    Sell(SellArgs),
     /// Open your own keys: buy your first key(s) on the curve you choose.
     Launch(LaunchArgs),
     /// Withdraw subject fees, referral credits and deferred payments.
     Withdraw(WithdrawArgs),
     /// An account's keys, their sell value now and what it can withdraw.
     Portfolio(PortfolioArgs),
+    /// What became of a transaction: unknown, pending, mined (its trades decoded) or reverted.
+    Tx(TxArgs),
     /// Benchmark: latency from a block being mined to its trades being queryable, while following.
     #[command(hide = true)]
     BenchLive(BenchLiveArgs),
@@ -81,61 +89,72 @@ enum Command {
     BenchStore(BenchStoreArgs),
 }
 
-/// Runs the command; an error is printed as `error: …` with its causes (no backtrace unless
-/// `KEYMARKET_BACKTRACE=1`) and the exit code is 1.
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    match run().await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            if std::env::var("KEYMARKET_BACKTRACE").is_ok_and(|v| v == "1") {
-                eprintln!("error: {e:?}");
-            } else {
-                eprintln!("error: {e}");
-                let mut last = e.to_string();
-                for cause in e.chain().skip(1).map(|c| c.to_string()) {
-                    if cause != last {
-                        eprintln!("  caused by: {cause}");
-                    }
-                    last = cause;
-                }
-            }
-            std::process::ExitCode::FAILURE
+impl Command {
+    /// Whether the command was asked for JSON (its errors are then JSON too).
+    fn json(&self) -> bool {
+        match self {
+            Command::Quote(a) => a.json(),
+            Command::Buy(a) => a.json(),
+            Command::Sell(a) => a.json(),
+            Command::Launch(a) => a.json(),
+            Command::Withdraw(a) => a.json(),
+            Command::Portfolio(a) => a.json(),
+            Command::Tx(a) => a.json(),
+            _ => false,
         }
     }
 }
 
-async fn run() -> Result<()> {
+/// Runs the command; the result is printed by `output` (a failure as `error: …` with its causes,
+/// no backtrace unless `KEYMARKET_BACKTRACE=1`, or as JSON with `--json`); the exit status is 0,
+/// 1 on failure, 130 when interrupted after sending, 141 when stdout was closed.
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    output::quiet_stdout_failures();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(std::io::stderr)
+        // Every line scrubbed of the credentials of the URLs given (net/redact.rs).
+        .with_writer(|| net::redact::ScrubbedStderr)
         // Colours only on a terminal, and never with NO_COLOR set (https://no-color.org).
         .with_ansi(
             std::io::IsTerminal::is_terminal(&std::io::stderr())
                 && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
         )
         .init();
-    match Cli::parse().command {
-        Command::Up(args) => commands::up::up(args).await,
+    let command = Cli::parse().command;
+    let json = command.json();
+    match run(command).await {
+        Ok(out) => output::print(out),
+        Err(e) => output::fail(&e, json),
+    }
+}
+
+async fn run(command: Command) -> Result<output::Output> {
+    use output::Output::Done;
+    match command {
+        Command::Up(args) => commands::up::up(args).await.map(|()| Done),
         Command::Deploy(args) => {
             let d = commands::deploy::deploy(&args).await?;
-            println!("{}", serde_json::to_string_pretty(&d)?);
-            Ok(())
+            Ok(output::Output::Text(format!(
+                "{}\n",
+                serde_json::to_string_pretty(&d)?
+            )))
         }
-        Command::Simulate(args) => commands::simulate::simulate(args).await,
-        Command::Index(args) => commands::index::index(args).await,
-        Command::BenchLive(args) => commands::bench_live::bench_live(args).await,
-        Command::BenchStore(args) => commands::bench_store::run(args).await,
-        Command::Serve(args) => commands::serve::serve(args).await,
-        Command::Export(args) => commands::export::export(args).await,
+        Command::Simulate(args) => commands::simulate::simulate(args).await.map(|()| Done),
+        Command::Index(args) => commands::index::index(args).await.map(|()| Done),
+        Command::BenchLive(args) => commands::bench_live::bench_live(args).await.map(|()| Done),
+        Command::BenchStore(args) => commands::bench_store::run(args).await.map(|()| Done),
+        Command::Serve(args) => commands::serve::serve(args).await.map(|()| Done),
+        Command::Export(args) => commands::export::export(args).await.map(|()| Done),
         Command::Quote(args) => commands::trade::quote(args).await,
-        Command::Buy(args) => commands::trade::trade(args, SideArg::Buy).await,
-        Command::Sell(args) => commands::trade::trade(args, SideArg::Sell).await,
-        Command::Launch(args) => commands::trade::launch(args).await,
-        Command::Withdraw(args) => commands::trade::withdraw(args).await,
-        Command::Portfolio(args) => commands::trade::portfolio(args).await,
+        Command::Buy(args) => commands::trade::buy(args).await,
+        Command::Sell(args) => commands::trade::sell(args).await,
+        Command::Launch(args) => commands::account::launch(args).await,
+        Command::Withdraw(args) => commands::account::withdraw(args).await,
+        Command::Portfolio(args) => commands::portfolio::portfolio(args).await,
+        Command::Tx(args) => commands::tx::tx(args).await,
     }
 }
 
@@ -155,16 +174,26 @@ mod tests {
     #[test]
     fn shared_arguments_have_one_default() {
         let index = Cli::try_parse_from(["keymarket", "index"]).unwrap();
-        let serve = Cli::try_parse_from(["keymarket", "serve"]).unwrap();
-        let (Command::Index(index), Command::Serve(serve)) = (index.command, serve.command) else {
+        let Command::Index(index) = index.command else {
             unreachable!()
         };
-        assert_eq!(index.db.url, serve.db.url);
-        assert_eq!(index.db.url, "sqlite:keymarket.db");
-        let bare = Cli::try_parse_from(["keymarket", "serve", "--database-url", "x.db"]).unwrap();
-        let Command::Serve(bare) = bare.command else {
+        assert_eq!(index.db.for_writing(), "sqlite:keymarket.db");
+        let bare = Cli::try_parse_from(["keymarket", "index", "--database-url", "x.db"]).unwrap();
+        let Command::Index(bare) = bare.command else {
             unreachable!()
         };
-        assert_eq!(bare.db.url, "sqlite:x.db", "a bare path is a SQLite file");
+        assert_eq!(
+            bare.db.for_writing(),
+            "sqlite:x.db",
+            "a bare path is a SQLite file"
+        );
+        let serve =
+            Cli::try_parse_from(["keymarket", "serve", "--database-url", "/nonexistent/k.db"])
+                .unwrap();
+        let Command::Serve(serve) = serve.command else {
+            unreachable!()
+        };
+        let e = serve.db.for_reading().unwrap_err().to_string();
+        assert!(e.contains("no database at /nonexistent/k.db"), "{e}");
     }
 }

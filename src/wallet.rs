@@ -56,7 +56,12 @@ impl SignerArgs {
                     .trim_end_matches(['\n', '\r'])
                     .to_string(),
                 None => rpassword::prompt_password(format!("password for {}: ", path.display()))
-                    .map_err(|e| eyre!("cannot read the password: {e}"))?,
+                    .map_err(|e| {
+                        eyre!(
+                            "cannot ask for the password of {} (no terminal? {e}); pass --password-file FILE",
+                            path.display()
+                        )
+                    })?,
             };
             if !path.exists() {
                 bail!("keystore {} does not exist", path.display());

@@ -42,14 +42,16 @@ pub(crate) struct BenchLiveArgs {
 /// its trades are visible through a separate database connection.
 pub(crate) async fn bench_live(args: BenchLiveArgs) -> Result<()> {
     let deployment = Deployment::read(&args.deployment.deployment)?;
-    let provider = ProviderBuilder::new().connect(&args.rpc.url).await?;
+    let provider =
+        ProviderBuilder::new().connect_client(args.rpc.client(Duration::from_secs(300)).await?);
     let spec = MarketSpec {
         address: deployment.address,
         start_block: deployment.deploy_block,
         chain_id: Some(deployment.chain_id),
     };
-    let writer = Store::connect(&args.db.url).await?;
-    let reader = Store::connect(&args.db.url).await?;
+    let database = args.db.for_writing();
+    let writer = Store::connect(&database).await?;
+    let reader = Store::connect(&database).await?;
     let config = IndexerConfig {
         follow: true,
         poll_interval: Duration::from_millis(args.poll_ms),

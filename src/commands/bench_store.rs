@@ -76,7 +76,8 @@ fn address(kind: u8, i: u32) -> String {
 
 /// Generates and stores the trades; prints the rate.
 pub(crate) async fn run(args: BenchStoreArgs) -> Result<()> {
-    let store = Store::connect(&args.db.url).await?;
+    let database = args.db.for_writing();
+    let store = Store::connect(&database).await?;
     store
         .ensure_chain(CHAIN_ID, B256::repeat_byte(0x4b))
         .await?;
@@ -84,7 +85,7 @@ pub(crate) async fn run(args: BenchStoreArgs) -> Result<()> {
     if market.next_block != 1 {
         bail!(
             "{} already holds this benchmark's market: use an empty database",
-            args.db.url
+            database
         );
     }
     let subjects: Vec<String> = (0..args.subjects).map(|i| address(0x5b, i)).collect();
@@ -194,7 +195,7 @@ pub(crate) async fn run(args: BenchStoreArgs) -> Result<()> {
         "bench-store: {written} trades, {} traders, {} subjects into {} in {:.1}s ({:.0} trades/s; batches {:.1}s, index builds {:.1}s)",
         t.traders,
         t.subjects,
-        args.db.url,
+        database,
         total.as_secs_f64(),
         written as f64 / total.as_secs_f64(),
         stored.as_secs_f64(),

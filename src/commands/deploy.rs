@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use alloy::{
     network::EthereumWallet,
     primitives::{Address, U256},
-    providers::{Provider, ProviderBuilder},
+    providers::ProviderBuilder,
     signers::local::PrivateKeySigner,
 };
 use clap::Args;
@@ -13,7 +13,7 @@ use eyre::{Context, Result};
 use keymarket_contracts::{DeployConfig, Deployment};
 use tracing::info;
 
-use crate::cli::{ANVIL_KEY_0, DEFAULT_DEPLOYMENT, RpcArgs};
+use crate::cli::{ANVIL_KEY_0, DEFAULT_DEPLOYMENT, RPC_TIMEOUT, RpcArgs};
 
 /// `keymarket deploy`'s arguments.
 #[derive(Args)]
@@ -46,7 +46,7 @@ pub(crate) async fn deploy(args: &DeployArgs) -> Result<Deployment> {
         .private_key
         .parse()
         .wrap_err("--private-key is not a valid hex private key")?;
-    deploy_with(&args.rpc.url, signer, &args.out, |sender| DeployConfig {
+    deploy_with(&args.rpc, signer, &args.out, |sender| DeployConfig {
         owner: sender,
         fee_destination: args.fee_destination.unwrap_or(sender),
         protocol_fee_percent: args.protocol_fee_percent,
@@ -59,21 +59,16 @@ pub(crate) async fn deploy(args: &DeployArgs) -> Result<Deployment> {
 /// Deploys from `signer`'s account with the settings `config` gives for it, and writes the
 /// deployment file `out`.
 pub(crate) async fn deploy_with(
-    rpc_url: &str,
+    rpc: &RpcArgs,
     signer: PrivateKeySigner,
     out: &Path,
     config: impl FnOnce(Address) -> DeployConfig,
 ) -> Result<Deployment> {
     let sender = signer.address();
+    let (root, _) = rpc.provider(RPC_TIMEOUT).await?;
     let provider = ProviderBuilder::new()
         .wallet(EthereumWallet::from(signer))
-        .connect(rpc_url)
-        .await
-        .wrap_err_with(|| format!("cannot connect to {rpc_url}"))?;
-    provider
-        .get_chain_id()
-        .await
-        .wrap_err_with(|| format!("no JSON-RPC node answers at {rpc_url}"))?;
+        .connect_provider(root);
     let deployment = keymarket_contracts::deploy(&provider, &config(sender))
         .await
         .wrap_err("deployment failed")?;

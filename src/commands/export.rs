@@ -20,7 +20,7 @@ use keymarket_api::export::{
 use keymarket_indexer::{Store, store::MarketRow};
 use tracing::info;
 
-use crate::cli::DatabaseArgs;
+use crate::cli::{DatabaseArgs, database_shown};
 
 /// `keymarket export`'s arguments.
 #[derive(Args)]
@@ -139,18 +139,21 @@ fn resolve(
 }
 
 /// The market the flags name, or the only one.
-async fn pick_market(store: &Store, db: &DatabaseArgs, market: Option<i64>) -> Result<MarketRow> {
+async fn pick_market(store: &Store, database: &str, market: Option<i64>) -> Result<MarketRow> {
     let markets = store.markets().await?;
     Ok(match (market, markets.as_slice()) {
         (Some(id), _) => markets
             .iter()
             .find(|m| m.id == id)
-            .ok_or_else(|| eyre!("no market {id} in {}", db.url))?,
+            .ok_or_else(|| eyre!("no market {id} in {}", database_shown(database)))?,
         (None, [only]) => only,
-        (None, []) => bail!("{} holds no market yet: index one first", db.url),
+        (None, []) => bail!(
+            "{} holds no market yet: index one first",
+            database_shown(database)
+        ),
         (None, _) => bail!(
             "{} holds {} markets: pass --market ID",
-            db.url,
+            database_shown(database),
             markets.len()
         ),
     }
@@ -196,8 +199,9 @@ async fn trades(args: ExportFileArgs) -> Result<()> {
         args.out.as_deref(),
         std::io::stdout().is_terminal(),
     )?;
-    let store = Store::connect(&args.db.url).await?;
-    let market = pick_market(&store, &args.db, args.market).await?;
+    let database = args.db.for_reading()?;
+    let store = Store::connect(&database).await?;
+    let market = pick_market(&store, &database, args.market).await?;
     let total = store.raw_trades(market.id).await?;
     info!(target: "keymarket::export", market = market.id, trades = total, ?format, out = %target.name(), "exporting trades");
     let bar = ProgressBar::new(total as u64).with_style(
@@ -238,8 +242,9 @@ async fn daily(args: ExportFileArgs) -> Result<()> {
         args.out.as_deref(),
         std::io::stdout().is_terminal(),
     )?;
-    let store = Store::connect(&args.db.url).await?;
-    let market = pick_market(&store, &args.db, args.market).await?;
+    let database = args.db.for_reading()?;
+    let store = Store::connect(&database).await?;
+    let market = pick_market(&store, &database, args.market).await?;
     let rows = read_daily(&store, market.id).await?;
     let bytes = match format {
         Format::Csv => daily_csv(&rows)?,

@@ -1,6 +1,6 @@
 //! `keymarket index`: markets' `Trade` events into SQL, backfilled and followed.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use alloy::{primitives::Address, providers::ProviderBuilder};
 use clap::Args;
@@ -79,11 +79,12 @@ pub(crate) async fn index(args: IndexArgs) -> Result<()> {
             });
         }
     }
-    let store = Store::connect(&args.db.url).await?;
-    let provider = ProviderBuilder::new()
-        .connect(&args.rpc.url)
-        .await
-        .wrap_err_with(|| format!("cannot connect to {}", args.rpc.url))?;
+    let database = args.db.for_writing();
+    let store = Store::connect(&database).await?;
+    // The indexer bounds each call itself (and retries); this is the transport's backstop.
+    let provider =
+        ProviderBuilder::new().connect_client(args.rpc.client(Duration::from_secs(300)).await?);
+    eprintln!("rpc: {}", args.rpc.shown());
     let config = IndexerConfig {
         fetch: FetchConfig {
             initial_range: args.initial_range,
@@ -102,7 +103,9 @@ pub(crate) async fn index(args: IndexArgs) -> Result<()> {
     if args.fetch_only {
         for spec in &specs {
             let (trades, blocks, elapsed) =
-                keymarket_indexer::fetch_only(&provider, *spec, &config).await?;
+                keymarket_indexer::fetch_only(&provider, *spec, &config)
+                    .await
+                    .map_err(|e| args.rpc.explain(e.into()))?;
             println!(
                 "fetch only: {trades} trades, {blocks} blocks in {:.2}s ({:.0} trades/s)",
                 elapsed.as_secs_f64(),
@@ -114,7 +117,9 @@ pub(crate) async fn index(args: IndexArgs) -> Result<()> {
     let runs = specs
         .iter()
         .map(|spec| keymarket_indexer::run(&provider, &store, *spec, &config));
-    let reports = futures::future::try_join_all(runs).await?;
+    let reports = futures::future::try_join_all(runs)
+        .await
+        .map_err(|e| args.rpc.explain(e.into()))?;
     for (spec, r) in specs.iter().zip(&reports) {
         if r.stopped && r.next_block == 0 {
             eprintln!(

@@ -28,27 +28,24 @@ pub(crate) struct SimulateArgs {
 pub(crate) async fn simulate(args: SimulateArgs) -> Result<()> {
     let deployment = Deployment::read(&args.deployment.deployment)
         .wrap_err("no usable deployment file; run `keymarket deploy` first or pass --deployment")?;
-    let report = run_simulation(&args.rpc.url, &deployment, &args.sim).await?;
+    let report = run_simulation(&args.rpc, &deployment, &args.sim).await?;
     print_report(&report, args.sim.json)
 }
 
 pub(crate) async fn run_simulation(
-    rpc_url: &str,
+    rpc: &RpcArgs,
     deployment: &Deployment,
     sim: &SimArgs,
 ) -> Result<SimReport> {
-    let provider = ProviderBuilder::new()
-        .connect(rpc_url)
-        .await
-        .wrap_err_with(|| format!("cannot connect to {rpc_url}"))?;
-    let code = provider
-        .get_code_at(deployment.address)
-        .await
-        .wrap_err_with(|| format!("no JSON-RPC node answers at {rpc_url}"))?;
+    // anvil mines a whole batch of transactions in one evm_mine: a generous request limit.
+    let (root, _) = rpc.provider(Duration::from_secs(600)).await?;
+    let provider = ProviderBuilder::new().connect_provider(root);
+    let code = provider.get_code_at(deployment.address).await?;
     if code.is_empty() {
         bail!(
-            "no contract at {} on {rpc_url}: is this the chain the deployment file was written for?",
-            deployment.address
+            "no contract at {} on {}: is this the chain the deployment file was written for?",
+            deployment.address,
+            rpc.shown()
         );
     }
     info!(target: "keymarket::simulate", trades = sim.trades, seed = sim.seed, subjects = sim.subjects(), traders = ?sim.traders(), profile = ?sim.profile, "simulating");

@@ -18,7 +18,7 @@ use tracing::info;
 
 use crate::{
     cli::{
-        ANVIL_KEY_0, DEFAULT_DEPLOYMENT, ProfileArg, SimArgs, bind, shutdown_on_signal,
+        ANVIL_KEY_0, DEFAULT_DEPLOYMENT, ProfileArg, RpcArgs, SimArgs, bind, shutdown_on_signal,
         sqlite_or_url,
     },
     commands::{deploy::deploy_with, simulate::run_simulation},
@@ -103,9 +103,13 @@ pub(crate) async fn up(args: UpArgs) -> Result<()> {
     info!(target: "keymarket::up", port = args.port, accounts, ?genesis, "starting anvil");
     let anvil = spawn_anvil(args.port, accounts, genesis)?;
     let rpc_url = anvil.endpoint();
+    let rpc = RpcArgs {
+        url: rpc_url.clone(),
+        ca_file: None,
+    };
     let deployer: PrivateKeySigner = ANVIL_KEY_0.parse().expect("anvil's key is a key");
     // friend.tech's fees; the deployer (anvil's first account) receives the protocol's.
-    let deployment = deploy_with(&rpc_url, deployer, &args.deployment, |sender| {
+    let deployment = deploy_with(&rpc, deployer, &args.deployment, |sender| {
         DeployConfig::friendtech_fees(sender, sender)
     })
     .await?;
@@ -116,7 +120,7 @@ pub(crate) async fn up(args: UpArgs) -> Result<()> {
     );
     println!("deployment {}", args.deployment.display());
     let report = tokio::select! {
-        r = run_simulation(&rpc_url, &deployment, &args.sim) => r?,
+        r = run_simulation(&rpc, &deployment, &args.sim) => r?,
         () = stop.cancelled() => {
             eprintln!("stopped during the simulation; nothing was indexed");
             return Ok(());
@@ -137,7 +141,8 @@ pub(crate) async fn up(args: UpArgs) -> Result<()> {
         }
     }
     let store = Store::connect(&args.database_url).await?;
-    let provider = ProviderBuilder::new().connect(&rpc_url).await?;
+    let provider =
+        ProviderBuilder::new().connect_client(rpc.client(Duration::from_secs(300)).await?);
     let spec = MarketSpec {
         address: deployment.address,
         start_block: deployment.deploy_block,

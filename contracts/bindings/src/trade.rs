@@ -2,12 +2,14 @@
 //! plain ones), quotes from its own views, and transactions simulated with `eth_call` before they
 //! are sent, so a trade that would revert is never sent and costs no gas.
 
-use std::time::Duration;
-
 use alloy::{
+    consensus::TxEnvelope,
     network::TransactionBuilder,
     primitives::{Address, TxHash, U256},
-    providers::Provider,
+    providers::{
+        Provider, SendableTx,
+        fillers::{FillProvider, TxFiller},
+    },
     rpc::types::{TransactionReceipt, TransactionRequest},
     sol_types::{SolCall, SolEvent},
 };
@@ -47,9 +49,10 @@ pub enum TradeError {
     /// A subject without keys cannot be sold or priced.
     #[error("subject {0} has no keys on this market")]
     UnknownSubject(Address),
-    /// The receipt did not come in time.
-    #[error("transaction {0} was sent but no receipt came within {1:?}; check it later")]
-    Timeout(TxHash, Duration),
+    /// A buy of a subject that has no keys by someone else: only the subject can buy its first
+    /// (the quote of such a buy prices a trade nobody else can make).
+    #[error("{0} has not launched keys yet; only it can buy the first (keymarket launch)")]
+    NotLaunched(Address),
     /// The RPC failed.
     #[error("RPC: {0}")]
     Rpc(String),
@@ -285,34 +288,40 @@ pub struct Mined {
     pub withdrawn: U256,
 }
 
-/// Simulates `tx` from `from` with `eth_call` (a revert is returned as words, nothing sent),
-/// checks the balance, sends it, and waits at most `timeout` for its receipt.
-pub async fn send<P: Provider>(
+/// Checks that `from` can pay `tx`'s value and simulates `tx` with `eth_call`: a revert is
+/// returned in words, and nothing is sent.
+pub async fn simulate<P: Provider>(
     provider: &P,
     from: Address,
-    tx: TransactionRequest,
-    timeout: Duration,
-) -> Result<Mined> {
-    let tx = tx.with_from(from);
+    tx: &TransactionRequest,
+) -> Result<()> {
     let value = tx.value.unwrap_or_default();
     let have = provider.get_balance(from).await?;
     if have < value {
         return Err(TradeError::InsufficientBalance { need: value, have });
     }
-    provider.call(tx.clone()).await?;
-    let pending = provider.send_transaction(tx).await?;
-    let hash = *pending.tx_hash();
-    let receipt = pending
-        .with_timeout(Some(timeout))
-        .get_receipt()
-        .await
-        .map_err(|e| match e {
-            alloy::providers::PendingTransactionError::TxWatcher(_) => {
-                TradeError::Timeout(hash, timeout)
-            }
-            other => TradeError::Rpc(other.to_string()),
-        })?;
-    mined(&receipt)
+    provider.call(tx.clone().with_from(from)).await?;
+    Ok(())
+}
+
+/// Fills `tx` (nonce, gas, fees) and signs it with the provider's wallet: its hash is known
+/// before anything is sent, so a trader interrupted while it is sent can be told which one.
+pub async fn sign<F, P>(provider: &FillProvider<F, P>, tx: TransactionRequest) -> Result<TxEnvelope>
+where
+    F: TxFiller,
+    P: Provider,
+{
+    match provider.fill(tx).await? {
+        SendableTx::Envelope(e) => Ok(e),
+        SendableTx::Builder(_) => Err(TradeError::Rpc("no signer to sign the transaction".into())),
+    }
+}
+
+impl Mined {
+    /// What a receipt says: an error if the transaction reverted.
+    pub fn from_receipt(r: &TransactionReceipt) -> Result<Self> {
+        mined(r)
+    }
 }
 
 fn mined(r: &TransactionReceipt) -> Result<Mined> {
