@@ -179,10 +179,22 @@ pub fn classify_transport(e: &TransportError) -> Fault {
         RpcError::Transport(TransportErrorKind::HttpError(h)) if h.status == 429 => {
             Fault::RateLimited
         }
+        // A TLS certificate the client refuses (unknown issuer, expired, wrong name) stays
+        // refused: said once, not retried forever. rustls words it so at every level of the
+        // error chain (reqwest, hyper and io show their cause's text).
+        _ if error_chain(e).any(|t| t.contains("invalid peer certificate")) => Fault::Permanent,
         // Transport failures, HTTP errors, broken or unparsable bodies, a missing result: all
         // things a healthy provider does not do, and an unhealthy one stops doing.
         _ => Fault::Transient,
     }
+}
+
+/// The texts of `e` and of each of its causes.
+fn error_chain(e: &TransportError) -> impl Iterator<Item = String> + '_ {
+    std::iter::successors(Some(e as &(dyn std::error::Error + 'static)), |e| {
+        e.source()
+    })
+    .map(|e| e.to_string())
 }
 
 /// Exponential backoff with full jitter: between half and all of 100 ms × 2ⁿ, capped at 10 s

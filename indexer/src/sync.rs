@@ -45,7 +45,11 @@ pub async fn prepare<P: Provider>(
     };
     let chain_id = rpc::call("eth_chainId", &first_contact, || provider.get_chain_id())
         .await
-        .map_err(|e| Error::Rpc(format!("cannot reach the RPC: {e}")))?;
+        .map_err(|e| match e {
+            // A permanent refusal (e.g. a TLS certificate) keeps its cause for the caller.
+            Error::Transport(t) => Error::Transport(t),
+            e => Error::Rpc(format!("cannot reach the RPC: {e}")),
+        })?;
     if let Some(expected) = spec.chain_id
         && expected != chain_id
     {

@@ -13,4 +13,5 @@ mod indexer;
 mod prices;
 mod provider;
 mod sql;
+mod tls;
 mod trade;
