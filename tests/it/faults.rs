@@ -133,7 +133,7 @@ async fn handle(
     respond(&mut sock, 200, &full, None).await
 }
 
-async fn forward(client: &reqwest::Client, upstream: &str, body: Vec<u8>) -> Vec<u8> {
+pub(crate) async fn forward(client: &reqwest::Client, upstream: &str, body: Vec<u8>) -> Vec<u8> {
     let resp = client
         .post(upstream)
         .header("content-type", "application/json")
@@ -146,7 +146,7 @@ async fn forward(client: &reqwest::Client, upstream: &str, body: Vec<u8>) -> Vec
 
 /// Writes a response; `cut` sends only that many body bytes (with the full Content-Length) and
 /// closes, like a connection broken mid-body.
-async fn respond(
+pub(crate) async fn respond(
     sock: &mut TcpStream,
     status: u16,
     body: &[u8],

@@ -9,6 +9,7 @@ mod common;
 mod crash;
 mod export;
 mod faults;
+mod hangs;
 mod indexer;
 mod prices;
 mod provider;
