@@ -371,3 +371,43 @@ async fn untrusted_and_expired_certificates_are_refused_in_words() {
         "{err}"
     );
 }
+
+/// PostgreSQL over TLS as managed PostgreSQL demands it (`sslmode=require`): the indexer writes
+/// through an encrypted connection, and the server says the connection is encrypted.
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_with_sslmode_require() {
+    let chain = Chain::new().await;
+    chain.trade(40, 5, 20, 60).await;
+    let dir = temp_dir();
+    let deployment = dir.join("deployment.json");
+    chain.deployment.write(&deployment).unwrap();
+    let url = format!(
+        "{}?sslmode=require",
+        crate::common::fresh_db(crate::common::Db::Postgres, "tls").await
+    );
+    let (ok, out, err) = keymarket(
+        None,
+        &[
+            "index",
+            "--rpc-url",
+            &chain.rpc_url(),
+            "--deployment",
+            deployment.to_str().unwrap(),
+            "--database-url",
+            &url,
+            "--quiet",
+        ],
+    );
+    assert!(ok, "{out}\n{err}");
+    assert_eq!(
+        indexed_trades(&url).await,
+        chain_trades(&chain).await.len() as i64
+    );
+    let store = Store::connect(&url).await.unwrap();
+    let encrypted: bool =
+        sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert!(encrypted, "sslmode=require gives an encrypted connection");
+}
