@@ -8,7 +8,20 @@ use keymarket_simulate::SimReport;
 
 pub(crate) fn print_report(r: &SimReport, json: bool) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(r)?);
+        // Amounts in the one shape every JSON answer uses ({eth, wei}), not U256's hex.
+        let mut v = serde_json::to_value(r)?;
+        for (key, wei) in [
+            ("buyVolume", r.buy_volume),
+            ("sellVolume", r.sell_volume),
+            ("protocolFees", r.protocol_fees),
+            ("subjectFees", r.subject_fees),
+            ("referralFees", r.referral_fees),
+        ] {
+            if let Some(slot) = v.get_mut(key) {
+                *slot = crate::output::amount(wei);
+            }
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
     println!("\nsimulated trading, read back from the chain's receipts:");
