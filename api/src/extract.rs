@@ -4,6 +4,7 @@
 use std::str::FromStr;
 
 use crate::error::*;
+use alloy::primitives::Address;
 use axum::{
     extract::{FromRequestParts, Path, rejection::QueryRejection},
     http::request::Parts,
@@ -317,10 +318,10 @@ pub(crate) fn limit(l: Option<u32>) -> Result<i64, ApiError> {
 pub(crate) struct TradesQuery {
     /// Market id (see /v1/markets); required when the database holds several.
     pub(crate) market: Option<i64>,
-    /// Only this subject's trades.
+    /// Only this subject's trades (an address: mixed case only with a valid EIP-55 checksum).
     #[param(pattern = r"^0x[0-9a-fA-F]{40}$")]
     pub(crate) subject: Option<String>,
-    /// Only this trader's trades.
+    /// Only this trader's trades (an address: mixed case only with a valid EIP-55 checksum).
     #[param(pattern = r"^0x[0-9a-fA-F]{40}$")]
     pub(crate) trader: Option<String>,
     /// `buy` or `sell`.
@@ -366,12 +367,25 @@ pub(crate) struct PageQuery {
     pub(crate) cursor: Option<String>,
 }
 
-/// A 0x-prefixed 20-byte hex address, lowercased as stored.
+/// A 0x-prefixed 20-byte hex address, lowercased as stored. As wallets check addresses (EIP-55):
+/// all-lowercase or all-uppercase hex is taken as it is, mixed case only with a valid checksum —
+/// a wrong one (a mistyped character, most likely) is a 400 naming the checksummed form.
 pub(crate) fn parse_address(s: &str) -> Result<String, ApiError> {
     let hex = s.strip_prefix("0x").unwrap_or("");
     if hex.len() != 40 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(ApiError::BadRequest(format!(
             "malformed address {s:?}: expected 0x and 40 hex digits"
+        )));
+    }
+    let mixed =
+        hex.bytes().any(|b| b.is_ascii_lowercase()) && hex.bytes().any(|b| b.is_ascii_uppercase());
+    if mixed && Address::parse_checksummed(s, None).is_err() {
+        let address: Address = s
+            .parse()
+            .map_err(|_| ApiError::BadRequest(format!("malformed address {s:?}")))?;
+        return Err(ApiError::BadRequest(format!(
+            "address {s} has a wrong EIP-55 checksum (a mistyped character?); the checksummed form of these digits is {}, but check the address itself before using it",
+            address.to_checksum(None)
         )));
     }
     Ok(format!("0x{}", hex.to_ascii_lowercase()))
@@ -467,8 +481,61 @@ mod tests {
 
     #[test]
     fn addresses_are_checked() {
-        assert!(parse_address("0xCF205808Ed36593aa40a44F10c7f7C2F67d4A4d4").is_ok());
-        assert!(parse_address("0x123").is_err());
-        assert!(parse_address("CF205808Ed36593aa40a44F10c7f7C2F67d4A4d4").is_err());
+        // EIP-55's own example, checksummed, and variations of it.
+        let valid = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed";
+        let stored = "0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed";
+        let wrong = |input: &str, corrected: &str| {
+            format!(
+                "address {input} has a wrong EIP-55 checksum (a mistyped character?); \
+                 the checksummed form of these digits is {corrected}, but check the address \
+                 itself before using it"
+            )
+        };
+        for (input, expected) in [
+            // A valid checksum.
+            (valid, Ok(stored.to_string())),
+            (
+                "0xCF205808Ed36593aa40a44F10c7f7C2F67d4A4d4",
+                Ok("0xcf205808ed36593aa40a44f10c7f7c2f67d4a4d4".into()),
+            ),
+            // All lowercase, all uppercase: no checksum to check.
+            (stored, Ok(stored.to_string())),
+            (
+                "0x5AAEB6053F3E94C9B9A09F33669435E7EF1BEAED",
+                Ok(stored.to_string()),
+            ),
+            // Digits only: neither case.
+            (
+                "0x0000000000000000000000000000000000000001",
+                Ok("0x0000000000000000000000000000000000000001".into()),
+            ),
+            // One letter's case flipped (the first A → a).
+            (
+                "0x5aaeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+                Err(wrong("0x5aaeb6053F3E94C9b9A09f33669435E7Ef1BeAed", valid)),
+            ),
+            // One digit changed (…6053… → …6054…): another address, whose checksum this is not
+            // (its checksummed form, as ethers.getAddress gives it too).
+            (
+                "0x5aAeb6054F3E94C9b9A09f33669435E7Ef1BeAed",
+                Err(wrong(
+                    "0x5aAeb6054F3E94C9b9A09f33669435E7Ef1BeAed",
+                    "0x5aaEb6054F3e94c9b9a09f33669435e7Ef1BEAED",
+                )),
+            ),
+        ] {
+            let got = parse_address(input).map_err(|e| e.to_string());
+            assert_eq!(got, expected, "{input}");
+        }
+        for malformed in [
+            "0x123",
+            "CF205808Ed36593aa40a44F10c7f7C2F67d4A4d4",
+            "0XCF205808ED36593AA40A44F10C7F7C2F67D4A4D4",
+            "0xCF205808Ed36593aa40a44F10c7f7C2F67d4A4dg",
+            "0xCF205808Ed36593aa40a44F10c7f7C2F67d4A4d4a",
+        ] {
+            let e = parse_address(malformed).unwrap_err().to_string();
+            assert!(e.contains("malformed address"), "{malformed}: {e}");
+        }
     }
 }

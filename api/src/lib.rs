@@ -155,6 +155,20 @@ mod tests {
 
     use super::*;
 
+    /// GET `uri` through the router: the status and the JSON body (`null` if not JSON).
+    async fn get_json(app: &Router, uri: &str) -> (u16, serde_json::Value) {
+        let response = app
+            .clone()
+            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&body).unwrap_or_default())
+    }
+
     /// Bad input, through the router in-process over a temporary SQLite store holding one market:
     /// each gets its 4xx and a JSON body whose message names the problem.
     #[tokio::test]
@@ -176,6 +190,21 @@ mod tests {
         let app = router(state.clone());
         for (uri, status, needle) in [
             ("/v1/subjects/0x1234", 400, "malformed address"),
+            (
+                "/v1/traders/0x5aaeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+                400,
+                "wrong EIP-55 checksum",
+            ),
+            (
+                "/v1/trades?subject=0x5aAeb6054F3E94C9b9A09f33669435E7Ef1BeAed",
+                400,
+                "wrong EIP-55 checksum",
+            ),
+            (
+                "/v1/subjects/0x5aaeb6053F3E94C9b9A09f33669435E7Ef1BeAed/holders/daily",
+                400,
+                "the checksummed form of these digits is 0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+            ),
             ("/v1/overview?market=99", 404, "unknown market"),
             (
                 "/v1/daily?from=2030-01-02&to=2030-01-01",
@@ -324,6 +353,34 @@ mod tests {
             assert_eq!(response.status().as_u16(), 404, "{uri}");
         }
         assert!(state.first_builds.lock().unwrap().is_empty());
+        // A mistyped address (one letter's case flipped): the whole JSON body, and an address in
+        // either case without a checksum, or with a valid one, is taken.
+        let (status, body) = get_json(
+            &app,
+            "/v1/subjects/0x5aaeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+        )
+        .await;
+        assert_eq!(status, 400);
+        assert_eq!(
+            body,
+            serde_json::json!({"error": {
+                "status": 400,
+                "message": "address 0x5aaeb6053F3E94C9b9A09f33669435E7Ef1BeAed has a wrong \
+                    EIP-55 checksum (a mistyped character?); the checksummed form of these \
+                    digits is 0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed, but check the address \
+                    itself before using it"
+            }})
+        );
+        for address in [
+            "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+            "0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed",
+            "0x5AAEB6053F3E94C9B9A09F33669435E7EF1BEAED",
+        ] {
+            let (status, body) = get_json(&app, &format!("/v1/subjects/{address}")).await;
+            assert_eq!(status, 404, "{address}: {body}");
+            let (status, body) = get_json(&app, &format!("/v1/trades?trader={address}")).await;
+            assert_eq!(status, 200, "{address}: {body}");
+        }
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
         }

@@ -654,6 +654,60 @@ async fn api_numbers_equal_the_chain_on_sqlite_and_postgres() {
                 .unwrap_or_default()
                 .contains("malformed address")
         );
+
+        // EIP-55, the top subject's address in each form: checksummed, lowercase and uppercase
+        // are the same subject; one letter's case flipped, or one digit changed under the
+        // checksum, is a 400 naming the checksummed form.
+        let address: alloy::primitives::Address = top_subject.parse().unwrap();
+        let checksummed = address.to_checksum(None);
+        let hex = &checksummed[2..];
+        let flip = hex.find(|c: char| c.is_ascii_alphabetic()).unwrap();
+        let mut flipped: Vec<char> = hex.chars().collect();
+        flipped[flip] = if flipped[flip].is_ascii_uppercase() {
+            flipped[flip].to_ascii_lowercase()
+        } else {
+            flipped[flip].to_ascii_uppercase()
+        };
+        let flipped = format!("0x{}", flipped.into_iter().collect::<String>());
+        let digit = hex.find(|c: char| c.is_ascii_digit()).unwrap();
+        let mut changed: Vec<char> = hex.chars().collect();
+        changed[digit] = if changed[digit] == '9' { '8' } else { '9' };
+        let changed = format!("0x{}", changed.into_iter().collect::<String>());
+        let changed_fix = changed
+            .to_ascii_lowercase()
+            .parse::<alloy::primitives::Address>()
+            .unwrap()
+            .to_checksum(None);
+        for (input, fix) in [
+            (checksummed.clone(), None),
+            (top_subject.to_ascii_lowercase(), None),
+            (format!("0x{}", hex.to_ascii_uppercase()), None),
+            (flipped, Some(checksummed.clone())),
+            (changed, Some(changed_fix)),
+        ] {
+            let (got, body) = get(&format!("{base}/v1/subjects/{input}")).await;
+            let (got_trades, trades_body) =
+                get(&format!("{base}/v1/trades?subject={input}&limit=1")).await;
+            match fix {
+                None => {
+                    assert_eq!(got, 200, "{input}: {body}");
+                    assert_eq!(body["subject"]["volume"], one["subject"]["volume"]);
+                    assert_eq!(got_trades, 200, "{input}: {trades_body}");
+                }
+                Some(fix) => {
+                    let message = format!(
+                        "address {input} has a wrong EIP-55 checksum (a mistyped character?); \
+                         the checksummed form of these digits is {fix}, but check the address \
+                         itself before using it"
+                    );
+                    for (got, body) in [(got, body), (got_trades, trades_body)] {
+                        assert_eq!(got, 400, "{input}: {body}");
+                        assert_eq!(body["error"]["message"], message.as_str(), "{body}");
+                    }
+                }
+            }
+        }
+
     }
 }
 

@@ -81,7 +81,7 @@ pub(crate) async fn price_index(
 
 /// One subject's holders (balance > 0) and supply at the end of each UTC day from its first
 /// trade to the market's last day with trades. Served from a snapshot at most 30 s old.
-#[utoipa::path(get, path = "/v1/subjects/{address}/holders/daily", params(("address" = String, Path, description = "0x-prefixed address"), MarketQuery), responses((status = 200, body = HoldersHistory), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/subjects/{address}/holders/daily", params(("address" = String, Path, description = "0x and 40 hex digits: all lowercase, all uppercase, or mixed case with a valid EIP-55 checksum (a wrong one is a 400 naming the checksummed form)"), MarketQuery), responses((status = 200, body = HoldersHistory), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub(crate) async fn holders_daily(
     State(s): State<AppState>,
     P(address): P<String>,

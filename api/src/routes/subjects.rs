@@ -67,7 +67,7 @@ pub(crate) fn subject_summary(r: SubjectRow) -> SubjectSummary {
 }
 
 /// One subject: supply, holders, trades, volume, fees earned.
-#[utoipa::path(get, path = "/v1/subjects/{address}", params(("address" = String, Path, description = "0x-prefixed address"), MarketQuery), responses((status = 200, body = SubjectOne), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/subjects/{address}", params(("address" = String, Path, description = "0x and 40 hex digits: all lowercase, all uppercase, or mixed case with a valid EIP-55 checksum (a wrong one is a 400 naming the checksummed form)"), MarketQuery), responses((status = 200, body = SubjectOne), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub(crate) async fn subject(
     State(s): State<AppState>,
     P(address): P<String>,
@@ -85,7 +85,7 @@ pub(crate) async fn subject(
 }
 
 /// A subject's holders, largest balance first (ties by address); keyset cursor.
-#[utoipa::path(get, path = "/v1/subjects/{address}/holders", params(("address" = String, Path, description = "0x-prefixed address"), PageQuery), responses((status = 200, body = Holders), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/subjects/{address}/holders", params(("address" = String, Path, description = "0x and 40 hex digits: all lowercase, all uppercase, or mixed case with a valid EIP-55 checksum (a wrong one is a 400 naming the checksummed form)"), PageQuery), responses((status = 200, body = Holders), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub(crate) async fn holders(
     State(s): State<AppState>,
     P(address): P<String>,
@@ -155,7 +155,7 @@ pub(crate) fn holding(r: HoldingRow) -> Holding {
 
 /// One subject's daily series (UTC), oldest first, a page of at most a year (cursor). Served
 /// from a snapshot at most 1 s old.
-#[utoipa::path(get, path = "/v1/subjects/{address}/daily", params(("address" = String, Path, description = "0x-prefixed address"), SeriesQuery), responses((status = 200, body = SubjectDaily), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/subjects/{address}/daily", params(("address" = String, Path, description = "0x and 40 hex digits: all lowercase, all uppercase, or mixed case with a valid EIP-55 checksum (a wrong one is a 400 naming the checksummed form)"), SeriesQuery), responses((status = 200, body = SubjectDaily), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub(crate) async fn subject_daily(
     State(s): State<AppState>,
     P(address): P<String>,

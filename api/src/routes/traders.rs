@@ -29,7 +29,7 @@ pub(crate) async fn top_traders(
 
 /// A trader's holdings with their cost basis, largest balance first (ties by subject); keyset
 /// cursor.
-#[utoipa::path(get, path = "/v1/traders/{address}/holdings", params(("address" = String, Path, description = "0x-prefixed address"), PageQuery), responses((status = 200, body = TraderHoldings), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/traders/{address}/holdings", params(("address" = String, Path, description = "0x and 40 hex digits: all lowercase, all uppercase, or mixed case with a valid EIP-55 checksum (a wrong one is a 400 naming the checksummed form)"), PageQuery), responses((status = 200, body = TraderHoldings), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub(crate) async fn trader_holdings(
     State(s): State<AppState>,
     P(address): P<String>,
@@ -52,7 +52,7 @@ pub(crate) async fn trader_holdings(
 }
 
 /// One trader: totals and current holdings.
-#[utoipa::path(get, path = "/v1/traders/{address}", params(("address" = String, Path, description = "0x-prefixed address"), MarketQuery), responses((status = 200, body = TraderOne), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/traders/{address}", params(("address" = String, Path, description = "0x and 40 hex digits: all lowercase, all uppercase, or mixed case with a valid EIP-55 checksum (a wrong one is a 400 naming the checksummed form)"), MarketQuery), responses((status = 200, body = TraderOne), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub(crate) async fn trader(
     State(s): State<AppState>,
     P(address): P<String>,
