@@ -169,6 +169,71 @@ mod tests {
         (status, serde_json::from_slice(&body).unwrap_or_default())
     }
 
+    /// A temporary SQLite store, removed by [`remove_db`].
+    async fn temp_store(name: &str) -> (keymarket_store::Store, std::path::PathBuf) {
+        let path =
+            std::env::temp_dir().join(format!("keymarket-api-{name}-{}.db", std::process::id()));
+        remove_db(&path);
+        let store = keymarket_store::Store::connect(&format!("sqlite:{}", path.display()))
+            .await
+            .unwrap();
+        (store, path)
+    }
+
+    fn remove_db(path: &std::path::Path) {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+
+    /// `/healthz` on a database without markets: HTTP 200, `empty`, never `ok` with no market.
+    /// Then a market indexed and followed, behind, and left alone: its `state`.
+    #[tokio::test]
+    async fn healthz_says_empty_without_markets_and_each_markets_state() {
+        let (store, path) = temp_store("health").await;
+        let app = router(AppState::new(store.clone()));
+        let (status, body) = get_json(&app, "/healthz").await;
+        assert_eq!(status, 200);
+        assert_eq!(body, serde_json::json!({"status": "empty", "markets": []}));
+
+        store.ensure_chain(31337, Default::default()).await.unwrap();
+        let id = store
+            .ensure_market(31337, Default::default(), 1)
+            .await
+            .unwrap()
+            .id;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        for (next_block, head, seen_ago, state) in [
+            (1, 0, None, "starting"),
+            (1_001, 1_000, Some(0), "following"),
+            (745, 1_000, Some(2), "following"),
+            (744, 1_000, Some(2), "backfilling"),
+            (1_001, 1_000, Some(301), "stopped"),
+            (10, 1_000, Some(3_600), "stopped"),
+        ] {
+            sqlx::query(
+                "UPDATE markets SET next_block = $1, head_block = $2, head_seen_at = $3 WHERE id = $4",
+            )
+            .bind(next_block)
+            .bind(head)
+            .bind(seen_ago.map_or(0, |ago| now - ago))
+            .bind(id)
+            .execute(store.pool())
+            .await
+            .unwrap();
+            let (status, body) = get_json(&app, "/healthz").await;
+            assert_eq!(status, 200);
+            assert_eq!(body["status"], "ok", "{body}");
+            let m = &body["markets"][0];
+            assert_eq!(m["state"], state, "{m}");
+            assert_eq!(m["indexedBlock"], next_block - 1, "{m}");
+        }
+        remove_db(&path);
+    }
+
     /// Bad input, through the router in-process over a temporary SQLite store holding one market:
     /// each gets its 4xx and a JSON body whose message names the problem.
     #[tokio::test]
@@ -381,6 +446,15 @@ mod tests {
             let (status, body) = get_json(&app, &format!("/v1/trades?trader={address}")).await;
             assert_eq!(status, 200, "{address}: {body}");
         }
+        // /healthz: a market registered, no batch committed yet.
+        let (status, body) = get_json(&app, "/healthz").await;
+        assert_eq!(status, 200);
+        assert_eq!(body["status"], "ok", "{body}");
+        assert_eq!(body["markets"][0]["state"], "starting", "{body}");
+        assert_eq!(
+            body["markets"][0]["headSeenSecondsAgo"],
+            serde_json::Value::Null
+        );
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
         }

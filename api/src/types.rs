@@ -33,10 +33,62 @@ impl Amount {
 /// The indexer's position per market.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
-    /// Always `ok` when the database answers.
-    pub status: String,
+    /// `ok` when the database answers and holds a market; `empty` when no market is indexed yet
+    /// (`keymarket index` registers one). Either way the answer is HTTP 200.
+    pub status: HealthStatus,
     /// Each market's position.
     pub markets: Vec<HealthMarket>,
+}
+
+/// The service's status in `/healthz`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    /// The database answers and holds at least one market.
+    Ok,
+    /// No market is indexed in the database.
+    Empty,
+}
+
+/// Blocks behind the head it last saw beyond which a market is `backfilling`.
+pub const BACKFILL_LAG_BLOCKS: i64 = 256;
+
+/// Seconds without the indexer recording the head after which a market is `stopped` (it records
+/// the head at every committed batch, and at least every second while it follows the chain).
+pub const STOPPED_AFTER_SECS: i64 = 300;
+
+/// What the indexer is doing with a market, as far as the database tells: one vocabulary for the
+/// whole project (`empty`, for no market at all, is the health's status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum IndexerState {
+    /// Registered, no batch committed yet: the indexer has never recorded the head.
+    Starting,
+    /// More than [`BACKFILL_LAG_BLOCKS`] blocks behind the head the indexer last saw.
+    Backfilling,
+    /// Re-checking indexed blocks against the chain (reserved: not derived yet).
+    Verifying,
+    /// Within [`BACKFILL_LAG_BLOCKS`] of the head, seen in the last [`STOPPED_AFTER_SECS`]
+    /// seconds.
+    Following,
+    /// Indexed and kept warm by a second indexer, ready to take over (reserved: not derived yet).
+    Standby,
+    /// The head not recorded for more than [`STOPPED_AFTER_SECS`] seconds: no indexer is running
+    /// (or it is stuck).
+    Stopped,
+}
+
+impl IndexerState {
+    /// The state of a market `lag_blocks` behind the head the indexer recorded
+    /// `head_seen_seconds_ago` (`None`: never).
+    pub fn derive(lag_blocks: i64, head_seen_seconds_ago: Option<i64>) -> Self {
+        match head_seen_seconds_ago {
+            None => Self::Starting,
+            Some(ago) if ago > STOPPED_AFTER_SECS => Self::Stopped,
+            Some(_) if lag_blocks > BACKFILL_LAG_BLOCKS => Self::Backfilling,
+            Some(_) => Self::Following,
+        }
+    }
 }
 
 /// One market's indexing position.
@@ -49,6 +101,8 @@ pub struct HealthMarket {
     pub chain_id: i64,
     /// Contract address.
     pub address: String,
+    /// What the indexer is doing with the market (thresholds: see `/healthz`).
+    pub state: IndexerState,
     /// Newest indexed block.
     pub indexed_block: i64,
     /// Chain head the indexer last saw.

@@ -708,6 +708,12 @@ async fn api_numbers_equal_the_chain_on_sqlite_and_postgres() {
             }
         }
 
+        // /healthz: the market indexed to the head a moment ago.
+        let (status, health) = get(&format!("{base}/healthz")).await;
+        assert_eq!(status, 200);
+        assert_eq!(health["status"], "ok", "{health}");
+        assert_eq!(health["markets"][0]["state"], "following", "{health}");
+        assert_eq!(health["markets"][0]["lagBlocks"], 0, "{health}");
     }
 }
 

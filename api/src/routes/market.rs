@@ -38,7 +38,13 @@ pub(crate) async fn metrics_text(State(s): State<AppState>) -> Result<Response, 
         .into_response())
 }
 
-/// Health and indexer lag.
+/// Health and, per market, the indexer's state and lag. Always HTTP 200 while the service
+/// answers; `status` is `empty` when no market is indexed, else `ok`. Each market's `state` is
+/// derived from its row in the database: `starting` until the indexer has committed a first
+/// batch (it has never recorded the head); `stopped` when it has not recorded the head for more
+/// than 300 s (it does at every batch, and every second while following); `backfilling` when
+/// the indexed block is more than 256 blocks behind the head it last saw; `following`
+/// otherwise. `verifying` and `standby` belong to the vocabulary but are not derived yet.
 #[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health), (status = 429, body = ErrorBody)))]
 pub(crate) async fn healthz(State(s): State<AppState>) -> ApiResult<Health> {
     let now = std::time::SystemTime::now()
@@ -52,21 +58,25 @@ pub(crate) async fn healthz(State(s): State<AppState>) -> ApiResult<Health> {
         .map(|m| {
             let indexed = m.next_block - 1;
             let head = m.head_block.max(indexed);
+            let seen_ago = (m.head_seen_at > 0).then(|| (now - m.head_seen_at).max(0));
             HealthMarket {
                 id: m.id,
                 chain_id: m.chain_id,
                 address: m.address,
+                state: IndexerState::derive(head - indexed, seen_ago),
                 indexed_block: indexed,
                 head_block: head,
                 lag_blocks: head - indexed,
-                head_seen_seconds_ago: (m.head_seen_at > 0).then(|| (now - m.head_seen_at).max(0)),
+                head_seen_seconds_ago: seen_ago,
             }
         })
         .collect();
-    Ok(Json(Health {
-        status: "ok".into(),
-        markets,
-    }))
+    let status = if markets.is_empty() {
+        HealthStatus::Empty
+    } else {
+        HealthStatus::Ok
+    };
+    Ok(Json(Health { status, markets }))
 }
 
 /// The indexed markets.
