@@ -51,6 +51,30 @@ function formatEth(amount, digits = 4) {
 }
 
 const short = (a) => `${a.slice(0, 6)}…${a.slice(-4)}`;
+
+// An address typed or linked, checked as wallets check it (and as the API does): "0x" and 40 hex
+// digits, all lowercase or all uppercase as it is, mixed case only with a valid EIP-55 checksum
+// (ethers.getAddress computes it). → { address } (lowercase, as the API stores it) or { error }
+// in words, naming the checksummed form when the checksum is wrong.
+function checkAddress(text) {
+  const s = text.trim();
+  if (!/^0x[0-9a-fA-F]{40}$/.test(s)) return { error: `malformed address ${JSON.stringify(s)}: expected 0x and 40 hex digits` };
+  const hex = s.slice(2);
+  if (/[a-f]/.test(hex) && /[A-F]/.test(hex)) {
+    if (typeof ethers === "undefined") return { error: `cannot check the EIP-55 checksum of ${s} here: type it in lowercase` };
+    const checksummed = ethers.getAddress(s.toLowerCase());
+    if (checksummed !== s) {
+      return { error: `address ${s} has a wrong EIP-55 checksum (a mistyped character?); the checksummed form of these digits is ${checksummed}, but check the address itself before using it`, checksummed };
+    }
+  }
+  return { address: s.toLowerCase() };
+}
+
+// The header's refusal of an address (the subject box or a #/subject/ link); null hides it.
+function showAddressError(message) {
+  $("address-error").textContent = message || "";
+  $("address-error").hidden = !message;
+}
 const dayToSecs = (d) => Date.parse(`${d}T00:00:00Z`) / 1000;
 
 function setStat(id, value, text) {
@@ -256,7 +280,8 @@ async function refresh() {
     if (state.page === "overview") await refreshOverview();
     else await refreshSubject(state.page.slice("subject:".length));
     const m = health.markets.find((m) => m.id === state.market) || health.markets[0];
-    $("status").textContent = `indexed to block ${m ? m.indexedBlock : "-"} · updated ${new Date().toLocaleTimeString("en-GB")}`;
+    const position = m ? `indexed to block ${m.indexedBlock} (${m.state})` : "no market indexed yet";
+    $("status").textContent = `${position} · updated ${new Date().toLocaleTimeString("en-GB")}`;
     document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || 0) + 1);
     document.body.dataset.ready = "1";
   } catch (e) {
@@ -267,10 +292,14 @@ async function refresh() {
 
 function route() {
   const m = location.hash.match(/^#\/subject\/(0x[0-9a-fA-F]{40})$/);
-  state.page = m ? `subject:${m[1].toLowerCase()}` : "overview";
+  // A link with a mistyped (wrong-checksum) address is refused, not followed.
+  const checked = m ? checkAddress(m[1]) : {};
+  showAddressError(checked.error);
+  const subject = checked.address;
+  state.page = subject ? `subject:${subject}` : "overview";
   state.holdersCursor = null;
-  $("overview-page").hidden = !!m;
-  $("subject-page").hidden = !m;
+  $("overview-page").hidden = !!subject;
+  $("subject-page").hidden = !subject;
   for (const id of ["chart-price", "chart-subject-daily", "chart-holders"]) {
     if (state.charts[id]) {
       state.charts[id].destroy();
@@ -308,6 +337,14 @@ async function main() {
     route();
   });
   $("more-holders").addEventListener("click", () => loadHolders(state.page.slice("subject:".length), true));
+  // The subject box: an address checked before the page goes there.
+  $("subject-go").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const checked = checkAddress($("subject-search").value);
+    showAddressError(checked.error);
+    if (checked.address) location.hash = `#/subject/${checked.address}`;
+  });
+  $("subject-search").addEventListener("input", () => showAddressError(null));
   window.addEventListener("hashchange", route);
   route();
   state.timer = setInterval(refresh, REFRESH_MS);

@@ -1,6 +1,7 @@
 // keymarket trade panel: a browser wallet (EIP-6963 discovery, else the injected EIP-1193
 // `window.ethereum`) trades the subject's keys through KeyMarket's bounded functions, with a live
-// quote, a slippage bound and a deadline; every call is simulated before the wallet is asked to
+// quote, a slippage bound, a deadline and an optional referrer (an address checked by its
+// EIP-55 checksum); every call is simulated before the wallet is asked to
 // send it, and the market's errors are shown in words. Without a wallet the page stays read-only.
 // Uses ethers (npm, embedded as /assets/ethers.js).
 "use strict";
@@ -56,6 +57,7 @@ function explain(e) {
     case "NothingToWithdraw": return "there is nothing to withdraw";
     case "SubjectAlreadyExists": return "your keys are already open";
     case "ZeroAmount": return "the amount must be at least one key";
+    case "InvalidReferrer": return `${a[0]} cannot be the referrer: not the buyer, the subject or the market itself; nothing was sent`;
     default: return `the market refused: ${parsed.name}(${a.join(", ")})`;
   }
 }
@@ -215,9 +217,26 @@ async function send(label, method, args, value, shown = false) {
   }
 }
 
+// A buy's referrer (optional; blank: none), checked as wallets check addresses (EIP-55, see
+// checkAddress) and refused in words beside the field, with the checksummed form.
+// While typing (`typing`), an address not yet complete is not called malformed.
+function checkReferrer(typing = false) {
+  const text = $("trade-referrer").value.trim();
+  const checked = text ? checkAddress(text) : { address: ethers.ZeroAddress };
+  const shown = typing && !checked.checksummed ? null : checked.error;
+  $("trade-referrer-error").textContent = shown || "";
+  $("trade-referrer-error").hidden = !shown;
+  return checked;
+}
+
 async function submitTrade(sideOverride, amountOverride) {
   const side = sideOverride || $("trade-side").value;
   if (sideOverride) $("trade-side").value = side;
+  const referrer = side === "buy" ? checkReferrer() : { address: ethers.ZeroAddress };
+  if (referrer.error) {
+    setTradeStatus("not sent: the referrer is refused (see above)", "error");
+    return;
+  }
   if (amountOverride) $("trade-amount").value = String(amountOverride);
   let q = trade.quote;
   const amount = BigInt($("trade-amount").value || "0");
@@ -233,7 +252,7 @@ async function submitTrade(sideOverride, amountOverride) {
   const until = await deadline();
   if (side === "buy") {
     const bound = (q.total * (10000n + bps) + 9999n) / 10000n;
-    await send(`buy ${q.amount} key(s)`, "buySharesBounded", [q.subject, q.amount, bound, ethers.ZeroAddress, until], bound, true);
+    await send(`buy ${q.amount} key(s)`, "buySharesBounded", [q.subject, q.amount, bound, referrer.address, until], bound, true);
   } else {
     const bound = (q.total * (10000n - bps)) / 10000n;
     await send(`sell ${q.amount} key(s)`, "sellSharesBounded", [q.subject, q.amount, bound, until], 0n, true);
@@ -281,6 +300,8 @@ function initTradePanel() {
     $(id).addEventListener("input", inputsChanged);
     $(id).addEventListener("change", inputsChanged);
   }
+  $("trade-referrer").addEventListener("input", () => checkReferrer(true));
+  $("trade-referrer").addEventListener("change", () => checkReferrer());
   setInterval(() => { if (trade.market) refreshWallet().catch(() => {}); }, 2000);
 }
 

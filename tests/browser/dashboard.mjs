@@ -11,6 +11,9 @@
 // 4. The SQL box (bottom of the overview): a typed query's result table equals the API's
 //    POST /v1/sql answer, "Download CSV" saves the API's CSV, a bad query shows the database's
 //    error in words; a screenshot of the box is written (SQL_SCREENSHOT, or beside SCREENSHOT).
+// 3b. Addresses as wallets check them (EIP-55): the header's subject box and a #/subject/ link
+//    refuse the top subject's address with one letter's case flipped, naming the checksummed
+//    form; its all-uppercase form goes to its page.
 // 4b. The download links: the daily CSV saved from the page equals GET /v1/export/daily.csv, and
 //    the trades' Parquet link saves a whole Parquet file.
 // 5. Live updates: prints "waiting-for-change", then (after the test indexed new trades) reads a
@@ -19,6 +22,7 @@
 import { chromium } from "playwright-core";
 import { createInterface } from "node:readline";
 import { readFile } from "node:fs/promises";
+import { getAddress } from "ethers";
 
 const [base, screenshot] = process.argv.slice(2);
 if (!base || !screenshot) {
@@ -234,6 +238,39 @@ try {
   if (shown.holders !== String(subj.holders)) fail(`subject holders: page ${shown.holders}, API ${subj.holders}`);
   if (shown.rows !== Math.min(20, subj.holders)) fail(`holder rows: page ${shown.rows}, API holders ${subj.holders}`);
 
+  // 3b. A mistyped address (one letter's case flipped) in the subject box, then in a link.
+  const checksummed = getAddress(top.subject);
+  const letter = checksummed.slice(2).search(/[a-fA-F]/) + 2;
+  const c = checksummed[letter];
+  const mistyped = checksummed.slice(0, letter) + (c === c.toUpperCase() ? c.toLowerCase() : c.toUpperCase()) + checksummed.slice(letter + 1);
+  const refusal = `address ${mistyped} has a wrong EIP-55 checksum (a mistyped character?); the checksummed form of these digits is ${checksummed}, but check the address itself before using it`;
+  const addressError = () => page.evaluate(() => {
+    const el = document.getElementById("address-error");
+    return el.hidden ? null : el.textContent;
+  });
+  await page.goto(base, { waitUntil: "load" });
+  await page.waitForSelector('body[data-ready="1"]', { timeout: 20000 });
+  await page.fill("#subject-search", mistyped);
+  await page.press("#subject-search", "Enter");
+  await page.waitForSelector("#address-error:not([hidden])", { timeout: 5000 }).catch(() => fail("the subject box took a wrong checksum"));
+  const boxError = await addressError();
+  if (boxError !== refusal) fail(`subject box, wrong checksum: ${boxError}`);
+  if (!(await page.isHidden("#subject-page"))) fail("the subject page opened for a refused address");
+  if (await page.evaluate(() => location.hash) !== "") fail("the subject box followed a refused address");
+  await page.fill("#subject-search", `0x${checksummed.slice(2).toUpperCase()}`);
+  await page.press("#subject-search", "Enter");
+  await page.waitForFunction((a) => document.getElementById("subject-address").textContent === a
+    && document.body.dataset.ready === "1" && !document.getElementById("subject-page").hidden, top.subject, { timeout: 20000 });
+  if ((await addressError()) !== null) fail(`an uppercase address was refused: ${await addressError()}`);
+  await page.evaluate((h) => { location.hash = h; }, `#/subject/${mistyped}`);
+  await page.waitForSelector("#address-error:not([hidden])", { timeout: 5000 }).catch(() => fail("a link with a wrong checksum was followed"));
+  const linkError = await addressError();
+  if (linkError !== refusal) fail(`#/subject/ link, wrong checksum: ${linkError}`);
+  if (!(await page.isHidden("#subject-page"))) fail("the subject page opened for a refused address");
+  // (The overview it shows instead finishes loading before the page is left.)
+  await page.waitForSelector('body[data-ready="1"]', { timeout: 20000 });
+  const checksums = { boxError, linkError };
+
   // Live: back to the overview, wait for new trades to be indexed, then for the page to show them.
   await page.goto(base, { waitUntil: "load" });
   await page.waitForSelector('body[data-ready="1"]', { timeout: 20000 });
@@ -255,7 +292,7 @@ try {
     fail(`the page did not update to ${after.trades} trades (shows ${(await stats())["stat-trades"]})`);
   }
   if (problems.length) fail("the browser reported problems");
-  console.log(JSON.stringify({ ok: true, sqlBox, downloads, stats: got, topSubject: top.subject, subject: shown, liveTrades: after.trades, charts: chartCanvases, analyst, priceIndex, holdersChart }));
+  console.log(JSON.stringify({ ok: true, sqlBox, downloads, stats: got, topSubject: top.subject, subject: shown, liveTrades: after.trades, charts: chartCanvases, analyst, priceIndex, holdersChart, checksums }));
 } finally {
   await browser.close();
 }

@@ -11,7 +11,12 @@
 //    for the buy in the subject's latest trades (the test runs the indexer); sell 1;
 // 3. quote a 1-key buy with 0% slippage; print "quoted"; wait for a line (the test buys SUBJECT's
 //    keys from another account: the price moves); submit: the panel must show the decoded error;
-// 4. screenshot; print one JSON line with what the panel showed (transactions, keys, amounts).
+// 4. screenshot;
+// 5. a referrer typed in lowercase or with its EIP-55 checksum is taken; with one letter's case
+//    flipped (a wrong checksum) the buy is refused before anything reaches the wallet, in words
+//    naming the checksummed form beside the field (the status says it was not sent); screenshot of that
+//    (SCREENSHOT with -checksum before .png);
+// 6. print one JSON line with what the panel showed (transactions, keys, amounts, refusals).
 // Exits non-zero with a message on any failure.
 import { chromium } from "playwright-core";
 import { createInterface } from "node:readline";
@@ -45,9 +50,11 @@ try {
     let id = 0;
     // The test wallet starts on another chain (mainnet) until the page asks it to switch.
     let chainId = "0x1";
+    window.__walletCalls = [];
     window.__switchedTo = null;
     const wallet = {
       async request({ method, params }) {
+        window.__walletCalls.push(method);
         if (method === "eth_requestAccounts" || method === "eth_accounts") return [account];
         if (method === "eth_chainId") return chainId;
         if (method === "wallet_switchEthereumChain") {
@@ -175,10 +182,40 @@ try {
   if (!movedError.includes("the price moved")) fail(`price moved: the panel says ${movedError}`);
 
   await page.locator("#trade-panel").screenshot({ path: screenshot });
+
+  // 5. A referrer with a wrong EIP-55 checksum (anvil's account 1, one letter's case flipped).
+  const referrer = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
+  const mistyped = referrer.replace("C5", "c5");
+  const referrerError = () => page.evaluate(() => {
+    const el = document.getElementById("trade-referrer-error");
+    return el.hidden ? null : el.textContent;
+  });
+  for (const good of [referrer.toLowerCase(), referrer, `0x${referrer.slice(2).toUpperCase()}`]) {
+    await page.fill("#trade-referrer", good);
+    const error = await referrerError();
+    if (error !== null) fail(`referrer ${good} refused: ${error}`);
+  }
+  step("a referrer with a wrong checksum");
+  await page.fill("#trade-referrer", mistyped);
+  const expected = `address ${mistyped} has a wrong EIP-55 checksum (a mistyped character?); the checksummed form of these digits is ${referrer}, but check the address itself before using it`;
+  const beside = await referrerError();
+  if (beside !== expected) fail(`beside the referrer field: ${beside}`);
+  const callsBefore = await page.evaluate(() => window.__walletCalls.length);
+  await page.click("#trade-submit");
+  await page.waitForFunction(() => document.getElementById("trade-status").className === "error", null, { timeout: 10000 });
+  const refused = await page.textContent("#trade-status");
+  if (refused !== "not sent: the referrer is refused (see above)") fail(`wrong checksum: the panel says ${refused}`);
+  const checksumError = await referrerError();
+  if (checksumError !== expected) fail(`beside the referrer field, after the click: ${checksumError}`);
+  const sentCalls = await page.evaluate((n) => window.__walletCalls.slice(n)
+    .filter((m) => ["eth_sendTransaction", "eth_estimateGas", "eth_signTransaction"].includes(m)), callsBefore);
+  if (sentCalls.length) fail(`a refused buy reached the wallet: ${sentCalls}`);
+  await page.locator("#trade-panel").screenshot({ path: screenshot.replace(/(\.png)?$/, "-checksum.png") });
+
   const decoyCalls = await page.evaluate(() => window.__decoyCalls);
   if (decoyCalls.length) fail(`the decoy wallet was asked: ${decoyCalls}`);
   if (problems.length) fail("problems in the page");
-  console.log(JSON.stringify({ launchTx, withdrawTx, withdrawable, buyTx, buyQuote, sellTx, sellQuote, movedError }));
+  console.log(JSON.stringify({ launchTx, withdrawTx, withdrawable, buyTx, buyQuote, sellTx, sellQuote, movedError, checksumError }));
 } finally {
   await browser.close();
 }
