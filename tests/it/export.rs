@@ -522,6 +522,28 @@ async fn export_flags_are_checked() {
     let db = format!("sqlite:{}", dir.join("empty.db").display());
     let out = dir.join("x.parquet");
     let out = out.to_str().unwrap();
+    // A database that does not exist is named, and not created: export only reads.
+    let missing = dir.join("missing.db");
+    let o = cli(&[
+        "export",
+        "trades",
+        "--out",
+        out,
+        "--database-url",
+        missing.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && stderr.contains(&format!("no database at {}", missing.display())),
+        "{stderr}"
+    );
+    assert!(
+        !missing.exists(),
+        "a read-only command created {}",
+        missing.display()
+    );
+    // An empty one (a schema, no market yet).
+    keymarket_indexer::Store::connect(&db).await.unwrap();
     for (args, needle) in [
         (vec!["trades", "--format", "xlsx"], "invalid value 'xlsx'"),
         (
