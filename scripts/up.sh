@@ -8,4 +8,4 @@ cd "$root"
 scripts/setup.sh
 printf '[up] building keymarket (first build downloads and compiles the crates: a few minutes)\n'
 cargo build --locked --bin keymarket
-exec target/debug/keymarket up "$@"
+exec "${CARGO_TARGET_DIR:-target}/debug/keymarket" up "$@"
