@@ -66,12 +66,12 @@ impl DatabaseArgs {
             }
             None => format!("sqlite:{DEFAULT_DATABASE}"),
         };
-        if let Some(path) = sqlite_path(&url) {
-            if !Path::new(path).exists() {
-                eyre::bail!(
-                    "no database at {path}: index a chain into it first (`keymarket index --database-url {path}`, or scripts/up.sh, which writes {UP_DATABASE}), or pass --database-url"
-                );
-            }
+        if let Some(path) = sqlite_path(&url)
+            && !Path::new(path).exists()
+        {
+            eyre::bail!(
+                "no database at {path}: index a chain into it first (`keymarket index --database-url {path}`, or scripts/up.sh, which writes {UP_DATABASE}), or pass --database-url"
+            );
         }
         eprintln!("database: {}", database_shown(&url));
         Ok(url)

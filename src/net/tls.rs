@@ -68,10 +68,10 @@ fn rustls_error(err: &(dyn std::error::Error + 'static)) -> Option<String> {
         return certificate(r);
     }
     // io::Error hides its inner error from source(): look inside.
-    if let Some(io) = err.downcast_ref::<std::io::Error>() {
-        if let Some(r) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-            return certificate(r);
-        }
+    if let Some(io) = err.downcast_ref::<std::io::Error>()
+        && let Some(r) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>())
+    {
+        return certificate(r);
     }
     if let Some(tokio_tungstenite::tungstenite::Error::Tls(
         tokio_tungstenite::tungstenite::error::TlsError::Rustls(r),
