@@ -66,7 +66,9 @@ pub enum IndexerState {
     Starting,
     /// More than [`BACKFILL_LAG_BLOCKS`] blocks behind the head the indexer last saw.
     Backfilling,
-    /// Re-checking indexed blocks against the chain (reserved: not derived yet).
+    /// At the head after a long backfill, but not yet proved to hold each trade once (the
+    /// trades' identity index is being built, or a trade stored twice is being repaired):
+    /// figures may still change.
     Verifying,
     /// Within [`BACKFILL_LAG_BLOCKS`] of the head, seen in the last [`STOPPED_AFTER_SECS`]
     /// seconds.
@@ -80,12 +82,18 @@ pub enum IndexerState {
 
 impl IndexerState {
     /// The state of a market `lag_blocks` behind the head the indexer recorded
-    /// `head_seen_seconds_ago` (`None`: never).
-    pub fn derive(lag_blocks: i64, head_seen_seconds_ago: Option<i64>) -> Self {
+    /// `head_seen_seconds_ago` (`None`: never), in a database whose trades are
+    /// `uniqueness_proved` or not (a long backfill's, until its end).
+    pub fn derive(
+        lag_blocks: i64,
+        head_seen_seconds_ago: Option<i64>,
+        uniqueness_proved: bool,
+    ) -> Self {
         match head_seen_seconds_ago {
             None => Self::Starting,
             Some(ago) if ago > STOPPED_AFTER_SECS => Self::Stopped,
             Some(_) if lag_blocks > BACKFILL_LAG_BLOCKS => Self::Backfilling,
+            Some(_) if !uniqueness_proved => Self::Verifying,
             Some(_) => Self::Following,
         }
     }
@@ -134,6 +142,10 @@ pub struct MarketInfo {
     pub start_block: i64,
     /// Newest indexed block.
     pub indexed_block: i64,
+    /// What the indexer is doing with the market (as in `/healthz`).
+    pub state: IndexerState,
+    /// Blocks between the head the indexer last saw and the newest indexed block.
+    pub lag_blocks: i64,
     /// The fee settings the market's indexed events left (fields are null when no indexed
     /// event said, e.g. on friend.tech, whose contract emits none).
     pub fees: FeeInfo,

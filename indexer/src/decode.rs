@@ -8,7 +8,7 @@ use keymarket_contracts::KeyMarket;
 
 use keymarket_store::{FeeEventRow, FeeSetting, ReferralRow, TradeRow, amount::Wei, hex};
 
-use crate::{Error, Result, rpc};
+use crate::{Error, Result};
 
 mod rpc_json;
 
@@ -266,9 +266,6 @@ pub(crate) fn decode_or_refuse(
         Ok(t) => Some(t),
         Err(e) => {
             *refused += 1;
-            rpc::RETRIES
-                .refused_logs
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::error!(target: "indexer::decode", block = log.block(), log_index = log.position().1, tx = ?log.transaction_hash, error = %e, "refusing a log that cannot be stored as it is: it is not counted");
             None
         }

@@ -50,6 +50,9 @@ pub struct FetchConfig {
     /// The provider's health, shared by every call made with this configuration (clones share
     /// it): during an outage the indexer sends one probe per backoff, not one per caller.
     pub gate: Arc<rpc::Gate>,
+    /// The faults this indexer waited out, by kind (clones share them; each indexer started
+    /// with its own configuration counts its own — `/metrics` reads them).
+    pub counts: Arc<rpc::RetryCounts>,
 }
 
 impl Default for FetchConfig {
@@ -63,6 +66,7 @@ impl Default for FetchConfig {
             request_timeout: Duration::from_secs(60),
             call_timeout: Duration::from_secs(10),
             gate: Arc::default(),
+            counts: Arc::default(),
         }
     }
 }
@@ -99,6 +103,7 @@ impl FetchConfig {
             timeout: self.call_timeout,
             attempts: None,
             gate: self.gate.clone(),
+            counts: self.counts.clone(),
         }
     }
 }
@@ -196,7 +201,7 @@ impl<P: Provider> LogFetcher<P> {
                         Failure::RateLimited(why) => (Fault::RateLimited, why),
                         Failure::TooLarge(why) | Failure::Transient(why) => (Fault::Transient, why),
                     };
-                    rpc::RETRIES.count(fault, why.starts_with(TIMED_OUT));
+                    self.config.counts.count(fault, why.starts_with(TIMED_OUT));
                     // The next attempt (of this range or any other call) waits out the backoff.
                     let delay = gate.failed();
                     drop(permit);

@@ -205,8 +205,8 @@ pub fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(rand::rng().random_range(cap / 2..=cap))
 }
 
-/// Faults waited out so far by this process's indexers, by kind (exported on `/metrics` by the
-/// API when it runs in the same process, as in `keymarket up`).
+/// Faults waited out so far by one indexer, by kind (exported on `/metrics` by the API when it
+/// runs in the same process, as in `keymarket up`).
 #[derive(Debug, Default)]
 pub struct RetryCounts {
     /// RPC calls answered with a rate limit.
@@ -219,16 +219,10 @@ pub struct RetryCounts {
     pub database: AtomicU64,
     /// `Trade` logs refused because they cannot be stored as they are.
     pub refused_logs: AtomicU64,
+    /// `eth_getLogs` answers refused for their block times (a log's time not its header's, two
+    /// times in one block, times going back or outside the range's headers) and asked again.
+    pub wrong_block_times: AtomicU64,
 }
-
-/// The process's retry counters.
-pub static RETRIES: RetryCounts = RetryCounts {
-    rate_limited: AtomicU64::new(0),
-    transient: AtomicU64::new(0),
-    timeouts: AtomicU64::new(0),
-    database: AtomicU64::new(0),
-    refused_logs: AtomicU64::new(0),
-};
 
 impl RetryCounts {
     /// (fault label, total so far) of each counter, for `/metrics`.
@@ -239,6 +233,7 @@ impl RetryCounts {
             ("timeout", &self.timeouts),
             ("database", &self.database),
             ("refused_log", &self.refused_logs),
+            ("wrong_block_times", &self.wrong_block_times),
         ]
         .into_iter()
         .map(|(fault, n)| (fault, n.load(Ordering::Relaxed)))
@@ -361,6 +356,8 @@ pub struct Retry {
     pub attempts: Option<u32>,
     /// The provider's health, shared with every other call to it.
     pub gate: Arc<Gate>,
+    /// Where the faults met are counted.
+    pub counts: Arc<RetryCounts>,
 }
 
 /// Runs `call` until it succeeds, retrying temporary failures (see [`classify_transport`])
@@ -393,7 +390,7 @@ where
         };
         attempt += 1;
         let timed_out = error.starts_with("no answer within");
-        RETRIES.count(fault, timed_out);
+        retry.counts.count(fault, timed_out);
         let delay = retry.gate.failed();
         drop(permit);
         if retry.attempts.is_some_and(|n| attempt >= n) {

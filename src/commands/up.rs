@@ -171,9 +171,10 @@ pub(crate) async fn up(args: UpArgs) -> Result<()> {
             .with_rate_limit(100, 200)
             .with_sql(Default::default())
             // The indexer runs in this process: its retries on /metrics.
-            .with_retries(std::sync::Arc::new(|| {
-                keymarket_indexer::rpc::RETRIES.totals()
-            })),
+            .with_retries({
+                let counts = config.fetch.counts.clone();
+                std::sync::Arc::new(move || counts.totals())
+            }),
         stop.clone().cancelled_owned(),
     );
     println!("\ndashboard  http://{}/", args.listen);
@@ -182,10 +183,11 @@ pub(crate) async fn up(args: UpArgs) -> Result<()> {
         args.listen
     );
     println!("anvil keeps running on {rpc_url}; the indexer follows it. Press Ctrl-C to stop.");
+    // The same counters as the backfill's, so /metrics counts the whole run.
     let follow = IndexerConfig {
         follow: true,
-        shutdown: stop.clone(),
-        ..IndexerConfig::default()
+        progress: false,
+        ..config.clone()
     };
     if args.live_interval_secs > 0 {
         println!(

@@ -40,6 +40,9 @@ enum Mode {
     Outage,
     /// A replica this many blocks behind: a lower head, no blocks above it.
     Lagging(u64),
+    /// Every third `eth_getLogs` answer holding logs has every `blockTimestamp` moved two days
+    /// later (the blocks, hashes and everything else as they are).
+    WrongTimes,
 }
 
 pub(crate) struct Proxy {
@@ -132,6 +135,35 @@ impl Proxy {
         };
         match mode {
             Mode::Healthy => {}
+            Mode::WrongTimes if method == "eth_getLogs" => {
+                let answer = self.forward_logs(body.clone()).await;
+                let mut parsed: Value = serde_json::from_slice(&answer).unwrap();
+                let n = {
+                    let mut seqs = self.seqs.lock().unwrap();
+                    let seq = seqs.entry(method.clone()).or_default();
+                    *seq += 1;
+                    *seq
+                };
+                if let Some(logs) = parsed["result"].as_array_mut()
+                    && !logs.is_empty()
+                    && n % 3 == 0
+                {
+                    self.count("block times two days late");
+                    for l in logs {
+                        let t = u64::from_str_radix(
+                            l["blockTimestamp"]
+                                .as_str()
+                                .unwrap()
+                                .trim_start_matches("0x"),
+                            16,
+                        )
+                        .unwrap();
+                        l["blockTimestamp"] = json!(format!("{:#x}", t + 2 * 86_400));
+                    }
+                }
+                return respond(&mut sock, 200, parsed.to_string().as_bytes()).await;
+            }
+            Mode::WrongTimes => {}
             Mode::Outage => {
                 self.count("outage 502");
                 return respond(&mut sock, 502, b"<html>502 Bad Gateway</html>").await;
@@ -378,6 +410,8 @@ struct Follower {
     store: Store,
     stop: CancellationToken,
     task: JoinHandle<keymarket_indexer::Result<RunReport>>,
+    /// This indexer's own fault counters (other tests' indexers count theirs).
+    counts: std::sync::Arc<keymarket_indexer::rpc::RetryCounts>,
 }
 
 fn config(stop: CancellationToken) -> IndexerConfig {
@@ -402,6 +436,17 @@ fn config(stop: CancellationToken) -> IndexerConfig {
 }
 
 async fn follow(chain: &Chain, proxy: &Proxy, name: &str) -> Vec<Follower> {
+    follow_with_window(chain, proxy, name, 128).await
+}
+
+/// As [`follow`], with a reorg window of `window` blocks (a small one puts most ranges far from
+/// the head, where headers are not fetched for every block).
+async fn follow_with_window(
+    chain: &Chain,
+    proxy: &Proxy,
+    name: &str,
+    window: u64,
+) -> Vec<Follower> {
     // The indexers' logs when asked for, e.g. KEYMARKET_TEST_LOG=indexer=warn.
     if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("KEYMARKET_TEST_LOG") {
         let _ = tracing_subscriber::fmt()
@@ -418,8 +463,12 @@ async fn follow(chain: &Chain, proxy: &Proxy, name: &str) -> Vec<Follower> {
             proxy.provider(),
             store.clone(),
             chain.spec(),
-            config(stop.clone()),
+            IndexerConfig {
+                window,
+                ..config(stop.clone())
+            },
         );
+        let counts = config.fetch.counts.clone();
         let task =
             tokio::spawn(async move { keymarket_indexer::run(provider, &s, spec, &config).await });
         followers.push(Follower {
@@ -428,6 +477,7 @@ async fn follow(chain: &Chain, proxy: &Proxy, name: &str) -> Vec<Follower> {
             store,
             stop,
             task,
+            counts,
         });
     }
     followers
@@ -438,30 +488,43 @@ async fn checkpoint(store: &Store) -> u64 {
     store.next_block(1).await.unwrap_or(0)
 }
 
-/// Waits until every follower has indexed the chain's head; fails if one of them ended.
+/// Whether a follower is done with everything up to `head`: its checkpoint is past it and its
+/// trades are proved stored once (after a long backfill, the identity index is built at the
+/// head; a trade stored twice meanwhile is repaired first, moving the checkpoint back).
+async fn done_to(f: &Follower, head: u64) -> bool {
+    checkpoint(&f.store).await > head && f.store.uniqueness_proved().await.unwrap_or(false)
+}
+
+/// Waits until every follower is done with the chain's head, all of them in one pass (one that
+/// was done and then went back to repair counts as not done); fails if one of them ended.
 async fn caught_up(chain: &Chain, followers: &[Follower]) {
     let head = chain.provider.get_block_number().await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(300);
-    for f in followers {
-        while checkpoint(&f.store).await <= head {
+    loop {
+        let mut all = true;
+        for f in followers {
             assert!(
                 !f.task.is_finished(),
                 "the {:?} indexer stopped by itself",
                 f.kind
             );
-            assert!(
-                Instant::now() < deadline,
-                "the {:?} indexer did not reach block {head}",
-                f.kind
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            all &= done_to(f, head).await;
         }
+        if all {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the indexers did not all reach block {head}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
 /// Stops the followers cleanly and compares each database with the recomputation from the chain.
 async fn stop_and_compare(chain: &Chain, followers: Vec<Follower>, what: &str) -> Vec<RunReport> {
     let want = recompute(chain.deployment.chain_id, &chain.logs().await);
+    let head = chain.provider.get_block_number().await.unwrap();
     let mut reports = Vec::new();
     for f in followers {
         f.stop.cancel();
@@ -472,6 +535,12 @@ async fn stop_and_compare(chain: &Chain, followers: Vec<Follower>, what: &str) -
             .unwrap_or_else(|e| panic!("the {:?} indexer failed: {e}", f.kind));
         println!("{:?}: {report:?}", f.kind);
         assert!(report.stopped, "stopped on request");
+        assert!(
+            report.next_block > head,
+            "the {:?} indexer stopped past the head {head} (at {})",
+            f.kind,
+            report.next_block
+        );
         assert_same(
             &format!("{:?} {what}", f.kind),
             &dump(&f.url, chain).await,
@@ -502,11 +571,7 @@ async fn a_misbehaving_provider_is_retried_and_never_believed() {
             .await
             .unwrap()
     };
-    let met = || {
-        keymarket_indexer::rpc::RETRIES
-            .database
-            .load(Ordering::Relaxed)
-    };
+    let met = || followers[0].counts.database.load(Ordering::Relaxed);
     let before = met();
     sqlx::query("BEGIN IMMEDIATE")
         .execute(&mut locker)
@@ -525,14 +590,25 @@ async fn a_misbehaving_provider_is_retried_and_never_believed() {
     }
     sqlx::query("COMMIT").execute(&mut locker).await.unwrap();
     caught_up(&chain, &followers).await;
+    // A trade moved to a wrong block keeps its own block's time: the block-time checks refuse
+    // most such answers before anything is stored.
+    let wrong_times: u64 = followers
+        .iter()
+        .map(|f| f.counts.wrong_block_times.load(Ordering::Relaxed))
+        .sum();
     let reports = stop_and_compare(&chain, followers, "through a misbehaving provider").await;
     assert!(
         reports[0].database_retries > 0,
         "the SQLite indexer met the lock"
     );
-    // Logs put at a wrong block were refused with their batch (unique index present) or, during
-    // the long backfill (index dropped), found when the index was built and rolled back.
-    let caught: u64 = reports.iter().map(|r| r.refused_batches + r.repairs).sum();
+    // Logs put at a wrong block were refused for their block time, or with their batch (unique
+    // index present) or, during the long backfill (index dropped), found when the index was
+    // built and rolled back.
+    let caught: u64 = wrong_times
+        + reports
+            .iter()
+            .map(|r| r.refused_batches + r.repairs)
+            .sum::<u64>();
     println!(
         "logs at a wrong block: {} injected; refused batches {:?}, repairs {:?}",
         proxy.injected("log at a wrong block"),
@@ -660,4 +736,25 @@ async fn a_lagging_replica_rewinds_nothing_and_reorgs_behind_the_head_are_repair
     }
     assert!(proxy.injected("lagging unknown block") > 0);
     assert!(proxy.injected("lagging head") > 0);
+}
+
+/// Far from the head (a window of 8 blocks), logs whose `blockTimestamp` a provider moved by two
+/// days are refused and fetched again: every trade ends on its true day.
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_block_times_far_from_the_head_are_refused() {
+    let chain = Chain::new().await;
+    chain.trade(1_200, 91, 15, 900).await; // ~80 blocks
+    let proxy = Proxy::start(chain.rpc_url()).await;
+    proxy.set(Mode::WrongTimes);
+    let followers = follow_with_window(&chain, &proxy, "wrong_times", 8).await;
+    caught_up(&chain, &followers).await;
+    chain.trade(150, 92, 15, 900).await;
+    caught_up(&chain, &followers).await;
+    let refused: u64 = followers
+        .iter()
+        .map(|f| f.counts.wrong_block_times.load(Ordering::Relaxed))
+        .sum();
+    stop_and_compare(&chain, followers, "with block times moved by a provider").await;
+    assert!(proxy.injected("block times two days late") > 0);
+    assert!(refused > 0, "the moved times were refused");
 }

@@ -47,23 +47,19 @@ pub(crate) async fn metrics_text(State(s): State<AppState>) -> Result<Response, 
 /// otherwise. `verifying` and `standby` belong to the vocabulary but are not derived yet.
 #[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health), (status = 429, body = ErrorBody)))]
 pub(crate) async fn healthz(State(s): State<AppState>) -> ApiResult<Health> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    let proved = s.store.uniqueness_proved().await?;
     let markets: Vec<_> = s
         .store
         .markets()
         .await?
         .into_iter()
         .map(|m| {
-            let indexed = m.next_block - 1;
-            let head = m.head_block.max(indexed);
-            let seen_ago = (m.head_seen_at > 0).then(|| (now - m.head_seen_at).max(0));
+            let (indexed, head, seen_ago, state) = position(&m, proved);
             HealthMarket {
                 id: m.id,
                 chain_id: m.chain_id,
                 address: m.address,
-                state: IndexerState::derive(head - indexed, seen_ago),
+                state,
                 indexed_block: indexed,
                 head_block: head,
                 lag_blocks: head - indexed,
@@ -79,12 +75,33 @@ pub(crate) async fn healthz(State(s): State<AppState>) -> ApiResult<Health> {
     Ok(Json(Health { status, markets }))
 }
 
+/// A market's (indexed block, head, seconds since the head was seen, state).
+fn position(
+    m: &keymarket_store::MarketRow,
+    uniqueness_proved: bool,
+) -> (i64, i64, Option<i64>, IndexerState) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let indexed = m.next_block - 1;
+    let head = m.head_block.max(indexed);
+    let seen_ago = (m.head_seen_at > 0).then(|| (now - m.head_seen_at).max(0));
+    (
+        indexed,
+        head,
+        seen_ago,
+        IndexerState::derive(head - indexed, seen_ago, uniqueness_proved),
+    )
+}
+
 /// The indexed markets.
 #[utoipa::path(get, path = "/v1/markets", responses((status = 200, body = Markets), (status = 429, body = ErrorBody)))]
 pub(crate) async fn markets(State(s): State<AppState>) -> ApiResult<Markets> {
     let mut markets = Vec::new();
+    let proved = s.store.uniqueness_proved().await?;
     for m in s.store.markets().await? {
         let f = s.store.fee_settings(m.id).await?;
+        let (indexed, head, _, state) = position(&m, proved);
         let pending = [
             ("protocol", f.pending_protocol_fee),
             ("subject", f.pending_subject_fee),
@@ -94,7 +111,9 @@ pub(crate) async fn markets(State(s): State<AppState>) -> ApiResult<Markets> {
             chain_id: m.chain_id,
             address: m.address,
             start_block: m.start_block,
-            indexed_block: m.next_block - 1,
+            indexed_block: indexed,
+            state,
+            lag_blocks: head - indexed,
             fees: FeeInfo {
                 protocol_fee_percent: f.protocol_fee_percent,
                 subject_fee_percent: f.subject_fee_percent,

@@ -92,6 +92,14 @@ impl Store {
         Ok(built)
     }
 
+    /// Whether every trade is proved stored once: the trades' identity index exists. It is
+    /// missing during a long backfill (dropped for speed) until the indexer reaches the head and
+    /// builds it, which fails if a provider's answer had a trade stored twice (then repaired).
+    /// Per database: the index covers every market it holds.
+    pub async fn uniqueness_proved(&self) -> Result<bool> {
+        self.has_index(TRADES_IDENTITY).await
+    }
+
     pub(super) async fn has_index(&self, name: &str) -> Result<bool> {
         has_index(&self.pool, self.backend, name).await
     }
