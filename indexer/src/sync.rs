@@ -247,6 +247,11 @@ pub async fn run<P: Provider>(
                     market.next_block = batch.to + 1;
                     report.trades += batch.trades.len() as u64;
                     report.refused_logs += batch.refused;
+                    config
+                        .fetch
+                        .counts
+                        .refused_logs
+                        .fetch_add(batch.refused, std::sync::atomic::Ordering::Relaxed);
                     report.blocks += batch.to - batch.from + 1;
                     report.batches += 1;
                     if !bulk
@@ -282,11 +287,17 @@ pub async fn run<P: Provider>(
             futures::future::try_join(producer, consumer).await?;
             Ok(Flow::Again)
         };
-        match pass.await {
-            Ok(Flow::Again) => db_failures = 0,
+        // A pass's outcome, then the repair it calls for; a transient database error in either
+        // (an outage, a lock, a restart) is waited out the same way.
+        let outcome = match pass.await {
+            Ok(Flow::Again) => {
+                db_failures = 0;
+                Ok(())
+            }
             Ok(Flow::Done) => break,
             Err(Error::Store(StoreError::Reorged { block })) => {
                 warn!(target: "indexer::reorg", block, "the chain changed below the next batch; checking the window");
+                Ok(())
             }
             Err(Error::Store(e @ StoreError::AlreadyStored { first, .. })) => {
                 // A provider's answer put a trade at a wrong block — in this batch, or in one
@@ -295,38 +306,56 @@ pub async fn run<P: Provider>(
                 // again after a backoff: a provider that stops lying leaves the truth.
                 db_failures += 1;
                 report.refused_batches += 1;
-                if first < market.next_block {
-                    let orphans = store.rollback(&market, first).await?;
-                    market.next_block = first;
-                    warn!(target: "indexer::sync", error = %e, rolled_back_to = first, rolled_back_trades = orphans, "refused a batch holding a trade already stored; rolled back to the first copy");
-                } else {
-                    warn!(target: "indexer::sync", error = %e, "refused a batch holding a trade twice; fetching it again");
+                let undone = async {
+                    if first < market.next_block {
+                        let orphans = store.rollback(&market, first).await?;
+                        market.next_block = first;
+                        warn!(target: "indexer::sync", error = %e, rolled_back_to = first, rolled_back_trades = orphans, "refused a batch holding a trade already stored; rolled back to the first copy");
+                    } else {
+                        warn!(target: "indexer::sync", error = %e, "refused a batch holding a trade twice; fetching it again");
+                    }
+                    Ok::<_, Error>(())
                 }
-                let delay = rpc::backoff(db_failures);
-                or_stop(stop, tokio::time::sleep(delay)).await;
+                .await;
+                if undone.is_ok() {
+                    let delay = rpc::backoff(db_failures);
+                    or_stop(stop, tokio::time::sleep(delay)).await;
+                }
+                undone
             }
             Err(Error::Store(StoreError::StoredTwice(why))) => {
                 // The same, during a long backfill without the unique index: found when the
                 // index is built at the head. Undo everything from the first such trade's block
                 // (exactly, as for a reorg) and index it again.
-                let Some(first) = store.first_duplicate_block(market.id).await? else {
-                    return Err(Error::Corrupt(why));
-                };
-                let orphans = store.rollback(&market, first).await?;
-                market.next_block = first;
-                report.repairs += 1;
-                warn!(target: "indexer::sync", first_block = first, rolled_back_trades = orphans, %why, "a trade was stored twice during the backfill: rolled back to its block; indexing again");
+                async {
+                    let Some(first) = store.first_duplicate_block(market.id).await? else {
+                        return Err(Error::Corrupt(why.clone()));
+                    };
+                    let orphans = store.rollback(&market, first).await?;
+                    market.next_block = first;
+                    report.repairs += 1;
+                    warn!(target: "indexer::sync", first_block = first, rolled_back_trades = orphans, %why, "a trade was stored twice during the backfill: rolled back to its block; indexing again");
+                    Ok(())
+                }
+                .await
             }
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(()) => {}
             Err(e) if e.is_transient() => {
                 db_failures += 1;
                 report.database_retries += 1;
-                rpc::RETRIES
+                config
+                    .fetch
+                    .counts
                     .database
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let delay = rpc::backoff(db_failures);
                 warn!(target: "indexer::store", attempt = db_failures, delay_ms = delay.as_millis() as u64, error = %e, "database unavailable (the open transaction was rolled back); retrying");
                 or_stop(stop, tokio::time::sleep(delay)).await;
-                // A commit may have succeeded although its answer was lost: the checkpoint says.
+                // A commit (or a rollback) may have succeeded although its answer was lost: the
+                // checkpoint says.
                 match or_stop(stop, store.next_block(market.id)).await {
                     Some(Ok(next)) => market.next_block = next,
                     Some(Err(e)) if e.is_transient() => {} // still down: the next pass waits again
@@ -434,6 +463,47 @@ pub async fn fetch_only<P: Provider>(
     Ok((trades, blocks, started.elapsed()))
 }
 
+/// The block-time checks of [`build_batch`]: `Err` says what is wrong.
+fn check_times(
+    logs: &[RpcLog],
+    headers: &foldhash::HashMap<u64, (B256, u64)>,
+    from: u64,
+    to: u64,
+) -> std::result::Result<(), String> {
+    let floor = from.checked_sub(1).map_or(0, |p| headers[&p].1);
+    let ceiling = headers[&to].1;
+    let mut last: Option<(u64, u64)> = None;
+    for l in logs {
+        let Some(time) = l.block_timestamp.map(|t| t.to::<u64>()) else {
+            continue;
+        };
+        let n = l.block();
+        if let Some(&(_, header_time)) = headers.get(&n)
+            && header_time != time
+        {
+            return Err(format!(
+                "block {n}'s logs say time {time}, its header {header_time}"
+            ));
+        }
+        if !(floor..=ceiling).contains(&time) {
+            return Err(format!(
+                "block {n}'s time {time} is outside the range's headers' {floor}..={ceiling}"
+            ));
+        }
+        match last {
+            Some((b, t)) if b == n && t != time => {
+                return Err(format!("block {n}'s logs carry two times, {t} and {time}"));
+            }
+            Some((b, t)) if time < t => {
+                return Err(format!("block {n}'s time {time} is before block {b}'s {t}"));
+            }
+            _ => {}
+        }
+        last = Some((n, time));
+    }
+    Ok(())
+}
+
 fn backfill_bar(from: u64, head: u64) -> ProgressBar {
     let bar = ProgressBar::new(head);
     bar.set_position(from.saturating_sub(1));
@@ -452,6 +522,12 @@ fn backfill_bar(from: u64, head: u64) -> ProgressBar {
 /// happened while fetching) and the range must be fetched again. The hash of the block before
 /// the range, fetched after its logs, goes with the batch: the store refuses the batch if it is
 /// not the hash stored for that block (a reorg below the range, wherever it happened).
+///
+/// The block times the logs carry are checked everywhere, not only near the head: the first and
+/// last log's blocks are compared with their headers (hash and time), all logs of a block carry
+/// one time, times never decrease with the block number, and every time lies between the
+/// headers of `from − 1` and `to`. A range failing a check is a provider's fault: `None`, and
+/// it is fetched again.
 async fn build_batch<P: Provider>(
     provider: &P,
     chain_id: u64,
@@ -473,6 +549,10 @@ async fn build_batch<P: Provider>(
             wanted.insert(l.block());
         }
     }
+    if let (Some(first), Some(last)) = (logs.first(), logs.last()) {
+        wanted.insert(first.block());
+        wanted.insert(last.block());
+    }
     let fetched = futures::future::try_join_all(
         wanted
             .iter()
@@ -488,6 +568,14 @@ async fn build_batch<P: Provider>(
         }
     }
     let parent = (from > 0).then(|| (from - 1, headers[&(from - 1)].0));
+    if let Err(why) = check_times(&logs, &headers, from, to) {
+        retry
+            .counts
+            .wrong_block_times
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        warn!(target: "indexer::sync", from, to, %why, "the provider's logs carry wrong block times; fetching the range again");
+        return Ok(None);
+    }
     let mut refused = 0;
     let mut trades = Vec::with_capacity(logs.len());
     let (mut referrals, mut fee_events) = (Vec::new(), Vec::new());
@@ -524,4 +612,43 @@ async fn build_batch<P: Provider>(
         blocks,
         refused,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy::primitives::U64;
+
+    use super::*;
+    use crate::decode::tests::log;
+
+    /// A log of block `n` carrying time `t`.
+    fn at(n: u64, t: u64) -> RpcLog {
+        let mut l = log();
+        l.block_number = Some(U64::from(n));
+        l.block_timestamp = Some(U64::from(t));
+        l
+    }
+
+    #[test]
+    fn block_times_are_checked_against_headers_and_each_other() {
+        // Headers of blocks 9 (before the range), 10 and 20 (the first and last log's), 30 (`to`).
+        let headers: foldhash::HashMap<u64, (B256, u64)> =
+            [(9, 900), (10, 1_000), (20, 2_000), (30, 3_000)]
+                .into_iter()
+                .map(|(n, t)| (n, (B256::ZERO, t)))
+                .collect();
+        let check = |logs: &[RpcLog]| check_times(logs, &headers, 10, 30);
+        assert!(check(&[at(10, 1_000), at(15, 1_500), at(15, 1_500), at(20, 2_000)]).is_ok());
+        assert!(check(&[]).is_ok());
+        // Every time moved by two days: the first log's header disagrees.
+        let e = check(&[at(10, 173_800), at(20, 174_800)]).unwrap_err();
+        assert!(e.contains("its header"), "{e}");
+        // One block's logs with two times; a time going back; a time beyond `to`'s header.
+        let e = check(&[at(10, 1_000), at(15, 1_500), at(15, 1_501), at(20, 2_000)]).unwrap_err();
+        assert!(e.contains("two times"), "{e}");
+        let e = check(&[at(10, 1_000), at(15, 1_500), at(16, 1_400), at(20, 2_000)]).unwrap_err();
+        assert!(e.contains("is before"), "{e}");
+        let e = check(&[at(10, 1_000), at(15, 9_999), at(20, 2_000)]).unwrap_err();
+        assert!(e.contains("outside"), "{e}");
+    }
 }
