@@ -265,6 +265,13 @@ async fn trade(
         let balance = budget
             .run("eth_getBalance", m.provider.get_balance(from))
             .await?;
+        if q.total > balance {
+            return Err(trade::TradeError::InsufficientBalance {
+                need: q.total,
+                have: balance,
+            }
+            .into());
+        }
         if q.total > balance / U256::from(10) {
             if !confirm(&format!(
                 "this buy costs {} of your {}; go on?",
