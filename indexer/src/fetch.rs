@@ -21,7 +21,7 @@ use alloy::{
     },
 };
 use serde::Deserialize;
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 use crate::{
     Error, Result,
@@ -44,6 +44,10 @@ pub struct FetchConfig {
     pub max_attempts: u32,
     /// Per-request timeout of `eth_getLogs` (a range that takes longer is split).
     pub request_timeout: Duration,
+    /// Per-request timeout of `eth_getLogs` over at most [`SMALL_RANGE`] blocks (following the
+    /// head): an answer that small comes in well under a second from a healthy provider, so a
+    /// hung request costs seconds, not a minute, before it is sent again.
+    pub small_range_timeout: Duration,
     /// Per-request timeout of every other call (block number, headers, chain id, code): a
     /// request the provider accepts and never answers is abandoned and retried after this.
     pub call_timeout: Duration,
@@ -64,12 +68,19 @@ impl Default for FetchConfig {
             concurrency: 4,
             max_attempts: 0,
             request_timeout: Duration::from_secs(60),
+            small_range_timeout: Duration::from_secs(5),
             call_timeout: Duration::from_secs(10),
             gate: Arc::default(),
             counts: Arc::default(),
         }
     }
 }
+
+/// Ranges of at most this many blocks are asked with [`FetchConfig::small_range_timeout`].
+pub const SMALL_RANGE: u64 = 16;
+
+/// Consecutive failures of one range after which the fetcher says so as an error.
+const LOUD_AFTER: u32 = 10;
 
 /// The adaptive `eth_getLogs` fetcher of one market.
 #[derive(Debug)]
@@ -155,6 +166,8 @@ impl<P: Provider> LogFetcher<P> {
         // Work list of ranges, processed in order (a split pushes both halves back in order).
         let mut todo = vec![(from, to)];
         let mut failures = 0u32;
+        // When a range's answers were last refused loudly (an error line a minute at most).
+        let mut said: Option<std::time::Instant> = None;
         let gate = &self.config.gate;
         while let Some((a, b)) = todo.pop() {
             let permit = gate.pass().await;
@@ -211,6 +224,14 @@ impl<P: Provider> LogFetcher<P> {
                         )));
                     }
                     warn!(target: "indexer::fetch", from = a, to = b, attempt = failures, ?fault, delay_ms = delay.as_millis() as u64, %why, "eth_getLogs failed; retrying");
+                    // A provider that keeps answering wrongly stalls the indexer (its answers
+                    // are never believed): say so loudly, once a minute, naming the fault.
+                    if failures >= LOUD_AFTER
+                        && said.is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
+                    {
+                        said = Some(std::time::Instant::now());
+                        error!(target: "indexer::fetch", from = a, to = b, attempts = failures, %why, "the provider keeps failing this range; indexing is stalled until it answers rightly (another --rpc-url?)");
+                    }
                     // Repeated failures of a wide range may be a size problem in disguise
                     // (e.g. a proxy cutting large bodies): split after three (not for rate
                     // limits: more, smaller requests are the opposite of what was asked).
@@ -248,11 +269,15 @@ impl<P: Provider> LogFetcher<P> {
                     .map_err(classify),
             }
         };
-        match tokio::time::timeout(self.config.request_timeout, call).await {
-            Err(_) => Err(Failure::TooLarge(format!(
-                "{TIMED_OUT} {:?}",
-                self.config.request_timeout
-            ))),
+        let timeout = if to - from < SMALL_RANGE {
+            self.config
+                .small_range_timeout
+                .min(self.config.request_timeout)
+        } else {
+            self.config.request_timeout
+        };
+        match tokio::time::timeout(timeout, call).await {
+            Err(_) => Err(Failure::TooLarge(format!("{TIMED_OUT} {timeout:?}"))),
             Ok(result) => result,
         }
     }

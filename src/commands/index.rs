@@ -45,6 +45,10 @@ pub(crate) struct IndexArgs {
     /// Largest eth_getLogs range, in blocks.
     #[arg(long, default_value_t = 100_000)]
     pub(crate) max_range: u64,
+    /// Seconds an eth_getLogs of a few blocks (following the head) may take before it is sent
+    /// again.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub(crate) head_request_timeout: u64,
     /// Stop after indexing this block.
     #[arg(long)]
     pub(crate) stop_at: Option<u64>,
@@ -90,6 +94,7 @@ pub(crate) async fn index(args: IndexArgs) -> Result<()> {
             initial_range: args.initial_range,
             max_range: args.max_range,
             concurrency: args.concurrency,
+            small_range_timeout: Duration::from_secs(args.head_request_timeout),
             ..FetchConfig::default()
         },
         follow: args.follow,
