@@ -89,6 +89,9 @@ pub struct RunReport {
     /// Long backfills rolled back and indexed again because a provider's answer had put a
     /// trade at a wrong block ([`crate::store::Error::StoredTwice`]).
     pub repairs: u64,
+    /// Batches stored although their trades break the curve, because the chain itself said so
+    /// each time they were fetched again (see `verify`).
+    pub unverified: u64,
     /// Every block below this one is indexed (the checkpoint when the run ended).
     pub next_block: u64,
     /// The run was stopped by [`IndexerConfig::shutdown`].

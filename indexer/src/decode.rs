@@ -110,8 +110,9 @@ impl FromLog for TradeRow {
 
 /// The events the indexer reads (topic0): `Trade` first, then the referral payouts and the fee
 /// settings. A market of friend.tech's layout emits only `Trade`.
-pub const MARKET_TOPICS: [B256; 7] = [
+pub const MARKET_TOPICS: [B256; 8] = [
     KeyMarket::Trade::SIGNATURE_HASH,
+    KeyMarket::SubjectCreated::SIGNATURE_HASH,
     KeyMarket::ReferralFeePaid::SIGNATURE_HASH,
     KeyMarket::ProtocolFeePercentUpdated::SIGNATURE_HASH,
     KeyMarket::SubjectFeePercentUpdated::SIGNATURE_HASH,
@@ -129,6 +130,14 @@ pub enum MarketEvent {
     Referral(ReferralRow),
     /// A fee setting changed or scheduled.
     Fee(FeeEventRow),
+    /// A subject's keys opened on a curve (KeyMarket's `SubjectCreated`): not stored, read by
+    /// the curve check ([`crate::verify`]).
+    Created {
+        /// The subject, lowercase hex.
+        subject: String,
+        /// Its curve.
+        curve: u8,
+    },
 }
 
 /// Where a log sits and when: (block number, log index, block time), or why it cannot be stored.
@@ -185,6 +194,13 @@ impl MarketEvent {
                     ))
                 })
         };
+        if topic0 == SubjectCreated::SIGNATURE_HASH {
+            let e = SubjectCreated::decode_raw_log(topics, &log.data).map_err(bad)?;
+            return Ok(Self::Created {
+                subject: hex(e.subject.as_slice()),
+                curve: e.curve,
+            });
+        }
         if topic0 == ReferralFeePaid::SIGNATURE_HASH {
             let e = ReferralFeePaid::decode_raw_log(topics, &log.data).map_err(bad)?;
             return Ok(Self::Referral(ReferralRow {
@@ -515,11 +531,27 @@ pub(crate) mod tests {
                 effective_at: 86_400
             }
         );
-        // An event the indexer does not read is an error (the fetch filter never asks for one).
-        let other = event_log(
+        // A subject opened on a curve, for the curve check.
+        let created = event_log(
             SubjectCreated {
                 subject: a,
                 curve: 1,
+            }
+            .encode_log_data(),
+        );
+        assert_eq!(
+            MarketEvent::from_log(1, &created, None).unwrap(),
+            MarketEvent::Created {
+                subject: hex(a.as_slice()),
+                curve: 1
+            }
+        );
+        // An event the indexer does not read is an error (the fetch filter never asks for one).
+        let other = event_log(
+            Withdrawal {
+                account: a,
+                to: a,
+                amount: alloy::primitives::U256::from(1),
             }
             .encode_log_data(),
         );

@@ -22,6 +22,7 @@ pub mod fetch;
 mod reorg;
 pub mod rpc;
 mod sync;
+mod verify;
 
 /// The database (the `keymarket-store` crate).
 pub use keymarket_store as store;
@@ -81,6 +82,9 @@ pub enum Error {
     /// The stored data contradicts itself or a batch.
     #[error("refusing to continue: {0}")]
     Corrupt(String),
+    /// A batch's trades break the curve's arithmetic (see `verify`): the range is fetched again.
+    #[error("trades that break the curve: {0}")]
+    CurveBreak(String),
 }
 
 impl Error {

@@ -222,6 +222,12 @@ pub struct RetryCounts {
     /// `eth_getLogs` answers refused for their block times (a log's time not its header's, two
     /// times in one block, times going back or outside the range's headers) and asked again.
     pub wrong_block_times: AtomicU64,
+    /// Batches whose trades broke the curve's arithmetic (a dropped, invented or repeated
+    /// trade) and were fetched again.
+    pub curve_breaks: AtomicU64,
+    /// Batches stored although they break the arithmetic: the chain itself said so again and
+    /// again (the market and subject are reported unverified in the log).
+    pub curve_unverified: AtomicU64,
 }
 
 impl RetryCounts {
@@ -234,6 +240,8 @@ impl RetryCounts {
             ("database", &self.database),
             ("refused_log", &self.refused_logs),
             ("wrong_block_times", &self.wrong_block_times),
+            ("curve_break", &self.curve_breaks),
+            ("curve_unverified", &self.curve_unverified),
         ]
         .into_iter()
         .map(|(fault, n)| (fault, n.load(Ordering::Relaxed)))

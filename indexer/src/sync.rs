@@ -24,7 +24,16 @@ use crate::{
     reorg::check_reorg,
     rpc::{self, block_hash, header},
     store::{Batch, Error as StoreError, MarketState, Store},
+    verify::{Break, CurveCheck},
 };
+
+/// A fetched range: the batch to store, and the `SubjectCreated` events (subject, curve) the
+/// curve check reads.
+type Fetched = (Batch, Vec<(String, u8)>);
+
+/// Breaks of the curve at one place after which the chain itself is believed (each time the
+/// range was fetched again and said the same).
+const BREAKS_BELIEVED_AFTER: u32 = 3;
 
 /// Checks a market against the chain and registers it: right chain, code at the address, start
 /// block not beyond the head, and the stored block window still on the canonical chain.
@@ -129,6 +138,19 @@ pub async fn run<P: Provider>(
         &MARKET_TOPICS,
         config.fetch.clone(),
     ));
+    let supplies = store.subject_supplies(market.id).await?;
+    let Some(check) = or_stop(stop, CurveCheck::new(&provider, spec.address, supplies)).await
+    else {
+        report.stopped = true;
+        report.next_block = market.next_block;
+        return Ok(report);
+    };
+    let mut check = check.map_err(|e| Error::Rpc(format!("reading the market's code: {e}")))?;
+    // The block the check's supplies continue from: any other start (a rollback, a reorg
+    // repaired) reads them again from the store.
+    let mut check_next = market.next_block;
+    // The last break, and how many times running the chain said the same.
+    let mut last_break: Option<(Break, u32)> = None;
     let first = market.next_block;
     let Some(head) = or_stop(
         stop,
@@ -219,7 +241,7 @@ pub async fn run<P: Provider>(
                 config.window,
                 retry.clone(),
             );
-            let (tx, rx) = tokio::sync::mpsc::channel::<Batch>(1);
+            let (tx, rx) = tokio::sync::mpsc::channel::<Fetched>(1);
             let producer = async move {
                 let mut batches = std::pin::pin!(batches);
                 while let Some(Some(batch)) = or_stop(stop, batches.next()).await {
@@ -237,12 +259,60 @@ pub async fn run<P: Provider>(
                 loop {
                     let t = Instant::now();
                     // A stop is obeyed between commits, never during one.
-                    let Some(Some(batch)) = or_stop(stop, rx.recv()).await else {
+                    let Some(Some((batch, created))) = or_stop(stop, rx.recv()).await else {
                         break;
                     };
                     report.fetch_wait += t.elapsed();
+                    if batch.from != check_next {
+                        check.reset_supplies(store.subject_supplies(market.id).await?);
+                    }
+                    check
+                        .learn_curves(
+                            provider.root(),
+                            spec.address,
+                            &created,
+                            &batch.trades,
+                            &retry,
+                        )
+                        .await?;
+                    let supplies = match check.check(&batch.trades) {
+                        Ok(supplies) => {
+                            last_break = None;
+                            supplies
+                        }
+                        Err(brk) => {
+                            let seen = match &last_break {
+                                Some((b, n)) if *b == brk => n + 1,
+                                _ => 1,
+                            };
+                            last_break = Some((brk.clone(), seen));
+                            if seen < BREAKS_BELIEVED_AFTER {
+                                config
+                                    .fetch
+                                    .counts
+                                    .curve_breaks
+                                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                return Err(Error::CurveBreak(brk.to_string()));
+                            }
+                            // The chain itself says so: stored, not hidden.
+                            config
+                                .fetch
+                                .counts
+                                .curve_unverified
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            report.unverified += 1;
+                            tracing::error!(target: "indexer::verify", market = %spec.address, subject = %brk.subject, block = brk.block, what = %brk.what, times = seen, "the chain's own trades break the curve: stored as they are; this subject and market are unverified from this block");
+                            let mut last: foldhash::HashMap<&str, i64> = Default::default();
+                            for t in &batch.trades {
+                                last.insert(&t.subject, t.supply);
+                            }
+                            last.into_iter().map(|(s, n)| (s.to_string(), n)).collect()
+                        }
+                    };
                     let t = Instant::now();
                     store.commit(&market, &batch, config.window).await?;
+                    check.stored(supplies);
+                    check_next = batch.to + 1;
                     report.store_time += t.elapsed();
                     market.next_block = batch.to + 1;
                     report.trades += batch.trades.len() as u64;
@@ -297,6 +367,14 @@ pub async fn run<P: Provider>(
             Ok(Flow::Done) => break,
             Err(Error::Store(StoreError::Reorged { block })) => {
                 warn!(target: "indexer::reorg", block, "the chain changed below the next batch; checking the window");
+                Ok(())
+            }
+            Err(Error::CurveBreak(why)) => {
+                // The provider's fault until the chain says the same again: fetch it again.
+                db_failures += 1;
+                report.refused_batches += 1;
+                warn!(target: "indexer::verify", %why, "a batch's trades break the curve; fetching the range again");
+                or_stop(stop, tokio::time::sleep(rpc::backoff(db_failures))).await;
                 Ok(())
             }
             Err(Error::Store(e @ StoreError::AlreadyStored { first, .. })) => {
@@ -391,7 +469,7 @@ fn batches(
     head: u64,
     window: u64,
     retry: rpc::Retry,
-) -> impl futures::Stream<Item = Result<Option<Batch>>> {
+) -> impl futures::Stream<Item = Result<Option<Fetched>>> {
     let concurrency = fetcher.concurrency();
     let planner = fetcher.clone();
     futures::stream::unfold(from, move |from| {
@@ -456,7 +534,8 @@ pub async fn fetch_only<P: Provider>(
     ));
     let (mut trades, mut blocks) = (0, 0);
     while let Some(batch) = stream.next().await {
-        let batch = batch?.ok_or_else(|| Error::Rpc("the chain changed while fetching".into()))?;
+        let (batch, _) =
+            batch?.ok_or_else(|| Error::Rpc("the chain changed while fetching".into()))?;
         trades += batch.trades.len() as u64;
         blocks += batch.to - batch.from + 1;
     }
@@ -536,7 +615,7 @@ async fn build_batch<P: Provider>(
     head: u64,
     window: u64,
     retry: &rpc::Retry,
-) -> Result<Option<Batch>> {
+) -> Result<Option<Fetched>> {
     let near_head = to + window >= head;
     let mut headers: foldhash::HashMap<u64, (B256, u64)> = Default::default();
     let mut wanted: BTreeSet<u64> = BTreeSet::new();
@@ -578,7 +657,7 @@ async fn build_batch<P: Provider>(
     }
     let mut refused = 0;
     let mut trades = Vec::with_capacity(logs.len());
-    let (mut referrals, mut fee_events) = (Vec::new(), Vec::new());
+    let (mut referrals, mut fee_events, mut created) = (Vec::new(), Vec::new(), Vec::new());
     let mut blocks = vec![(to, headers[&to].0)];
     for l in &logs {
         let n = l.block();
@@ -598,20 +677,24 @@ async fn build_batch<P: Provider>(
             Some(MarketEvent::Trade(t)) => trades.push(t),
             Some(MarketEvent::Referral(r)) => referrals.push(r),
             Some(MarketEvent::Fee(f)) => fee_events.push(f),
+            Some(MarketEvent::Created { subject, curve }) => created.push((subject, curve)),
             None => {}
         }
     }
-    Ok(Some(Batch {
-        head,
-        from,
-        to,
-        parent,
-        trades,
-        referrals,
-        fee_events,
-        blocks,
-        refused,
-    }))
+    Ok(Some((
+        Batch {
+            head,
+            from,
+            to,
+            parent,
+            trades,
+            referrals,
+            fee_events,
+            blocks,
+            refused,
+        },
+        created,
+    )))
 }
 
 #[cfg(test)]

@@ -43,6 +43,11 @@ enum Mode {
     /// Every third `eth_getLogs` answer holding logs has every `blockTimestamp` moved two days
     /// later (the blocks, hashes and everything else as they are).
     WrongTimes,
+    /// Every other `eth_getLogs` answer is tampered with, alternately: one trade left out, or
+    /// one trade served a second time at another log index — each time a trade whose subject
+    /// trades again later in the same answer (so that the arithmetic of that answer alone shows
+    /// it), and nothing else in the answer contradicts it.
+    Tampered,
 }
 
 pub(crate) struct Proxy {
@@ -61,6 +66,9 @@ pub(crate) struct Proxy {
     injected: Mutex<BTreeMap<&'static str, u64>>,
     /// A log of an earlier answer, to put at a wrong block later.
     earlier_log: Mutex<Option<Value>>,
+    /// Logs already tampered with in Tampered mode (block, log index): each at most once, as a
+    /// flaky provider would; the range asked again gets the truth.
+    tampered: Mutex<std::collections::BTreeSet<(String, String)>>,
 }
 
 impl Proxy {
@@ -77,6 +85,7 @@ impl Proxy {
             seqs: Mutex::default(),
             injected: Mutex::default(),
             earlier_log: Mutex::default(),
+            tampered: Mutex::default(),
         });
         let p = proxy.clone();
         tokio::spawn(async move {
@@ -164,6 +173,36 @@ impl Proxy {
                 return respond(&mut sock, 200, parsed.to_string().as_bytes()).await;
             }
             Mode::WrongTimes => {}
+            Mode::Tampered if method == "eth_getLogs" => {
+                let answer = self.forward_logs(body.clone()).await;
+                let mut parsed: Value = serde_json::from_slice(&answer).unwrap();
+                let n = {
+                    let mut seqs = self.seqs.lock().unwrap();
+                    let seq = seqs.entry(method.clone()).or_default();
+                    *seq += 1;
+                    *seq
+                };
+                if let Some(logs) = parsed["result"].as_array_mut()
+                    && n % 2 == 0
+                    && let Some(i) = trade_traded_again(logs)
+                    && self.tampered.lock().unwrap().insert((
+                        logs[i]["blockNumber"].to_string(),
+                        logs[i]["logIndex"].to_string(),
+                    ))
+                {
+                    if n % 4 == 0 {
+                        self.count("trade left out");
+                        logs.remove(i);
+                    } else {
+                        self.count("trade served twice");
+                        let mut again = logs[i].clone();
+                        again["logIndex"] = json!(format!("{:#x}", 1_000 + i));
+                        logs.insert(i + 1, again);
+                    }
+                }
+                return respond(&mut sock, 200, parsed.to_string().as_bytes()).await;
+            }
+            Mode::Tampered => {}
             Mode::Outage => {
                 self.count("outage 502");
                 return respond(&mut sock, 502, b"<html>502 Bad Gateway</html>").await;
@@ -349,6 +388,23 @@ impl Proxy {
         let v: Value = serde_json::from_slice(&answer).unwrap();
         u64::from_str_radix(v["result"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
     }
+}
+
+/// The index of the first `Trade` log whose subject has another `Trade` later in `logs`.
+fn trade_traded_again(logs: &[Value]) -> Option<usize> {
+    let trade = format!("{:#x}", keymarket_contracts::TRADE_TOPIC);
+    // The subject is the event data's second word.
+    let subject = |l: &Value| -> Option<String> {
+        (l["topics"][0].as_str()? == trade)
+            .then(|| l["data"].as_str().map(|d| d[2 + 64..2 + 128].to_string()))?
+    };
+    (0..logs.len()).find(|&i| {
+        subject(&logs[i]).is_some_and(|s| {
+            logs[i + 1..]
+                .iter()
+                .any(|l| subject(l).as_deref() == Some(s.as_str()))
+        })
+    })
 }
 
 fn range(request: &Value) -> (u64, u64) {
@@ -757,4 +813,31 @@ async fn wrong_block_times_far_from_the_head_are_refused() {
     stop_and_compare(&chain, followers, "with block times moved by a provider").await;
     assert!(proxy.injected("block times two days late") > 0);
     assert!(refused > 0, "the moved times were refused");
+}
+
+/// A provider that leaves a trade out of an answer, or serves one twice at another position:
+/// the answer's own arithmetic (the subject's supply, the curve's price) shows it, the range is
+/// fetched again, and every trade ends stored once.
+#[tokio::test(flavor = "multi_thread")]
+async fn trades_left_out_or_served_twice_break_the_curve_and_are_fetched_again() {
+    let chain = Chain::new().await;
+    chain.trade(1_200, 93, 15, 900).await;
+    let proxy = Proxy::start(chain.rpc_url()).await;
+    proxy.set(Mode::Tampered);
+    let followers = follow(&chain, &proxy, "tampered").await;
+    caught_up(&chain, &followers).await;
+    chain.trade(150, 94, 15, 900).await;
+    caught_up(&chain, &followers).await;
+    let breaks: u64 = followers
+        .iter()
+        .map(|f| f.counts.curve_breaks.load(Ordering::Relaxed))
+        .sum();
+    let unverified: u64 = followers
+        .iter()
+        .map(|f| f.counts.curve_unverified.load(Ordering::Relaxed))
+        .sum();
+    stop_and_compare(&chain, followers, "with trades left out or served twice").await;
+    assert!(proxy.injected("trade left out") > 0 && proxy.injected("trade served twice") > 0);
+    assert!(breaks > 0, "the tampered answers broke the curve");
+    assert_eq!(unverified, 0, "an honest chain is never stored unverified");
 }

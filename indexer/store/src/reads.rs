@@ -106,6 +106,19 @@ impl Store {
             .collect())
     }
 
+    /// Each subject's supply after its last stored trade: the base the curve check continues.
+    pub async fn subject_supplies(&self, market_id: i64) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query("SELECT subject, supply FROM subjects WHERE market_id = $1")
+            .bind(market_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("reading the subjects' supplies"))?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get::<String, _>(0), get_i64(r, 1)))
+            .collect())
+    }
+
     /// The market's current checkpoint.
     pub async fn next_block(&self, market_id: i64) -> Result<u64> {
         let row = sqlx::query("SELECT next_block FROM markets WHERE id = $1")

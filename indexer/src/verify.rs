@@ -1,0 +1,307 @@
+//! Curve-checked ingestion. A friend.tech-style market's `Trade` is arithmetic: its price is the
+//! curve's sum over the keys traded from the supply before it, each fee is capped (10% of the
+//! price on KeyMarket), and a subject's supply moves by exactly the keys traded. A provider that
+//! drops a trade, invents one or serves one twice breaks that arithmetic, so every batch is
+//! checked, in chain order, before it is stored: a break is the provider's fault and the range
+//! is fetched again.
+//!
+//! What the check bounds: a dropped trade is seen when the same subject's next trade arrives (the
+//! supply jumps); one that is the subject's last trade so far is not seen until then. A trade
+//! invented with a price that fits the curve and a supply that continues the subject's is not
+//! seen either (it would have to be invented consistently, trade after trade).
+//!
+//! The subject's curve comes from its `SubjectCreated` event, or — for a subject opened before
+//! the range being indexed — from the market's `subjectCurve(subject)`, read once: never from
+//! the price being checked. friend.tech's layout has one curve. A market of another layout is
+//! indexed unchecked (said once in the log).
+
+use alloy::primitives::{Address, U256};
+use keymarket_contracts::{
+    KeyMarket::KeyMarketInstance,
+    curve,
+    trade::{self, Flavor, TradeError},
+};
+
+use crate::store::TradeRow;
+
+/// The highest fee of either kind, as a share of the price: KeyMarket's `MAX_FEE_PERCENT` (10%).
+const MAX_FEE_DIVISOR: u64 = 10;
+
+/// What the check knows of a market.
+#[derive(Debug, Default)]
+pub(crate) struct CurveCheck {
+    /// `None`: a layout the check does not know; nothing is checked.
+    flavor: Option<Flavor>,
+    /// Each subject's curve, when known.
+    curves: foldhash::HashMap<String, u8>,
+    /// Each subject's supply after its last stored trade.
+    supplies: foldhash::HashMap<String, i64>,
+}
+
+/// A trade that breaks the arithmetic: the subject, the block, what was expected and received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Break {
+    pub(crate) subject: String,
+    pub(crate) block: i64,
+    pub(crate) what: String,
+}
+
+impl std::fmt::Display for Break {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "subject {} at block {}: {}",
+            self.subject, self.block, self.what
+        )
+    }
+}
+
+/// The supplies a batch leaves, to adopt once it is stored.
+pub(crate) type Supplies = Vec<(String, i64)>;
+
+impl CurveCheck {
+    /// The check of the market at `address`, its layout read from its code; `supplies` are the
+    /// stored subjects' supplies (the base the next trades continue).
+    pub(crate) async fn new<P: alloy::providers::Provider>(
+        provider: &P,
+        address: Address,
+        supplies: impl IntoIterator<Item = (String, i64)>,
+    ) -> Result<Self, TradeError> {
+        let flavor = match trade::flavor(provider, address).await {
+            Ok(f) => Some(f),
+            Err(TradeError::NotAMarket(_)) => {
+                tracing::warn!(target: "indexer::verify", market = %address, "not KeyMarket's nor friend.tech's layout: its trades are stored unchecked");
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(Self {
+            flavor,
+            curves: Default::default(),
+            supplies: supplies.into_iter().collect(),
+        })
+    }
+
+    /// A check of nothing (a market of an unknown layout, or checks turned off).
+    #[cfg(test)]
+    pub(crate) fn of(flavor: Flavor) -> Self {
+        Self {
+            flavor: Some(flavor),
+            ..Self::default()
+        }
+    }
+
+    /// Records curves from a batch's `SubjectCreated` events, and reads from the market those of
+    /// its subjects whose curve is still unknown (KeyMarket only; one call per subject, ever).
+    pub(crate) async fn learn_curves<P: alloy::providers::Provider>(
+        &mut self,
+        provider: &P,
+        market: Address,
+        created: &[(String, u8)],
+        trades: &[TradeRow],
+        retry: &crate::rpc::Retry,
+    ) -> crate::Result<()> {
+        for (subject, c) in created {
+            self.curves.insert(subject.clone(), *c);
+        }
+        if self.flavor != Some(Flavor::KeyMarket) {
+            return Ok(());
+        }
+        let m = KeyMarketInstance::new(market, provider);
+        for t in trades {
+            if self.curves.contains_key(&t.subject) {
+                continue;
+            }
+            let subject: Address = t
+                .subject
+                .parse()
+                .map_err(|e| crate::Error::Decode(format!("subject {}: {e}", t.subject)))?;
+            let c = crate::rpc::call("subjectCurve", retry, || async {
+                m.subjectCurve(subject).call().await.map_err(|e| match e {
+                    alloy::contract::Error::TransportError(t) => t,
+                    other => alloy::transports::TransportErrorKind::custom_str(&other.to_string()),
+                })
+            })
+            .await?;
+            self.curves.insert(t.subject.clone(), c);
+        }
+        Ok(())
+    }
+
+    /// Checks `trades` (one batch, in chain order) against the curve and the supplies so far;
+    /// the supplies they leave, or the first break.
+    pub(crate) fn check(&self, trades: &[TradeRow]) -> Result<Supplies, Break> {
+        let Some(flavor) = self.flavor else {
+            return Ok(Vec::new());
+        };
+        let mut after: foldhash::HashMap<&str, i64> = Default::default();
+        for t in trades {
+            let brk = |what: String| Break {
+                subject: t.subject.clone(),
+                block: t.block_number,
+                what,
+            };
+            let before = after
+                .get(t.subject.as_str())
+                .or_else(|| self.supplies.get(&t.subject))
+                .copied();
+            let expected = before.map(|s| {
+                if t.is_buy {
+                    s + t.share_amount
+                } else {
+                    s - t.share_amount
+                }
+            });
+            if let Some(e) = expected
+                && e != t.supply
+            {
+                return Err(brk(format!(
+                    "the supply after a {} of {} key(s) should be {e} (it was {}), the log says {}",
+                    if t.is_buy { "buy" } else { "sell" },
+                    t.share_amount,
+                    before.unwrap_or_default(),
+                    t.supply
+                )));
+            }
+            let low = if t.is_buy {
+                t.supply - t.share_amount
+            } else {
+                t.supply
+            };
+            if low < 0 || t.share_amount < 0 {
+                return Err(brk(format!(
+                    "a {} of {} key(s) leaving supply {}",
+                    if t.is_buy { "buy" } else { "sell" },
+                    t.share_amount,
+                    t.supply
+                )));
+            }
+            let c = match flavor {
+                Flavor::Friendtech => curve::CURVE_STANDARD,
+                Flavor::KeyMarket => match self.curves.get(&t.subject) {
+                    Some(&c) => c,
+                    // learn_curves was not given this batch: no price check possible.
+                    None => {
+                        after.insert(&t.subject, t.supply);
+                        continue;
+                    }
+                },
+            };
+            let price = curve::price(c, low as u64, t.share_amount as u64);
+            let eth = t.eth.to_u256();
+            if eth != price {
+                return Err(brk(format!(
+                    "{} key(s) from supply {low} cost {price} wei on curve {c}, the log says {eth}",
+                    t.share_amount
+                )));
+            }
+            let cap = eth / U256::from(MAX_FEE_DIVISOR);
+            for (name, fee) in [("protocol", t.protocol_fee), ("subject", t.subject_fee)] {
+                if fee.to_u256() > cap {
+                    return Err(brk(format!(
+                        "a {name} fee of {} wei is above 10% of the price {eth}",
+                        fee.to_u256()
+                    )));
+                }
+            }
+            after.insert(&t.subject, t.supply);
+        }
+        Ok(after.into_iter().map(|(s, n)| (s.to_string(), n)).collect())
+    }
+
+    /// Adopts the supplies of a stored batch.
+    pub(crate) fn stored(&mut self, supplies: Supplies) {
+        self.supplies.extend(supplies);
+    }
+
+    /// Forgets the supplies (after a rollback: they are read again from the store).
+    pub(crate) fn reset_supplies(&mut self, supplies: impl IntoIterator<Item = (String, i64)>) {
+        self.supplies = supplies.into_iter().collect();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use keymarket_store::amount::Wei;
+
+    use super::*;
+
+    fn trade(subject: &str, block: i64, is_buy: bool, amount: i64, supply: i64, c: u8) -> TradeRow {
+        let low = if is_buy { supply - amount } else { supply };
+        let price = curve::price(c, low as u64, amount as u64);
+        let fee = Wei::from_u256(price / U256::from(20)).unwrap();
+        TradeRow {
+            chain_id: 1,
+            tx_hash: format!("0x{block:064x}"),
+            log_index: 0,
+            block_number: block,
+            block_hash: String::new(),
+            block_time: block,
+            trader: "0x01".into(),
+            subject: subject.into(),
+            is_buy,
+            share_amount: amount,
+            eth: Wei::from_u256(price).unwrap(),
+            protocol_fee: fee,
+            subject_fee: fee,
+            supply,
+        }
+    }
+
+    #[test]
+    fn honest_trades_pass_and_every_lie_is_named() {
+        let mut check = CurveCheck::of(Flavor::KeyMarket);
+        check.curves.insert("0xa".into(), curve::CURVE_STANDARD);
+        check.curves.insert("0xb".into(), curve::CURVE_STEEP);
+        let honest = [
+            trade("0xa", 1, true, 1, 1, 0),
+            trade("0xa", 2, true, 3, 4, 0),
+            trade("0xb", 2, true, 2, 2, 1),
+            trade("0xa", 3, false, 2, 2, 0),
+        ];
+        let supplies = check.check(&honest).unwrap();
+        check.stored(supplies);
+        assert_eq!(check.supplies["0xa"], 2);
+        // The next batch continues from the stored supplies.
+        assert!(check.check(&[trade("0xa", 4, true, 1, 3, 0)]).is_ok());
+        // A trade dropped: the next one of its subject jumps.
+        let e = check.check(&[trade("0xa", 5, true, 1, 4, 0)]).unwrap_err();
+        assert!(e.what.contains("should be 3"), "{e}");
+        // A price off the subject's curve (the steep one's price on the standard curve).
+        let e = check.check(&[trade("0xa", 5, true, 1, 3, 1)]).unwrap_err();
+        assert!(e.what.contains("on curve 0"), "{e}");
+        // The same trade served twice.
+        let twice = [
+            trade("0xb", 6, true, 1, 3, 1),
+            trade("0xb", 6, true, 1, 3, 1),
+        ];
+        check.stored(vec![("0xb".into(), 2)]);
+        assert!(
+            check
+                .check(&twice)
+                .unwrap_err()
+                .what
+                .contains("should be 4")
+        );
+        // A fee above the cap.
+        let mut greedy = trade("0xa", 7, true, 1, 3, 0);
+        greedy.subject_fee = Wei::from_u256(greedy.eth.to_u256() / U256::from(5)).unwrap();
+        assert!(
+            check
+                .check(&[greedy])
+                .unwrap_err()
+                .what
+                .contains("above 10%")
+        );
+        // A subject first seen here sets its base; friend.tech's layout has one curve.
+        let ft = CurveCheck::of(Flavor::Friendtech);
+        assert!(
+            ft.check(&[
+                trade("0xc", 1, true, 1, 40, 0),
+                trade("0xc", 2, false, 1, 39, 0)
+            ])
+            .is_ok()
+        );
+        assert!(ft.check(&[trade("0xc", 1, true, 1, 40, 1)]).is_err());
+    }
+}
