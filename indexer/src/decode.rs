@@ -137,6 +137,8 @@ pub enum MarketEvent {
         subject: String,
         /// Its curve.
         curve: u8,
+        /// The block it was opened in.
+        block: u64,
     },
 }
 
@@ -199,6 +201,7 @@ impl MarketEvent {
             return Ok(Self::Created {
                 subject: hex(e.subject.as_slice()),
                 curve: e.curve,
+                block: log.block(),
             });
         }
         if topic0 == ReferralFeePaid::SIGNATURE_HASH {
@@ -543,7 +546,8 @@ pub(crate) mod tests {
             MarketEvent::from_log(1, &created, None).unwrap(),
             MarketEvent::Created {
                 subject: hex(a.as_slice()),
-                curve: 1
+                curve: 1,
+                block: created.block(),
             }
         );
         // An event the indexer does not read is an error (the fetch filter never asks for one).

@@ -82,9 +82,16 @@ pub enum Error {
     /// The stored data contradicts itself or a batch.
     #[error("refusing to continue: {0}")]
     Corrupt(String),
-    /// A batch's trades break the curve's arithmetic (see `verify`): the range is fetched again.
-    #[error("trades that break the curve: {0}")]
-    CurveBreak(String),
+    /// A batch's trades break the curve's arithmetic (see `verify`): the range is fetched again,
+    /// from the subject's last stored trade when `repair_from` says the stored data may be the
+    /// wrong part.
+    #[error("trades that break the curve: {why}")]
+    CurveBreak {
+        /// What broke.
+        why: String,
+        /// The subject whose stored trades are suspect, if they are.
+        repair_from: Option<String>,
+    },
 }
 
 impl Error {

@@ -24,12 +24,12 @@ use crate::{
     reorg::check_reorg,
     rpc::{self, block_hash, header},
     store::{Batch, Error as StoreError, MarketState, Store},
-    verify::{Break, CurveCheck},
+    verify::{Break, Created, CurveCheck},
 };
 
 /// A fetched range: the batch to store, and the `SubjectCreated` events (subject, curve) the
 /// curve check reads.
-type Fetched = (Batch, Vec<(String, u8)>);
+type Fetched = (Batch, Vec<Created>);
 
 /// Breaks of the curve at one place after which the chain itself is believed (each time the
 /// range was fetched again and said the same).
@@ -275,7 +275,18 @@ pub async fn run<P: Provider>(
                             &retry,
                         )
                         .await?;
-                    let supplies = match check.check(&batch.trades) {
+                    let near_head = batch.to + config.window >= batch.head;
+                    let checked = match check.check(&batch.trades, &created) {
+                        Ok(supplies) if near_head => match check
+                            .confirm_at(provider.root(), spec.address, batch.to, &supplies, &retry)
+                            .await?
+                        {
+                            None => Ok(supplies),
+                            Some(brk) => Err(brk),
+                        },
+                        other => other,
+                    };
+                    let supplies = match checked {
                         Ok(supplies) => {
                             last_break = None;
                             supplies
@@ -292,7 +303,10 @@ pub async fn run<P: Provider>(
                                     .counts
                                     .curve_breaks
                                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                                return Err(Error::CurveBreak(brk.to_string()));
+                                return Err(Error::CurveBreak {
+                                    why: brk.to_string(),
+                                    repair_from: brk.against_stored.then(|| brk.subject.clone()),
+                                });
                             }
                             // The chain itself says so: stored, not hidden.
                             config
@@ -311,7 +325,7 @@ pub async fn run<P: Provider>(
                     };
                     let t = Instant::now();
                     store.commit(&market, &batch, config.window).await?;
-                    check.stored(supplies);
+                    check.stored(supplies, &created);
                     check_next = batch.to + 1;
                     report.store_time += t.elapsed();
                     market.next_block = batch.to + 1;
@@ -369,13 +383,39 @@ pub async fn run<P: Provider>(
                 warn!(target: "indexer::reorg", block, "the chain changed below the next batch; checking the window");
                 Ok(())
             }
-            Err(Error::CurveBreak(why)) => {
-                // The provider's fault until the chain says the same again: fetch it again.
-                db_failures += 1;
+            Err(Error::CurveBreak { why, repair_from }) => {
+                // The provider's fault until the chain says the same again: fetch it again —
+                // from the subject's last stored trade when the stored part may be the lie (a
+                // trade left out of an earlier answer shows only at the subject's next trade).
+                // The wait grows with the breaks of this same place, not with other faults.
+                let same_place = last_break.as_ref().map_or(1, |(_, n)| *n);
                 report.refused_batches += 1;
-                warn!(target: "indexer::verify", %why, "a batch's trades break the curve; fetching the range again");
-                or_stop(stop, tokio::time::sleep(rpc::backoff(db_failures))).await;
-                Ok(())
+                let undone = async {
+                    // From the subject's last stored trade, or — none stored — its opening.
+                    let from = match &repair_from {
+                        Some(subject) => store
+                            .last_trade_block(market.id, subject)
+                            .await?
+                            .or_else(|| check.opened_at(subject)),
+                        None => None,
+                    };
+                    if let Some(block) = from
+                        && block < market.next_block
+                    {
+                        let orphans = store.rollback(&market, block).await?;
+                        market.next_block = block;
+                        report.repairs += 1;
+                        warn!(target: "indexer::verify", %why, rolled_back_to = block, rolled_back_trades = orphans, "trades break the curve against stored ones; rolled back to the subject's last stored trade, fetching again");
+                    } else {
+                        warn!(target: "indexer::verify", %why, "a batch's trades break the curve; fetching the range again");
+                    }
+                    Ok::<_, Error>(())
+                }
+                .await;
+                if undone.is_ok() {
+                    or_stop(stop, tokio::time::sleep(rpc::backoff(same_place))).await;
+                }
+                undone
             }
             Err(Error::Store(e @ StoreError::AlreadyStored { first, .. })) => {
                 // A provider's answer put a trade at a wrong block — in this batch, or in one
@@ -677,7 +717,15 @@ async fn build_batch<P: Provider>(
             Some(MarketEvent::Trade(t)) => trades.push(t),
             Some(MarketEvent::Referral(r)) => referrals.push(r),
             Some(MarketEvent::Fee(f)) => fee_events.push(f),
-            Some(MarketEvent::Created { subject, curve }) => created.push((subject, curve)),
+            Some(MarketEvent::Created {
+                subject,
+                curve,
+                block,
+            }) => created.push(Created {
+                subject,
+                curve,
+                block,
+            }),
             None => {}
         }
     }

@@ -36,6 +36,9 @@ pub(crate) struct CurveCheck {
     curves: foldhash::HashMap<String, u8>,
     /// Each subject's supply after its last stored trade.
     supplies: foldhash::HashMap<String, i64>,
+    /// The block each subject was opened in, as far as this run saw (a repair's starting point
+    /// for a subject none of whose trades is stored).
+    opened: foldhash::HashMap<String, u64>,
 }
 
 /// A trade that breaks the arithmetic: the subject, the block, what was expected and received.
@@ -44,6 +47,10 @@ pub(crate) struct Break {
     pub(crate) subject: String,
     pub(crate) block: i64,
     pub(crate) what: String,
+    /// The arithmetic broke against what is already stored (the subject's stored supply, or
+    /// the market's state): the lie may be in a stored batch (a trade left out of it), so the
+    /// repair starts at the subject's last stored trade, not at this batch.
+    pub(crate) against_stored: bool,
 }
 
 impl std::fmt::Display for Break {
@@ -58,6 +65,14 @@ impl std::fmt::Display for Break {
 
 /// The supplies a batch leaves, to adopt once it is stored.
 pub(crate) type Supplies = Vec<(String, i64)>;
+
+/// A subject opened on a curve (`SubjectCreated`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Created {
+    pub(crate) subject: String,
+    pub(crate) curve: u8,
+    pub(crate) block: u64,
+}
 
 impl CurveCheck {
     /// The check of the market at `address`, its layout read from its code; `supplies` are the
@@ -79,6 +94,7 @@ impl CurveCheck {
             flavor,
             curves: Default::default(),
             supplies: supplies.into_iter().collect(),
+            opened: Default::default(),
         })
     }
 
@@ -97,12 +113,12 @@ impl CurveCheck {
         &mut self,
         provider: &P,
         market: Address,
-        created: &[(String, u8)],
+        created: &[Created],
         trades: &[TradeRow],
         retry: &crate::rpc::Retry,
     ) -> crate::Result<()> {
-        for (subject, c) in created {
-            self.curves.insert(subject.clone(), *c);
+        for c in created {
+            self.curves.insert(c.subject.clone(), c.curve);
         }
         if self.flavor != Some(Flavor::KeyMarket) {
             return Ok(());
@@ -117,10 +133,7 @@ impl CurveCheck {
                 .parse()
                 .map_err(|e| crate::Error::Decode(format!("subject {}: {e}", t.subject)))?;
             let c = crate::rpc::call("subjectCurve", retry, || async {
-                m.subjectCurve(subject).call().await.map_err(|e| match e {
-                    alloy::contract::Error::TransportError(t) => t,
-                    other => alloy::transports::TransportErrorKind::custom_str(&other.to_string()),
-                })
+                m.subjectCurve(subject).call().await.map_err(contract_error)
             })
             .await?;
             self.curves.insert(t.subject.clone(), c);
@@ -128,23 +141,29 @@ impl CurveCheck {
         Ok(())
     }
 
-    /// Checks `trades` (one batch, in chain order) against the curve and the supplies so far;
-    /// the supplies they leave, or the first break.
-    pub(crate) fn check(&self, trades: &[TradeRow]) -> Result<Supplies, Break> {
+    /// Checks `trades` (one batch, in chain order) against the curve and the supplies so far —
+    /// a subject `created` in the batch (`SubjectCreated`) starts from none — the supplies they
+    /// leave, or the first break.
+    pub(crate) fn check(
+        &self,
+        trades: &[TradeRow],
+        created: &[Created],
+    ) -> Result<Supplies, Break> {
         let Some(flavor) = self.flavor else {
             return Ok(Vec::new());
         };
         let mut after: foldhash::HashMap<&str, i64> = Default::default();
         for t in trades {
+            let in_batch = after.get(t.subject.as_str()).copied();
             let brk = |what: String| Break {
                 subject: t.subject.clone(),
                 block: t.block_number,
                 what,
+                against_stored: in_batch.is_none(),
             };
-            let before = after
-                .get(t.subject.as_str())
-                .or_else(|| self.supplies.get(&t.subject))
-                .copied();
+            let before = in_batch
+                .or_else(|| self.supplies.get(&t.subject).copied())
+                .or_else(|| created.iter().any(|c| c.subject == t.subject).then_some(0));
             let expected = before.map(|s| {
                 if t.is_buy {
                     s + t.share_amount
@@ -206,17 +225,94 @@ impl CurveCheck {
             }
             after.insert(&t.subject, t.supply);
         }
+        // A subject opened in the batch without a trade in it (its first trade left out of the
+        // answer?) has none: its next trade must start from zero.
+        for c in created {
+            after.entry(c.subject.as_str()).or_insert(0);
+        }
         Ok(after.into_iter().map(|(s, n)| (s.to_string(), n)).collect())
     }
 
-    /// Adopts the supplies of a stored batch.
-    pub(crate) fn stored(&mut self, supplies: Supplies) {
+    /// Near the head, where a subject's last trade so far has no later trade to show that it was
+    /// left out: each subject the batch touched has its supply read from the market's state at
+    /// the batch's last block (`sharesSupply`, one call per subject) and compared with the
+    /// supply its trades leave. `None`: all agree (or the state cannot be read there).
+    pub(crate) async fn confirm_at<P: alloy::providers::Provider>(
+        &self,
+        provider: &P,
+        market: Address,
+        block: u64,
+        supplies: &Supplies,
+        retry: &crate::rpc::Retry,
+    ) -> crate::Result<Option<Break>> {
+        if self.flavor.is_none() {
+            return Ok(None);
+        }
+        let m = KeyMarketInstance::new(market, provider);
+        for (subject, supply) in supplies {
+            let address: Address = subject
+                .parse()
+                .map_err(|e| crate::Error::Decode(format!("subject {subject}: {e}")))?;
+            // Best effort: a state the provider cannot serve (a block the chain no longer has
+            // after a reorg, state pruned on a node that is not an archive) leaves the batch
+            // unconfirmed, as far from the head, rather than stopping the indexer.
+            let few = crate::rpc::Retry {
+                attempts: Some(3),
+                ..retry.clone()
+            };
+            let onchain = match crate::rpc::call("sharesSupply", &few, || async {
+                m.sharesSupply(address)
+                    .block(block.into())
+                    .call()
+                    .await
+                    .map_err(contract_error)
+            })
+            .await
+            {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::debug!(target: "indexer::verify", block, error = %e, "cannot read the market's state at the head; the batch is checked by its own arithmetic only");
+                    return Ok(None);
+                }
+            };
+            if onchain != U256::from(*supply as u64) {
+                return Ok(Some(Break {
+                    subject: subject.clone(),
+                    block: block as i64,
+                    against_stored: true,
+                    what: format!(
+                        "the market's state says supply {onchain} at block {block}, the logs leave {supply} (a trade left out?)"
+                    ),
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Adopts the supplies of a stored batch, and the blocks its subjects were opened in.
+    pub(crate) fn stored(&mut self, supplies: Supplies, created: &[Created]) {
         self.supplies.extend(supplies);
+        for c in created {
+            self.opened.insert(c.subject.clone(), c.block);
+        }
+    }
+
+    /// The block `subject` was opened in, if this run saw it.
+    pub(crate) fn opened_at(&self, subject: &str) -> Option<u64> {
+        self.opened.get(subject).copied()
     }
 
     /// Forgets the supplies (after a rollback: they are read again from the store).
     pub(crate) fn reset_supplies(&mut self, supplies: impl IntoIterator<Item = (String, i64)>) {
         self.supplies = supplies.into_iter().collect();
+    }
+}
+
+/// A contract call's error as a transport error, for [`crate::rpc::call`]'s retries.
+fn contract_error(e: alloy::contract::Error) -> alloy::transports::TransportError {
+    match e {
+        alloy::contract::Error::TransportError(t) => t,
+        other => alloy::transports::TransportErrorKind::custom_str(&other.to_string()),
     }
 }
 
@@ -259,26 +355,30 @@ mod tests {
             trade("0xb", 2, true, 2, 2, 1),
             trade("0xa", 3, false, 2, 2, 0),
         ];
-        let supplies = check.check(&honest).unwrap();
-        check.stored(supplies);
+        let supplies = check.check(&honest, &[]).unwrap();
+        check.stored(supplies, &[]);
         assert_eq!(check.supplies["0xa"], 2);
         // The next batch continues from the stored supplies.
-        assert!(check.check(&[trade("0xa", 4, true, 1, 3, 0)]).is_ok());
+        assert!(check.check(&[trade("0xa", 4, true, 1, 3, 0)], &[]).is_ok());
         // A trade dropped: the next one of its subject jumps.
-        let e = check.check(&[trade("0xa", 5, true, 1, 4, 0)]).unwrap_err();
+        let e = check
+            .check(&[trade("0xa", 5, true, 1, 4, 0)], &[])
+            .unwrap_err();
         assert!(e.what.contains("should be 3"), "{e}");
         // A price off the subject's curve (the steep one's price on the standard curve).
-        let e = check.check(&[trade("0xa", 5, true, 1, 3, 1)]).unwrap_err();
+        let e = check
+            .check(&[trade("0xa", 5, true, 1, 3, 1)], &[])
+            .unwrap_err();
         assert!(e.what.contains("on curve 0"), "{e}");
         // The same trade served twice.
         let twice = [
             trade("0xb", 6, true, 1, 3, 1),
             trade("0xb", 6, true, 1, 3, 1),
         ];
-        check.stored(vec![("0xb".into(), 2)]);
+        check.stored(vec![("0xb".into(), 2)], &[]);
         assert!(
             check
-                .check(&twice)
+                .check(&twice, &[])
                 .unwrap_err()
                 .what
                 .contains("should be 4")
@@ -288,7 +388,7 @@ mod tests {
         greedy.subject_fee = Wei::from_u256(greedy.eth.to_u256() / U256::from(5)).unwrap();
         assert!(
             check
-                .check(&[greedy])
+                .check(&[greedy], &[])
                 .unwrap_err()
                 .what
                 .contains("above 10%")
@@ -296,12 +396,40 @@ mod tests {
         // A subject first seen here sets its base; friend.tech's layout has one curve.
         let ft = CurveCheck::of(Flavor::Friendtech);
         assert!(
-            ft.check(&[
-                trade("0xc", 1, true, 1, 40, 0),
-                trade("0xc", 2, false, 1, 39, 0)
-            ])
+            ft.check(
+                &[
+                    trade("0xc", 1, true, 1, 40, 0),
+                    trade("0xc", 2, false, 1, 39, 0)
+                ],
+                &[]
+            )
             .is_ok()
         );
-        assert!(ft.check(&[trade("0xc", 1, true, 1, 40, 1)]).is_err());
+        assert!(ft.check(&[trade("0xc", 1, true, 1, 40, 1)], &[]).is_err());
+        // A subject opened in the batch starts from no key: its launch left out shows.
+        let opened = [Created {
+            subject: "0xd".into(),
+            curve: 0,
+            block: 8,
+        }];
+        check.curves.insert("0xd".into(), 0);
+        assert!(
+            check
+                .check(&[trade("0xd", 8, true, 1, 1, 0)], &opened)
+                .is_ok()
+        );
+        assert!(
+            check
+                .check(&[trade("0xd", 8, true, 1, 2, 0)], &opened)
+                .is_err()
+        );
+        // Opened in one batch with its first trade left out: the next batch starts from zero.
+        let left = check.check(&[], &opened).unwrap();
+        check.stored(left, &opened);
+        let e = check
+            .check(&[trade("0xd", 9, true, 1, 2, 0)], &[])
+            .unwrap_err();
+        assert!(e.against_stored && e.what.contains("should be 1"), "{e}");
+        assert_eq!(check.opened_at("0xd"), Some(8));
     }
 }

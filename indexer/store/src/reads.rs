@@ -119,6 +119,22 @@ impl Store {
             .collect())
     }
 
+    /// The block of a subject's last stored trade, if it has one (a repair's starting point).
+    pub async fn last_trade_block(&self, market_id: i64, subject: &str) -> Result<Option<u64>> {
+        let row = sqlx::query(
+            "SELECT CAST(MAX(block_number) AS BIGINT) FROM trades WHERE market_id = $1 AND subject = $2",
+        )
+        .bind(market_id)
+        .bind(subject)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db("reading a subject's last trade"))?;
+        Ok(row
+            .try_get::<Option<i64>, _>(0)
+            .map_err(db("reading a subject's last trade"))?
+            .map(|b| b as u64))
+    }
+
     /// The market's current checkpoint.
     pub async fn next_block(&self, market_id: i64) -> Result<u64> {
         let row = sqlx::query("SELECT next_block FROM markets WHERE id = $1")
