@@ -34,8 +34,10 @@ pub struct MarketLabels {
 /// Labels of the indexer's retries.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FaultLabels {
-    /// `rate_limited`, `transient`, `timeout` (RPC), `database`, or `refused_log` (a `Trade`
-    /// log that cannot be stored as it is).
+    /// `rate_limited`, `transient`, `timeout` (RPC), `database`, `refused_log` (a `Trade`
+    /// log that cannot be stored as it is), `wrong_block_times` (an answer refused for its
+    /// block times), `curve_break` (a batch whose trades break the curve, fetched again) or
+    /// `curve_unverified` (one stored although it does, the chain saying so).
     pub fault: &'static str,
 }
 

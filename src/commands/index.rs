@@ -55,6 +55,10 @@ pub(crate) struct IndexArgs {
     /// No progress bar.
     #[arg(long)]
     pub(crate) quiet: bool,
+    /// Serve this indexer's own Prometheus metrics (its faults by kind) on ADDR, at /metrics
+    /// (e.g. 127.0.0.1:9464; port 0 picks a free one, said on stderr).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) metrics_listen: Option<std::net::SocketAddr>,
     /// Fetch and decode without storing (the RPC side's ceiling, for benchmarks).
     #[arg(long, hide = true)]
     pub(crate) fetch_only: bool,
@@ -105,6 +109,9 @@ pub(crate) async fn index(args: IndexArgs) -> Result<()> {
         shutdown: stop,
         ..IndexerConfig::default()
     };
+    if let Some(addr) = args.metrics_listen {
+        serve_metrics(addr, &config).await?;
+    }
     if args.fetch_only {
         for spec in &specs {
             let (trades, blocks, elapsed) =
@@ -140,5 +147,39 @@ pub(crate) async fn index(args: IndexArgs) -> Result<()> {
             print_stats(&store, &provider, spec, r).await?;
         }
     }
+    Ok(())
+}
+
+/// Serves the indexer's fault counters as Prometheus metrics at `addr`/metrics until the run
+/// stops (the API's `/metrics` format: `keymarket_indexer_retries_total{fault}`).
+async fn serve_metrics(addr: std::net::SocketAddr, config: &IndexerConfig) -> Result<()> {
+    use axum::{http::header::CONTENT_TYPE, routing::get};
+    let counts = config.fetch.counts.clone();
+    let metrics = std::sync::Arc::new(keymarket_api::metrics::Metrics::with_retries(
+        std::sync::Arc::new(move || counts.totals()),
+    ));
+    let app = axum::Router::new().route(
+        "/metrics",
+        get(move || {
+            let metrics = metrics.clone();
+            async move {
+                (
+                    [(
+                        CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    metrics.encode(),
+                )
+            }
+        }),
+    );
+    let listener = crate::cli::bind(addr).await?;
+    eprintln!("metrics on http://{}/metrics", listener.local_addr()?);
+    let stop = config.shutdown.clone();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await;
+    });
     Ok(())
 }

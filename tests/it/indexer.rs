@@ -366,3 +366,68 @@ async fn a_deep_rollback_then_indexing_again_equals_recomputation() {
         );
     }
 }
+
+/// `keymarket index --metrics-listen`: a standalone indexer serves its own fault counters, and
+/// stops serving them when it stops.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_standalone_indexer_serves_its_own_metrics() {
+    use std::io::BufRead;
+    let chain = Chain::new().await;
+    chain.trade(60, 11, 20, 60).await;
+    let dir = std::env::temp_dir().join(format!(
+        "keymarket-metrics-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let deployment = dir.join("deployment.json");
+    chain.deployment.write(&deployment).unwrap();
+    let db = fresh_db(Db::Sqlite, "metrics").await;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_keymarket"))
+        .args([
+            "index",
+            "--follow",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--rpc-url",
+        ])
+        .arg(chain.rpc_url())
+        .arg("--deployment")
+        .arg(&deployment)
+        .args(["--database-url", &db])
+        .env("NO_COLOR", "1")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let url = loop {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "the metrics address is said"
+        );
+        if let Some(rest) = line.strip_prefix("metrics on ") {
+            break rest.trim().to_string();
+        }
+    };
+    let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
+    for fault in [
+        "transient",
+        "wrong_block_times",
+        "curve_break",
+        "curve_unverified",
+    ] {
+        assert!(
+            text.contains(&format!(
+                "keymarket_indexer_retries_total{{fault=\"{fault}\"}} 0"
+            )),
+            "{fault} in {text}"
+        );
+    }
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(reqwest::get(&url).await.is_err(), "no metrics once stopped");
+}
