@@ -16,6 +16,7 @@
 //!
 //! It does not serve HTTP (see the `api` crate) and does not send transactions.
 
+mod batch;
 mod config;
 pub mod decode;
 pub mod fetch;
