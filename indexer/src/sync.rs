@@ -131,9 +131,8 @@ pub async fn run<P: Provider>(
         &MARKET_TOPICS,
         config.fetch.clone(),
     ));
-    let supplies = store.subject_supplies(market.id).await?;
-    let Some(check) = or_stop(stop, CurveCheck::new(&provider, spec.address, supplies)).await
-    else {
+    let states = store.subject_states(market.id).await?;
+    let Some(check) = or_stop(stop, CurveCheck::new(&provider, spec.address, states)).await else {
         report.stopped = true;
         report.next_block = market.next_block;
         return Ok(report);
@@ -257,7 +256,7 @@ pub async fn run<P: Provider>(
                     };
                     report.fetch_wait += t.elapsed();
                     if batch.from != check_next {
-                        check.reset_supplies(store.subject_supplies(market.id).await?);
+                        check.reset(store.subject_states(market.id).await?);
                     }
                     check
                         .learn_curves(

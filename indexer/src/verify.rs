@@ -75,12 +75,12 @@ pub(crate) struct Created {
 }
 
 impl CurveCheck {
-    /// The check of the market at `address`, its layout read from its code; `supplies` are the
-    /// stored subjects' supplies (the base the next trades continue).
+    /// The check of the market at `address`, its layout read from its code; `states` are the
+    /// stored subjects' (subject, supply, curve multiple) — see [`CurveCheck::reset`].
     pub(crate) async fn new<P: alloy::providers::Provider>(
         provider: &P,
         address: Address,
-        supplies: impl IntoIterator<Item = (String, i64)>,
+        states: Vec<(String, i64, i64)>,
     ) -> Result<Self, TradeError> {
         let flavor = match trade::flavor(provider, address).await {
             Ok(f) => Some(f),
@@ -90,12 +90,12 @@ impl CurveCheck {
             }
             Err(e) => return Err(e),
         };
-        Ok(Self {
+        let mut check = Self {
             flavor,
-            curves: Default::default(),
-            supplies: supplies.into_iter().collect(),
-            opened: Default::default(),
-        })
+            ..Self::default()
+        };
+        check.reset(states);
+        Ok(check)
     }
 
     /// A check of nothing (a market of an unknown layout, or checks turned off).
@@ -302,9 +302,23 @@ impl CurveCheck {
         self.opened.get(subject).copied()
     }
 
-    /// Forgets the supplies (after a rollback: they are read again from the store).
-    pub(crate) fn reset_supplies(&mut self, supplies: impl IntoIterator<Item = (String, i64)>) {
-        self.supplies = supplies.into_iter().collect();
+    /// Takes the stored subjects' (subject, supply, curve multiple) as the base: at the start,
+    /// and after a rollback. The curve of a stored subject is the one its stored trades were
+    /// priced on — checked against its `SubjectCreated` or `subjectCurve()` when they were stored
+    /// — so a restarted indexer does not read every subject's curve from the chain again.
+    pub(crate) fn reset(&mut self, states: Vec<(String, i64, i64)>) {
+        self.supplies.clear();
+        for (subject, supply, multiple) in states {
+            let c = match multiple {
+                1 => Some(curve::CURVE_STANDARD),
+                10 => Some(curve::CURVE_STEEP),
+                _ => None,
+            };
+            if let Some(c) = c {
+                self.curves.entry(subject.clone()).or_insert(c);
+            }
+            self.supplies.insert(subject, supply);
+        }
     }
 }
 
@@ -431,5 +445,24 @@ mod tests {
             .unwrap_err();
         assert!(e.against_stored && e.what.contains("should be 1"), "{e}");
         assert_eq!(check.opened_at("0xd"), Some(8));
+        // A restart takes the stored supplies and curves (multiples 1 and 10) as its base.
+        let mut restarted = CurveCheck::of(Flavor::KeyMarket);
+        restarted.reset(vec![("0xe".into(), 5, 10), ("0xf".into(), 2, 0)]);
+        assert_eq!(restarted.curves.get("0xe"), Some(&curve::CURVE_STEEP));
+        assert_eq!(
+            restarted.curves.get("0xf"),
+            None,
+            "not known: read from the chain"
+        );
+        assert!(
+            restarted
+                .check(&[trade("0xe", 9, true, 1, 6, 1)], &[])
+                .is_ok()
+        );
+        assert!(
+            restarted
+                .check(&[trade("0xe", 9, true, 1, 6, 0)], &[])
+                .is_err()
+        );
     }
 }

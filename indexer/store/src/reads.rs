@@ -106,16 +106,17 @@ impl Store {
             .collect())
     }
 
-    /// Each subject's supply after its last stored trade: the base the curve check continues.
-    pub async fn subject_supplies(&self, market_id: i64) -> Result<Vec<(String, i64)>> {
-        let rows = sqlx::query("SELECT subject, supply FROM subjects WHERE market_id = $1")
+    /// Each subject's supply after its last stored trade and its curve multiple as its stored
+    /// trades' prices say (1 or 10; 0 not known): the base the curve check continues.
+    pub async fn subject_states(&self, market_id: i64) -> Result<Vec<(String, i64, i64)>> {
+        let rows = sqlx::query("SELECT subject, supply, curve FROM subjects WHERE market_id = $1")
             .bind(market_id)
             .fetch_all(&self.pool)
             .await
             .map_err(db("reading the subjects' supplies"))?;
         Ok(rows
             .iter()
-            .map(|r| (r.get::<String, _>(0), get_i64(r, 1)))
+            .map(|r| (r.get::<String, _>(0), get_i64(r, 1), get_i64(r, 2)))
             .collect())
     }
 
