@@ -179,6 +179,7 @@ async fn build_batch<P: Provider>(
             fee_events,
             blocks,
             refused,
+            unverified: Vec::new(),
         },
         created,
     )))

@@ -251,7 +251,7 @@ pub async fn run<P: Provider>(
                 loop {
                     let t = Instant::now();
                     // A stop is obeyed between commits, never during one.
-                    let Some(Some((batch, created))) = or_stop(stop, rx.recv()).await else {
+                    let Some(Some((mut batch, created))) = or_stop(stop, rx.recv()).await else {
                         break;
                     };
                     report.fetch_wait += t.elapsed();
@@ -280,7 +280,13 @@ pub async fn run<P: Provider>(
                     };
                     let supplies = match checked {
                         Ok(supplies) => {
-                            last_break = None;
+                            // The place of the last break passed (the provider stopped lying);
+                            // batches before it (after a rollback) say nothing about it.
+                            if last_break.as_ref().is_some_and(|(b, _)| {
+                                (batch.from..=batch.to).contains(&(b.block as u64))
+                            }) {
+                                last_break = None;
+                            }
                             supplies
                         }
                         Err(brk) => {
@@ -308,6 +314,11 @@ pub async fn run<P: Provider>(
                                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             report.unverified += 1;
                             tracing::error!(target: "indexer::verify", market = %spec.address, subject = %brk.subject, block = brk.block, what = %brk.what, times = seen, "the chain's own trades break the curve: stored as they are; this subject and market are unverified from this block");
+                            batch.unverified.push(crate::store::Unverified {
+                                subject: brk.subject.clone(),
+                                block: brk.block,
+                                reason: brk.what.clone(),
+                            });
                             let mut last: foldhash::HashMap<&str, i64> = Default::default();
                             for t in &batch.trades {
                                 last.insert(&t.subject, t.supply);

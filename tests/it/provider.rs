@@ -48,6 +48,9 @@ enum Mode {
     /// trades again later in the same answer (so that the arithmetic of that answer alone shows
     /// it), and nothing else in the answer contradicts it.
     Tampered,
+    /// Every answer says the same lie about one trade (at or after block 20): its `ethAmount`
+    /// one wei more than the curve's price — as a chain whose own trade broke the curve would.
+    ConsistentLie,
 }
 
 pub(crate) struct Proxy {
@@ -236,6 +239,38 @@ impl Proxy {
                 return respond(&mut sock, 200, parsed.to_string().as_bytes()).await;
             }
             Mode::Tampered => {}
+            Mode::ConsistentLie if method == "eth_getLogs" => {
+                let answer = self.forward_logs(body.clone()).await;
+                let mut parsed: Value = serde_json::from_slice(&answer).unwrap();
+                if let Some(logs) = parsed["result"].as_array_mut() {
+                    let mut victim = self.earlier_log.lock().unwrap();
+                    for l in logs.iter_mut() {
+                        let block = l["blockNumber"]
+                            .as_str()
+                            .map(|b| u64::from_str_radix(b.trim_start_matches("0x"), 16).unwrap());
+                        let chosen = match &*victim {
+                            Some(v) => {
+                                v["transactionHash"] == l["transactionHash"]
+                                    && v["logIndex"] == l["logIndex"]
+                            }
+                            None => trade_subject(l).is_some() && block >= Some(20),
+                        };
+                        if chosen {
+                            if victim.is_none() {
+                                *victim = Some(l.clone());
+                            }
+                            self.count("consistent lie");
+                            // ethAmount is the data's fifth word: add one wei.
+                            let data = l["data"].as_str().unwrap().to_string();
+                            let (head, word) = (&data[..2 + 4 * 64], &data[2 + 4 * 64..2 + 5 * 64]);
+                            let eth = u128::from_str_radix(word, 16).unwrap() + 1;
+                            l["data"] = json!(format!("{head}{eth:064x}{}", &data[2 + 5 * 64..]));
+                        }
+                    }
+                }
+                return respond(&mut sock, 200, parsed.to_string().as_bytes()).await;
+            }
+            Mode::ConsistentLie => {}
             Mode::Outage => {
                 self.count("outage 502");
                 return respond(&mut sock, 502, b"<html>502 Bad Gateway</html>").await;
@@ -889,4 +924,62 @@ async fn trades_left_out_or_served_twice_break_the_curve_and_are_fetched_again()
     }
     assert!(breaks > 0, "the tampered answers broke the curve");
     assert_eq!(unverified, 0, "an honest chain is never stored unverified");
+}
+
+/// A trade that breaks the curve whatever the indexer asks (as the chain itself would say it): it
+/// is stored as the chain says, never hidden and never wedging the indexer — marked unverified in
+/// the database, shown on `/healthz` and `/v1/markets`, counted on `/metrics`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trade_the_chain_itself_says_breaks_the_curve_is_stored_and_marked_unverified() {
+    let chain = Chain::new().await;
+    chain.trade(600, 95, 15, 900).await;
+    let proxy = Proxy::start(chain.rpc_url()).await;
+    proxy.set(Mode::ConsistentLie);
+    let followers = follow(&chain, &proxy, "lie").await;
+    caught_up(&chain, &followers).await;
+    let unverified: u64 = followers
+        .iter()
+        .map(|f| f.counts.curve_unverified.load(Ordering::Relaxed))
+        .sum();
+    assert_eq!(unverified, 2, "once per indexer");
+    let victim = proxy.earlier_log.lock().unwrap().clone().unwrap();
+    let block = u64::from_str_radix(
+        victim["blockNumber"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("0x"),
+        16,
+    )
+    .unwrap() as i64;
+    for f in &followers {
+        let marks = f.store.unverified(1).await.unwrap();
+        assert_eq!(marks.len(), 1, "{:?}: {marks:?}", f.kind);
+        assert_eq!(marks[0].block, block);
+        assert!(marks[0].reason.contains("cost"), "{}", marks[0].reason);
+        let base = crate::api::serve_state(keymarket_api::AppState::new(f.store.clone())).await;
+        let health: Value = reqwest::get(format!("{base}/healthz"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            health["markets"][0]["unverifiedFromBlock"], block,
+            "{health}"
+        );
+        let markets: Value = reqwest::get(format!("{base}/v1/markets"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            markets["markets"][0]["unverified"][0]["fromBlock"], block,
+            "{markets}"
+        );
+    }
+    for f in followers {
+        f.stop.cancel();
+        assert!(f.task.await.unwrap().unwrap().unverified > 0);
+    }
 }

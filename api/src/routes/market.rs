@@ -43,30 +43,29 @@ pub(crate) async fn metrics_text(State(s): State<AppState>) -> Result<Response, 
 /// derived from its row in the database: `starting` until the indexer has committed a first
 /// batch (it has never recorded the head); `stopped` when it has not recorded the head for more
 /// than 300 s (it does at every batch, and every second while following); `backfilling` when
-/// the indexed block is more than 256 blocks behind the head it last saw; `following`
-/// otherwise. `verifying` and `standby` belong to the vocabulary but are not derived yet.
+/// the indexed block is more than 256 blocks behind the head it last saw; `verifying`
+/// when at the head but a long backfill has not yet proved each trade stored once; `following`
+/// otherwise (`standby` belongs to the vocabulary but is not derived yet). `unverifiedFromBlock`
+/// is set when some stored trades break the curve although the chain says so.
 #[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health), (status = 429, body = ErrorBody)))]
 pub(crate) async fn healthz(State(s): State<AppState>) -> ApiResult<Health> {
     let proved = s.store.uniqueness_proved().await?;
-    let markets: Vec<_> = s
-        .store
-        .markets()
-        .await?
-        .into_iter()
-        .map(|m| {
-            let (indexed, head, seen_ago, state) = position(&m, proved);
-            HealthMarket {
-                id: m.id,
-                chain_id: m.chain_id,
-                address: m.address,
-                state,
-                indexed_block: indexed,
-                head_block: head,
-                lag_blocks: head - indexed,
-                head_seen_seconds_ago: seen_ago,
-            }
-        })
-        .collect();
+    let mut markets = Vec::new();
+    for m in s.store.markets().await? {
+        let unverified_from_block = s.store.unverified(m.id).await?.first().map(|u| u.block);
+        let (indexed, head, seen_ago, state) = position(&m, proved);
+        markets.push(HealthMarket {
+            id: m.id,
+            chain_id: m.chain_id,
+            address: m.address,
+            state,
+            indexed_block: indexed,
+            head_block: head,
+            lag_blocks: head - indexed,
+            head_seen_seconds_ago: seen_ago,
+            unverified_from_block,
+        });
+    }
     let status = if markets.is_empty() {
         HealthStatus::Empty
     } else {
@@ -114,6 +113,17 @@ pub(crate) async fn markets(State(s): State<AppState>) -> ApiResult<Markets> {
             indexed_block: indexed,
             state,
             lag_blocks: head - indexed,
+            unverified: s
+                .store
+                .unverified(m.id)
+                .await?
+                .into_iter()
+                .map(|u| UnverifiedSubject {
+                    subject: u.subject,
+                    from_block: u.block,
+                    reason: u.reason,
+                })
+                .collect(),
             fees: FeeInfo {
                 protocol_fee_percent: f.protocol_fee_percent,
                 subject_fee_percent: f.subject_fee_percent,

@@ -93,6 +93,10 @@ pub struct HealthMarket {
     pub lag_blocks: i64,
     /// Seconds since the indexer last saw the head (null: never).
     pub head_seen_seconds_ago: Option<i64>,
+    /// The first block from which some of the market's stored trades break the curve's
+    /// arithmetic although the chain itself says so (null: every trade checked and consistent);
+    /// `/v1/markets` lists the subjects.
+    pub unverified_from_block: Option<i64>,
 }
 
 /// The indexed markets.
@@ -120,6 +124,10 @@ pub struct MarketInfo {
     pub state: IndexerState,
     /// Blocks between the head the indexer last saw and the newest indexed block.
     pub lag_blocks: i64,
+    /// Subjects whose stored trades break the curve's arithmetic from a block on, although the
+    /// chain itself said so each time they were fetched again: figures that include them are
+    /// the chain's, but not verified. Empty when every trade passed the check.
+    pub unverified: Vec<UnverifiedSubject>,
     /// The fee settings the market's indexed events left (fields are null when no indexed
     /// event said, e.g. on friend.tech, whose contract emits none).
     pub fees: FeeInfo,
@@ -151,4 +159,16 @@ pub struct PendingIncrease {
     pub percent: String,
     /// Unix seconds from which it may be applied.
     pub effective_at: i64,
+}
+
+/// A subject whose stored trades are not verified.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UnverifiedSubject {
+    /// The subject.
+    pub subject: String,
+    /// The block of the first trade that broke the arithmetic.
+    pub from_block: i64,
+    /// What was expected, and what the chain said.
+    pub reason: String,
 }

@@ -148,6 +148,21 @@ pub struct Batch {
     /// `Trade` logs of the range refused because they cannot be stored as they are (an amount
     /// beyond the schema's range): logged and counted, not stored.
     pub refused: u64,
+    /// Trades of the batch stored although they break the curve (the chain says so): marked
+    /// in the same transaction.
+    pub unverified: Vec<Unverified>,
+}
+
+/// A market's subject whose trades break the curve's arithmetic from a block on, although the
+/// chain itself says so (`GET /v1/markets`, `/healthz`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unverified {
+    /// The subject, lowercase hex.
+    pub subject: String,
+    /// The block of the first trade that broke it.
+    pub block: i64,
+    /// What was expected and what the chain said.
+    pub reason: String,
 }
 
 /// Totals of a market over all time (from the daily aggregates).

@@ -136,6 +136,25 @@ impl Store {
             .map(|b| b as u64))
     }
 
+    /// The market's unverified subjects, by first block.
+    pub async fn unverified(&self, market_id: i64) -> Result<Vec<crate::Unverified>> {
+        let rows = sqlx::query(
+            "SELECT subject, block_number, reason FROM unverified WHERE market_id = $1 ORDER BY block_number, subject",
+        )
+        .bind(market_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("reading the unverified marks"))?;
+        Ok(rows
+            .iter()
+            .map(|r| crate::Unverified {
+                subject: r.get::<String, _>(0),
+                block: get_i64(r, 1),
+                reason: r.get::<String, _>(2),
+            })
+            .collect())
+    }
+
     /// The market's current checkpoint.
     pub async fn next_block(&self, market_id: i64) -> Result<u64> {
         let row = sqlx::query("SELECT next_block FROM markets WHERE id = $1")

@@ -91,6 +91,21 @@ impl Store {
             &batch.fee_events,
         )
         .await?;
+        for u in &batch.unverified {
+            let mut q = Stmt::new(
+                backend,
+                "INSERT INTO unverified (market_id, subject, block_number, reason) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (market_id, subject, block_number) DO NOTHING",
+                4,
+            );
+            q.int(market.id)
+                .text(&u.subject)
+                .int(u.block)
+                .text(&u.reason);
+            tx.execute(q)
+                .await
+                .map_err(db("marking trades unverified"))?;
+        }
         let hashes: Vec<String> = batch
             .blocks
             .iter()
@@ -185,6 +200,15 @@ impl Store {
         tx.execute(q)
             .await
             .map_err(db("deleting orphaned block hashes"))?;
+        let mut q = Stmt::new(
+            backend,
+            "DELETE FROM unverified WHERE market_id = $1 AND block_number >= $2",
+            2,
+        );
+        q.int(market.id).int(first_orphan as i64);
+        tx.execute(q)
+            .await
+            .map_err(db("deleting orphaned unverified marks"))?;
         let mut q = Stmt::new(
             backend,
             "UPDATE markets SET next_block = $1 WHERE id = $2",
