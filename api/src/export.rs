@@ -181,6 +181,7 @@ mod tests {
             next_block: 0,
             head_block: 0,
             head_seen_at: 0,
+            stall_reason: None,
         };
         let wei = |v: i128| Wei::from_i128(v).unwrap();
         let t = StoredTrade {

@@ -48,6 +48,9 @@ pub struct FetchConfig {
     /// head): an answer that small comes in well under a second from a healthy provider, so a
     /// hung request costs seconds, not a minute, before it is sent again.
     pub small_range_timeout: Duration,
+    /// Consecutive failures of one range after which the fetcher says so as an error (once a
+    /// minute) and reports the indexer stalled (`RetryCounts::stall`, `/healthz`).
+    pub loud_after: u32,
     /// Per-request timeout of every other call (block number, headers, chain id, code): a
     /// request the provider accepts and never answers is abandoned and retried after this.
     pub call_timeout: Duration,
@@ -69,6 +72,7 @@ impl Default for FetchConfig {
             max_attempts: 0,
             request_timeout: Duration::from_secs(60),
             small_range_timeout: Duration::from_secs(5),
+            loud_after: 10,
             call_timeout: Duration::from_secs(10),
             gate: Arc::default(),
             counts: Arc::default(),
@@ -78,9 +82,6 @@ impl Default for FetchConfig {
 
 /// Ranges of at most this many blocks are asked with [`FetchConfig::small_range_timeout`].
 pub const SMALL_RANGE: u64 = 16;
-
-/// Consecutive failures of one range after which the fetcher says so as an error.
-const LOUD_AFTER: u32 = 10;
 
 /// The adaptive `eth_getLogs` fetcher of one market.
 #[derive(Debug)]
@@ -186,6 +187,17 @@ impl<P: Provider> LogFetcher<P> {
             }
             match answer {
                 Ok(logs) => {
+                    // Any range answered rightly ends a stall (one lock per answer).
+                    let mut stall = self
+                        .config
+                        .counts
+                        .stall
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner());
+                    if stall.is_some() {
+                        *stall = None;
+                    }
+                    drop(stall);
                     failures = 0;
                     let span = b - a + 1;
                     let target = self.config.target_logs.max(1);
@@ -226,11 +238,19 @@ impl<P: Provider> LogFetcher<P> {
                     warn!(target: "indexer::fetch", from = a, to = b, attempt = failures, ?fault, delay_ms = delay.as_millis() as u64, %why, "eth_getLogs failed; retrying");
                     // A provider that keeps answering wrongly stalls the indexer (its answers
                     // are never believed): say so loudly, once a minute, naming the fault.
-                    if failures >= LOUD_AFTER
-                        && said.is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
-                    {
-                        said = Some(std::time::Instant::now());
-                        error!(target: "indexer::fetch", from = a, to = b, attempts = failures, %why, "the provider keeps failing this range; indexing is stalled until it answers rightly (another --rpc-url?)");
+                    if failures >= self.config.loud_after.max(1) {
+                        if said.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                            said = Some(std::time::Instant::now());
+                            error!(target: "indexer::fetch", from = a, to = b, attempts = failures, %why, "the provider keeps failing this range; indexing is stalled until it answers rightly (another --rpc-url?)");
+                        }
+                        *self
+                            .config
+                            .counts
+                            .stall
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner()) = Some(format!(
+                            "the provider failed eth_getLogs {a}..={b} {failures} times in a row: {why}"
+                        ));
                     }
                     // Repeated failures of a wide range may be a size problem in disguise
                     // (e.g. a proxy cutting large bodies): split after three (not for rate

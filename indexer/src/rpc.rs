@@ -228,6 +228,9 @@ pub struct RetryCounts {
     /// Batches stored although they break the arithmetic: the chain itself said so again and
     /// again (the market and subject are reported unverified in the log).
     pub curve_unverified: AtomicU64,
+    /// Why indexing is stalled right now (a range the provider keeps failing), if it is: the
+    /// sync loop writes it to the store for `/healthz`.
+    pub stall: std::sync::Mutex<Option<String>>,
 }
 
 impl RetryCounts {

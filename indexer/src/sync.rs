@@ -131,6 +131,27 @@ pub async fn run<P: Provider>(
         &MARKET_TOPICS,
         config.fetch.clone(),
     ));
+    // Whether a provider keeps failing a range, written to the store for /healthz (checked every
+    // second; the first check clears what an earlier run left).
+    let _stall_writer = {
+        let (store, id, counts) = (store.clone(), market.id, config.fetch.counts.clone());
+        tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
+            let mut written: Option<Option<String>> = None;
+            loop {
+                let now = counts
+                    .stall
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                if written.as_ref() != Some(&now)
+                    && store.record_stall(id, now.as_deref()).await.is_ok()
+                {
+                    written = Some(now);
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }))
+    };
     let states = store.subject_states(market.id).await?;
     let Some(check) = or_stop(stop, CurveCheck::new(&provider, spec.address, states)).await else {
         report.stopped = true;

@@ -51,6 +51,10 @@ enum Mode {
     /// Every answer says the same lie about one trade (at or after block 20): its `ethAmount`
     /// one wei more than the curve's price — as a chain whose own trade broke the curve would.
     ConsistentLie,
+    /// Every `eth_getLogs` from block 20 on is answered with the 20 blocks before `fromBlock`
+    /// added: an answer that can never be believed (a padded answer cannot be told from a
+    /// shifted one that lacks its tail).
+    Padded,
 }
 
 pub(crate) struct Proxy {
@@ -271,6 +275,15 @@ impl Proxy {
                 return respond(&mut sock, 200, parsed.to_string().as_bytes()).await;
             }
             Mode::ConsistentLie => {}
+            Mode::Padded if method == "eth_getLogs" && range(&request).0 >= 20 => {
+                let (from, _) = range(&request);
+                let mut padded = request.clone();
+                padded["params"][0]["fromBlock"] = json!(format!("{:#x}", from - 20));
+                self.count("padded");
+                let answer = self.forward_logs(padded.to_string().into_bytes()).await;
+                return respond(&mut sock, 200, &answer).await;
+            }
+            Mode::Padded => {}
             Mode::Outage => {
                 self.count("outage 502");
                 return respond(&mut sock, 502, b"<html>502 Bad Gateway</html>").await;
@@ -563,16 +576,26 @@ fn config(stop: CancellationToken) -> IndexerConfig {
 }
 
 async fn follow(chain: &Chain, proxy: &Proxy, name: &str) -> Vec<Follower> {
-    follow_with_window(chain, proxy, name, 128).await
+    follow_with(chain, proxy, name, |_| {}).await
 }
 
-/// As [`follow`], with a reorg window of `window` blocks (a small one puts most ranges far from
-/// the head, where headers are not fetched for every block).
+/// As [`follow`], with a reorg window of `window` blocks.
 async fn follow_with_window(
     chain: &Chain,
     proxy: &Proxy,
     name: &str,
     window: u64,
+) -> Vec<Follower> {
+    follow_with(chain, proxy, name, |c| c.window = window).await
+}
+
+/// As [`follow`], with the test's configuration changed by `tweak` (e.g. a small window puts
+/// most ranges far from the head, where headers are not fetched for every block).
+async fn follow_with(
+    chain: &Chain,
+    proxy: &Proxy,
+    name: &str,
+    tweak: impl Fn(&mut IndexerConfig),
 ) -> Vec<Follower> {
     // The indexers' logs when asked for, e.g. KEYMARKET_TEST_LOG=indexer=warn.
     if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("KEYMARKET_TEST_LOG") {
@@ -586,15 +609,11 @@ async fn follow_with_window(
         let url = fresh_db(kind, name).await;
         let store = Store::connect(&url).await.unwrap();
         let stop = CancellationToken::new();
-        let (provider, s, spec, config) = (
-            proxy.provider(),
-            store.clone(),
-            chain.spec(),
-            IndexerConfig {
-                window,
-                ..config(stop.clone())
-            },
-        );
+        let (provider, s, spec, config) = (proxy.provider(), store.clone(), chain.spec(), {
+            let mut c = config(stop.clone());
+            tweak(&mut c);
+            c
+        });
         let counts = config.fetch.counts.clone();
         let task = tokio::spawn(async move {
             let r = keymarket_indexer::run(provider, &s, spec, &config).await;
@@ -982,4 +1001,60 @@ async fn a_trade_the_chain_itself_says_breaks_the_curve_is_stored_and_marked_unv
         f.stop.cancel();
         assert!(f.task.await.unwrap().unwrap().unverified > 0);
     }
+}
+
+/// A provider that keeps padding its answers stalls the indexer — its answers are never believed
+/// — and says so: `/healthz` gives the reason while it lasts, and clears it when the provider
+/// heals; nothing wrong is stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_provider_that_keeps_lying_is_reported_on_healthz() {
+    let chain = Chain::new().await;
+    chain.trade(600, 97, 15, 900).await;
+    let proxy = Proxy::start(chain.rpc_url()).await;
+    proxy.set(Mode::Padded);
+    let followers = follow_with(&chain, &proxy, "padded", |c| c.fetch.loud_after = 3).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for f in &followers {
+        let base = crate::api::serve_state(keymarket_api::AppState::new(f.store.clone())).await;
+        loop {
+            let health: Value = reqwest::get(format!("{base}/healthz"))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if let Some(reason) = health["markets"][0]["stallReason"].as_str() {
+                assert!(
+                    reason.contains("eth_getLogs") && reason.contains("times in a row"),
+                    "{reason}"
+                );
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the {:?} indexer's stall is reported",
+                f.kind
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(
+            checkpoint(&f.store).await <= 21,
+            "nothing past the padded ranges is stored"
+        );
+    }
+    proxy.set(Mode::Healthy);
+    caught_up(&chain, &followers).await;
+    for f in &followers {
+        // The writer checks every second: the cleared stall reaches the store within a few.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while f.store.markets().await.unwrap()[0].stall_reason.is_some() {
+            assert!(
+                Instant::now() < deadline,
+                "the stall is cleared once the provider heals"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    stop_and_compare(&chain, followers, "after a provider padding its answers").await;
+    assert!(proxy.injected("padded") > 0);
 }

@@ -260,6 +260,7 @@ mod tests {
             next_block: 0,
             head_block: 0,
             head_seen_at: 0,
+            stall_reason: None,
         }
     }
 

@@ -64,6 +64,7 @@ pub(crate) async fn healthz(State(s): State<AppState>) -> ApiResult<Health> {
             lag_blocks: head - indexed,
             head_seen_seconds_ago: seen_ago,
             unverified_from_block,
+            stall_reason: m.stall_reason.clone(),
         });
     }
     let status = if markets.is_empty() {

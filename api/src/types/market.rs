@@ -97,6 +97,9 @@ pub struct HealthMarket {
     /// arithmetic although the chain itself says so (null: every trade checked and consistent);
     /// `/v1/markets` lists the subjects.
     pub unverified_from_block: Option<i64>,
+    /// Why the indexer is not progressing, when a provider keeps failing one of the market's
+    /// ranges (null otherwise): its answers are refused, never believed, so indexing waits.
+    pub stall_reason: Option<String>,
 }
 
 /// The indexed markets.

@@ -26,13 +26,15 @@ pub struct MarketRow {
     pub head_block: i64,
     /// When it recorded it, Unix seconds (0: never).
     pub head_seen_at: i64,
+    /// Why the indexer is stalled on it (a provider that keeps failing a range), if it is.
+    pub stall_reason: Option<String>,
 }
 
 impl Store {
     /// Every registered market, by id.
     pub async fn markets(&self) -> Result<Vec<MarketRow>> {
         let rows = sqlx::query(
-            "SELECT id, chain_id, address, start_block, next_block, head_block, head_seen_at FROM markets ORDER BY id",
+            "SELECT id, chain_id, address, start_block, next_block, head_block, head_seen_at, stall_reason FROM markets ORDER BY id",
         )
         .fetch_all(&self.pool)
         .await
@@ -47,6 +49,7 @@ impl Store {
                 next_block: get_i64(r, 4),
                 head_block: get_i64(r, 5),
                 head_seen_at: get_i64(r, 6),
+                stall_reason: r.get(7),
             })
             .collect())
     }

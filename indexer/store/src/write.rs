@@ -33,6 +33,30 @@ impl Store {
         tx.commit().await.map_err(db("recording the head"))
     }
 
+    /// Records why the indexer is stalled on a market (`None`: it is not).
+    pub async fn record_stall(&self, market_id: i64, reason: Option<&str>) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        let mut q = match reason {
+            Some(r) => {
+                let mut q = Stmt::new(
+                    self.backend,
+                    "UPDATE markets SET stall_reason = $1 WHERE id = $2",
+                    2,
+                );
+                q.text(r);
+                q
+            }
+            None => Stmt::new(
+                self.backend,
+                "UPDATE markets SET stall_reason = NULL WHERE id = $1",
+                1,
+            ),
+        };
+        q.int(market_id);
+        tx.execute(q).await.map_err(db("recording a stall"))?;
+        tx.commit().await.map_err(db("recording a stall"))
+    }
+
     pub(super) async fn begin_write(&self) -> Result<WriteTx> {
         self.writer
             .begin()

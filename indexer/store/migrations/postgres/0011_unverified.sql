@@ -8,3 +8,7 @@ CREATE TABLE unverified (
     reason       TEXT   NOT NULL,
     PRIMARY KEY (market_id, subject, block_number)
 );
+
+-- Why the indexer is not progressing on a market, when a provider keeps failing one of its
+-- ranges (null: it is not stalled). Shown on /healthz.
+ALTER TABLE markets ADD COLUMN stall_reason TEXT;
