@@ -38,6 +38,8 @@ enum Mode {
     Misbehaving,
     /// Down: every request gets HTTP 502.
     Outage,
+    /// Hung: every request is accepted and never answered.
+    Hung,
     /// A replica this many blocks behind: a lower head, no blocks above it.
     Lagging(u64),
     /// Every third `eth_getLogs` answer holding logs has every `blockTimestamp` moved two days
@@ -287,6 +289,12 @@ impl Proxy {
             Mode::Outage => {
                 self.count("outage 502");
                 return respond(&mut sock, 502, b"<html>502 Bad Gateway</html>").await;
+            }
+            Mode::Hung => {
+                self.count("hung");
+                // Held until the client gives up and closes it.
+                let _ = sock.readable().await;
+                std::future::pending::<()>().await;
             }
             Mode::Lagging(behind) => {
                 let head = self.head().await.saturating_sub(behind);
@@ -1057,4 +1065,52 @@ async fn a_provider_that_keeps_lying_is_reported_on_healthz() {
     }
     stop_and_compare(&chain, followers, "after a provider padding its answers").await;
     assert!(proxy.injected("padded") > 0);
+}
+
+/// A measurement, not a check (run by hand, `--ignored`): while following with the default
+/// timeouts, the provider hangs every request for 30 s as trades keep coming; how long after it
+/// recovers is the follower at the head again? KEYMARKET_RUNS runs (default 10); each ends with
+/// the database equal to the recomputation. Figures: docs/operations.md.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a measurement of about 45 s a run: run by hand"]
+async fn following_resumes_soon_after_a_hung_provider_recovers() {
+    let runs: usize = std::env::var("KEYMARKET_RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(10);
+    let mut resumed = Vec::new();
+    for run in 0..runs {
+        let chain = Chain::new().await;
+        chain.trade(150, 120 + run as u64, 15, 2).await;
+        let proxy = Proxy::start(chain.rpc_url()).await;
+        let followers = follow_with(&chain, &proxy, "hung", |c| {
+            // The defaults a user runs with, not the test's short timeouts.
+            c.fetch = FetchConfig::default();
+            c.poll_interval = Duration::from_millis(500);
+        })
+        .await;
+        caught_up(&chain, &followers).await;
+        proxy.set(Mode::Hung);
+        let hung_at = Instant::now();
+        while hung_at.elapsed() < Duration::from_secs(30) {
+            chain.trade(15, 300 + run as u64, 15, 2).await;
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
+        proxy.set(Mode::Healthy);
+        let healed = Instant::now();
+        caught_up(&chain, &followers).await;
+        resumed.push(healed.elapsed());
+        println!(
+            "run {run}: at the head {:?} after the provider recovered",
+            healed.elapsed()
+        );
+        stop_and_compare(&chain, followers, "after a hung provider").await;
+    }
+    resumed.sort();
+    println!(
+        "resumed after recovery over {runs} runs: min {:?}, median {:?}, max {:?}",
+        resumed[0],
+        resumed[runs / 2],
+        resumed[runs - 1]
+    );
 }
