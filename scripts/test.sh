@@ -32,6 +32,7 @@ say "cargo tests (workspace: bindings, simulator, indexer; end-to-end over anvil
 cargo test --workspace --locked
 
 say "disruptive tests, one at a time (restart the machine's PostgreSQL under a running indexer)"
-cargo test --locked --test it -- --ignored --test-threads=1
+# The ignored tests of crash.rs only: other ignored tests are measurements, run by hand.
+cargo test --locked --test it -- --ignored --test-threads=1 crash::
 
 say "all tests passed"
