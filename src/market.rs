@@ -199,9 +199,11 @@ impl MarketArgs {
     }
 
     /// The RPC's provider and chain id.
-    async fn chain(&self, budget: &Budget) -> Result<(RootProvider, u64)> {
-        // Each request is bounded too (HTTP); the budget bounds them all, WebSockets included.
-        let per_request = budget.left().max(Duration::from_millis(100));
+    pub(crate) async fn chain(&self, budget: &Budget) -> Result<(RootProvider, u64)> {
+        // Each HTTP request is bounded too, just past the budget, so that what the trader
+        // reads is the budget's answer naming --timeout; the budget bounds them all, WebSockets
+        // included.
+        let per_request = budget.left() + Duration::from_secs(1);
         budget
             .run("eth_chainId", self.rpc.provider(per_request))
             .await

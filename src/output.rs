@@ -122,6 +122,20 @@ pub(crate) fn amount(wei: U256) -> Value {
     json!({ "eth": eth_digits(wei), "wei": wei.to_string() })
 }
 
+/// A `Trade` event as every JSON answer shows one.
+pub(crate) fn trade_event(t: &keymarket_contracts::KeyMarket::Trade) -> Value {
+    json!({
+        "trader": t.trader.to_string(),
+        "subject": t.subject.to_string(),
+        "isBuy": t.isBuy,
+        "shareAmount": t.shareAmount.to_string(),
+        "ethAmount": amount(t.ethAmount),
+        "protocolEthAmount": amount(t.protocolEthAmount),
+        "subjectEthAmount": amount(t.subjectEthAmount),
+        "supply": t.supply.to_string(),
+    })
+}
+
 /// A signed amount (a PnL) in the same shape.
 pub(crate) fn signed_amount(wei: i128) -> Value {
     let sign = if wei < 0 { "-" } else { "" };

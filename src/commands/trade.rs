@@ -21,7 +21,7 @@ use std::fmt::Write;
 
 use crate::{
     market::{Budget, MarketArgs, SendArgs, parse_address, parse_eth, parse_slippage, send},
-    output::{Output, amount},
+    output::{Output, amount, trade_event},
 };
 
 /// buy or sell.
@@ -327,21 +327,13 @@ async fn trade(
         Side::Sell => t.ethAmount - t.protocolEthAmount - t.subjectEthAmount,
     };
     if json {
-        return Ok(Output::Json(json!({
-            "tx": mined.tx_hash.to_string(),
-            "block": mined.block,
-            "gasUsed": mined.gas_used,
-            "gasFee": amount(mined.fee),
-            "trader": t.trader.to_string(),
-            "subject": t.subject.to_string(),
-            "isBuy": t.isBuy,
-            "shareAmount": t.shareAmount.to_string(),
-            "ethAmount": amount(t.ethAmount),
-            "protocolEthAmount": amount(t.protocolEthAmount),
-            "subjectEthAmount": amount(t.subjectEthAmount),
-            "total": amount(paid),
-            "supply": t.supply.to_string(),
-        })));
+        let mut v = trade_event(t);
+        v["tx"] = json!(mined.tx_hash.to_string());
+        v["block"] = json!(mined.block);
+        v["gasUsed"] = json!(mined.gas_used);
+        v["gasFee"] = amount(mined.fee);
+        v["total"] = amount(paid);
+        return Ok(Output::Json(v));
     }
     let mut out = String::new();
     let _ = writeln!(

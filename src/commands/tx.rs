@@ -4,13 +4,13 @@
 use alloy::{primitives::TxHash, providers::Provider};
 use clap::Args;
 use eyre::{Result, bail};
-use keymarket_contracts::{KeyMarket, revert::eth, trade::Mined};
+use keymarket_contracts::{revert::eth, trade::Mined};
 use serde_json::json;
 use std::fmt::Write;
 
 use crate::{
     market::{Budget, MarketArgs},
-    output::{Output, amount},
+    output::{Output, amount, trade_event},
 };
 
 #[derive(Args, Debug)]
@@ -24,14 +24,7 @@ pub(crate) struct TxArgs {
 /// The status; exit status 0 when it is mined and succeeded or still pending, 1 otherwise.
 pub(crate) async fn tx(args: TxArgs) -> Result<Output> {
     let budget = Budget::new(&args.market, false);
-    let (provider, _) = budget
-        .run(
-            "eth_chainId",
-            args.market.rpc.provider(std::time::Duration::from_secs(
-                args.market.timeout.unwrap_or(30),
-            )),
-        )
-        .await?;
+    let (provider, _) = args.market.chain(&budget).await?;
     let hash = args.hash;
     let receipt = budget
         .run(
@@ -65,18 +58,10 @@ pub(crate) async fn tx(args: TxArgs) -> Result<Output> {
             bail!("tx {hash} was mined in block {block} and reverted: it did nothing but cost gas")
         }
     };
-    let trades = |t: &KeyMarket::Trade| {
-        json!({
-            "trader": t.trader.to_string(), "subject": t.subject.to_string(), "isBuy": t.isBuy,
-            "shareAmount": t.shareAmount.to_string(), "ethAmount": amount(t.ethAmount),
-            "protocolEthAmount": amount(t.protocolEthAmount), "subjectEthAmount": amount(t.subjectEthAmount),
-            "supply": t.supply.to_string(),
-        })
-    };
     if args.market.json {
         return Ok(Output::Json(json!({
             "tx": hash.to_string(), "status": "mined", "block": block, "gasUsed": mined.gas_used,
-            "gasFee": amount(mined.fee), "trades": mined.trades.iter().map(trades).collect::<Vec<_>>(),
+            "gasFee": amount(mined.fee), "trades": mined.trades.iter().map(trade_event).collect::<Vec<_>>(),
             "withdrawn": amount(mined.withdrawn),
         })));
     }
