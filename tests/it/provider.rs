@@ -642,6 +642,17 @@ async fn follow_with(
     followers
 }
 
+/// A fault counter summed over the followers (each counts its own).
+fn counted(
+    followers: &[Follower],
+    which: fn(&keymarket_indexer::rpc::RetryCounts) -> &AtomicU64,
+) -> u64 {
+    followers
+        .iter()
+        .map(|f| which(&f.counts).load(Ordering::Relaxed))
+        .sum()
+}
+
 /// The checkpoint of the (only) market, 0 while it is not registered or the database is away.
 async fn checkpoint(store: &Store) -> u64 {
     store.next_block(1).await.unwrap_or(0)
@@ -751,10 +762,7 @@ async fn a_misbehaving_provider_is_retried_and_never_believed() {
     caught_up(&chain, &followers).await;
     // A trade moved to a wrong block keeps its own block's time: the block-time checks refuse
     // most such answers before anything is stored.
-    let wrong_times: u64 = followers
-        .iter()
-        .map(|f| f.counts.wrong_block_times.load(Ordering::Relaxed))
-        .sum();
+    let wrong_times: u64 = counted(&followers, |c| &c.wrong_block_times);
     let reports = stop_and_compare(&chain, followers, "through a misbehaving provider").await;
     assert!(
         reports[0].database_retries > 0,
@@ -909,10 +917,7 @@ async fn wrong_block_times_far_from_the_head_are_refused() {
     caught_up(&chain, &followers).await;
     chain.trade(150, 92, 15, 900).await;
     caught_up(&chain, &followers).await;
-    let refused: u64 = followers
-        .iter()
-        .map(|f| f.counts.wrong_block_times.load(Ordering::Relaxed))
-        .sum();
+    let refused: u64 = counted(&followers, |c| &c.wrong_block_times);
     stop_and_compare(&chain, followers, "with block times moved by a provider").await;
     assert!(proxy.injected("block times two days late") > 0);
     assert!(refused > 0, "the moved times were refused");
@@ -933,14 +938,8 @@ async fn trades_left_out_or_served_twice_break_the_curve_and_are_fetched_again()
     caught_up(&chain, &followers).await;
     chain.trade(150, 94, 15, 900).await;
     caught_up(&chain, &followers).await;
-    let breaks: u64 = followers
-        .iter()
-        .map(|f| f.counts.curve_breaks.load(Ordering::Relaxed))
-        .sum();
-    let unverified: u64 = followers
-        .iter()
-        .map(|f| f.counts.curve_unverified.load(Ordering::Relaxed))
-        .sum();
+    let breaks: u64 = counted(&followers, |c| &c.curve_breaks);
+    let unverified: u64 = counted(&followers, |c| &c.curve_unverified);
     stop_and_compare(&chain, followers, "with trades left out or served twice").await;
     for kind in [
         "trade left out",
@@ -964,10 +963,7 @@ async fn a_trade_the_chain_itself_says_breaks_the_curve_is_stored_and_marked_unv
     proxy.set(Mode::ConsistentLie);
     let followers = follow(&chain, &proxy, "lie").await;
     caught_up(&chain, &followers).await;
-    let unverified: u64 = followers
-        .iter()
-        .map(|f| f.counts.curve_unverified.load(Ordering::Relaxed))
-        .sum();
+    let unverified: u64 = counted(&followers, |c| &c.curve_unverified);
     assert_eq!(unverified, 2, "once per indexer");
     let victim = proxy.earlier_log.lock().unwrap().clone().unwrap();
     let block = u64::from_str_radix(
