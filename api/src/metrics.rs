@@ -37,7 +37,8 @@ pub struct FaultLabels {
     /// `rate_limited`, `transient`, `timeout` (RPC), `database`, `refused_log` (a `Trade`
     /// log that cannot be stored as it is), `wrong_block_times` (an answer refused for its
     /// block times), `curve_break` (a batch whose trades break the curve, fetched again) or
-    /// `curve_unverified` (one stored although it does, the chain saying so).
+    /// `curve_unverified` (one stored although it does, the chain saying so) or
+    /// `second_provider_correction` (one a second provider's answer corrected).
     pub fault: &'static str,
 }
 

@@ -54,17 +54,7 @@ pub(crate) fn batches(
         let fetcher = fetcher.clone();
         let retry = retry.clone();
         let task = tokio::spawn(async move {
-            let logs = fetcher.logs(from, to).await?;
-            build_batch(
-                fetcher.provider(),
-                chain_id,
-                (from, to),
-                logs,
-                head,
-                window,
-                &retry,
-            )
-            .await
+            fetch_range(&fetcher, chain_id, (from, to), head, window, &retry).await
         });
         async move {
             AbortOnDropHandle::new(task)
@@ -73,6 +63,28 @@ pub(crate) fn batches(
         }
     })
     .buffered(concurrency)
+}
+
+/// One range fetched and decoded (see [`build_batch`]): `None` when it must be fetched again.
+pub(crate) async fn fetch_range(
+    fetcher: &LogFetcher<RootProvider>,
+    chain_id: u64,
+    (from, to): (u64, u64),
+    head: u64,
+    window: u64,
+    retry: &rpc::Retry,
+) -> Result<Option<Fetched>> {
+    let logs = fetcher.logs(from, to).await?;
+    build_batch(
+        fetcher.provider(),
+        chain_id,
+        (from, to),
+        logs,
+        head,
+        window,
+        retry,
+    )
+    .await
 }
 
 /// Decodes a range's logs and collects the block hashes to keep. Near the head, the hashes in

@@ -39,6 +39,10 @@ pub struct IndexerConfig {
     /// covered, it drops the trades table's secondary indexes (a long backfill) and builds them
     /// once, sorted, when it reaches the head.
     pub bulk_min_trades: u64,
+    /// Another provider of the same chain, asked before a break of the curve that the first
+    /// provider keeps answering is believed: when its answer keeps the curve, it is stored
+    /// instead (see `second_opinion`).
+    pub second_provider: Option<alloy::providers::RootProvider>,
     /// Cancelled to stop the run cleanly (SIGTERM, Ctrl-C): the batch being committed commits,
     /// fetches and waits are abandoned, and [`run`] returns what it did.
     pub shutdown: CancellationToken,
@@ -55,6 +59,7 @@ impl Default for IndexerConfig {
             progress: false,
             stop_at: None,
             bulk_min_trades: 100_000,
+            second_provider: None,
             shutdown: CancellationToken::new(),
         }
     }

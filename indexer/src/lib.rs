@@ -22,6 +22,7 @@ pub mod decode;
 pub mod fetch;
 mod reorg;
 pub mod rpc;
+mod second_opinion;
 mod sync;
 mod verify;
 

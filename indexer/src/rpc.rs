@@ -228,6 +228,9 @@ pub struct RetryCounts {
     /// Batches stored although they break the arithmetic: the chain itself said so again and
     /// again (the market and subject are reported unverified in the log).
     pub curve_unverified: AtomicU64,
+    /// Breaks the chain seemed to confirm that a second provider's answer did not: the first
+    /// provider's answer was replaced by the second's.
+    pub second_provider_corrections: AtomicU64,
     /// Why indexing is stalled right now (a range the provider keeps failing), if it is: the
     /// sync loop writes it to the store for `/healthz`.
     pub stall: std::sync::Mutex<Option<String>>,
@@ -245,6 +248,10 @@ impl RetryCounts {
             ("wrong_block_times", &self.wrong_block_times),
             ("curve_break", &self.curve_breaks),
             ("curve_unverified", &self.curve_unverified),
+            (
+                "second_provider_correction",
+                &self.second_provider_corrections,
+            ),
         ]
         .into_iter()
         .map(|(fault, n)| (fault, n.load(Ordering::Relaxed)))

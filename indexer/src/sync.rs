@@ -20,6 +20,7 @@ use crate::{
     fetch::LogFetcher,
     reorg::check_reorg,
     rpc::{self, block_hash},
+    second_opinion::SecondOpinion,
     store::{Error as StoreError, MarketState, Store},
     verify::{Break, CurveCheck},
 };
@@ -159,6 +160,10 @@ pub async fn run<P: Provider>(
         return Ok(report);
     };
     let mut check = check.map_err(|e| Error::Rpc(format!("reading the market's code: {e}")))?;
+    let second = config
+        .second_provider
+        .clone()
+        .map(|p| SecondOpinion::new(p, spec.address, config.fetch.clone()));
     // The block the check's supplies continue from: any other start (a rollback, a reorg
     // repaired) reads them again from the store.
     let mut check_next = market.next_block;
@@ -272,7 +277,8 @@ pub async fn run<P: Provider>(
                 loop {
                     let t = Instant::now();
                     // A stop is obeyed between commits, never during one.
-                    let Some(Some((mut batch, created))) = or_stop(stop, rx.recv()).await else {
+                    let Some(Some((mut batch, mut created))) = or_stop(stop, rx.recv()).await
+                    else {
                         break;
                     };
                     report.fetch_wait += t.elapsed();
@@ -327,24 +333,52 @@ pub async fn run<P: Provider>(
                                     repair_from: brk.against_stored.then(|| brk.subject.clone()),
                                 });
                             }
-                            // The chain itself says so: stored, not hidden.
-                            config
-                                .fetch
-                                .counts
-                                .curve_unverified
-                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            report.unverified += 1;
-                            tracing::error!(target: "indexer::verify", market = %spec.address, subject = %brk.subject, block = brk.block, what = %brk.what, times = seen, "the chain's own trades break the curve: stored as they are; this subject and market are unverified from this block");
-                            batch.unverified.push(crate::store::Unverified {
-                                subject: brk.subject.clone(),
-                                block: brk.block,
-                                reason: brk.what.clone(),
-                            });
-                            let mut last: foldhash::HashMap<&str, i64> = Default::default();
-                            for t in &batch.trades {
-                                last.insert(&t.subject, t.supply);
+                            // A second provider, when there is one, may say otherwise.
+                            let corrected = match &second {
+                                Some(second) => {
+                                    second
+                                        .ask(
+                                            &mut check,
+                                            market.chain_id,
+                                            &batch,
+                                            config.window,
+                                            &retry,
+                                        )
+                                        .await?
+                                }
+                                None => None,
+                            };
+                            if let Some(((b, c), supplies)) = corrected {
+                                config
+                                    .fetch
+                                    .counts
+                                    .second_provider_corrections
+                                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                warn!(target: "indexer::verify", market = %spec.address, subject = %brk.subject, block = brk.block, what = %brk.what, times = seen, "the provider keeps answering trades that break the curve, the second provider's answer keeps it: storing the second provider's");
+                                last_break = None;
+                                batch = b;
+                                created = c;
+                                supplies
+                            } else {
+                                // The chain itself says so: stored, not hidden.
+                                config
+                                    .fetch
+                                    .counts
+                                    .curve_unverified
+                                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                report.unverified += 1;
+                                tracing::error!(target: "indexer::verify", market = %spec.address, subject = %brk.subject, block = brk.block, what = %brk.what, times = seen, "the chain's own trades break the curve: stored as they are; this subject and market are unverified from this block");
+                                batch.unverified.push(crate::store::Unverified {
+                                    subject: brk.subject.clone(),
+                                    block: brk.block,
+                                    reason: brk.what.clone(),
+                                });
+                                let mut last: foldhash::HashMap<&str, i64> = Default::default();
+                                for t in &batch.trades {
+                                    last.insert(&t.subject, t.supply);
+                                }
+                                last.into_iter().map(|(s, n)| (s.to_string(), n)).collect()
                             }
-                            last.into_iter().map(|(s, n)| (s.to_string(), n)).collect()
                         }
                     };
                     let t = Instant::now();

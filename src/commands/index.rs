@@ -18,6 +18,11 @@ use crate::{
 pub(crate) struct IndexArgs {
     #[command(flatten)]
     pub(crate) rpc: RpcArgs,
+    /// Another provider of the same chain (http(s):// or ws(s)://, --rpc-ca-file applies), asked
+    /// before a break of the curve that --rpc-url keeps answering is believed: when its answer
+    /// keeps the curve, that answer is stored instead.
+    #[arg(long, value_name = "URL", env = "KEYMARKET_SECOND_RPC_URL", hide_env_values = true)]
+    pub(crate) second_rpc_url: Option<String>,
     /// Deployment files written by `keymarket deploy` (repeatable). Used when no --market is given.
     #[arg(long, default_value = DEFAULT_DEPLOYMENT)]
     pub(crate) deployment: Vec<PathBuf>,
@@ -93,6 +98,18 @@ pub(crate) async fn index(args: IndexArgs) -> Result<()> {
     let provider =
         ProviderBuilder::new().connect_client(args.rpc.client(Duration::from_secs(300)).await?);
     eprintln!("rpc: {}", args.rpc.shown());
+    let second_provider = match &args.second_rpc_url {
+        Some(url) => {
+            let second = RpcArgs {
+                url: url.clone(),
+                ca_file: args.rpc.ca_file.clone(),
+            };
+            eprintln!("second rpc: {}", second.shown());
+            let client = second.client(Duration::from_secs(300)).await?;
+            Some(alloy::providers::RootProvider::new(client))
+        }
+        None => None,
+    };
     let config = IndexerConfig {
         fetch: FetchConfig {
             initial_range: args.initial_range,
@@ -106,6 +123,7 @@ pub(crate) async fn index(args: IndexArgs) -> Result<()> {
         window: args.window,
         progress: !args.quiet && !args.follow,
         stop_at: args.stop_at,
+        second_provider,
         shutdown: stop,
         ..IndexerConfig::default()
     };

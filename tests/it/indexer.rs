@@ -416,6 +416,7 @@ async fn a_standalone_indexer_serves_its_own_metrics() {
         "wrong_block_times",
         "curve_break",
         "curve_unverified",
+        "second_provider_correction",
     ] {
         assert!(
             text.contains(&format!(

@@ -1007,6 +1007,35 @@ async fn a_trade_the_chain_itself_says_breaks_the_curve_is_stored_and_marked_unv
     }
 }
 
+/// The same lasting lie from the first provider, with a second provider given (anvil itself, as
+/// `index --second-rpc-url`): before the break is believed, the second's answer is asked, keeps
+/// the curve, and is stored instead — nothing unverified, every figure the chain's.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_provider_corrects_a_lasting_lie_of_the_first() {
+    let chain = Chain::new().await;
+    chain.trade(600, 96, 15, 900).await;
+    let proxy = Proxy::start(chain.rpc_url()).await;
+    proxy.set(Mode::ConsistentLie);
+    let second = ProviderBuilder::new()
+        .connect_http(chain.rpc_url().parse().unwrap())
+        .root()
+        .clone();
+    let followers = follow_with(&chain, &proxy, "second_opinion", |c| {
+        c.second_provider = Some(second.clone())
+    })
+    .await;
+    caught_up(&chain, &followers).await;
+    let corrected: u64 = counted(&followers, |c| &c.second_provider_corrections);
+    let unverified: u64 = counted(&followers, |c| &c.curve_unverified);
+    for f in &followers {
+        assert!(f.store.unverified(1).await.unwrap().is_empty(), "{:?}", f.kind);
+    }
+    stop_and_compare(&chain, followers, "with a second provider").await;
+    assert!(proxy.injected("consistent lie") > 0);
+    assert_eq!(corrected, 2, "once per indexer");
+    assert_eq!(unverified, 0);
+}
+
 /// A provider that keeps padding its answers stalls the indexer — its answers are never believed
 /// — and says so: `/healthz` gives the reason while it lasts, and clears it when the provider
 /// heals; nothing wrong is stored.
