@@ -21,7 +21,12 @@ pub(crate) struct IndexArgs {
     /// Another provider of the same chain (http(s):// or ws(s)://, --rpc-ca-file applies), asked
     /// before a break of the curve that --rpc-url keeps answering is believed: when its answer
     /// keeps the curve, that answer is stored instead.
-    #[arg(long, value_name = "URL", env = "KEYMARKET_SECOND_RPC_URL", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "KEYMARKET_SECOND_RPC_URL",
+        hide_env_values = true
+    )]
     pub(crate) second_rpc_url: Option<String>,
     /// Deployment files written by `keymarket deploy` (repeatable). Used when no --market is given.
     #[arg(long, default_value = DEFAULT_DEPLOYMENT)]

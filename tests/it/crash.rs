@@ -444,6 +444,40 @@ async fn postgres_restarts_are_waited_out() {
     );
 }
 
+/// The machine's PostgreSQL down just as the indexer repairs (a trade left out of an answer is
+/// found by the next range's arithmetic): the repair's reads and rollback fail, are waited out
+/// while the server is down, and done once it is back; the database ends equal to the chain.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "stops the machine's PostgreSQL: run alone (scripts/test.sh does)"]
+async fn a_postgres_restart_during_a_repair_is_waited_out() {
+    use std::sync::atomic::Ordering;
+    let cluster = PostgresCluster::new();
+    let chain = Chain::new().await;
+    chain.trade(1_200, 77, 15, 900).await;
+    let proxy = crate::provider::Proxy::start(chain.rpc_url()).await;
+    let (f, _) =
+        crate::provider::left_out_then_held(&chain, &proxy, Db::Postgres, "pg_in_repair").await;
+    assert!(cluster.ctl("stop"), "pg_ctlcluster stop");
+    let before = f.counts.database.load(Ordering::Relaxed);
+    // The next range shows the trade left out: the repair is the first to need the database.
+    proxy.open_gate();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while f.counts.database.load(Ordering::Relaxed) == before {
+        assert!(!f.task.is_finished(), "the indexer stopped");
+        assert!(
+            Instant::now() < deadline,
+            "the repair met the stopped server"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(cluster.ctl("start"), "pg_ctlcluster start");
+    crate::provider::caught_up(&chain, std::slice::from_ref(&f)).await;
+    let reports =
+        crate::provider::stop_and_compare(&chain, vec![f], "after a restart during a repair").await;
+    assert!(reports[0].repairs >= 1, "{:?}", reports[0]);
+    assert!(reports[0].database_retries >= 1, "{:?}", reports[0]);
+}
+
 /// `keymarket up` (anvil, deployment, trading, the indexer following, the API) stops cleanly on
 /// SIGTERM once it serves: exit status 0, anvil gone, the database consistent with the chain up
 /// to the checkpoint it reports.

@@ -30,7 +30,7 @@ use crate::common::{Chain, Db, assert_same, dump, fresh_db, recompute};
 
 /// How the proxy behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
+pub(crate) enum Mode {
     /// Forwards everything.
     Healthy,
     /// A provider having a bad day: a cycle of rate limits, internal errors, lagging nodes,
@@ -53,6 +53,12 @@ enum Mode {
     /// Every answer says the same lie about one trade (at or after block 20): its `ethAmount`
     /// one wei more than the curve's price — as a chain whose own trade broke the curve would.
     ConsistentLie,
+    /// The first `eth_getLogs` answer from this block on has one trade left out — the last in
+    /// the answer of a subject that trades again in the very next block, so the next range's
+    /// arithmetic shows it against the stored one and the indexer repairs — and every later
+    /// range is held until [`Proxy::open_gate`]: the test does something to the database
+    /// first, and the repair meets it.
+    LeaveOutThenHold(u64),
     /// Every `eth_getLogs` from block 20 on is answered with the 20 blocks before `fromBlock`
     /// added: an answer that can never be believed (a padded answer cannot be told from a
     /// shifted one that lacks its tail).
@@ -78,6 +84,11 @@ pub(crate) struct Proxy {
     /// Logs already tampered with in Tampered mode (block, log index): each at most once, as a
     /// flaky provider would; the range asked again gets the truth.
     tampered: Mutex<std::collections::BTreeSet<(String, String)>>,
+    /// In LeaveOutThenHold mode: the last block of the answer a trade was left out of (set when
+    /// it is asked for).
+    pub(crate) left_out_to: Mutex<Option<u64>>,
+    /// In LeaveOutThenHold mode, whether ranges after the tampered one are answered.
+    gate: tokio::sync::watch::Sender<bool>,
 }
 
 impl Proxy {
@@ -95,6 +106,8 @@ impl Proxy {
             injected: Mutex::default(),
             earlier_log: Mutex::default(),
             tampered: Mutex::default(),
+            left_out_to: Mutex::default(),
+            gate: tokio::sync::watch::Sender::new(false),
         });
         let p = proxy.clone();
         tokio::spawn(async move {
@@ -114,7 +127,12 @@ impl Proxy {
             .store(delay.as_millis() as u64, Ordering::Relaxed);
     }
 
-    fn set(&self, mode: Mode) {
+    /// Lets the ranges held in LeaveOutThenHold mode be answered.
+    pub(crate) fn open_gate(&self) {
+        self.gate.send_replace(true);
+    }
+
+    pub(crate) fn set(&self, mode: Mode) {
         *self.mode.lock().unwrap() = mode;
     }
 
@@ -277,6 +295,53 @@ impl Proxy {
                 return respond(&mut sock, 200, parsed.to_string().as_bytes()).await;
             }
             Mode::ConsistentLie => {}
+            Mode::LeaveOutThenHold(from_block) if method == "eth_getLogs" => {
+                let (from, to) = range(&request);
+                // Claimed on arrival: the ranges after it, asked meanwhile, are held.
+                let left_out = {
+                    let mut claimed = self.left_out_to.lock().unwrap();
+                    let was = *claimed;
+                    if was.is_none() && from >= from_block {
+                        *claimed = Some(to);
+                    }
+                    was
+                };
+                match left_out {
+                    Some(done) if from > done => {
+                        let mut open = self.gate.subscribe();
+                        let _ = open.wait_for(|open| *open).await;
+                    }
+                    None if from >= from_block => {
+                        let answer = self.forward_logs(body.clone()).await;
+                        let mut parsed: Value = serde_json::from_slice(&answer).unwrap();
+                        let mut next = request.clone();
+                        next["params"][0]["fromBlock"] = json!(format!("{:#x}", to + 1));
+                        next["params"][0]["toBlock"] = json!(format!("{:#x}", to + 1));
+                        let next: Value = serde_json::from_slice(
+                            &self.forward(next.to_string().into_bytes()).await,
+                        )
+                        .unwrap();
+                        let trading_next: Vec<String> = next["result"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(trade_subject)
+                            .collect();
+                        if let Some(logs) = parsed["result"].as_array_mut()
+                            && let Some(i) = (0..logs.len()).rev().find(|&i| {
+                                trade_subject(&logs[i]).is_some_and(|s| trading_next.contains(&s))
+                            })
+                        {
+                            // The subject's last trade in the answer (searched from the end).
+                            self.count("left out, then held");
+                            logs.remove(i);
+                        }
+                        return respond(&mut sock, 200, parsed.to_string().as_bytes()).await;
+                    }
+                    _ => {}
+                }
+            }
+            Mode::LeaveOutThenHold(_) => {}
             Mode::Padded if method == "eth_getLogs" && range(&request).0 >= 20 => {
                 let (from, _) = range(&request);
                 let mut padded = request.clone();
@@ -499,7 +564,7 @@ fn trade_traded_again(logs: &[Value], again: bool) -> Option<usize> {
     })
 }
 
-fn range(request: &Value) -> (u64, u64) {
+pub(crate) fn range(request: &Value) -> (u64, u64) {
     let p = &request["params"][0];
     let num = |k: &str| {
         u64::from_str_radix(p[k].as_str().unwrap_or("0x0").trim_start_matches("0x"), 16)
@@ -552,14 +617,14 @@ async fn respond(sock: &mut TcpStream, status: u16, body: &[u8]) -> std::io::Res
 }
 
 /// An indexer following the chain through the proxy, on one database.
-struct Follower {
-    kind: Db,
-    url: String,
-    store: Store,
-    stop: CancellationToken,
-    task: JoinHandle<keymarket_indexer::Result<RunReport>>,
+pub(crate) struct Follower {
+    pub(crate) kind: Db,
+    pub(crate) url: String,
+    pub(crate) store: Store,
+    pub(crate) stop: CancellationToken,
+    pub(crate) task: JoinHandle<keymarket_indexer::Result<RunReport>>,
     /// This indexer's own fault counters (other tests' indexers count theirs).
-    counts: std::sync::Arc<keymarket_indexer::rpc::RetryCounts>,
+    pub(crate) counts: std::sync::Arc<keymarket_indexer::rpc::RetryCounts>,
 }
 
 fn config(stop: CancellationToken) -> IndexerConfig {
@@ -605,6 +670,23 @@ async fn follow_with(
     name: &str,
     tweak: impl Fn(&mut IndexerConfig),
 ) -> Vec<Follower> {
+    let mut followers = Vec::new();
+    for kind in [Db::Sqlite, Db::Postgres] {
+        let url = fresh_db(kind, name).await;
+        followers.push(follow_on(kind, url, chain, proxy, &tweak).await);
+    }
+    followers
+}
+
+/// An indexer following `chain` through `proxy` into the database at `url` (a fresh one, or one
+/// an earlier follower stopped on), with the test's configuration changed by `tweak`.
+pub(crate) async fn follow_on(
+    kind: Db,
+    url: String,
+    chain: &Chain,
+    proxy: &Proxy,
+    tweak: impl Fn(&mut IndexerConfig),
+) -> Follower {
     // The indexers' logs when asked for, e.g. KEYMARKET_TEST_LOG=indexer=warn.
     if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("KEYMARKET_TEST_LOG") {
         let _ = tracing_subscriber::fmt()
@@ -612,34 +694,29 @@ async fn follow_with(
             .with_test_writer()
             .try_init();
     }
-    let mut followers = Vec::new();
-    for kind in [Db::Sqlite, Db::Postgres] {
-        let url = fresh_db(kind, name).await;
-        let store = Store::connect(&url).await.unwrap();
-        let stop = CancellationToken::new();
-        let (provider, s, spec, config) = (proxy.provider(), store.clone(), chain.spec(), {
-            let mut c = config(stop.clone());
-            tweak(&mut c);
-            c
-        });
-        let counts = config.fetch.counts.clone();
-        let task = tokio::spawn(async move {
-            let r = keymarket_indexer::run(provider, &s, spec, &config).await;
-            if let Err(e) = &r {
-                eprintln!("the {kind:?} indexer failed: {e}");
-            }
-            r
-        });
-        followers.push(Follower {
-            kind,
-            url,
-            store,
-            stop,
-            task,
-            counts,
-        });
+    let store = Store::connect(&url).await.unwrap();
+    let stop = CancellationToken::new();
+    let (provider, s, spec, config) = (proxy.provider(), store.clone(), chain.spec(), {
+        let mut c = config(stop.clone());
+        tweak(&mut c);
+        c
+    });
+    let counts = config.fetch.counts.clone();
+    let task = tokio::spawn(async move {
+        let r = keymarket_indexer::run(provider, &s, spec, &config).await;
+        if let Err(e) = &r {
+            eprintln!("the {kind:?} indexer failed: {e}");
+        }
+        r
+    });
+    Follower {
+        kind,
+        url,
+        store,
+        stop,
+        task,
+        counts,
     }
-    followers
 }
 
 /// A fault counter summed over the followers (each counts its own).
@@ -654,7 +731,7 @@ fn counted(
 }
 
 /// The checkpoint of the (only) market, 0 while it is not registered or the database is away.
-async fn checkpoint(store: &Store) -> u64 {
+pub(crate) async fn checkpoint(store: &Store) -> u64 {
     store.next_block(1).await.unwrap_or(0)
 }
 
@@ -667,7 +744,7 @@ async fn done_to(f: &Follower, head: u64) -> bool {
 
 /// Waits until every follower is done with the chain's head, all of them in one pass (one that
 /// was done and then went back to repair counts as not done); fails if one of them ended.
-async fn caught_up(chain: &Chain, followers: &[Follower]) {
+pub(crate) async fn caught_up(chain: &Chain, followers: &[Follower]) {
     let head = chain.provider.get_block_number().await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
@@ -692,7 +769,11 @@ async fn caught_up(chain: &Chain, followers: &[Follower]) {
 }
 
 /// Stops the followers cleanly and compares each database with the recomputation from the chain.
-async fn stop_and_compare(chain: &Chain, followers: Vec<Follower>, what: &str) -> Vec<RunReport> {
+pub(crate) async fn stop_and_compare(
+    chain: &Chain,
+    followers: Vec<Follower>,
+    what: &str,
+) -> Vec<RunReport> {
     let want = recompute(chain.deployment.chain_id, &chain.logs().await);
     let head = chain.provider.get_block_number().await.unwrap();
     let mut reports = Vec::new();
@@ -1028,12 +1109,138 @@ async fn a_second_provider_corrects_a_lasting_lie_of_the_first() {
     let corrected: u64 = counted(&followers, |c| &c.second_provider_corrections);
     let unverified: u64 = counted(&followers, |c| &c.curve_unverified);
     for f in &followers {
-        assert!(f.store.unverified(1).await.unwrap().is_empty(), "{:?}", f.kind);
+        assert!(
+            f.store.unverified(1).await.unwrap().is_empty(),
+            "{:?}",
+            f.kind
+        );
     }
     stop_and_compare(&chain, followers, "with a second provider").await;
     assert!(proxy.injected("consistent lie") > 0);
     assert_eq!(corrected, 2, "once per indexer");
     assert_eq!(unverified, 0);
+}
+
+/// A trade left out of one answer during the long backfill (the unique index dropped), found by
+/// the arithmetic of the next range: the indexer rolls back to the subject's last stored trade
+/// and fetches again. Returns the follower once the tampered answer is stored and the ranges
+/// after it are held by the proxy (see [`Mode::LeaveOutThenHold`]), with the last block of the
+/// tampered answer.
+pub(crate) async fn left_out_then_held(
+    chain: &Chain,
+    proxy: &Proxy,
+    kind: Db,
+    name: &str,
+) -> (Follower, u64) {
+    proxy.set(Mode::LeaveOutThenHold(chain.deployment.deploy_block + 20));
+    // Far from the head (a window of 8 blocks) the market's state is not read, so the trade
+    // left out is seen only at its subject's next trade, in the next range; held ranges are
+    // waited for, not timed out.
+    let f = follow_on(kind, fresh_db(kind, name).await, chain, proxy, |c| {
+        c.window = 8;
+        c.fetch.request_timeout = Duration::from_secs(60);
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(!f.task.is_finished(), "the {kind:?} indexer stopped");
+        let left_out = *proxy.left_out_to.lock().unwrap();
+        if let Some(to) = left_out
+            && checkpoint(&f.store).await > to
+        {
+            assert_eq!(
+                proxy.injected("left out, then held"),
+                1,
+                "a trade was left out of the answer up to block {to}"
+            );
+            return (f, to);
+        }
+        assert!(Instant::now() < deadline, "the tampered answer was stored");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The deterministic reproduction of an old flaky failure: a trade left out during the bulk
+/// backfill, and the indexer stopped while it repairs (just after rolling back). What it leaves
+/// is exact below its checkpoint and says it is not verified yet; run again, it ends equal to
+/// the chain.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stop_during_a_repair_leaves_exact_data_and_resumes() {
+    let chain = Chain::new().await;
+    chain.trade(1_200, 98, 15, 900).await;
+    let logs = chain.logs().await;
+    for kind in [Db::Sqlite, Db::Postgres] {
+        let proxy = Proxy::start(chain.rpc_url()).await;
+        let (f, left_out_to) = left_out_then_held(&chain, &proxy, kind, "stop_in_repair").await;
+        // The fetch after the rollback takes half a second at least: time enough to see it.
+        proxy.slow_logs(Duration::from_millis(500));
+        proxy.open_gate();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while checkpoint(&f.store).await > left_out_to {
+            assert!(!f.task.is_finished(), "the {kind:?} indexer stopped");
+            assert!(
+                Instant::now() < deadline,
+                "the {kind:?} indexer rolled back"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        f.stop.cancel();
+        let report = f.task.await.unwrap().unwrap();
+        assert!(report.stopped);
+        assert!(report.next_block <= left_out_to, "{report:?}");
+        assert!(
+            !f.store.uniqueness_proved().await.unwrap(),
+            "a backfill stopped midway is not said to be verified"
+        );
+        let below: Vec<_> = logs
+            .iter()
+            .filter(|l| l.block_number.unwrap() < report.next_block)
+            .cloned()
+            .collect();
+        assert_same(
+            &format!("{kind:?} stopped in a repair"),
+            &dump(&f.url, &chain).await,
+            &recompute(chain.deployment.chain_id, &below),
+        );
+        proxy.set(Mode::Healthy);
+        proxy.slow_logs(Duration::ZERO);
+        let again = follow_on(kind, f.url.clone(), &chain, &proxy, |_| {}).await;
+        caught_up(&chain, std::slice::from_ref(&again)).await;
+        stop_and_compare(&chain, vec![again], "resumed after a stop in a repair").await;
+        assert_eq!(proxy.injected("left out, then held"), 1);
+    }
+}
+
+/// Another process holding the SQLite file's write lock (longer than the busy timeout) just as
+/// the indexer repairs: the repair's rollback is refused, waited out, and done again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sqlite_lock_during_a_repair_is_waited_out() {
+    let chain = Chain::new().await;
+    chain.trade(1_200, 99, 15, 900).await;
+    let proxy = Proxy::start(chain.rpc_url()).await;
+    let (f, _) = left_out_then_held(&chain, &proxy, Db::Sqlite, "lock_in_repair").await;
+    let mut locker = {
+        use sqlx::Connection;
+        sqlx::SqliteConnection::connect(&f.url).await.unwrap()
+    };
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    let before = f.counts.database.load(Ordering::Relaxed);
+    // The next range shows the trade left out: the repair's rollback is the first write.
+    proxy.open_gate();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while f.counts.database.load(Ordering::Relaxed) == before {
+        assert!(!f.task.is_finished(), "the indexer stopped");
+        assert!(Instant::now() < deadline, "the repair met the lock");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sqlx::query("COMMIT").execute(&mut locker).await.unwrap();
+    caught_up(&chain, std::slice::from_ref(&f)).await;
+    let reports = stop_and_compare(&chain, vec![f], "after a lock during a repair").await;
+    assert!(reports[0].repairs >= 1, "{:?}", reports[0]);
+    assert!(reports[0].database_retries >= 1, "{:?}", reports[0]);
 }
 
 /// A provider that keeps padding its answers stalls the indexer — its answers are never believed
