@@ -2,7 +2,7 @@
 
 use axum::{
     Json,
-    http::StatusCode,
+    http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use serde::Serialize;
@@ -42,9 +42,34 @@ pub enum ApiError {
     /// limit).
     #[error("{0}")]
     Unprocessable(String),
-    /// The client went over its rate limit.
+    /// The client went over a limit of its own (its rate, its queries running at once); the
+    /// answer says when to retry (`Retry-After`, seconds).
+    #[error("{message}")]
+    TooManyRequests {
+        /// Which limit, in words.
+        message: String,
+        /// Seconds to wait before retrying.
+        retry_after: u64,
+    },
+    /// The request body is bigger than the endpoint takes.
     #[error("{0}")]
-    TooManyRequests(String),
+    PayloadTooLarge(String),
+    /// The path exists, the method does not (the allowed ones in `Allow`).
+    #[error("{message}")]
+    MethodNotAllowed {
+        /// What the path takes, in words.
+        message: String,
+        /// The `Allow` header's value.
+        allow: &'static str,
+    },
+    /// The server is busy with heavy work right now; retry after `retry_after` seconds.
+    #[error("{message}")]
+    Unavailable {
+        /// Why, in words.
+        message: String,
+        /// Seconds to wait before retrying.
+        retry_after: u64,
+    },
     /// Something failed on our side.
     #[error("internal error")]
     Internal(String),
@@ -57,13 +82,16 @@ impl IntoResponse for ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(detail) => {
                 error!(target: "api", %detail, "internal error");
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         };
-        (
+        let mut response = (
             status,
             Json(ErrorBody {
                 error: ErrorDetail {
@@ -72,7 +100,18 @@ impl IntoResponse for ApiError {
                 },
             }),
         )
-            .into_response()
+            .into_response();
+        let headers = response.headers_mut();
+        match &self {
+            Self::TooManyRequests { retry_after, .. } | Self::Unavailable { retry_after, .. } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            Self::MethodNotAllowed { allow, .. } => {
+                headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
+            _ => {}
+        }
+        response
     }
 }
 
@@ -89,7 +128,7 @@ impl From<keymarket_store::SqlError> for ApiError {
             // The analyst's own query: the database's message is the useful answer.
             E::Invalid(m) => Self::BadRequest(m),
             E::Forbidden(m) => Self::Forbidden(m),
-            e @ E::TimedOut(_) => Self::Unprocessable(e.to_string()),
+            e @ (E::TimedOut(_) | E::TooLarge(_)) => Self::Unprocessable(e.to_string()),
             e @ (E::Setup(_) | E::Database(_)) => Self::Internal(e.to_string()),
         }
     }

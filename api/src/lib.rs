@@ -23,7 +23,7 @@ use std::{
 use axum::{
     Router,
     extract::{ConnectInfo, MatchedPath, Request, State},
-    http::{HeaderValue, header},
+    http::header,
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -86,13 +86,27 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/export/trades.parquet", get(export_trades_parquet))
         .route("/v1/export/daily.csv", get(export_daily))
         .route("/v1/export/daily.parquet", get(export_daily_parquet))
-        .route("/v1/sql", post(sql_query))
+        .route(
+            "/v1/sql",
+            post(sql_query)
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    routes::sql::SQL_BODY_LIMIT,
+                ))
+                .fallback(routes::sql::sql_wrong_method),
+        )
         .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(openapi_json))
         .merge(dashboard::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), track))
         .fallback(|| async {
             ApiError::NotFound("no such endpoint; see /v1/markets, /v1/overview, /v1/daily".into())
+        })
+        // Every other endpoint is read with GET (POST /v1/sql has its own).
+        .method_not_allowed_fallback(|| async {
+            ApiError::MethodNotAllowed {
+                message: "this endpoint is read with GET".into(),
+                allow: "GET, HEAD",
+            }
         })
         .layer(middleware::from_fn_with_state(state.clone(), rate_limit))
         .layer(
@@ -135,14 +149,14 @@ async fn rate_limit(State(s): State<AppState>, req: Request, next: Next) -> Resp
             use governor::clock::Clock;
             let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
             let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-            let mut resp = ApiError::TooManyRequests(format!(
-                "rate limit of {} requests/s per client exceeded; retry in {secs} s",
-                l.per_second
-            ))
+            return ApiError::TooManyRequests {
+                message: format!(
+                    "rate limit of {} requests/s per client exceeded; retry in {secs} s",
+                    l.per_second
+                ),
+                retry_after: secs,
+            }
             .into_response();
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            return resp;
         }
     }
     next.run(req).await

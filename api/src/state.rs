@@ -34,16 +34,74 @@ pub struct AppState {
     pub(crate) sql: Option<Arc<SqlService>>,
 }
 
-/// The SQL endpoint's runner and its own limit on queries running at once.
+/// The SQL endpoint's runner and its limits on queries running at once: in all, and per client.
 #[derive(Debug)]
 pub(crate) struct SqlService {
     pub(crate) runner: keymarket_store::SqlRunner,
-    pub(crate) running: tokio::sync::Semaphore,
+    pub(crate) running: Arc<tokio::sync::Semaphore>,
+    /// Queries running now, by client (IP address).
+    pub(crate) by_client: Arc<Mutex<HashMap<IpAddr, usize>>>,
 }
 
 /// SQL queries running at once (the runner's pool has as many connections); more are answered
 /// 429 at once rather than queued behind runaways.
 pub(crate) const SQL_CONCURRENCY: usize = 2;
+
+/// SQL queries one client (IP address) may have running at once: fewer than
+/// [`SQL_CONCURRENCY`], so that one client's runaway queries always leave room for another's.
+pub(crate) const SQL_PER_CLIENT: usize = 1;
+
+/// A client's turn at running a query: one of the [`SQL_CONCURRENCY`] places and one of its own
+/// [`SQL_PER_CLIENT`], given back when dropped.
+#[derive(Debug)]
+pub(crate) struct SqlTurn {
+    _place: tokio::sync::OwnedSemaphorePermit,
+    by_client: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    client: IpAddr,
+}
+
+/// Why a client may not run a query now.
+#[derive(Debug)]
+pub(crate) enum SqlBusy {
+    /// The client has [`SQL_PER_CLIENT`] queries running already.
+    Client,
+    /// [`SQL_CONCURRENCY`] queries (of other clients) are running.
+    Server,
+}
+
+impl SqlService {
+    /// A turn for `client`, at once or not at all.
+    pub(crate) fn turn(&self, client: IpAddr) -> Result<SqlTurn, SqlBusy> {
+        let mut by_client = self.by_client.lock().unwrap_or_else(|e| e.into_inner());
+        let mine = by_client.entry(client).or_default();
+        if *mine >= SQL_PER_CLIENT {
+            return Err(SqlBusy::Client);
+        }
+        let place = self
+            .running
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| SqlBusy::Server)?;
+        *mine += 1;
+        Ok(SqlTurn {
+            _place: place,
+            by_client: self.by_client.clone(),
+            client,
+        })
+    }
+}
+
+impl Drop for SqlTurn {
+    fn drop(&mut self) {
+        let mut by_client = self.by_client.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = by_client.get_mut(&self.client) {
+            *n -= 1;
+            if *n == 0 {
+                by_client.remove(&self.client);
+            }
+        }
+    }
+}
 
 /// Trade exports streaming at once: each holds one of the store's few connections for a whole
 /// pass over the trades (~1–2 minutes at 12M), so more are answered 429 rather than starving the
@@ -96,7 +154,8 @@ impl AppState {
     pub fn with_sql(mut self, limits: keymarket_store::SqlLimits) -> Self {
         self.sql = Some(Arc::new(SqlService {
             runner: self.store.sql_runner(limits),
-            running: tokio::sync::Semaphore::new(SQL_CONCURRENCY),
+            running: Arc::new(tokio::sync::Semaphore::new(SQL_CONCURRENCY)),
+            by_client: Arc::default(),
         }));
         self
     }

@@ -157,7 +157,7 @@ async fn sigkill_at_random_moments_loses_and_duplicates_nothing_postgres() {
 }
 
 /// A loopback port nothing listens on (the OS's choice, released at once).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

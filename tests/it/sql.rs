@@ -92,6 +92,7 @@ async fn sql_on_postgres_reads_exactly_refuses_writes_and_stops_runaways() {
     let runner = store.sql_runner(SqlLimits {
         time_limit: Duration::from_millis(300),
         max_rows: 100,
+        ..SqlLimits::default()
     });
     // sum(bigint) is NUMERIC on PostgreSQL: an integer that fits is a number.
     let r = runner
@@ -381,4 +382,81 @@ async fn social_trades_view_equals_the_export_on_sqlite_and_postgres() {
             }
         }
     }
+}
+
+/// A `keymarket serve --sql` process answering the worst queries an analyst found (1 GB of hex
+/// over 10,000 rows, one 200 MB value) on SQLite: both refused, and the process's peak resident
+/// memory grows by less than the 16 MiB answer budget plus 50 MB (read from /proc, a bound).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_serve_process_stays_within_the_sql_answer_budget() {
+    use std::process::Stdio;
+    let url = fresh_db(Db::Sqlite, "sql_budget").await;
+    let store = Store::connect(&url).await.unwrap();
+    store.ensure_chain(31337, Default::default()).await.unwrap();
+    store
+        .ensure_market(31337, Default::default(), 1)
+        .await
+        .unwrap();
+    let port = crate::crash::free_port();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_keymarket"))
+        .args(["serve", "--sql", "--database-url", &url, "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while client.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "serve answers");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Warm: the SQL pool opened, a small answer served.
+    let warm = client
+        .post(format!("{base}/v1/sql"))
+        .json(&json!({"sql": "SELECT count(*) FROM trades"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(warm.status(), 200);
+    let kib = |field: &str| -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    };
+    let before = kib("VmRSS:");
+    for (sql, needle) in [
+        (
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 10000) \
+             SELECT x, hex(zeroblob(50000)) FROM c",
+            "16 MiB",
+        ),
+        ("SELECT hex(randomblob(100000000))", "per value"),
+    ] {
+        let response = client
+            .post(format!("{base}/v1/sql"))
+            .json(&json!({ "sql": sql }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 422, "{sql}");
+        let body: Value = response.json().await.unwrap();
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(needle), "{message}");
+    }
+    let peak = kib("VmHWM:");
+    let grew_mb = peak.saturating_sub(before) / 1024;
+    println!("serve: resident {before} KiB before, peak {peak} KiB after ({grew_mb} MB more)");
+    assert!(
+        grew_mb < 16 + 50,
+        "the worst queries took {grew_mb} MB more (peak {peak} KiB, before {before} KiB)"
+    );
+    child.kill().await.unwrap();
 }

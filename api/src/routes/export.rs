@@ -100,9 +100,12 @@ async fn stream_trades(
     format: Format,
 ) -> Result<Response, ApiError> {
     let permit = s.exports.clone().try_acquire_owned().map_err(|_| {
-        ApiError::TooManyRequests(format!(
-            "{EXPORT_CONCURRENCY} trade exports are running already; retry when one has finished"
-        ))
+        ApiError::TooManyRequests {
+            message: format!(
+                "{EXPORT_CONCURRENCY} trade exports are running already; retry when one has finished"
+            ),
+            retry_after: 30,
+        }
     })?;
     let market = market_row(s, market).await?;
     let filename = format!(

@@ -49,20 +49,30 @@ pub struct SqlResponse {
         (status = 400, body = ErrorBody, description = "empty, malformed or several statements, or the database refused it (its message)"),
         (status = 403, body = ErrorBody, description = "the query would write or change the database or the connection"),
         (status = 404, body = ErrorBody, description = "SQL queries are off on this server"),
-        (status = 422, body = ErrorBody, description = "the query ran past the time limit and was stopped"),
-        (status = 429, body = ErrorBody, description = "too many queries running")
+        (status = 405, body = ErrorBody, description = "a method other than POST (`Allow: POST`)"),
+        (status = 413, body = ErrorBody, description = "the body is over 256 KiB"),
+        (status = 422, body = ErrorBody, description = "the query ran past the time limit (5 s by default, writing the answer out included) and was stopped, or its answer is over the size limits (16 MiB in all, 1 MiB per value, counted as JSON): refused, not cut"),
+        (status = 429, body = ErrorBody, description = "this client has a query running already (one per client), or two queries are running; `Retry-After` says when to retry")
     )
 )]
 pub(crate) async fn sql_query(
     State(s): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    extensions: axum::http::Extensions,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
     let Some(sql) = &s.sql else {
         return Err(ApiError::NotFound(
             "SQL queries are off on this server: start it with `keymarket serve --sql` (or KEYMARKET_SQL=true); `keymarket up` has them on".into(),
         ));
     };
+    let body = body.map_err(|e| match e.status() {
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(format!(
+            "the body is over the limit of {} KiB for one query",
+            SQL_BODY_LIMIT >> 10
+        )),
+        _ => ApiError::BadRequest(format!("the body could not be read: {e}")),
+    })?;
     let request: SqlRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::BadRequest(format!(
             "the body must be JSON like {{\"sql\": \"SELECT …\"}}: {e}"
@@ -71,27 +81,58 @@ pub(crate) async fn sql_query(
     if request.sql.trim().is_empty() {
         return Err(ApiError::BadRequest("the query is empty".into()));
     }
-    let Ok(_permit) = sql.running.try_acquire() else {
-        return Err(ApiError::TooManyRequests(format!(
-            "{SQL_CONCURRENCY} SQL queries are running already; retry when one has finished"
-        )));
-    };
-    let result = sql.runner.run(&request.sql).await?;
+    let client = extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |c| c.0.ip());
+    let limit = sql.runner.limits().time_limit;
+    // A query's turn ends by the time limit: a client retrying after it finds its place free.
+    let retry_after = limit.as_secs().max(1);
+    let _turn = sql.turn(client).map_err(|busy| ApiError::TooManyRequests {
+        message: match busy {
+            SqlBusy::Client => format!(
+                "you have {SQL_PER_CLIENT} SQL query running already (at most {SQL_PER_CLIENT} per client); retry when it has finished"
+            ),
+            SqlBusy::Server => format!(
+                "{SQL_CONCURRENCY} SQL queries are running already; retry when one has finished"
+            ),
+        },
+        retry_after,
+    })?;
     let csv = headers
         .get_all(header::ACCEPT)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.split(',').any(|t| t.trim().starts_with("text/csv")));
-    if csv {
-        return to_csv(&result);
+    // The time limit covers the whole answer, written out included (the database stops the
+    // query itself at the limit; this bounds the rest).
+    let answer = async {
+        let result = sql.runner.run(&request.sql).await?;
+        if csv {
+            return to_csv(&result);
+        }
+        Ok(Json(SqlResponse {
+            row_count: result.rows.len(),
+            columns: result.columns,
+            rows: result.rows,
+            truncated: result.truncated,
+        })
+        .into_response())
+    };
+    match tokio::time::timeout(limit + std::time::Duration::from_secs(1), answer).await {
+        Ok(answer) => answer,
+        Err(_) => Err(keymarket_store::SqlError::TimedOut(limit).into()),
     }
-    Ok(Json(SqlResponse {
-        row_count: result.rows.len(),
-        columns: result.columns,
-        rows: result.rows,
-        truncated: result.truncated,
-    })
-    .into_response())
+}
+
+/// The largest body `POST /v1/sql` takes: one query's text and its JSON wrapping.
+pub(crate) const SQL_BODY_LIMIT: usize = 256 << 10;
+
+/// `GET` (or any other method but `POST`) on `/v1/sql`: a 405 that says how to ask.
+pub(crate) async fn sql_wrong_method() -> ApiError {
+    ApiError::MethodNotAllowed {
+        message: "send the query with POST, as JSON like {\"sql\": \"SELECT …\"}".into(),
+        allow: "POST",
+    }
 }
 
 fn to_csv(result: &SqlResult) -> Result<Response, ApiError> {
@@ -132,7 +173,7 @@ mod tests {
     use axum::{
         Router,
         body::Body,
-        http::{Request, StatusCode},
+        http::{HeaderMap, Request, StatusCode},
     };
     use keymarket_store::{SqlLimits, Store};
     use serde_json::{Value, json};
@@ -225,6 +266,7 @@ mod tests {
         let app = router(AppState::new(store.clone()).with_sql(SqlLimits {
             time_limit: Duration::from_millis(200),
             max_rows: 1000,
+            ..SqlLimits::default()
         }));
         for (body, status, needle) in [
             (json!({"sql": ""}), 400, "empty"),
@@ -244,6 +286,26 @@ mod tests {
                 "exactly one statement",
             ),
             (json!({"sql": "DELETE FROM trades"}), 403, "only queries"),
+            (
+                json!({"sql": "INSERT INTO trades DEFAULT VALUES"}),
+                403,
+                "an INSERT statement",
+            ),
+            (
+                json!({"sql": "SELECT load_extension('x')"}),
+                403,
+                "load_extension",
+            ),
+            (
+                json!({"sql": "SELECT file FROM pragma_database_list"}),
+                403,
+                "PRAGMA functions",
+            ),
+            (
+                json!({"sql": "SELECT * FROM Pragma_Table_Info('trades')"}),
+                403,
+                "PRAGMA functions",
+            ),
             (json!({"sql": "DROP TABLE trades"}), 403, "only queries"),
             (
                 json!({"sql": "ATTACH ':memory:' AS m"}),
@@ -322,6 +384,119 @@ mod tests {
         )
         .await;
         assert_eq!(csv, "x,y\n\"a,b\",\"say \"\"hi\"\"\"\n");
+    }
+
+    /// `post` from a client at `ip` (as the server's connect info says).
+    async fn post_from(app: &Router, ip: [u8; 4], sql: &str) -> (StatusCode, HeaderMap, String) {
+        let mut request = Request::post("/v1/sql")
+            .header("content-type", "application/json")
+            .body(Body::from(json!({ "sql": sql }).to_string()))
+            .unwrap();
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(std::net::SocketAddr::from((
+                ip, 40_000,
+            ))));
+        let response = app.clone().oneshot(request).await.unwrap();
+        let (status, headers) = (response.status(), response.headers().clone());
+        let body = axum::body::to_bytes(response.into_body(), 1 << 26)
+            .await
+            .unwrap();
+        (status, headers, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    /// Answers are bounded in bytes (refused as soon as the rows read pass the budget, a value
+    /// past its cap never even built by SQLite), and every edge of the protocol answers JSON.
+    #[tokio::test]
+    async fn sql_answers_are_bounded_in_bytes_and_every_edge_answers_json() {
+        let store = store("bytes", 10).await;
+        let app = router(AppState::new(store).with_sql(SqlLimits::default()));
+        // ~1 GB of hex in 10,000 rows: refused at the 16 MiB budget.
+        let (status, _, body) = post_from(
+            &app,
+            [127, 0, 0, 1],
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 10000) \
+             SELECT x, hex(zeroblob(50000)) FROM c",
+        )
+        .await;
+        assert_eq!(status, 422, "{body}");
+        assert!(message(&body).contains("limit of 16 MiB at row"), "{body}");
+        // A 200 MB value: SQLite refuses to build it.
+        let (status, _, body) =
+            post_from(&app, [127, 0, 0, 1], "SELECT hex(randomblob(100000000))").await;
+        assert_eq!(status, 422, "{body}");
+        assert!(message(&body).contains("1 MiB per value"), "{body}");
+        // An overflowing float is said, not nulled.
+        let (status, _, body) = post_from(
+            &app,
+            [127, 0, 0, 1],
+            "SELECT 1.5e308 * 10 AS x, -1.5e308 * 10 AS y",
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let json: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["rows"][0], json!(["Infinity", "-Infinity"]));
+
+        // The wrong method, and a body over the limit: JSON, with the status's header.
+        let response = app
+            .clone()
+            .oneshot(Request::get("/v1/sql").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 405);
+        assert_eq!(response.headers()["allow"], "POST");
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        assert!(message(std::str::from_utf8(&body).unwrap()).contains("POST"));
+        let big = format!("SELECT '{}'", "x".repeat(300 << 10));
+        let (status, headers, body) = post_from(&app, [127, 0, 0, 1], &big).await;
+        assert_eq!(status, 413, "{body}");
+        assert_eq!(headers["content-type"], "application/json");
+        assert!(message(&body).contains("256 KiB"), "{body}");
+        // Another endpoint's wrong method.
+        let response = app
+            .clone()
+            .oneshot(Request::post("/v1/overview").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 405);
+        assert_eq!(response.headers()["content-type"], "application/json");
+    }
+
+    /// One client flooding runaway queries never keeps another's cheap query waiting: it may have
+    /// one query running at a time (429 with Retry-After for the next), and the other place is
+    /// left to everyone else.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_clients_runaways_leave_room_for_another_clients_query() {
+        let store = store("fair", 3000).await;
+        let state = AppState::new(store).with_sql(SqlLimits {
+            time_limit: Duration::from_secs(10),
+            ..SqlLimits::default()
+        });
+        let sql = state.sql.clone().unwrap();
+        let app = router(state);
+        let runaway = "SELECT count(*) FROM trades a, trades b, trades c";
+        let first = tokio::spawn({
+            let app = app.clone();
+            async move { post_from(&app, [127, 0, 0, 2], runaway).await }
+        });
+        while sql.running.available_permits() == crate::state::SQL_CONCURRENCY {
+            tokio::task::yield_now().await;
+        }
+        // The flooder's next runaways, while its first one runs (for its whole 10 s limit):
+        // refused at once, each saying when to retry; the other client's cheap queries answered
+        // every time meanwhile.
+        for _ in 0..20 {
+            let (status, headers, body) = post_from(&app, [127, 0, 0, 2], runaway).await;
+            assert_eq!(status, 429, "{body}");
+            assert_eq!(headers["retry-after"], "10");
+            assert!(message(&body).contains("per client"), "{body}");
+            let (status, _, body) = post_from(&app, [127, 0, 0, 3], "SELECT 1").await;
+            assert_eq!(status, 200, "{body}");
+        }
+        let (status, _, body) = first.await.unwrap();
+        assert_eq!(status, 422, "{body}");
     }
 
     /// A runaway query holds one of the SQL connections until its limit; meanwhile the rest of

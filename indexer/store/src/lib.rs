@@ -55,6 +55,7 @@ mod retention;
 mod row;
 mod series;
 mod sql;
+mod sql_budget;
 mod trades;
 mod write;
 mod writer;

@@ -42,6 +42,13 @@ pub struct SqlLimits {
     pub time_limit: Duration,
     /// Rows returned at most; a longer result is cut there (and said to be truncated).
     pub max_rows: usize,
+    /// The answer's size at most, counted as its JSON (every value as written out, escapes
+    /// included): a bigger answer is refused ([`SqlError::TooLarge`]) as soon as the rows read
+    /// so far pass it, so a query's memory is bounded by this, not by its result.
+    pub max_bytes: usize,
+    /// One value's size at most (a string or blob, as JSON). On SQLite also the database's own
+    /// limit (`SQLITE_LIMIT_LENGTH`), so that no bigger value is even built.
+    pub max_value_bytes: usize,
 }
 
 impl Default for SqlLimits {
@@ -49,6 +56,8 @@ impl Default for SqlLimits {
         Self {
             time_limit: Duration::from_secs(5),
             max_rows: 10_000,
+            max_bytes: 16 << 20,
+            max_value_bytes: 1 << 20,
         }
     }
 }
@@ -91,7 +100,7 @@ impl Cell {
             Self::Null => String::new(),
             Self::Bool(b) => b.to_string(),
             Self::Int(i) => i.to_string(),
-            Self::Float(f) => f.to_string(),
+            Self::Float(f) => float_text(*f).map_or_else(|| f.to_string(), str::to_owned),
             Self::Decimal(s) | Self::Text(s) => s.clone(),
             Self::Blob(b) => crate::hex(b),
         }
@@ -106,10 +115,25 @@ impl Serialize for Cell {
             Self::Null => s.serialize_none(),
             Self::Bool(b) => s.serialize_bool(*b),
             Self::Int(i) => s.serialize_i64(*i),
-            Self::Float(f) => s.serialize_f64(*f),
+            // JSON has no infinity nor NaN (serde would write `null`): said in words.
+            Self::Float(f) => match float_text(*f) {
+                Some(t) => s.serialize_str(t),
+                None => s.serialize_f64(*f),
+            },
             Self::Decimal(t) | Self::Text(t) => s.serialize_str(t),
             Self::Blob(b) => s.serialize_str(&crate::hex(b)),
         }
+    }
+}
+
+/// A float JSON cannot hold as a number, in words: `"Infinity"`, `"-Infinity"`, `"NaN"`.
+fn float_text(f: f64) -> Option<&'static str> {
+    if f.is_nan() {
+        Some("NaN")
+    } else if f.is_infinite() {
+        Some(if f > 0.0 { "Infinity" } else { "-Infinity" })
+    } else {
+        None
     }
 }
 
@@ -127,6 +151,10 @@ pub enum SqlError {
     /// The query ran past the time limit and the database stopped it.
     #[error("the query ran for longer than {} and was stopped", human(*.0))]
     TimedOut(Duration),
+    /// The answer, or one value of it, is bigger than the limits allow
+    /// ([`SqlLimits::max_bytes`], [`SqlLimits::max_value_bytes`]): refused, not cut.
+    #[error("{0}")]
+    TooLarge(String),
     /// The reader could not be set up (PostgreSQL: the role, its grants, its login).
     #[error("SQL queries cannot be run: {0}")]
     Setup(String),
@@ -212,9 +240,15 @@ impl crate::Store {
                     .pragma("query_only", "ON")
                     .busy_timeout(Duration::from_secs(10));
                 let options = sqlx::ConnectOptions::disable_statement_logging(options);
+                let max_value = i32::try_from(limits.max_value_bytes).unwrap_or(i32::MAX);
                 Reader::Sqlite(
                     SqlitePoolOptions::new()
                         .max_connections(CONNECTIONS)
+                        .after_connect(move |conn, _| {
+                            Box::pin(async move {
+                                crate::sql_budget::limit_sqlite_length(conn, max_value).await
+                            })
+                        })
                         .connect_lazy_with(options),
                 )
             }
@@ -247,6 +281,12 @@ impl SqlRunner {
                 "send exactly one statement per request; this text holds {} (separated by `;`)",
                 text.statements
             ))),
+            Reader::Sqlite(_) if text.pragma_function => Err(SqlError::Forbidden(
+                "table-valued PRAGMA functions (pragma_…) are not run here: they read the server's settings and files".into(),
+            )),
+            Reader::Sqlite(_) if text.load_extension => Err(SqlError::Forbidden(
+                "load_extension is not run here: it would load code into the server".into(),
+            )),
             Reader::Sqlite(pool) => run_sqlite(pool, self.limits, sql, &text.leading).await,
             Reader::Postgres(reader) => {
                 let ready = reader
@@ -327,6 +367,9 @@ async fn run_sqlite(
             "only queries are run (SELECT, WITH … SELECT, VALUES, EXPLAIN [QUERY PLAN] of one): this is {}",
             match leading[0].as_str() {
                 "EXPLAIN" => leading.join(" "),
+                first if first.starts_with(['A', 'E', 'I', 'O', 'U']) => {
+                    format!("an {first} statement")
+                }
                 first => format!("a {first} statement"),
             }
         )));
@@ -348,7 +391,7 @@ async fn run_sqlite(
                 go_on
             });
     }
-    let map = |e: sqlx::Error| sqlite_error(e, &stopped, limits.time_limit);
+    let map = |e: sqlx::Error| sqlite_error(e, &stopped, limits.time_limit, limits.max_value_bytes);
     let statement = (&mut *conn)
         .prepare(AssertSqlSafe(sql.to_owned()).into_sql_str())
         .await
@@ -366,13 +409,8 @@ async fn run_sqlite(
         .iter()
         .map(|c| c.name().to_owned())
         .collect();
-    let (rows, truncated) = collect_capped(
-        statement.query().fetch(&mut *conn),
-        limits.max_rows,
-        map,
-        sqlite_row,
-    )
-    .await?;
+    let (rows, truncated) =
+        collect_capped(statement.query().fetch(&mut *conn), limits, map, sqlite_row).await?;
     conn.lock_handle().await?.remove_progress_handler();
     Ok(SqlResult {
         columns,
@@ -382,24 +420,33 @@ async fn run_sqlite(
 }
 
 /// Reads at most `max_rows` rows of a query's stream (one more tells whether it was cut), each
-/// converted by `convert`; (rows, truncated). Shared by both databases.
+/// converted by `convert` and charged to the answer's byte budget; (rows, truncated). Shared by
+/// both databases.
 async fn collect_capped<R>(
     mut stream: impl futures::Stream<Item = Result<R, sqlx::Error>> + Unpin,
-    max_rows: usize,
+    limits: SqlLimits,
     map: impl Fn(sqlx::Error) -> SqlError,
     convert: impl Fn(&R) -> Result<Vec<Cell>, SqlError>,
 ) -> Result<(Vec<Vec<Cell>>, bool), SqlError> {
     let mut rows = Vec::new();
+    let mut budget = crate::sql_budget::Budget::new(&limits);
     while let Some(row) = stream.try_next().await.map_err(&map)? {
-        if rows.len() == max_rows {
+        if rows.len() == limits.max_rows {
             return Ok((rows, true));
         }
-        rows.push(convert(&row)?);
+        let row = convert(&row)?;
+        budget.charge(&row, rows.len() + 1)?;
+        rows.push(row);
     }
     Ok((rows, false))
 }
 
-fn sqlite_error(e: sqlx::Error, stopped: &AtomicBool, limit: Duration) -> SqlError {
+fn sqlite_error(
+    e: sqlx::Error,
+    stopped: &AtomicBool,
+    limit: Duration,
+    max_value: usize,
+) -> SqlError {
     let sqlx::Error::Database(d) = &e else {
         return SqlError::Database(e);
     };
@@ -415,9 +462,19 @@ fn sqlite_error(e: sqlx::Error, stopped: &AtomicBool, limit: Duration) -> SqlErr
             "the query would change the database, which is read-only here ({})",
             d.message()
         )),
-        // SQLITE_ERROR (syntax, unknown table or column…), SQLITE_TOOBIG, SQLITE_MISMATCH,
-        // SQLITE_RANGE.
-        1 | 18 | 20 | 25 => SqlError::Invalid(d.message().to_owned()),
+        // SQLITE_TOOBIG: a value past SQLITE_LIMIT_LENGTH (our per-value cap).
+        18 => SqlError::TooLarge(format!(
+            "a value of the answer is over the limit of {} per value ({})",
+            crate::sql_budget::bytes(max_value),
+            d.message()
+        )),
+        // A function the connection does not allow (load_extension): refused, not malformed.
+        1 if d.message().contains("not authorized") => SqlError::Forbidden(format!(
+            "the query calls what is not allowed here ({})",
+            d.message()
+        )),
+        // SQLITE_ERROR (syntax, unknown table or column…), SQLITE_MISMATCH, SQLITE_RANGE.
+        1 | 20 | 25 => SqlError::Invalid(d.message().to_owned()),
         _ => SqlError::Database(e),
     }
 }
@@ -539,12 +596,9 @@ async fn run_postgres(
         .iter()
         .map(|c| c.name().to_owned())
         .collect();
-    let (rows, truncated) = collect_capped(
-        statement.query().fetch(&mut *tx),
-        limits.max_rows,
-        map,
-        |row| pg_row(row, &columns),
-    )
+    let (rows, truncated) = collect_capped(statement.query().fetch(&mut *tx), limits, map, |row| {
+        pg_row(row, &columns)
+    })
     .await?;
     tx.rollback().await?;
     Ok(SqlResult {
@@ -744,6 +798,11 @@ struct Text {
     statements: usize,
     /// The first statement's leading words (up to 4, upper-cased), up to its first other token.
     leading: Vec<String>,
+    /// Whether a word of the text (outside strings and comments) names a table-valued PRAGMA
+    /// function (`pragma_…`, SQLite).
+    pragma_function: bool,
+    /// Whether a word of the text is `load_extension` (SQLite).
+    load_extension: bool,
 }
 
 /// Counts the statements of `sql` and reads its first word, skipping comments, string literals
@@ -753,6 +812,7 @@ fn scan(sql: &str) -> Text {
     let b = sql.as_bytes();
     let (mut i, mut statements, mut current) = (0, 0, false);
     let (mut leading, mut collecting) = (Vec::new(), true);
+    let (mut pragma_function, mut load_extension) = (false, false);
     let closing = |open: u8| match open {
         b'[' => b']',
         c => c,
@@ -798,13 +858,16 @@ fn scan(sql: &str) -> Text {
                 i += 1;
             }
             c if c.is_ascii_whitespace() => i += 1,
-            c if statements == 0 && collecting && (c.is_ascii_alphabetic() || c == b'_') => {
+            c if c.is_ascii_alphabetic() || c == b'_' => {
                 let end = b[i..]
                     .iter()
-                    .position(|c| !c.is_ascii_alphanumeric() && *c != b'_')
+                    .position(|c| !c.is_ascii_alphanumeric() && *c != b'_' && *c != b'$')
                     .map_or(b.len(), |n| i + n);
-                if leading.len() < 4 {
-                    leading.push(sql[i..end].to_ascii_uppercase());
+                let word = sql[i..end].to_ascii_uppercase();
+                pragma_function |= word.starts_with("PRAGMA_");
+                load_extension |= word == "LOAD_EXTENSION";
+                if statements == 0 && collecting && leading.len() < 4 {
+                    leading.push(word);
                 }
                 current = true;
                 i = end;
@@ -822,6 +885,8 @@ fn scan(sql: &str) -> Text {
     Text {
         statements,
         leading,
+        pragma_function,
+        load_extension,
     }
 }
 
@@ -1044,12 +1109,27 @@ mod tests {
         }
         assert_eq!(row_counts(&store).await, before);
         assert!(!elsewhere.exists());
-        // The query connections are as they were: nothing attached, still query-only.
-        let r = runner
-            .run("SELECT (SELECT count(*) FROM pragma_database_list), (SELECT query_only FROM pragma_query_only)")
-            .await
-            .unwrap();
-        assert_eq!(r.rows, [vec![Cell::Int(1), Cell::Int(1)]]);
+        // The query connections are as they were: nothing attached (the pragma functions that
+        // would show it are refused too), still read-only.
+        for _ in 0..4 {
+            match runner.run("SELECT count(*) FROM other.sqlite_master").await {
+                Err(SqlError::Invalid(why)) => assert!(why.contains("other"), "{why}"),
+                other => panic!("{other:?}"),
+            }
+            match runner.run("WITH x AS (SELECT 1) DELETE FROM chains").await {
+                Err(SqlError::Forbidden(_)) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        for sql in [
+            "SELECT * FROM pragma_database_list",
+            "SELECT query_only FROM PRAGMA_QUERY_ONLY",
+        ] {
+            match runner.run(sql).await {
+                Err(SqlError::Forbidden(why)) => assert!(why.contains("PRAGMA"), "{why}"),
+                other => panic!("{sql}: {other:?}"),
+            }
+        }
     }
 
     #[tokio::test]
