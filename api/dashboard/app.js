@@ -4,7 +4,13 @@
 "use strict";
 
 const REFRESH_MS = 2000;
-const state = { market: null, charts: {}, timer: null, page: null, holdersCursor: null };
+const state = {
+  market: null, charts: {}, timer: null, page: null, holdersCursor: null, holderRows: [],
+  // The overview's charts: the window they show ({from, to} or null for all time) and its label.
+  chartWindow: null,
+  // The trader page's holdings once "more" was pressed (then the refresh leaves them).
+  traderHoldings: null,
+};
 const $ = (id) => document.getElementById(id);
 
 async function api(path, params = {}) {
@@ -26,12 +32,13 @@ function panel(promise, what) {
   });
 }
 
-// Every day of a daily series, following the API's cursor (pages of at most a year).
-async function allDays(path) {
+// Every day of a daily series (within `range`, {from, to} dates, when given), following the
+// API's cursor (pages of at most a year).
+async function allDays(path, range = {}) {
   const days = [];
   let cursor = null;
   do {
-    const page = await api(path, { cursor });
+    const page = await api(path, { ...range, cursor });
     days.push(...page.days);
     cursor = page.nextCursor;
   } while (cursor);
@@ -77,6 +84,20 @@ function showAddressError(message) {
 }
 const dayToSecs = (d) => Date.parse(`${d}T00:00:00Z`) / 1000;
 
+// A block time (unix seconds) in UTC, to the minute: "2026-12-06 14:03 UTC".
+function utcTime(secs) {
+  const iso = new Date(secs * 1000).toISOString();
+  return `${iso.slice(0, 10)} ${iso.slice(11, 16)} UTC`;
+}
+
+function timeCell(secs) {
+  const span = document.createElement("span");
+  span.className = "time";
+  span.dataset.time = String(secs);
+  span.textContent = utcTime(secs);
+  return span;
+}
+
 function setStat(id, value, text) {
   const el = $(id);
   el.dataset.value = String(value);
@@ -115,6 +136,10 @@ function link(hash, text) {
   return a;
 }
 
+// A trader's address, linked to its page.
+const traderLink = (a) => link(`#/trader/${a}`, short(a));
+const subjectLink = (a) => link(`#/subject/${a}`, short(a));
+
 function side(s) {
   const span = document.createElement("span");
   span.className = s;
@@ -131,6 +156,42 @@ function dayRange(u, min, max) {
   return [min - 43200, max + 43200];
 }
 
+// The overview's charts span the selected window (half a day of padding each side), not just
+// its days with trades; all time: the data's days.
+function windowRange(u, min, max) {
+  const w = state.chartWindow;
+  if (w) return [dayToSecs(w.from) - 43200, dayToSecs(w.to) + 43200];
+  return dayRange(u, min, max);
+}
+
+// uPlot draws at an explicit size: a chart takes its box's width, and follows it when the window
+// (or the layout) changes size.
+const CHART_HEIGHT = 220;
+const chartWidth = (el) => Math.floor(el.clientWidth);
+const observers = {};
+
+function fitChart(id) {
+  const u = state.charts[id];
+  if (!u) return;
+  const w = chartWidth($(id));
+  if (w > 0 && w !== u.width) u.setSize({ width: w, height: CHART_HEIGHT });
+}
+
+function fitCharts() {
+  for (const id of Object.keys(state.charts)) fitChart(id);
+}
+
+function dropChart(id) {
+  if (observers[id]) {
+    observers[id].disconnect();
+    delete observers[id];
+  }
+  if (state.charts[id]) {
+    state.charts[id].destroy();
+    delete state.charts[id];
+  }
+}
+
 function chart(id, series, data, extra = {}) {
   const el = $(id);
   if (state.charts[id]) {
@@ -138,8 +199,8 @@ function chart(id, series, data, extra = {}) {
     return;
   }
   const opts = {
-    width: Math.max(320, el.clientWidth || 520),
-    height: 220,
+    width: chartWidth(el) || 320,
+    height: CHART_HEIGHT,
     series: [{}, ...series],
     axes: [{}, { size: 70 }],
     scales: { x: { time: true, range: dayRange } },
@@ -147,22 +208,36 @@ function chart(id, series, data, extra = {}) {
     ...extra,
   };
   state.charts[id] = new uPlot(opts, data, el);
+  if (typeof ResizeObserver === "function") {
+    // (Resized on the next frame: resizing inside the observer's callback can loop.)
+    observers[id] = new ResizeObserver(() => requestAnimationFrame(() => fitChart(id)));
+    observers[id].observe(el);
+  }
 }
 
 const bars = () => uPlot.paths.bars({ size: [0.7, 60] });
 
+// The overview: the cards, charts, retention cohorts and net-flow leaders follow the window
+// selector (cohorts.js); the top tables, the downloads and the latest trades do not (marked
+// "all-time" / "latest" on the page). The overview is read first: its from/to (the window's days,
+// ending at the last day with trades) are passed to the series.
 async function refreshOverview() {
-  const [ov, days, subjects, traders, trades, referrers, conc, , prices] = await Promise.all([
-    api("/v1/overview", overviewWindow()), // cohorts.js: the window selector
-    allDays("/v1/daily"),
+  const asked = state.overviewWindow || "";
+  const ov = await api("/v1/overview", overviewWindow()); // cohorts.js: the window selector
+  // The window changed while this was in flight: the next refresh draws the new one.
+  if ((state.overviewWindow || "") !== asked) return;
+  const range = ov.from && ov.to ? { from: ov.from, to: ov.to } : {};
+  const [days, subjects, traders, trades, referrers, conc, , prices] = await Promise.all([
+    allDays("/v1/daily", range),
     api("/v1/subjects/top", { by: "volume", limit: 10 }),
     api("/v1/traders/top", { by: "volume", limit: 10 }),
     api("/v1/trades", { limit: 15 }),
     api("/v1/referrers/top", { limit: 10 }),
-    panel(api("/v1/concentration"), "concentration"),
-    panel(refreshCohorts(), "cohorts"), // cohorts.js: retention cohorts, net-flow leaders
-    panel(api("/v1/price-index", { top: 10 }), "price index"),
+    panel(api("/v1/concentration", range), "concentration"),
+    panel(refreshCohorts(range), "cohorts"), // cohorts.js: retention cohorts, net-flow leaders
+    panel(api("/v1/price-index", { top: 10, ...range }), "price index"),
   ]);
+  if ((state.overviewWindow || "") !== asked) return;
   showOverviewWindow(ov);
   setEthStat("stat-protocol-revenue", ov.protocolRevenue);
   $("stat-protocol-detail").textContent =
@@ -174,47 +249,55 @@ async function refreshOverview() {
   setStat("stat-traders", ov.traders, ov.traders.toLocaleString("en-US"));
   setStat("stat-subjects", ov.subjects, ov.subjects.toLocaleString("en-US"));
 
+  // Which days the charts show: on each chart's caption, and (for tests) on the page.
+  state.chartWindow = range.from ? range : null;
+  const label = `window: ${range.from ? `${range.from} – ${range.to}` : "all time"}`;
+  for (const el of document.querySelectorAll("#overview-page .window-scope")) el.textContent = label;
+
   const x = days.map((d) => dayToSecs(d.date));
   let cum = 0;
   const rev = days.map((d) => Number(d.protocolRevenue.eth));
   const cumRev = rev.map((v) => (cum += v));
+  const win = { x: { time: true, range: windowRange } };
   chart("chart-revenue", [
     { label: "daily", stroke: "#2f6fed", fill: "#2f6fed55", paths: bars(), scale: "y" },
     { label: "cumulative", stroke: "#c2372b", width: 2, scale: "cum" },
-  ], [x, rev, cumRev], { axes: [{}, { size: 70, scale: "y" }, { side: 1, size: 70, scale: "cum", grid: { show: false } }] });
+  ], [x, rev, cumRev], { scales: win, axes: [{}, { size: 60, scale: "y" }, { side: 1, size: 60, scale: "cum", grid: { show: false } }] });
   chart("chart-volume", [
     { label: "buys", stroke: "#118a4e", width: 2 },
     { label: "sells", stroke: "#c2372b", width: 2 },
-  ], [x, days.map((d) => Number(d.buyVolume.eth)), days.map((d) => Number(d.sellVolume.eth))]);
+  ], [x, days.map((d) => Number(d.buyVolume.eth)), days.map((d) => Number(d.sellVolume.eth))], { scales: win });
   chart("chart-trades", [{ label: "trades", stroke: "#2f6fed", fill: "#2f6fed55", paths: bars() }],
-    [x, days.map((d) => d.trades)]);
+    [x, days.map((d) => d.trades)], { scales: win });
   chart("chart-traders", [
     { label: "active", stroke: "#2f6fed", width: 2 },
     { label: "new", stroke: "#e08a00", width: 2 },
-  ], [x, days.map((d) => d.activeTraders), days.map((d) => d.newTraders)]);
+  ], [x, days.map((d) => d.activeTraders), days.map((d) => d.newTraders)], { scales: win });
   // Shares are exact decimal strings (null on a day without volume: a gap).
   const share = (v) => (v === null ? null : Number(v));
   if (conc) chart("chart-concentration", [
     { label: "top-10 share", stroke: "#2f6fed", width: 2 },
     { label: "HHI", stroke: "#c2372b", width: 2 },
   ], [conc.days.map((d) => dayToSecs(d.date)), conc.days.map((d) => share(d.top10Share)), conc.days.map((d) => share(d.hhi))],
-  { scales: { x: { time: true, range: dayRange }, y: { range: [0, 1] } } });
+  { scales: { ...win, y: { range: [0, 1] } } });
   if (prices) chart("chart-price-index", [
     { label: "median", stroke: "#2f6fed", width: 2 },
     { label: "mean", stroke: "#e08a00", width: 2 },
-  ], [prices.days.map((d) => dayToSecs(d.date)), prices.days.map((d) => Number(d.median.eth)), prices.days.map((d) => Number(d.mean.eth))]);
+  ], [prices.days.map((d) => dayToSecs(d.date)), prices.days.map((d) => Number(d.median.eth)), prices.days.map((d) => Number(d.mean.eth))],
+  { scales: win });
+  $("overview-page").dataset.chartsWindow = $("overview-page").dataset.window;
 
   fillTable("top-subjects", subjects.subjects.map((s) => [
-    link(`#/subject/${s.subject}`, short(s.subject)), formatEth(s.volume), formatEth(s.feesEarned), s.holders, s.supply,
+    subjectLink(s.subject), formatEth(s.volume), formatEth(s.feesEarned), s.holders, s.supply,
   ]));
   fillTable("top-traders", traders.traders.map((t) => [
-    short(t.trader), formatEth(t.volume), formatEth(t.feesPaid), formatEth(t.realisedPnl), t.trades,
+    traderLink(t.trader), formatEth(t.volume), formatEth(t.feesPaid), formatEth(t.realisedPnl), t.trades,
   ]));
   fillTable("top-referrers", referrers.referrers.map((r) => [
-    short(r.address), formatEth(r.amount), r.referrals,
+    traderLink(r.address), formatEth(r.amount), r.referrals,
   ]));
   fillTable("recent-trades", trades.trades.map((t) => [
-    t.block, side(t.side), short(t.trader), link(`#/subject/${t.subject}`, short(t.subject)), t.shares, formatEth(t.ethAmount),
+    timeCell(t.time), t.block, side(t.side), traderLink(t.trader), subjectLink(t.subject), t.shares, formatEth(t.ethAmount),
   ]), trades.trades.map((t) => t.txHash));
 }
 
@@ -239,12 +322,21 @@ async function refreshSubject(address) {
   ], [days.map((d) => dayToSecs(d.date)),
     days.map((d) => Number(d.buyVolume.eth) + Number(d.sellVolume.eth)),
     days.map((d) => Number(d.feesEarned.eth))],
-  { axes: [{}, { size: 70, scale: "y" }, { side: 1, size: 70, scale: "fees", grid: { show: false } }] });
-  if (holders) chart("chart-holders", [
-    { label: "holders", stroke: "#2f6fed", width: 2, scale: "y" },
-    { label: "supply", stroke: "#118a4e", width: 2, scale: "keys" },
-  ], [holders.days.map((d) => dayToSecs(d.date)), holders.days.map((d) => d.holders), holders.days.map((d) => d.supply)],
-  { axes: [{}, { size: 70, scale: "y" }, { side: 1, size: 70, scale: "keys", grid: { show: false } }] });
+  { axes: [{}, { size: 60, scale: "y" }, { side: 1, size: 60, scale: "fees", grid: { show: false } }] });
+  // Holders and supply are different quantities (addresses, keys): two charts, each with its own
+  // labelled axis, colour and a step line (both change only at trades).
+  if (holders) {
+    const hx = holders.days.map((d) => dayToSecs(d.date));
+    const steps = uPlot.paths.stepped({ align: 1 });
+    const countAxis = (label) => [{}, { size: 60, label, labelSize: 18 }];
+    const whole = (u, min, max) => [0, Math.max(1, Math.ceil(max * 1.1))];
+    chart("chart-holders", [{ label: "holders (addresses)", stroke: "#2f6fed", fill: "#2f6fed22", width: 2, paths: steps }],
+      [hx, holders.days.map((d) => d.holders)],
+      { axes: countAxis("addresses"), scales: { x: { time: true, range: dayRange }, y: { range: whole } } });
+    chart("chart-supply", [{ label: "supply (keys)", stroke: "#118a4e", fill: "#118a4e22", width: 2, dash: [6, 3], paths: steps }],
+      [hx, holders.days.map((d) => d.supply)],
+      { axes: countAxis("keys"), scales: { x: { time: true, range: dayRange }, y: { range: whole } } });
+  }
   // Price per key at each trade, ordered by supply (uPlot needs ascending x).
   const points = trades.trades
     .filter((t) => t.shares > 0)
@@ -254,7 +346,7 @@ async function refreshSubject(address) {
     [points.map((p) => p[0]), points.map((p) => p[1])], { scales: { x: { time: false } } });
   const latest = trades.trades.slice(0, 20);
   fillTable("subject-trades", latest.map((t) => [
-    t.block, side(t.side), short(t.trader), t.shares, formatEth(t.ethAmount), t.supply,
+    timeCell(t.time), t.block, side(t.side), traderLink(t.trader), t.shares, formatEth(t.ethAmount), t.supply,
   ]), latest.map((t) => t.txHash));
   if (typeof noteIndexedTrades === "function") noteIndexedTrades();
   if (state.holdersCursor === null) await loadHolders(address, false);
@@ -262,23 +354,103 @@ async function refreshSubject(address) {
 
 async function loadHolders(address, append) {
   const page = await api(`/v1/subjects/${address}/holders`, { limit: 20, cursor: append ? state.holdersCursor : null });
-  const rows = page.holders.map((h) => [short(h.trader), h.balance]);
-  if (append) {
-    const body = $("holders").tBodies[0];
-    const old = [...body.rows].map((r) => [r.cells[0].textContent, r.cells[1].textContent]);
-    fillTable("holders", old.concat(rows));
-  } else {
-    fillTable("holders", rows);
-  }
+  state.holderRows = (append ? state.holderRows : []).concat(page.holders);
+  fillTable("holders", state.holderRows.map((h) => [traderLink(h.trader), h.balance]));
   state.holdersCursor = append || page.nextCursor ? page.nextCursor : null;
   $("more-holders").hidden = !page.nextCursor;
 }
 
+// The trader page: its totals, holdings (with their cost) and latest trades.
+const TRADER_TRADES = 50;
+
+async function refreshTrader(address) {
+  let one;
+  try {
+    one = await api(`/v1/traders/${address}`);
+  } catch (e) {
+    // An address without trades (e.g. a referrer that never traded): said on the page.
+    $("trader-address").textContent = address;
+    $("trader-missing").textContent = e.message;
+    $("trader-missing").hidden = false;
+    return;
+  }
+  $("trader-missing").hidden = true;
+  const trades = await api("/v1/trades", { trader: address, limit: TRADER_TRADES });
+  const t = one.trader;
+  $("trader-address").textContent = address;
+  setStat("trader-trades-count", t.trades, t.trades.toLocaleString("en-US"));
+  setEthStat("trader-volume", t.volume);
+  setEthStat("trader-fees", t.feesPaid);
+  setEthStat("trader-pnl", t.realisedPnl);
+  $("trader-pnl").className = `stat ${t.realisedPnl.wei.startsWith("-") ? "sell" : "buy"}`;
+  setStat("trader-first", t.firstTradeTime, utcTime(t.firstTradeTime));
+  if (!state.traderHoldings) {
+    state.traderHoldings = { rows: one.holdings, cursor: one.holdingsNextCursor, extended: false };
+  } else if (!state.traderHoldings.extended) {
+    state.traderHoldings.rows = one.holdings;
+    state.traderHoldings.cursor = one.holdingsNextCursor;
+  }
+  showTraderHoldings();
+  fillTable("trader-trades", trades.trades.map((r) => [
+    timeCell(r.time), r.block, side(r.side), subjectLink(r.subject), r.shares, formatEth(r.ethAmount),
+    formatEth({ wei: String(BigInt(r.protocolFee.wei) + BigInt(r.subjectFee.wei)) }),
+  ]), trades.trades.map((r) => r.txHash));
+  $("trader-trades-scope").textContent = trades.nextCursor ? `latest ${trades.trades.length}` : "";
+}
+
+function showTraderHoldings() {
+  const h = state.traderHoldings;
+  fillTable("trader-holdings", h.rows.map((r) => [subjectLink(r.subject), r.balance, formatEth(r.costBasis)]));
+  const keys = h.rows.reduce((n, r) => n + r.balance, 0);
+  const cost = h.rows.reduce((n, r) => n + BigInt(r.costBasis.wei), 0n);
+  const partial = h.cursor ? " so far (more holdings below)" : "";
+  setStat("trader-keys", keys, keys.toLocaleString("en-US"));
+  $("trader-keys-detail").textContent = `of ${h.rows.length} subject${h.rows.length === 1 ? "" : "s"}${partial}`;
+  setEthStat("trader-cost", { wei: String(cost) });
+  $("more-trader-holdings").hidden = !h.cursor;
+}
+
+async function moreTraderHoldings() {
+  const h = state.traderHoldings;
+  const address = state.page.slice("trader:".length);
+  if (!h || !h.cursor) return;
+  const page = await api(`/v1/traders/${address}/holdings`, { cursor: h.cursor, limit: 100 });
+  h.rows = h.rows.concat(page.holdings);
+  h.cursor = page.nextCursor;
+  h.extended = true;
+  showTraderHoldings();
+}
+
+// One refresh at a time: a refresh asked for while one runs (the timer, a click) runs after it.
+let refreshing = null;
+let refreshAgain = false;
 async function refresh() {
+  if (refreshing) {
+    refreshAgain = true;
+    return refreshing;
+  }
+  refreshing = (async () => {
+    do {
+      refreshAgain = false;
+      await refreshOnce();
+    } while (refreshAgain);
+  })();
+  try {
+    await refreshing;
+  } finally {
+    refreshing = null;
+  }
+}
+
+async function refreshOnce() {
+  const page = state.page;
   try {
     const health = await api("/healthz");
-    if (state.page === "overview") await refreshOverview();
-    else await refreshSubject(state.page.slice("subject:".length));
+    if (page === "overview") await refreshOverview();
+    else if (page.startsWith("trader:")) await refreshTrader(page.slice("trader:".length));
+    else await refreshSubject(page.slice("subject:".length));
+    // The page was left meanwhile: its refresh (already asked for) says when it is ready.
+    if (state.page !== page) return;
     const m = health.markets.find((m) => m.id === state.market) || health.markets[0];
     const position = m ? `indexed to block ${m.indexedBlock} (${m.state})` : "no market indexed yet";
     $("status").textContent = `${position} · updated ${new Date().toLocaleTimeString("en-GB")}`;
@@ -291,23 +463,28 @@ async function refresh() {
 }
 
 function route() {
-  const m = location.hash.match(/^#\/subject\/(0x[0-9a-fA-F]{40})$/);
+  const m = location.hash.match(/^#\/(subject|trader)\/(0x[0-9a-fA-F]{40})$/);
   // A link with a mistyped (wrong-checksum) address is refused, not followed.
-  const checked = m ? checkAddress(m[1]) : {};
+  const checked = m ? checkAddress(m[2]) : {};
   showAddressError(checked.error);
-  const subject = checked.address;
-  state.page = subject ? `subject:${subject}` : "overview";
+  const kind = checked.address ? m[1] : "overview";
+  state.page = kind === "overview" ? "overview" : `${kind}:${checked.address}`;
   state.holdersCursor = null;
-  $("overview-page").hidden = !!subject;
-  $("subject-page").hidden = !subject;
-  for (const id of ["chart-price", "chart-subject-daily", "chart-holders"]) {
-    if (state.charts[id]) {
-      state.charts[id].destroy();
-      delete state.charts[id];
-    }
+  state.holderRows = [];
+  state.traderHoldings = null;
+  $("overview-page").hidden = kind !== "overview";
+  $("subject-page").hidden = kind !== "subject";
+  $("trader-page").hidden = kind !== "trader";
+  if (kind === "trader") {
+    $("trader-address").textContent = "";
+    $("trader-missing").hidden = true;
+    for (const id of ["trader-holdings", "trader-trades"]) fillTable(id, []);
   }
+  for (const id of ["chart-price", "chart-subject-daily", "chart-holders", "chart-supply"]) dropChart(id);
   document.body.dataset.ready = "0";
   refresh();
+  // The overview's charts kept their width while hidden.
+  requestAnimationFrame(fitCharts);
 }
 
 // The download links name the selected market.
@@ -333,10 +510,12 @@ async function main() {
   select.addEventListener("change", () => {
     state.market = Number(select.value);
     downloadLinks();
-    for (const id of Object.keys(state.charts)) { state.charts[id].destroy(); delete state.charts[id]; }
+    for (const id of Object.keys(state.charts)) dropChart(id);
     route();
   });
   $("more-holders").addEventListener("click", () => loadHolders(state.page.slice("subject:".length), true));
+  $("more-trader-holdings").addEventListener("click", () => moreTraderHoldings().catch((e) => console.error(e)));
+  window.addEventListener("resize", fitCharts);
   // The subject box: an address checked before the page goes there.
   $("subject-go").addEventListener("submit", (ev) => {
     ev.preventDefault();

@@ -1,14 +1,15 @@
-// The overview's analyst views (loaded after app.js, whose helpers it uses): the cards' window
-// selector (all time, or the last 30 / 7 days of data through /v1/overview?window=), the weekly
-// retention cohort triangle (/v1/retention) and the net-flow leaders (/v1/traders/netflow).
+// The overview's analyst views (loaded after app.js, whose helpers it uses): the window selector
+// (all time, or the last 30 / 7 days of data through /v1/overview?window=; app.js passes the
+// window's days on to the charts and to the views here), the weekly retention cohort triangle
+// (/v1/retention) and the net-flow leaders (/v1/traders/netflow).
 "use strict";
 
 // Cohorts shown in the triangle (the latest ones) and leaders per table.
 const RETENTION_WEEKS = 12;
 const NETFLOW_ROWS = 10;
 
-// The window the cards show: "" (all time), "30d" or "7d". app.js's refreshOverview passes it
-// to /v1/overview.
+// The window the overview shows: "" (all time), "30d" or "7d". app.js's refreshOverview passes
+// it to /v1/overview, then the days it covers to the series.
 function overviewWindow() {
   return state.overviewWindow ? { window: state.overviewWindow } : {};
 }
@@ -72,22 +73,30 @@ function renderNetFlow(id, n) {
     net.textContent = formatEth(t.netFlow);
     net.dataset.value = t.netFlow.wei;
     net.className = t.netFlow.wei.startsWith("-") ? "sell" : "buy";
-    return [short(t.trader), net, formatEth(t.bought), formatEth(t.sold), t.trades];
+    return [traderLink(t.trader), net, formatEth(t.bought), formatEth(t.sold), t.trades];
   }));
 }
 
-// Called by app.js's refreshOverview.
-async function refreshCohorts() {
+// Called by app.js's refreshOverview with the window's days ({from, to}; {} for all time): the
+// cohorts of the weeks of the window (all time: the latest RETENTION_WEEKS) and the net flow over
+// the window (all time: the API's default, the last 30 days of data, said under the tables).
+async function refreshCohorts(range = {}) {
   const [retention, buyers, sellers] = await Promise.all([
-    api("/v1/retention", { weeks: RETENTION_WEEKS }),
-    api("/v1/traders/netflow", { side: "buyers", limit: NETFLOW_ROWS }),
-    api("/v1/traders/netflow", { side: "sellers", limit: NETFLOW_ROWS }),
+    api("/v1/retention", { weeks: RETENTION_WEEKS, ...range }),
+    api("/v1/traders/netflow", { side: "buyers", limit: NETFLOW_ROWS, ...range }),
+    api("/v1/traders/netflow", { side: "sellers", limit: NETFLOW_ROWS, ...range }),
   ]);
   renderRetention(retention);
+  $("retention-scope").textContent = range.from
+    ? `window: ${range.from} – ${range.to}`
+    : `window: all time, the latest ${RETENTION_WEEKS} weeks`;
   renderNetFlow("netflow-buyers", buyers);
   renderNetFlow("netflow-sellers", sellers);
+  const over = range.from
+    ? "the selected window"
+    : "the last 30 days of data: net flow is not offered over all time";
   $("netflow-range").textContent = buyers.from
-    ? `${buyers.from} – ${buyers.to} (the last 30 days of data): Σ ETH of buys − Σ ETH of sells, price before fees`
+    ? `${buyers.from} – ${buyers.to} (${over}): Σ ETH of buys − Σ ETH of sells, price before fees`
     : "no trades yet";
 }
 

@@ -25,7 +25,16 @@
     return `${kind}: ${message}`;
   };
 
+  // A new query's answer replaces the previous one: its table is cleared as the query starts, so
+  // that an error is never shown over an older result.
+  const clearResult = () => {
+    table.tHead.replaceChildren();
+    table.tBodies[0].replaceChildren();
+    status.textContent = "";
+  };
+
   const showError = (message) => {
+    clearResult();
     error.textContent = message;
     error.hidden = false;
     status.textContent = "";
@@ -58,6 +67,7 @@
 
   const run = async () => {
     error.hidden = true;
+    clearResult();
     status.textContent = "running…";
     table.dataset.state = "running";
     try {

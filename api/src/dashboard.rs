@@ -1,6 +1,9 @@
 //! The dashboard: one HTML page, its scripts and style, uPlot and ethers (from npm, pinned by
 //! package-lock.json), all embedded in the binary at build time. The page reads the JSON API of
-//! the same origin; its trade panel talks to the browser's wallet.
+//! the same origin; its trade panel talks to the browser's wallet. The SQL box's reference
+//! (docs/sql.md) is served at `/docs/sql`, so that the page links to nothing outside the server.
+
+use std::sync::LazyLock;
 
 use axum::{
     Router,
@@ -18,8 +21,33 @@ const ETHERS_JS: &str = include_str!("../../node_modules/ethers/dist/ethers.umd.
 const APP_CSS: &str = include_str!("../dashboard/app.css");
 const UPLOT_JS: &str = include_str!("../../node_modules/uplot/dist/uPlot.iife.min.js");
 const UPLOT_CSS: &str = include_str!("../../node_modules/uplot/dist/uPlot.min.css");
+const SQL_DOCS: &str = include_str!("../../docs/sql.md");
 
-/// The dashboard's routes: `/` and `/assets/*`.
+/// docs/sql.md as a minimal HTML page: the markdown itself, escaped, in a `<pre>`.
+static SQL_DOCS_PAGE: LazyLock<String> = LazyLock::new(sql_docs_page);
+
+fn sql_docs_page() -> String {
+    let mut escaped = String::with_capacity(SQL_DOCS.len() + SQL_DOCS.len() / 20);
+    for c in SQL_DOCS.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            c => escaped.push(c),
+        }
+    }
+    format!(
+        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>keymarket: SQL over HTTP</title>\n<link rel=\"icon\" href=\"data:,\">\n\
+         <style>body{{margin:0;padding:1rem;font:14px/1.45 system-ui,sans-serif;color:#1d2330}}\
+         pre{{white-space:pre-wrap;overflow-wrap:anywhere;font:13px/1.45 ui-monospace,monospace}}\
+         </style>\n</head>\n<body>\n<p><a href=\"/\">← the dashboard</a> · \
+         docs/sql.md of this server's build</p>\n<pre>{escaped}</pre>\n</body>\n</html>\n"
+    )
+}
+
+/// The dashboard's routes: `/`, `/assets/*` and `/docs/sql`.
 pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     let asset = |mime: &'static str, body: &'static str| {
         get(move || async move {
@@ -35,6 +63,15 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     };
     Router::new()
         .route("/", get(|| async { Html(INDEX) }))
+        .route(
+            "/docs/sql",
+            get(|| async {
+                (
+                    [(header::CACHE_CONTROL, "no-cache")],
+                    Html(SQL_DOCS_PAGE.as_str()),
+                )
+            }),
+        )
         .route(
             "/assets/app.js",
             asset("text/javascript; charset=utf-8", APP_JS),

@@ -2,15 +2,25 @@
 //   node tests/browser/dashboard.mjs BASE_URL SCREENSHOT.png
 // 1. The overview loads with no console errors, failed requests or page errors, and every
 //    headline number on it equals the API's (exact wei / counts, read from data-value).
-//    The retention triangle and net-flow leaders equal the API's; the cards' window selector
-//    (7 days, 30 days, all) shows the API's windowed overviews.
-// 2. A screenshot of the page is written.
+//    The retention triangle and net-flow leaders equal the API's; the window selector (7 days,
+//    30 days, all) shows the API's windowed overviews on the cards and drives the charts: each
+//    windowed chart holds the API's days of that window (fewer over 7 days than over all time).
+//    The recent trades show each trade's UTC time beside its block; every trader address in the
+//    tables links to its trader page; no link, script or style leaves the server, and the SQL
+//    box's reference is served at /docs/sql. The charts follow the browser window's width.
+// 2. A screenshot of the page is written; then the overview, a subject page and a trader page
+//    at 390 px wide, none wider than the screen, and a screenshot of the overview at that width
+//    (PHONE_SCREENSHOT, or beside SCREENSHOT with -phone).
+// 2b. A trader page, opened by clicking a trader address in the recent trades: the API's
+//    totals, holdings and latest trades.
 // 3. The subject page of the top subject shows the API's supply, holders, holder rows and
-//    current buy/sell prices, and its three charts (the holders chart: the API's days, ending
-//    at today's holders and supply). The overview's price index chart holds the API's days.
+//    current buy/sell prices, and its four charts (holders and supply apart: the API's days,
+//    ending at today's holders and supply). The overview's price index chart holds the API's
+//    days. Its holders and trades link their traders' pages.
 // 4. The SQL box (bottom of the overview): a typed query's result table equals the API's
 //    POST /v1/sql answer, "Download CSV" saves the API's CSV, a bad query shows the database's
-//    error in words; a screenshot of the box is written (SQL_SCREENSHOT, or beside SCREENSHOT).
+//    error in words in place of the previous result; a screenshot of the box is written
+//    (SQL_SCREENSHOT, or beside SCREENSHOT).
 // 3b. Addresses as wallets check them (EIP-55): the header's subject box and a #/subject/ link
 //    refuse the top subject's address with one letter's case flipped, naming the checksummed
 //    form; its all-uppercase form goes to its page.
@@ -47,19 +57,22 @@ const browser = await chromium.launch({
   args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
 });
 try {
-  const page = await browser.newPage({ viewport: { width: 1400, height: 1500 } });
   // While the SQL box is shown a bad query on purpose, its 400 is expected.
   let expectSqlError = false;
-  page.on("console", (m) => {
-    if (expectSqlError && /\b40[03]\b/.test(m.text())) return;
-    if (m.type() === "error" || m.type() === "warning") problems.push(`console ${m.type()}: ${m.text()}`);
-  });
-  page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
-  page.on("requestfailed", (r) => problems.push(`request failed: ${r.url()} ${r.failure()?.errorText}`));
-  page.on("response", (r) => {
-    if (expectSqlError && [400, 403].includes(r.status()) && r.url().endsWith("/v1/sql")) return;
-    if (r.status() >= 400) problems.push(`HTTP ${r.status()}: ${r.url()}`);
-  });
+  const watch = (page) => {
+    page.on("console", (m) => {
+      if (expectSqlError && /\b40[03]\b/.test(m.text())) return;
+      if (m.type() === "error" || m.type() === "warning") problems.push(`console ${m.type()}: ${m.text()}`);
+    });
+    page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+    page.on("requestfailed", (r) => problems.push(`request failed: ${r.url()} ${r.failure()?.errorText}`));
+    page.on("response", (r) => {
+      if (expectSqlError && [400, 403].includes(r.status()) && r.url().endsWith("/v1/sql")) return;
+      if (r.status() >= 400) problems.push(`HTTP ${r.status()}: ${r.url()}`);
+    });
+    return page;
+  };
+  const page = watch(await browser.newPage({ viewport: { width: 1400, height: 1500 } }));
 
   await page.goto(base, { waitUntil: "load" });
   await page.waitForSelector('body[data-ready="1"]', { timeout: 20000 });
@@ -82,6 +95,59 @@ try {
   const chartCanvases = await page.locator(".charts canvas").count();
   if (topRows === 0) fail("no top subjects rows");
   if (chartCanvases < 6) fail(`expected 6 charts, found ${chartCanvases}`);
+
+  // Nothing leaves the server: every link, script, style and image of the page is of its origin
+  // (or a data: URL), and the SQL box's "tables and limits" is the server's own /docs/sql.
+  const foreign = await page.evaluate(() => [...document.querySelectorAll("a[href], link[href], script[src], img[src], iframe[src], form[action]")]
+    .map((e) => e.href || e.src || e.action)
+    .filter((u) => !u.startsWith("data:") && new URL(u, location.href).origin !== location.origin));
+  if (foreign.length) fail(`the page links outside the server: ${foreign.join(", ")}`);
+  const html = await (await fetch(new URL("/", base))).text();
+  if (/(href|src|action)\s*=\s*["']?(https?:)?\/\//i.test(html)) fail("index.html holds a link to another host");
+  const docsHref = await page.getAttribute("#sql-docs", "href");
+  if (docsHref !== "/docs/sql") fail(`the SQL box's reference link is ${docsHref}`);
+  const docsRes = await fetch(new URL(docsHref, base));
+  const docsText = await docsRes.text();
+  if (docsRes.status !== 200 || !/^text\/html/.test(docsRes.headers.get("content-type") || "")
+    || !docsText.includes("POST /v1/sql") || !docsText.includes("&lt;")) {
+    fail(`/docs/sql: HTTP ${docsRes.status} ${docsRes.headers.get("content-type")}: ${docsText.slice(0, 200)}`);
+  }
+  const docs = { status: docsRes.status, bytes: docsText.length };
+
+  // The recent trades: each row's UTC time (to the minute) beside its block, as the API has them,
+  // and every trader address in the overview's tables links to its page.
+  const utc = (secs) => `${new Date(secs * 1000).toISOString().slice(0, 16).replace("T", " ")} UTC`;
+  const recent = (await getJson("/v1/trades?limit=15")).trades;
+  const recentShown = await page.evaluate(() => [...document.querySelectorAll("#recent-trades tbody tr")]
+    .map((tr) => ({ time: tr.cells[0].textContent, block: tr.cells[1].textContent, trader: tr.cells[3].querySelector("a")?.getAttribute("href") })));
+  const recentWant = recent.map((t) => ({ time: utc(t.time), block: String(t.block), trader: `#/trader/${t.trader}` }));
+  if (JSON.stringify(recentShown) !== JSON.stringify(recentWant)) fail(`recent trades: page ${JSON.stringify(recentShown)}, API ${JSON.stringify(recentWant)}`);
+  if (!/^\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC$/.test(recentShown[0].time)) fail(`recent trade time ${recentShown[0].time}`);
+  const traderLinks = async (tables, column) => page.evaluate(([ids, col]) => ids.flatMap((id) => [...document.querySelectorAll(`#${id} tbody tr`)]
+    .map((tr) => ({ id, text: tr.cells[col].textContent, href: tr.cells[col].querySelector("a")?.getAttribute("href") || null }))), [tables, column]);
+  const overviewTraders = await traderLinks(["top-traders", "top-referrers", "netflow-buyers", "netflow-sellers"], 0);
+  overviewTraders.push(...await traderLinks(["recent-trades"], 3));
+  for (const t of overviewTraders) if (!/^#\/trader\/0x[0-9a-f]{40}$/.test(t.href || "")) fail(`a trader address without a link to its page: ${JSON.stringify(t)}`);
+  const timeAndLinks = { recentTrades: recentShown.length, traderLinks: overviewTraders.length, firstTime: recentShown[0].time };
+
+  // The charts take their box's width, and follow the browser window's.
+  const chartFit = () => page.evaluate(() => Object.entries(state.charts).map(([id, u]) => ({
+    id, chart: u.width, box: Math.floor(document.getElementById(id).clientWidth),
+  })));
+  const fits = async (what) => {
+    try {
+      await page.waitForFunction(() => Object.entries(state.charts).every(([id, u]) => u.width === Math.floor(document.getElementById(id).clientWidth)), null, { timeout: 10000 });
+    } catch {
+      fail(`${what}: the charts' widths are not their boxes' ${JSON.stringify(await chartFit())}`);
+    }
+    return (await chartFit())[0].chart;
+  };
+  const wide = await fits("at 1400 px");
+  await page.setViewportSize({ width: 700, height: 1500 });
+  const narrow = await fits("at 700 px");
+  await page.setViewportSize({ width: 1400, height: 1500 });
+  if (await fits("back at 1400 px") !== wide || narrow >= wide) fail(`the charts did not follow the window: ${wide} px, then ${narrow} px at 700`);
+  const resize = { wide, narrow };
   if ((await page.locator("#chart-concentration canvas").count()) !== 1) fail("no concentration chart");
 
   // The analyst views: the retention triangle and the net-flow leaders show the API's numbers,
@@ -115,6 +181,10 @@ try {
     "stat-subjects": String(o.subjects),
   });
   const windows = {};
+  // The window drives the charts too: each windowed chart holds the API's days of the window.
+  const chartDays = {};
+  const windowedCharts = { "chart-volume": "/v1/daily", "chart-concentration": "/v1/concentration", "chart-price-index": "/v1/price-index?top=10" };
+  const chartData = () => page.evaluate((ids) => Object.fromEntries(ids.map((id) => [id, state.charts[id].data[0].length])), Object.keys(windowedCharts));
   for (const w of ["7d", "30d", ""]) {
     const o = await getJson(`/v1/overview${w ? `?window=${w}` : ""}`);
     await page.click(`#overview-window button[data-window="${w}"]`);
@@ -126,9 +196,29 @@ try {
       fail(`window ${w || "all"}: the cards show ${JSON.stringify(await stats())}, the API ${JSON.stringify(cardsOf(o))}`);
     }
     windows[w || "all"] = o.trades;
+    if (w && !(o.from && o.to)) fail(`window ${w}: the overview names no days: ${JSON.stringify(o)}`);
+    const want = {};
+    for (const [id, path] of Object.entries(windowedCharts)) {
+      const ranged = w ? `${path}${path.includes("?") ? "&" : "?"}from=${o.from}&to=${o.to}` : path;
+      want[id] = (await getJson(ranged)).days.length;
+    }
+    try {
+      await page.waitForFunction(([label, n]) => document.getElementById("overview-page").dataset.chartsWindow === label
+        && Object.entries(n).every(([id, days]) => state.charts[id] && state.charts[id].data[0].length === days),
+      [w || "all", want], { timeout: 20000 });
+    } catch {
+      fail(`window ${w || "all"}: the charts hold ${JSON.stringify(await chartData())} days, the API's window ${JSON.stringify(want)}`);
+    }
+    const caption = await page.textContent("figure:has(#chart-volume) .window-scope");
+    const wantCaption = `window: ${w ? `${o.from} – ${o.to}` : "all time"}`;
+    if (caption !== wantCaption) fail(`window ${w || "all"}: the volume chart's caption says ${JSON.stringify(caption)}`);
+    chartDays[w || "all"] = want;
   }
   if (windows["7d"] >= windows.all) fail(`the 7-day window holds every trade (${JSON.stringify(windows)}): the test data must span more than a week`);
-  const analyst = { cohorts: wantCohorts.length, leaders, windows };
+  if (chartDays["7d"]["chart-volume"] >= chartDays.all["chart-volume"]) fail(`the 7-day window's volume chart holds every day: ${JSON.stringify(chartDays)}`);
+  const allTime = await page.locator("#overview-page .scope.all-time").count();
+  if (allTime < 4) fail(`only ${allTime} figures marked all-time`);
+  const analyst = { cohorts: wantCohorts.length, leaders, windows, chartDays, allTimeMarks: allTime };
   // The price index chart holds the API's days (median and mean per day).
   const index = await getJson("/v1/price-index?top=10");
   if (index.days.length === 0) fail("the price index has no days");
@@ -180,12 +270,18 @@ try {
   expectSqlError = true;
   await page.fill("#sql-text", "SELECT nope FROM trades");
   await page.click("#sql-run");
-  await page.waitForSelector('#sql-result[data-state="error"]', { timeout: 20000 });
+  // (The result table is empty then, so not "visible".)
+  await page.waitForSelector('#sql-result[data-state="error"]', { state: "attached", timeout: 20000 });
   const error = await page.evaluate(() => ({
     text: document.getElementById("sql-error").textContent,
     hidden: document.getElementById("sql-error").hidden,
+    rows: document.querySelectorAll("#sql-result tbody tr").length,
+    columns: document.querySelectorAll("#sql-result thead th").length,
+    status: document.getElementById("sql-status").textContent,
   }));
   if (error.hidden || !error.text.includes("no such column: nope")) fail(`SQL box error: ${JSON.stringify(error)}`);
+  // The previous query's result is gone: the error is not shown over it.
+  if (error.rows || error.columns || error.status) fail(`SQL box: the previous result stays under the error: ${JSON.stringify(error)}`);
   await page.fill("#sql-text", "DELETE FROM trades");
   await page.click("#sql-run");
   await page.waitForFunction(() => document.getElementById("sql-error").textContent.startsWith("Not allowed"), null, { timeout: 20000 });
@@ -204,6 +300,38 @@ try {
     || parquet.subarray(-4).toString() !== "PAR1") fail(`trades Parquet download: ${tradesDl.suggestedFilename()}, ${parquet.length} bytes`);
   const downloads = { dailyCsvLines: dailyCsv.trim().split("\n").length, parquetBytes: parquet.length };
 
+  // 2b. A trader page: a click on the trader of the latest trade.
+  const traderAddress = recent[0].trader;
+  await page.click("#recent-trades tbody tr:first-child td:nth-child(4) a");
+  await page.waitForFunction((a) => document.getElementById("trader-address").textContent === a
+    && document.body.dataset.ready === "1" && !document.getElementById("trader-page").hidden
+    && document.getElementById("overview-page").hidden, traderAddress, { timeout: 20000 })
+    .catch(() => fail(`the trader page of ${traderAddress} did not open`));
+  if (await page.evaluate(() => location.hash) !== `#/trader/${traderAddress}`) fail("the trader link went elsewhere");
+  const apiTrader = await getJson(`/v1/traders/${traderAddress}`);
+  const apiTraderTrades = (await getJson(`/v1/trades?trader=${traderAddress}&limit=50`)).trades;
+  const traderShown = await page.evaluate(() => ({
+    trades: document.getElementById("trader-trades-count").dataset.value,
+    volume: document.getElementById("trader-volume").dataset.value,
+    fees: document.getElementById("trader-fees").dataset.value,
+    pnl: document.getElementById("trader-pnl").dataset.value,
+    holdings: [...document.querySelectorAll("#trader-holdings tbody tr")].map((tr) => [tr.cells[0].querySelector("a").getAttribute("href"), tr.cells[1].textContent]),
+    txs: [...document.querySelectorAll("#trader-trades tbody tr")].map((tr) => tr.dataset.tx),
+    times: [...document.querySelectorAll("#trader-trades tbody tr")].map((tr) => tr.cells[0].textContent),
+  }));
+  const t0 = apiTrader.trader;
+  for (const [k, v] of [["trades", String(t0.trades)], ["volume", t0.volume.wei], ["fees", t0.feesPaid.wei], ["pnl", t0.realisedPnl.wei]]) {
+    if (traderShown[k] !== v) fail(`trader page ${k}: page ${traderShown[k]}, API ${v}`);
+  }
+  const wantHoldings = apiTrader.holdings.map((h) => [`#/subject/${h.subject}`, String(h.balance)]);
+  if (JSON.stringify(traderShown.holdings) !== JSON.stringify(wantHoldings)) fail(`trader holdings: page ${JSON.stringify(traderShown.holdings)}, API ${JSON.stringify(wantHoldings)}`);
+  if (traderShown.txs.length === 0) fail("the trader page shows no trades");
+  if (JSON.stringify(traderShown.txs) !== JSON.stringify(apiTraderTrades.map((t) => t.txHash))) fail(`trader trades: page ${traderShown.txs}, API ${apiTraderTrades.map((t) => t.txHash)}`);
+  if (JSON.stringify(traderShown.times) !== JSON.stringify(apiTraderTrades.map((t) => utc(t.time)))) fail(`trader trade times: page ${traderShown.times}`);
+  const traderPage = { trader: traderAddress, holdings: traderShown.holdings.length, trades: traderShown.txs.length, pnl: traderShown.pnl };
+  await page.evaluate(() => { location.hash = "#/"; });
+  await page.waitForFunction(() => !document.getElementById("overview-page").hidden && document.body.dataset.ready === "1", null, { timeout: 20000 });
+
   // Subject page of the top subject.
   const top = (await getJson("/v1/subjects/top?by=volume&limit=1")).subjects[0];
   await page.click("#top-subjects tbody tr:first-child a");
@@ -218,22 +346,36 @@ try {
     sellPrice: document.getElementById("subject-sell-price").dataset.value,
     charts: document.querySelectorAll("#subject-page .charts canvas").length,
   }));
+  // Its holders and trades link their traders' pages.
+  const subjectTraders = [...await traderLinks(["holders"], 0), ...await traderLinks(["subject-trades"], 3)];
+  if (subjectTraders.length === 0) fail("the subject page shows no trader");
+  for (const t of subjectTraders) if (!/^#\/trader\/0x[0-9a-f]{40}$/.test(t.href || "")) fail(`a trader address without a link to its page: ${JSON.stringify(t)}`);
   // Holders over time: one point per day of the API's series, ending at today's holders.
   const history = await getJson(`/v1/subjects/${top.subject}/holders/daily`);
+  // Holders and supply: two charts, each of one series with its own unit on its axis.
   await page.waitForFunction((n) => {
-    const c = state.charts["chart-holders"];
-    return c && c.data[0].length === n;
-  }, history.days.length, { timeout: 20000 }).catch(() => fail(`holders chart: expected ${history.days.length} days`));
+    const h = state.charts["chart-holders"];
+    const s = state.charts["chart-supply"];
+    return h && s && h.data[0].length === n && s.data[0].length === n;
+  }, history.days.length, { timeout: 20000 }).catch(() => fail(`holders and supply charts: expected ${history.days.length} days`));
   const holdersChart = await page.evaluate(() => {
-    const c = state.charts["chart-holders"];
-    return { days: c.data[0].length, lastHolders: c.data[1][c.data[1].length - 1], lastSupply: c.data[2][c.data[2].length - 1] };
+    const h = state.charts["chart-holders"];
+    const s = state.charts["chart-supply"];
+    const last = (c) => c.data[1][c.data[1].length - 1];
+    return {
+      days: h.data[0].length, lastHolders: last(h), lastSupply: last(s),
+      series: [h.data.length, s.data.length], axes: [h.axes[1].label, s.axes[1].label],
+    };
   });
+  if (JSON.stringify(holdersChart.series) !== "[2,2]" || holdersChart.axes[0] === holdersChart.axes[1]) {
+    fail(`holders and supply are not two charts with their own axes: ${JSON.stringify(holdersChart)}`);
+  }
   if (holdersChart.lastHolders !== subj.holders) fail(`holders chart ends at ${holdersChart.lastHolders}, API holders ${subj.holders}`);
   if (holdersChart.lastSupply !== subj.supply) fail(`holders chart supply ends at ${holdersChart.lastSupply}, API supply ${subj.supply}`);
   const wei = (a) => (a ? a.wei : "");
   if (shown.buyPrice !== wei(subj.buyPrice)) fail(`subject buy price: page ${shown.buyPrice}, API ${wei(subj.buyPrice)}`);
   if (shown.sellPrice !== wei(subj.sellPrice)) fail(`subject sell price: page ${shown.sellPrice}, API ${wei(subj.sellPrice)}`);
-  if (shown.charts < 3) fail(`subject page: expected 3 charts, found ${shown.charts}`);
+  if (shown.charts < 4) fail(`subject page: expected 4 charts, found ${shown.charts}`);
   if (shown.supply !== String(subj.supply)) fail(`subject supply: page ${shown.supply}, API ${subj.supply}`);
   if (shown.holders !== String(subj.holders)) fail(`subject holders: page ${shown.holders}, API ${subj.holders}`);
   if (shown.rows !== Math.min(20, subj.holders)) fail(`holder rows: page ${shown.rows}, API holders ${subj.holders}`);
@@ -271,6 +413,33 @@ try {
   await page.waitForSelector('body[data-ready="1"]', { timeout: 20000 });
   const checksums = { boxError, linkError };
 
+  // 390 px wide (a phone): the overview, a subject page and a trader page fit the screen (no
+  // horizontal scrolling), the charts take their boxes' width; a screenshot of the overview.
+  const phoneShot = process.env.PHONE_SCREENSHOT || screenshot.replace(/(\.png)?$/, "-phone.png");
+  const phone = watch(await browser.newPage({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2 }));
+  const overflow = () => phone.evaluate(() => ({
+    doc: document.documentElement.scrollWidth, body: document.body.scrollWidth,
+    wide: [...document.querySelectorAll("main:not([hidden]) *, header *")].filter((e) => e.getBoundingClientRect().right > 391)
+      .slice(0, 5).map((e) => `${e.tagName.toLowerCase()}#${e.id}.${e.className}`),
+  }));
+  const narrowPages = {};
+  for (const [name, hash, charts] of [["overview", "", 6], ["subject", `#/subject/${top.subject}`, 4], ["trader", `#/trader/${traderAddress}`, 0]]) {
+    await phone.goto(`${base}${hash}`, { waitUntil: "load" });
+    await phone.waitForSelector('body[data-ready="1"]', { timeout: 20000 });
+    try {
+      await phone.waitForFunction((n) => Object.keys(state.charts).length >= n
+        && Object.entries(state.charts).every(([id, u]) => document.getElementById(id).offsetParent === null
+          || u.width === Math.floor(document.getElementById(id).clientWidth)), charts, { timeout: 10000 });
+    } catch {
+      fail(`390 px, ${name}: charts ${JSON.stringify(await phone.evaluate(() => Object.entries(state.charts).map(([id, u]) => [id, u.width, document.getElementById(id).clientWidth])))}`);
+    }
+    const o = await overflow();
+    if (o.doc > 390 || o.body > 390) fail(`390 px, ${name}: the page is ${o.doc} px wide (body ${o.body}); wider: ${o.wide.join(", ")}`);
+    if (name === "overview") await phone.screenshot({ path: phoneShot, fullPage: true });
+    narrowPages[name] = o.doc;
+  }
+  await phone.close();
+
   // Live: back to the overview, wait for new trades to be indexed, then for the page to show them.
   await page.goto(base, { waitUntil: "load" });
   await page.waitForSelector('body[data-ready="1"]', { timeout: 20000 });
@@ -292,7 +461,7 @@ try {
     fail(`the page did not update to ${after.trades} trades (shows ${(await stats())["stat-trades"]})`);
   }
   if (problems.length) fail("the browser reported problems");
-  console.log(JSON.stringify({ ok: true, sqlBox, downloads, stats: got, topSubject: top.subject, subject: shown, liveTrades: after.trades, charts: chartCanvases, analyst, priceIndex, holdersChart, checksums }));
+  console.log(JSON.stringify({ ok: true, sqlBox, downloads, stats: got, topSubject: top.subject, subject: shown, liveTrades: after.trades, charts: chartCanvases, analyst, priceIndex, holdersChart, checksums, docs, timeAndLinks, resize, traderPage, narrowPages }));
 } finally {
   await browser.close();
 }

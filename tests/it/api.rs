@@ -718,8 +718,11 @@ async fn api_numbers_equal_the_chain_on_sqlite_and_postgres() {
 }
 
 /// The dashboard in a real headless Chromium (tests/browser/dashboard.mjs): no console errors,
-/// numbers equal to the API's, a subject page, live updates while new trades are indexed, and a
-/// screenshot (`KEYMARKET_SCREENSHOT`, default target/dashboard.png; docs/dashboard.png is one).
+/// numbers equal to the API's, the window selector driving the charts, trade times, a subject
+/// page, a trader page reached from a trade row, no link off the server (the SQL reference at
+/// /docs/sql), a 390 px wide layout without horizontal overflow, live updates while new trades
+/// are indexed, and screenshots (`KEYMARKET_SCREENSHOT`, default target/dashboard.png, and the
+/// 390 px one beside it with -phone; docs/dashboard.png and docs/dashboard-phone.png are ones).
 #[tokio::test(flavor = "multi_thread")]
 async fn dashboard_in_chromium() {
     use std::{io::BufRead, io::Write, process::Stdio};
@@ -745,7 +748,11 @@ async fn dashboard_in_chromium() {
     let root = env!("CARGO_MANIFEST_DIR");
     let shot = std::env::var("KEYMARKET_SCREENSHOT")
         .unwrap_or_else(|_| format!("{root}/target/dashboard.png"));
+    let phone_shot = shot
+        .strip_suffix(".png")
+        .map_or_else(|| format!("{shot}-phone.png"), |s| format!("{s}-phone.png"));
     let _ = std::fs::remove_file(&shot);
+    let _ = std::fs::remove_file(&phone_shot);
     let mut node = std::process::Command::new("node")
         .arg(format!("{root}/tests/browser/dashboard.mjs"))
         .arg(format!("{base}/"))
@@ -793,6 +800,32 @@ async fn dashboard_in_chromium() {
         report["analyst"]["cohorts"].as_u64().unwrap() > 0,
         "{report}"
     );
+    // The 7-day window's charts hold fewer days than all time's.
+    let days = &report["analyst"]["chartDays"];
+    assert!(
+        days["7d"]["chart-volume"].as_u64().unwrap()
+            < days["all"]["chart-volume"].as_u64().unwrap(),
+        "{report}"
+    );
+    assert!(
+        report["traderPage"]["trades"].as_u64().unwrap() > 0,
+        "{report}"
+    );
+    assert_eq!(report["docs"]["status"], 200, "{report}");
+    for page in ["overview", "subject", "trader"] {
+        assert!(
+            report["narrowPages"][page].as_u64().unwrap() <= 390,
+            "{report}"
+        );
+    }
+    assert!(
+        std::fs::metadata(&phone_shot).unwrap().len() > 10_000,
+        "a 390 px screenshot"
+    );
+    // /docs/sql through the server: docs/sql.md, as the page's "tables and limits" link says.
+    let resp = reqwest::get(format!("{base}/docs/sql")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.text().await.unwrap().contains("SQL over HTTP"));
 }
 
 /// The per-client rate limit: past the burst, 429 with a JSON body and Retry-After; the bucket
