@@ -473,4 +473,115 @@ mod tests {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
         }
     }
+
+    /// A store whose market trades on 300 days from 2024-01-01 (day 19723): `stats_daily` says
+    /// so, and 60,000 made-up trades spread over them give the net-flow builds work.
+    async fn trading_store(name: &str) -> (keymarket_store::Store, std::path::PathBuf) {
+        let (store, path) = temp_store(name).await;
+        store.ensure_chain(31337, Default::default()).await.unwrap();
+        store
+            .ensure_market(31337, Default::default(), 1)
+            .await
+            .unwrap();
+        sqlx::query(
+            "WITH RECURSIVE d(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM d WHERE i < 299) \
+             INSERT INTO stats_daily (market_id, day, trades, buys, sells, buy_volume_gwei, \
+             buy_volume_rem, sell_volume_gwei, sell_volume_rem, protocol_gwei, protocol_rem, \
+             subject_gwei, subject_rem, active_traders, new_traders, new_subjects) \
+             SELECT 1, 19723 + i, 200, 200, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1 FROM d",
+        )
+        .execute(store.pool())
+        .await
+        .unwrap();
+        sqlx::query(
+            "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 60000) \
+             INSERT INTO trades (chain_id, tx_hash, log_index, market_id, block_number, block_hash, \
+             block_time, trader, subject, is_buy, share_amount, eth_gwei, eth_rem, protocol_gwei, \
+             protocol_rem, subject_gwei, subject_rem, supply) \
+             SELECT 31337, printf('0x%064x', i), 0, 1, i, '0x00', (19723 + i % 300) * 86400 + 60, \
+             printf('0x%040x', i % 5000), printf('0x%040x', i % 70), i % 2, 1, i, 0, 0, 0, 0, 0, i \
+             FROM c",
+        )
+        .execute(store.pool())
+        .await
+        .unwrap();
+        (store, path)
+    }
+
+    /// Heavy views under a flood: 200 windows that differ only in days without trades share one
+    /// snapshot per view (the window is clamped to the trading days before it is the key, and
+    /// echoed back clamped); 200 truly distinct windows are built at most two at a time.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn heavy_views_are_keyed_by_trading_days_and_built_two_at_a_time() {
+        let (store, path) = trading_store("heavy").await;
+        let state = AppState::new(store);
+        let app = router(state.clone());
+        let date = |day: i64| crate::extract::format_date(day);
+        let views = [
+            "/v1/concentration",
+            "/v1/traders/netflow",
+            "/v1/price-index",
+            "/v1/retention",
+            "/v1/overview",
+        ];
+        let before = state.snapshots.lock().unwrap().len();
+        let calls: Vec<_> = (0..200i64)
+            .flat_map(|i| {
+                views
+                    .iter()
+                    .map(move |v| format!("{v}?from={}", date(10_957 + i)))
+            })
+            .map(|uri| {
+                let app = app.clone();
+                tokio::spawn(async move { (get_json(&app, &uri).await, uri) })
+            })
+            .collect();
+        for call in calls {
+            let ((status, body), uri) = call.await.unwrap();
+            assert_eq!(status, 200, "{uri}: {body}");
+        }
+        // One snapshot per view (net flow: its window's leaders and the slice asked for).
+        let added = state.snapshots.lock().unwrap().len() - before;
+        let keys: Vec<String> = state.snapshots.lock().unwrap().keys().cloned().collect();
+        assert!(
+            added <= views.len() + 1,
+            "{added} snapshots for 1,000 requests: {keys:?}"
+        );
+
+        let (_, body) = get_json(&app, "/v1/concentration?from=2000-01-01").await;
+        assert_eq!(body["from"], "2024-01-01", "echoed clamped: {body}");
+        let (_, body) = get_json(&app, "/v1/traders/netflow?from=2000-01-01&to=2024-01-03").await;
+        assert_eq!(
+            (body["from"].as_str(), body["to"].as_str()),
+            (Some("2024-01-01"), Some("2024-01-03"))
+        );
+        // Distinct windows inside the trading days: each its own build, two at a time.
+        let calls: Vec<_> = (0..200i64)
+            .map(|i| {
+                let app = app.clone();
+                let uri = format!(
+                    "/v1/traders/netflow?from={}&to={}",
+                    date(19_723 + i % 100),
+                    date(19_723 + 100 + i)
+                );
+                tokio::spawn(async move { (get_json(&app, &uri).await, uri) })
+            })
+            .collect();
+        let mut busy = 0;
+        for call in calls {
+            let ((status, body), uri) = call.await.unwrap();
+            match status {
+                200 => {}
+                503 => busy += 1,
+                _ => panic!("{uri}: {status} {body}"),
+            }
+        }
+        let peak = state.heavy.peak.load(std::sync::atomic::Ordering::SeqCst);
+        println!("heavy builds: at most {peak} at once; {busy} of 200 answered 503");
+        assert!(
+            peak <= crate::state::HEAVY_BUILDS,
+            "{peak} heavy builds at once"
+        );
+        remove_db(&path);
+    }
 }

@@ -30,6 +30,8 @@ pub struct AppState {
     /// Trade exports streaming now (each holds a database connection for its whole run).
     pub(crate) exports: Arc<tokio::sync::Semaphore>,
     pub(crate) market_ids: Arc<Mutex<Option<MarketIds>>>,
+    /// The heavy views' builds (at most [`HEAVY_BUILDS`] at once).
+    pub(crate) heavy: Arc<HeavyBuilds>,
     /// `POST /v1/sql`, when on (see [`AppState::with_sql`]).
     pub(crate) sql: Option<Arc<SqlService>>,
 }
@@ -145,6 +147,7 @@ impl AppState {
             first_builds: Arc::default(),
             exports: Arc::new(tokio::sync::Semaphore::new(EXPORT_CONCURRENCY)),
             market_ids: Arc::default(),
+            heavy: Arc::default(),
             sql: None,
         }
     }
@@ -251,6 +254,31 @@ where
         .into_response())
 }
 
+/// As [`snapshot_with`] under `key`; with no key (a window without trades: nothing heavy to
+/// build, and not worth a place in the cache) built for this request alone.
+pub(crate) async fn snapshot_if<F, Fut>(
+    s: &AppState,
+    key: Option<String>,
+    freshness: Freshness,
+    build: F,
+) -> Result<Response, ApiError>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<axum::body::Bytes, ApiError>>,
+{
+    match key {
+        Some(key) => snapshot_with(s, key, freshness, build).await,
+        None => Ok((
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            build().await?,
+        )
+            .into_response()),
+    }
+}
+
 /// How long a snapshot stays fresh: at least `min`, and at least `build_multiple` times as long
 /// as its last build took. A snapshot that takes seconds to build at friend.tech scale is then
 /// rebuilt at most every `build_multiple` build times, i.e. rebuilding keeps at most
@@ -260,13 +288,102 @@ where
 pub(crate) struct Freshness {
     pub(crate) min: std::time::Duration,
     pub(crate) build_multiple: u32,
+    /// Whether a build is heavy work (reads a window's trades or per-subject aggregates): at
+    /// most [`HEAVY_BUILDS`] such builds run at once (see [`HeavyBuilds`]).
+    pub(crate) heavy: bool,
 }
 
 /// The hot endpoints' freshness: [`OVERVIEW_TTL`].
 pub(crate) const LIVE: Freshness = Freshness {
     min: OVERVIEW_TTL,
     build_multiple: 0,
+    heavy: false,
 };
+
+/// A view cut from a heavy snapshot (net flow's side and limit from its window's leaders): kept
+/// like [`HEAVY`], but not heavy itself — its build waits for the heavy one inside it.
+pub(crate) const SLICE: Freshness = Freshness {
+    min: OVERVIEW_TTL,
+    build_multiple: 20,
+    heavy: false,
+};
+
+/// Heavy builds running at once, whatever the endpoints and windows asked for.
+pub(crate) const HEAVY_BUILDS: usize = 2;
+
+/// How long a request waits for a heavy build's turn before it is answered 503 with
+/// `Retry-After`.
+pub(crate) const HEAVY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The turns of the heavy builds, and how many ran at once at most (for tests and operators).
+#[derive(Debug)]
+pub(crate) struct HeavyBuilds {
+    turns: Arc<tokio::sync::Semaphore>,
+    running: std::sync::atomic::AtomicUsize,
+    pub(crate) peak: std::sync::atomic::AtomicUsize,
+}
+
+impl Default for HeavyBuilds {
+    fn default() -> Self {
+        Self {
+            turns: Arc::new(tokio::sync::Semaphore::new(HEAVY_BUILDS)),
+            running: Default::default(),
+            peak: Default::default(),
+        }
+    }
+}
+
+/// A heavy build's turn, given back when dropped.
+pub(crate) struct HeavyTurn<'a> {
+    builds: &'a HeavyBuilds,
+    _turn: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl HeavyBuilds {
+    /// Waits for a turn, at most [`HEAVY_WAIT`].
+    pub(crate) async fn turn(&self) -> Result<HeavyTurn<'_>, ApiError> {
+        use std::sync::atomic::Ordering;
+        let turn = tokio::time::timeout(HEAVY_WAIT, self.turns.clone().acquire_owned())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .ok_or_else(|| ApiError::Unavailable {
+                message: format!(
+                    "{HEAVY_BUILDS} heavy views are being built for other requests; retry in a few seconds"
+                ),
+                retry_after: 5,
+            })?;
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        Ok(HeavyTurn {
+            builds: self,
+            _turn: turn,
+        })
+    }
+}
+
+impl Drop for HeavyTurn<'_> {
+    fn drop(&mut self) {
+        self.builds
+            .running
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// `(from, to)` — days, unbounded ends as [`crate::extract::day_range`] gives them — clamped to
+/// the market's days with trades: what heavy views are keyed by, so that windows differing only
+/// in days without trades (`?from=2000-01-01`, `?from=2000-01-02`, …) share one snapshot. `None`
+/// when no day of the window has trades.
+pub(crate) async fn trading_window(
+    s: &AppState,
+    id: i64,
+    (from, to): (i64, i64),
+) -> Result<Option<keymarket_store::DayRange>, ApiError> {
+    Ok(s.store.day_span(id).await?.and_then(|span| {
+        let (from, to) = (from.max(span.from), to.min(span.to));
+        (from <= to).then_some(keymarket_store::DayRange { from, to })
+    }))
+}
 
 /// The freshness of aggregations over many rows (retention cohorts, net-flow leaders, a
 /// window's overview): at least [`OVERVIEW_TTL`], and 20 times the last build (a 3 s build at
@@ -274,6 +391,7 @@ pub(crate) const LIVE: Freshness = Freshness {
 pub(crate) const HEAVY: Freshness = Freshness {
     min: OVERVIEW_TTL,
     build_multiple: 20,
+    heavy: true,
 };
 
 impl Freshness {
@@ -339,8 +457,28 @@ where
     let body = match served {
         Some(body) => body,
         None => {
+            let turn = match freshness.heavy {
+                true => Some(s.heavy.turn().await),
+                false => None,
+            }
+            .transpose();
+            let turn = match turn {
+                Ok(turn) => turn,
+                Err(e) => {
+                    // A stale snapshot is better than none while the heavy builds are busy.
+                    let mut cache = s.snapshots.lock().expect("not poisoned");
+                    return match cache.get_mut(&key) {
+                        Some(snap) => {
+                            snap.refreshing_since = None;
+                            Ok(snap.body.clone())
+                        }
+                        None => Err(e),
+                    };
+                }
+            };
             let started = Instant::now();
             let built = build().await;
+            drop(turn);
             let mut cache = s.snapshots.lock().expect("not poisoned");
             match built {
                 Ok(body) => {

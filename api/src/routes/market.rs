@@ -176,7 +176,7 @@ pub(crate) async fn top_referrers(
 /// `from`/`to`, or over the last N days of data (`window`, e.g. `7d`, `30d`: the N days ending
 /// at the last UTC day with trades). A window's overview is served from a snapshot kept like
 /// the other aggregations over many rows (fresh ≥ 1 s and ≥ 20 times its build time).
-#[utoipa::path(get, path = "/v1/overview", params(OverviewQuery), responses((status = 200, body = Overview), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/overview", params(OverviewQuery), responses((status = 200, body = Overview), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody, description = "two heavy views are being built for other requests (at most two at once; a request waits up to 10 s for its turn): retry after `Retry-After` seconds")))]
 pub(crate) async fn overview(
     State(s): State<AppState>,
     Q(q): Q<OverviewQuery>,
@@ -200,17 +200,22 @@ pub(crate) async fn overview(
         })
         .await;
     }
-    let window = (q.from.is_some() || q.to.is_some())
-        .then(|| day_range(q.from.as_deref(), q.to.as_deref()))
-        .transpose()?;
-    let key = format!(
-        "overview {id} {window:?} {} {}",
-        q.from.is_some(),
-        q.to.is_some()
-    );
     let shown = (q.from.is_some(), q.to.is_some());
-    let freshness = if window.is_some() { HEAVY } else { LIVE };
-    snapshot_with(&s, key, freshness, || build_overview(&s, id, window, shown)).await
+    let Some(asked) = (q.from.is_some() || q.to.is_some())
+        .then(|| day_range(q.from.as_deref(), q.to.as_deref()))
+        .transpose()?
+    else {
+        let key = format!("overview {id} None false false");
+        return snapshot_with(&s, key, LIVE, || build_overview(&s, id, None, shown)).await;
+    };
+    // A window is keyed by the days with trades it covers (and reported so).
+    let trading = trading_window(&s, id, asked).await?;
+    let window = trading.map_or(asked, |w| (w.from, w.to));
+    let key = trading.map(|_| format!("overview {id} {window:?} {} {}", shown.0, shown.1));
+    snapshot_if(&s, key, HEAVY, || {
+        build_overview(&s, id, Some(window), shown)
+    })
+    .await
 }
 
 /// The overview of `window` (all time if `None`); `shown`: whether its first and last days are
@@ -324,15 +329,18 @@ const SHARE_PLACES: u32 = 6;
 /// volume, the HHI of the subjects' volume shares, and the subjects traded. It reads every
 /// per-subject daily aggregate of the window, so it is served from a snapshot kept like the
 /// other heavy views (fresh ≥ 1 s and ≥ 20 times its build time).
-#[utoipa::path(get, path = "/v1/concentration", params(DailyQuery), responses((status = 200, body = ConcentrationSeries), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/concentration", params(DailyQuery), responses((status = 200, body = ConcentrationSeries), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody, description = "two heavy views are being built for other requests (at most two at once; a request waits up to 10 s for its turn): retry after `Retry-After` seconds")))]
 pub(crate) async fn concentration(
     State(s): State<AppState>,
     Q(q): Q<DailyQuery>,
 ) -> Result<Response, ApiError> {
     let id = market_id(&s, q.market).await?;
     let (from, to) = day_range(q.from.as_deref(), q.to.as_deref())?;
-    let key = format!("concentration {id} {from} {to}");
-    snapshot_with(&s, key, HEAVY, || async {
+    // Keyed by the days with trades the window covers (echoed back as `from` and `to`).
+    let trading = trading_window(&s, id, (from, to)).await?;
+    let (from, to) = trading.map_or((from, to), |w| (w.from, w.to));
+    let key = trading.map(|_| format!("concentration {id} {from} {to}"));
+    snapshot_if(&s, key, HEAVY, || async {
         let r = s.store.concentration(id, DayRange { from, to }).await?;
         let days = r
             .days

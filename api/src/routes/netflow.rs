@@ -13,7 +13,7 @@ const DEFAULT_DAYS: i64 = 30;
 /// with what it bought and sold and its trades. Default window: the last 30 days of data.
 /// Ties by address. A window spans at most 366 days of trading. Served from a snapshot of the window's 100 largest of each side (fresh
 /// ≥ 1 s and ≥ 20 times its build time).
-#[utoipa::path(get, path = "/v1/traders/netflow", params(NetFlowQuery), responses((status = 200, body = NetFlowLeaders), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/traders/netflow", params(NetFlowQuery), responses((status = 200, body = NetFlowLeaders), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody, description = "two heavy views are being built for other requests (at most two at once; a request waits up to 10 s for its turn): retry after `Retry-After` seconds")))]
 pub(crate) async fn net_flow(
     State(s): State<AppState>,
     Q(q): Q<NetFlowQuery>,
@@ -23,29 +23,35 @@ pub(crate) async fn net_flow(
     let sellers = parse_flow_side(q.side.as_deref())?;
     let limit = limit(q.limit)?;
     let (from, to) = (q.from.as_ref().map(|_| from), q.to.as_ref().map(|_| to));
-    let window = format!("{id} {from:?} {to:?}");
-    let key = format!("netflow {window} {sellers} {limit}");
-    snapshot_with(&s, key, HEAVY, || async {
-        // Both sides of the window, whatever the side and limit asked for.
-        let bytes = snapshot_bytes(&s, format!("netflow leaders {window}"), HEAVY, || async {
-            let Some(span) = s.store.day_span(id).await? else {
-                return to_json(&Snapshot::default());
-            };
+    // The window — by default the last 30 days of data — keyed by the days with trades it
+    // covers (echoed back as `from` and `to`).
+    let window = match s.store.day_span(id).await? {
+        Some(span) => {
             let to = to.unwrap_or(span.to);
             let from = from.unwrap_or(to - (DEFAULT_DAYS - 1));
-            if from > to {
-                // Only `from`, after the last day with trades: nothing traded in the window.
+            let (from, to) = (from.max(span.from), to.min(span.to));
+            (from <= to).then_some((from, to))
+        }
+        None => None,
+    };
+    if let Some((from, to)) = window
+        && to - from + 1 > MAX_WINDOW_DAYS
+    {
+        return Err(ApiError::BadRequest(format!(
+            "the window spans {} days of trading; net flow takes at most {MAX_WINDOW_DAYS}: \
+             narrow `from` and `to`",
+            to - from + 1
+        )));
+    }
+    let key = format!("netflow {id} {window:?} {sellers} {limit}");
+    snapshot_with(&s, key, SLICE, || async {
+        // Both sides of the window, whatever the side and limit asked for.
+        let leaders = format!("netflow leaders {id} {window:?}");
+        let bytes = snapshot_bytes(&s, leaders, HEAVY, || async {
+            let Some((from, to)) = window else {
+                // Nothing traded in the window.
                 return to_json(&Snapshot::default());
-            }
-            // The build reads every trade of the window and keeps every trader of it: at most
-            // as many days with trades as the overview's windows.
-            let covered = to.min(span.to) - from.max(span.from) + 1;
-            if covered > MAX_WINDOW_DAYS {
-                return Err(ApiError::BadRequest(format!(
-                    "the window spans {covered} days of trading; net flow takes at most \
-                     {MAX_WINDOW_DAYS}: narrow `from` and `to`"
-                )));
-            }
+            };
             let l = s
                 .store
                 .net_flow_leaders(id, DayRange { from, to }, MAX_LIMIT as usize)

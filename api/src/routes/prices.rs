@@ -16,6 +16,7 @@ use rust_decimal::Decimal;
 const PRICE_INDEX_TTL: Freshness = Freshness {
     min: Duration::from_secs(30),
     build_multiple: 20,
+    heavy: true,
 };
 /// How long a subject's holders history is fresh: a rebuild reads all of the subject's trades
 /// (~120 ms for the 2,658 trades of the 1M-trade database's top subject, debug build; seconds
@@ -23,6 +24,7 @@ const PRICE_INDEX_TTL: Freshness = Freshness {
 const HOLDERS_TTL: Freshness = Freshness {
     min: Duration::from_secs(30),
     build_multiple: 20,
+    heavy: true,
 };
 
 /// An exact amount of wei (a key price: far below the 7.9 × 10²⁸ wei a `Decimal` holds).
@@ -36,7 +38,7 @@ fn amount(wei: u128) -> Result<Amount, ApiError> {
 
 /// The key price index: per UTC day, the median and mean price of the next key of the `top`
 /// subjects by all-time volume. Served from a snapshot at most 30 s old.
-#[utoipa::path(get, path = "/v1/price-index", params(PriceIndexQuery), responses((status = 200, body = KeyPriceIndex), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/price-index", params(PriceIndexQuery), responses((status = 200, body = KeyPriceIndex), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody, description = "two heavy views are being built for other requests (at most two at once; a request waits up to 10 s for its turn): retry after `Retry-After` seconds")))]
 pub(crate) async fn price_index(
     State(s): State<AppState>,
     Q(q): Q<PriceIndexQuery>,
@@ -44,8 +46,11 @@ pub(crate) async fn price_index(
     let id = market_id(&s, q.market).await?;
     let top = q.top()?;
     let (from, to) = day_range(q.from.as_deref(), q.to.as_deref())?;
-    let key = format!("price index {id} {top} {from} {to}");
-    snapshot_with(&s, key, PRICE_INDEX_TTL, || async {
+    // Keyed by the days with trades the window covers (echoed back as `from` and `to`).
+    let trading = trading_window(&s, id, (from, to)).await?;
+    let (from, to) = trading.map_or((from, to), |w| (w.from, w.to));
+    let key = trading.map(|_| format!("price index {id} {top} {from} {to}"));
+    snapshot_if(&s, key, PRICE_INDEX_TTL, || async {
         let r = s.store.price_index(id, top, DayRange { from, to }).await?;
         to_json(&KeyPriceIndex {
             market: id,
@@ -81,7 +86,7 @@ pub(crate) async fn price_index(
 
 /// One subject's holders (balance > 0) and supply at the end of each UTC day from its first
 /// trade to the market's last day with trades. Served from a snapshot at most 30 s old.
-#[utoipa::path(get, path = "/v1/subjects/{address}/holders/daily", params(("address" = String, Path, description = "0x and 40 hex digits: all lowercase, all uppercase, or mixed case with a valid EIP-55 checksum (a wrong one is a 400 naming the checksummed form)"), MarketQuery), responses((status = 200, body = HoldersHistory), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/subjects/{address}/holders/daily", params(("address" = String, Path, description = "0x and 40 hex digits: all lowercase, all uppercase, or mixed case with a valid EIP-55 checksum (a wrong one is a 400 naming the checksummed form)"), MarketQuery), responses((status = 200, body = HoldersHistory), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody, description = "two heavy views are being built for other requests (at most two at once; a request waits up to 10 s for its turn): retry after `Retry-After` seconds")))]
 pub(crate) async fn holders_daily(
     State(s): State<AppState>,
     P(address): P<String>,

@@ -2,9 +2,12 @@
 //! with trades, the addresses holding its keys (balance > 0) and the keys in existence, at the
 //! end of the day.
 //!
-//! Replayed from the subject's trades (read through the trades' (market, subject, block, log
-//! index) index): only end-of-day balances matter, so the database sums each trader's keys
-//! bought minus sold per day, and the replay walks those net changes day by day.
+//! Holders are replayed from the subject's trades (read through the trades' (market, subject,
+//! block, log index) index): only end-of-day balances matter, so the database sums each trader's
+//! keys bought minus sold per day, and the replay walks those net changes day by day. The supply
+//! is not derived from those changes but read from each day's last trade (its stored `supply`):
+//! right also for a market indexed from a start block after the subject launched, whose keys
+//! bought before it no replay can see (its holder counts then cover the traders seen since).
 
 use foldhash::HashMap;
 use futures::TryStreamExt;
@@ -54,6 +57,25 @@ pub fn replay_holders<'a>(
     out
 }
 
+/// Sets each day's supply to the one its last trade left (`supplies`: (day, supply after the
+/// day's last trade), ordered by day), carried forward over days without trades.
+pub fn with_stored_supply(days: &mut [HoldersDay], supplies: &[(i64, i64)]) {
+    let mut next = supplies.iter().peekable();
+    let mut current = None;
+    for d in days {
+        while let Some(&&(day, supply)) = next.peek() {
+            if day > d.day {
+                break;
+            }
+            current = Some(supply);
+            next.next();
+        }
+        if let Some(supply) = current {
+            d.supply = supply;
+        }
+    }
+}
+
 /// Appends `day`, after copies of the last entry for the days between (no changes on them).
 fn push_day(out: &mut Vec<HoldersDay>, day: i64, holders: i64, supply: i64) {
     if let Some(prev) = out.last().copied() {
@@ -94,10 +116,33 @@ impl Store {
         {
             changes.push((get_i64(&r, 0), r.get(1), get_i64(&r, 2)));
         }
-        Ok(replay_holders(
+        drop(rows);
+        let mut days = replay_holders(
             changes.iter().map(|(d, t, n)| (*d, t.as_str(), *n)),
             last_day.unwrap_or(i64::MIN),
-        ))
+        );
+        // Each day's last trade's supply: the trades in chain order, the last of each day kept.
+        let mut rows = sqlx::query(
+            "SELECT block_time / 86400, supply FROM trades WHERE market_id = $1 AND subject = $2 \
+             ORDER BY block_number, log_index",
+        )
+        .bind(market_id)
+        .bind(subject)
+        .fetch(&self.pool);
+        let mut supplies: Vec<(i64, i64)> = Vec::new();
+        while let Some(r) = rows
+            .try_next()
+            .await
+            .map_err(db("reading a subject's supplies"))?
+        {
+            let (day, supply) = (get_i64(&r, 0), get_i64(&r, 1));
+            match supplies.last_mut() {
+                Some(last) if last.0 == day => last.1 = supply,
+                _ => supplies.push((day, supply)),
+            }
+        }
+        with_stored_supply(&mut days, &supplies);
+        Ok(days)
     }
 }
 
@@ -132,6 +177,17 @@ mod tests {
                 .map(|d| (d.day, d.holders, d.supply))
                 .collect::<Vec<_>>(),
             want
+        );
+    }
+
+    #[test]
+    fn the_supply_is_the_days_last_stored_one_carried_forward() {
+        // Indexed from a later start block: 40 keys existed before the first trade seen.
+        let mut days = replay_holders([(10, "a", 2), (12, "a", -1)], 14);
+        with_stored_supply(&mut days, &[(10, 42), (12, 41)]);
+        assert_eq!(
+            days.iter().map(|d| (d.day, d.supply)).collect::<Vec<_>>(),
+            [(10, 42), (11, 42), (12, 41), (13, 41), (14, 41)]
         );
     }
 

@@ -66,7 +66,10 @@ impl Store {
         .bind(days.to.saturating_add(1).saturating_mul(DAY))
         .fetch(&self.pool);
         let mut out = NetFlowLeaders::default();
-        let mut all = Vec::new();
+        // Only the `top` of each side are kept while the traders stream in: memory bounded by
+        // `top`, not by the window's traders (hundreds of thousands at friend.tech's peak).
+        let mut buyers = TopK::new(top);
+        let mut sellers = TopK::new(top);
         while let Some(r) = rows
             .try_next()
             .await
@@ -82,33 +85,72 @@ impl Store {
                 sold: wei_at(&r, 5),
             };
             out.traders += 1;
-            all.push((row.net(), row));
+            let net = row.net();
+            match net.cmp(&0) {
+                std::cmp::Ordering::Greater => {
+                    buyers.offer((std::cmp::Reverse(net), row.trader.clone()), row)
+                }
+                std::cmp::Ordering::Less => sellers.offer((net, row.trader.clone()), row),
+                std::cmp::Ordering::Equal => {}
+            }
         }
-        let (mut buyers, mut sellers): (Vec<_>, Vec<_>) = all
-            .into_iter()
-            .filter(|(n, _)| *n != 0)
-            .partition(|(n, _)| *n > 0);
-        out.buyers = leaders(&mut buyers, top, |a, b| b.cmp(a));
-        out.sellers = leaders(&mut sellers, top, |a, b| a.cmp(b));
+        out.buyers = buyers.into_sorted();
+        out.sellers = sellers.into_sorted();
         Ok(out)
     }
 }
 
-/// The first `top` rows by net flow in the order `by` (ties by address).
-fn leaders(
-    rows: &mut Vec<(i128, NetFlowRow)>,
-    top: usize,
-    by: impl Fn(&i128, &i128) -> std::cmp::Ordering,
-) -> Vec<NetFlowRow> {
-    let order = |a: &(i128, NetFlowRow), b: &(i128, NetFlowRow)| {
-        by(&a.0, &b.0).then_with(|| a.1.trader.cmp(&b.1.trader))
-    };
-    if rows.len() > top && top > 0 {
-        rows.select_nth_unstable_by(top - 1, order);
+/// The `k` rows of smallest rank offered so far (a bounded max-heap: the worst kept on top).
+struct TopK<K: Ord, R> {
+    k: usize,
+    heap: std::collections::BinaryHeap<Ranked<K, R>>,
+}
+
+/// A row and its rank, ordered by the rank alone.
+struct Ranked<K, R>(K, R);
+
+impl<K: Ord, R> PartialEq for Ranked<K, R> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
     }
-    rows.truncate(top);
-    rows.sort_unstable_by(order);
-    rows.drain(..).map(|(_, r)| r).collect()
+}
+impl<K: Ord, R> Eq for Ranked<K, R> {}
+impl<K: Ord, R> PartialOrd for Ranked<K, R> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<K: Ord, R> Ord for Ranked<K, R> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.cmp(&other.0)
+    }
+}
+
+impl<K: Ord, R> TopK<K, R> {
+    fn new(k: usize) -> Self {
+        Self {
+            k,
+            heap: std::collections::BinaryHeap::with_capacity(k + 1),
+        }
+    }
+
+    fn offer(&mut self, rank: K, row: R) {
+        if self.heap.len() < self.k {
+            self.heap.push(Ranked(rank, row));
+        } else if self.heap.peek().is_some_and(|worst| rank < worst.0) {
+            self.heap.pop();
+            self.heap.push(Ranked(rank, row));
+        }
+    }
+
+    /// The rows kept, best rank first.
+    fn into_sorted(self) -> Vec<R> {
+        self.heap
+            .into_sorted_vec()
+            .into_iter()
+            .map(|Ranked(_, r)| r)
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -127,19 +169,35 @@ mod tests {
         (r.net(), r)
     }
 
+    /// The buyers' ranking as `net_flow_leaders` keeps it.
+    fn buyers(rows: Vec<(i128, NetFlowRow)>, k: usize) -> Vec<NetFlowRow> {
+        let mut top = TopK::new(k);
+        for (net, r) in rows {
+            top.offer((std::cmp::Reverse(net), r.trader.clone()), r);
+        }
+        top.into_sorted()
+    }
+
+    /// The sellers' ranking as `net_flow_leaders` keeps it.
+    fn sellers(rows: Vec<(i128, NetFlowRow)>, k: usize) -> Vec<NetFlowRow> {
+        let mut top = TopK::new(k);
+        for (net, r) in rows {
+            top.offer((net, r.trader.clone()), r);
+        }
+        top.into_sorted()
+    }
+
     #[test]
     fn largest_first_ties_by_address() {
-        let mut v = vec![
+        let v = vec![
+            row("0xd", 7, 3),
             row("0xc", 5, 1),
             row("0xa", 10, 0),
             row("0xb", 4, 0),
-            row("0xd", 7, 3),
         ];
-        let top: Vec<_> = leaders(&mut v, 3, |a, b| b.cmp(a))
-            .into_iter()
-            .map(|r| r.trader)
-            .collect();
-        // Nets: a 10, b 4, c 4, d 4 — the tie at 4 goes to the smaller addresses.
+        let top: Vec<_> = buyers(v, 3).into_iter().map(|r| r.trader).collect();
+        // Nets: a 10, b 4, c 4, d 4 — the tie at 4 goes to the smaller addresses, whatever
+        // order they came in.
         assert_eq!(top, ["0xa", "0xb", "0xc"]);
     }
 
@@ -147,14 +205,34 @@ mod tests {
     fn sellers_most_negative_first_and_exact() {
         // Net flows past i64 wei (10⁴ ETH) stay exact.
         let big = 10_000 * 10i128.pow(18) + 1;
-        let mut v = vec![row("0x1", 0, 3), row("0x2", 1, big), row("0x3", 2, 5)];
-        let top = leaders(&mut v, 10, |a, b| a.cmp(b));
+        let v = vec![row("0x1", 0, 3), row("0x2", 1, big), row("0x3", 2, 5)];
+        let top = sellers(v, 10);
         assert_eq!(top[0].trader, "0x2");
         assert_eq!(top[0].net(), 1 - big);
         assert_eq!(
             top.iter().map(NetFlowRow::net).collect::<Vec<_>>(),
             [1 - big, -3, -3]
         );
-        assert_eq!(leaders(&mut Vec::new(), 5, |a, b| a.cmp(b)), Vec::new());
+        assert!(sellers(Vec::new(), 5).is_empty());
+        assert!(buyers(vec![row("0x1", 5, 0)], 0).is_empty());
+    }
+
+    #[test]
+    fn the_heap_keeps_what_a_full_sort_would() {
+        // 1,000 traders with nets in a small range (many ties), offered in a scrambled order.
+        let v: Vec<_> = (0..1000u32)
+            .map(|i| {
+                let j = (i * 7919) % 1000;
+                row(&format!("0x{j:04}"), i128::from(j % 37), 0)
+            })
+            .collect();
+        let mut sorted = v
+            .iter()
+            .map(|(n, r)| (*n, r.trader.clone()))
+            .collect::<Vec<_>>();
+        sorted.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        let want: Vec<_> = sorted.into_iter().take(100).map(|(_, t)| t).collect();
+        let got: Vec<_> = buyers(v, 100).into_iter().map(|r| r.trader).collect();
+        assert_eq!(got, want);
     }
 }
