@@ -314,6 +314,28 @@ async fn social_trades_view_equals_the_export_on_sqlite_and_postgres() {
             }
         }
 
+        // The per-day tables with dates: the same date both dialects, the day's own.
+        let dated = sql(
+            "SELECT s.date, s.day, s.trades, (SELECT count(*) FROM subject_daily_dated d \
+             WHERE d.date = s.date) AS subjects, (SELECT count(*) FROM daily_traders_dated t \
+             WHERE t.date = s.date) AS traders FROM stats_daily_dated s ORDER BY s.day",
+        )
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+        let rows: Vec<&str> = dated.lines().collect();
+        assert_eq!(rows[0], "date,day,trades,subjects,traders", "{kind:?}");
+        assert!(rows.len() > 2, "{kind:?}: {dated}");
+        for row in &rows[1..] {
+            let f: Vec<&str> = row.split(',').collect();
+            let day: i64 = f[1].parse().unwrap();
+            let date = chrono_free_date(day);
+            assert_eq!(f[0], date, "{kind:?}: {row}");
+            assert!(f[3].parse::<i64>().unwrap() > 0 && f[4].parse::<i64>().unwrap() > 0);
+        }
+
         if kind == Db::Postgres {
             // Exact at any size: every amount has exactly 18 decimals (a division by 1e18 would
             // round amounts of 1 ETH or more to 16 significant digits).
@@ -459,4 +481,35 @@ async fn a_serve_process_stays_within_the_sql_answer_budget() {
         "the worst queries took {grew_mb} MB more (peak {peak} KiB, before {before} KiB)"
     );
     child.kill().await.unwrap();
+}
+
+/// Days since 1970-01-01 as `YYYY-MM-DD` (the proleptic Gregorian calendar), computed here apart
+/// from the store's and the databases' own.
+fn chrono_free_date(day: i64) -> String {
+    let (mut y, mut d) = (1970i64, day);
+    let leap = |y: i64| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    while d >= if leap(y) { 366 } else { 365 } {
+        d -= if leap(y) { 366 } else { 365 };
+        y += 1;
+    }
+    let months = [
+        31,
+        if leap(y) { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    let mut m = 0;
+    while d >= months[m] {
+        d -= months[m];
+        m += 1;
+    }
+    format!("{y:04}-{:02}-{:02}", m + 1, d + 1)
 }

@@ -302,6 +302,12 @@ mod tests {
                 "id          INTEGER PRIMARY KEY AUTOINCREMENT,",
                 "id          BIGSERIAL PRIMARY KEY,",
             ),
+            // The day as a date, in each dialect's words.
+            (
+                "0012_dated_views.sql",
+                "SELECT date(day * 86400, 'unixepoch') AS date, *",
+                "SELECT to_char(DATE '1970-01-01' + CAST(day AS INTEGER), 'YYYY-MM-DD') AS date, *",
+            ),
         ];
         for (name, s) in &sqlite {
             let p = &postgres[name];
