@@ -328,13 +328,17 @@ pub(crate) struct TradesQuery {
     #[param(pattern = "^(buy|sell)$")]
     pub(crate) side: Option<String>,
     /// From this block (inclusive).
+    #[param(minimum = 0)]
     pub(crate) from_block: Option<i64>,
     /// To this block (inclusive).
+    #[param(minimum = 0)]
     pub(crate) to_block: Option<i64>,
-    /// Unix seconds, inclusive.
-    pub(crate) from_time: Option<i64>,
-    /// Unix seconds, inclusive.
-    pub(crate) to_time: Option<i64>,
+    /// From this time (inclusive): Unix seconds, or a UTC day `YYYY-MM-DD` (from its start).
+    #[param(value_type = Option<String>, pattern = r"^([0-9]+|[0-9]{4}-[0-9]{2}-[0-9]{2})$")]
+    pub(crate) from_time: Option<String>,
+    /// To this time (inclusive): Unix seconds, or a UTC day `YYYY-MM-DD` (its whole day).
+    #[param(value_type = Option<String>, pattern = r"^([0-9]+|[0-9]{4}-[0-9]{2}-[0-9]{2})$")]
+    pub(crate) to_time: Option<String>,
     /// Rows, 1..=100 (default 20).
     #[param(minimum = 1, maximum = 100)]
     pub(crate) limit: Option<u32>,
@@ -408,6 +412,27 @@ pub(crate) fn parse_date(s: &str) -> Result<i64, ApiError> {
     if !(1..=12).contains(&m) || !(1..=31).contains(&d) || s.len() != 10 {
         return Err(bad());
     }
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if d > month_days[(m - 1) as usize] {
+        return Err(ApiError::BadRequest(format!(
+            "no such day {s}: {y}-{m:02} has {} days",
+            month_days[(m - 1) as usize]
+        )));
+    }
     // Days from civil (Howard Hinnant's algorithm).
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
@@ -420,6 +445,27 @@ pub(crate) fn parse_date(s: &str) -> Result<i64, ApiError> {
         return Err(bad()); // e.g. 2023-02-30
     }
     Ok(days)
+}
+
+/// A time filter's value as Unix seconds: seconds as they are, or a UTC day `YYYY-MM-DD` — its
+/// first second, or with `end_of_day` its last. `name` is the parameter, for the message.
+pub(crate) fn parse_time(s: &str, name: &str, end_of_day: bool) -> Result<i64, ApiError> {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s.parse().map_err(|_| {
+            ApiError::BadRequest(format!("{name} {s:?} is out of range: Unix seconds"))
+        });
+    }
+    if s.len() == 10 && s.as_bytes()[4] == b'-' {
+        let day = parse_date(s)?;
+        return Ok(if end_of_day {
+            (day + 1) * 86_400 - 1
+        } else {
+            day * 86_400
+        });
+    }
+    Err(ApiError::BadRequest(format!(
+        "malformed {name} {s:?}: Unix seconds (e.g. 1700000000) or a UTC day YYYY-MM-DD"
+    )))
 }
 
 /// Days since 1970-01-01 → `YYYY-MM-DD`.
@@ -463,6 +509,12 @@ mod tests {
         assert_eq!(parse_date("2023-08-10").unwrap(), 19_579);
         assert_eq!(format_date(19_579), "2023-08-10");
         assert!(parse_date("2023-02-30").is_err());
+        assert!(parse_date("2024-02-29").is_ok());
+        assert_eq!(parse_time("1700000000", "t", false).unwrap(), 1_700_000_000);
+        assert_eq!(parse_time("1970-01-02", "t", false).unwrap(), 86_400);
+        assert_eq!(parse_time("1970-01-02", "t", true).unwrap(), 2 * 86_400 - 1);
+        assert!(parse_time("-5", "t", false).is_err());
+        assert!(parse_time("", "t", false).is_err());
         assert!(parse_date("2023-13-01").is_err());
         assert!(parse_date("yesterday").is_err());
     }

@@ -21,9 +21,28 @@ pub(crate) async fn trades(State(s): State<AppState>, Q(q): Q<TradesQuery>) -> A
             )));
         }
     };
+    for (block, name) in [(q.from_block, "fromBlock"), (q.to_block, "toBlock")] {
+        if let Some(b) = block
+            && b < 0
+        {
+            return Err(ApiError::BadRequest(format!(
+                "{name} {b} is negative: blocks count from 0"
+            )));
+        }
+    }
+    let from_time = q
+        .from_time
+        .as_deref()
+        .map(|t| parse_time(t, "fromTime", false))
+        .transpose()?;
+    let to_time = q
+        .to_time
+        .as_deref()
+        .map(|t| parse_time(t, "toTime", true))
+        .transpose()?;
     for (lo, hi, what) in [
         (q.from_block, q.to_block, "Block"),
-        (q.from_time, q.to_time, "Time"),
+        (from_time, to_time, "Time"),
     ] {
         if let (Some(lo), Some(hi)) = (lo, hi)
             && lo > hi
@@ -40,8 +59,8 @@ pub(crate) async fn trades(State(s): State<AppState>, Q(q): Q<TradesQuery>) -> A
         side,
         from_block: q.from_block,
         to_block: q.to_block,
-        from_time: q.from_time,
-        to_time: q.to_time,
+        from_time,
+        to_time,
     };
     let mut rows = s.store.trades(id, &filter, after, limit + 1).await?;
     let more = rows.len() as i64 > limit;
