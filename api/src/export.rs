@@ -182,6 +182,7 @@ mod tests {
             head_block: 0,
             head_seen_at: 0,
             stall_reason: None,
+            indexed_time: 0,
         };
         let wei = |v: i128| Wei::from_i128(v).unwrap();
         let t = StoredTrade {

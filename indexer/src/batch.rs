@@ -185,6 +185,7 @@ async fn build_batch<P: Provider>(
             head,
             from,
             to,
+            to_time: headers[&to].1,
             parent,
             trades,
             referrals,

@@ -191,7 +191,7 @@ async fn api_numbers_equal_the_chain_on_sqlite_and_postgres() {
         keymarket_indexer::run(&chain.provider, &store, chain.spec(), &Default::default())
             .await
             .unwrap();
-        let base = serve(store).await;
+        let base = serve(store.clone()).await;
 
         let (status, o) = get(&format!("{base}/v1/overview")).await;
         assert_eq!(status, 200, "{o}");
@@ -234,9 +234,51 @@ async fn api_numbers_equal_the_chain_on_sqlite_and_postgres() {
             serde_json::json!([{
                 "fee": "protocol",
                 "percent": "60000000000000000",
+                "shown": "6%",
                 "effectiveAt": effective_at.to::<i64>()
             }])
         );
+        assert_eq!(
+            (
+                &fees["protocolFee"],
+                &fees["subjectFee"],
+                &fees["referralShare"]
+            ),
+            (&"5%".into(), &"4%".into(), &"20%".into()),
+            "{fees}"
+        );
+        if kind == Db::Postgres {
+            // Once a block at or after effectiveAt is indexed, the increase is the fee in force
+            // (the contract charges it from then, whether or not anyone applied it).
+            let now: u64 = chain
+                .provider
+                .get_block(alloy::eips::BlockNumberOrTag::Latest.into())
+                .await
+                .unwrap()
+                .unwrap()
+                .header
+                .timestamp;
+            let wait = effective_at.to::<u64>().saturating_sub(now) + 1;
+            chain
+                .provider
+                .raw_request::<_, serde_json::Value>("evm_increaseTime".into(), (wait,))
+                .await
+                .unwrap();
+            chain
+                .provider
+                .raw_request::<_, serde_json::Value>("evm_mine".into(), ())
+                .await
+                .unwrap();
+            keymarket_indexer::run(&chain.provider, &store, chain.spec(), &Default::default())
+                .await
+                .unwrap();
+            let (_, m) = get(&format!("{base}/v1/markets")).await;
+            let fees = &m["markets"][0]["fees"];
+            assert_eq!(fees["protocolFee"], "6%", "{m}");
+            assert_eq!(fees["protocolFeePercent"], "60000000000000000", "{m}");
+            assert_eq!(fees["pendingIncreases"], serde_json::json!([]), "{m}");
+            assert!(fees["asOf"].as_i64().unwrap() >= effective_at.to::<i64>());
+        }
 
         let (status, d) = get(&format!("{base}/v1/daily")).await;
         assert_eq!(status, 200);

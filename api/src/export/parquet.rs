@@ -261,6 +261,7 @@ mod tests {
             head_block: 0,
             head_seen_at: 0,
             stall_reason: None,
+            indexed_time: 0,
         }
     }
 

@@ -102,10 +102,18 @@ pub(crate) async fn markets(State(s): State<AppState>) -> ApiResult<Markets> {
     for m in s.store.markets().await? {
         let f = s.store.fee_settings(m.id).await?;
         let (indexed, head, _, state) = position(&m, proved);
+        // A scheduled increase due by the newest indexed block is the fee in force.
+        let due = |p: Option<(String, i64)>| {
+            p.filter(|(_, at)| *at <= m.indexed_time)
+                .map(|(percent, _)| percent)
+        };
+        let protocol = due(f.pending_protocol_fee.clone()).or(f.protocol_fee_percent);
+        let subject = due(f.pending_subject_fee.clone()).or(f.subject_fee_percent);
         let pending = [
-            ("protocol", f.pending_protocol_fee),
-            ("subject", f.pending_subject_fee),
-        ];
+            ("protocol", f.pending_protocol_fee.clone()),
+            ("subject", f.pending_subject_fee.clone()),
+        ]
+        .map(|(fee, p)| (fee, p.filter(|(_, at)| *at > m.indexed_time)));
         markets.push(MarketInfo {
             id: m.id,
             chain_id: m.chain_id,
@@ -126,15 +134,20 @@ pub(crate) async fn markets(State(s): State<AppState>) -> ApiResult<Markets> {
                 })
                 .collect(),
             fees: FeeInfo {
-                protocol_fee_percent: f.protocol_fee_percent,
-                subject_fee_percent: f.subject_fee_percent,
+                protocol_fee: protocol.as_deref().map(percent_shown),
+                subject_fee: subject.as_deref().map(percent_shown),
+                referral_share: f.referral_share_bps.as_deref().map(bps_shown),
+                protocol_fee_percent: protocol,
+                subject_fee_percent: subject,
                 referral_share_bps: f.referral_share_bps,
+                as_of: m.indexed_time,
                 fee_destination: f.fee_destination,
                 pending_increases: pending
                     .into_iter()
                     .filter_map(|(fee, p)| {
                         p.map(|(percent, effective_at)| PendingIncrease {
                             fee: fee.into(),
+                            shown: percent_shown(&percent),
                             percent,
                             effective_at,
                         })
@@ -144,6 +157,39 @@ pub(crate) async fn markets(State(s): State<AppState>) -> ApiResult<Markets> {
         });
     }
     Ok(Json(Markets { markets }))
+}
+
+/// A fee in the contract's unit (1e18 = 100%) in words: `"5%"`, `"2.5%"`.
+fn percent_shown(raw: &str) -> String {
+    scaled(raw, 16)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fees_in_words() {
+        assert_eq!(super::percent_shown("50000000000000000"), "5%");
+        assert_eq!(super::percent_shown("25000000000000000"), "2.5%");
+        assert_eq!(super::percent_shown("0"), "0%");
+        assert_eq!(super::bps_shown("5000"), "50%");
+        assert_eq!(super::percent_shown("x"), "x");
+    }
+}
+
+/// Basis points in words: `"50%"`.
+fn bps_shown(raw: &str) -> String {
+    scaled(raw, 2)
+}
+
+/// `raw / 10^places`, as a percent without trailing zeros (the raw text if it is not a number).
+fn scaled(raw: &str, places: u32) -> String {
+    match raw.parse::<rust_decimal::Decimal>() {
+        Ok(d) => match d.checked_div(rust_decimal::Decimal::from(10u64.pow(places))) {
+            Some(p) => format!("{}%", p.normalize()),
+            None => raw.to_owned(),
+        },
+        Err(_) => raw.to_owned(),
+    }
 }
 
 /// Referrers with the largest referral payouts.

@@ -140,12 +140,22 @@ pub struct MarketInfo {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FeeInfo {
-    /// The protocol fee percent, 1e18 = 100% (decimal string).
+    /// The protocol fee in force, in words: `"5%"`.
+    pub protocol_fee: Option<String>,
+    /// The subject fee in force, in words: `"5%"`.
+    pub subject_fee: Option<String>,
+    /// The referrer's share of the protocol fee, in words: `"50%"`.
+    pub referral_share: Option<String>,
+    /// The protocol fee percent in force, 1e18 = 100% (decimal string, the contract's unit).
     pub protocol_fee_percent: Option<String>,
-    /// The subject fee percent, 1e18 = 100% (decimal string).
+    /// The subject fee percent in force, 1e18 = 100% (decimal string).
     pub subject_fee_percent: Option<String>,
     /// The referrer's share of the protocol fee, basis points (decimal string).
     pub referral_share_bps: Option<String>,
+    /// The time the fees are in force at: the newest indexed block's (Unix seconds). A scheduled
+    /// increase whose `effectiveAt` is at or before it is in force (the contract charges it
+    /// from then, applied or not) and is no longer pending.
+    pub as_of: i64,
     /// Where protocol fees go.
     pub fee_destination: Option<String>,
     /// Fee increases scheduled and not yet applied (they apply no earlier than `effectiveAt`).
@@ -160,6 +170,8 @@ pub struct PendingIncrease {
     pub fee: String,
     /// The new percent, 1e18 = 100% (decimal string).
     pub percent: String,
+    /// The new percent in words: `"6%"`.
+    pub shown: String,
     /// Unix seconds from which it may be applied.
     pub effective_at: i64,
 }

@@ -87,9 +87,30 @@ impl Deployment {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
         let tmp: PathBuf = path.with_extension("json.tmp");
-        let text = serde_json::to_string_pretty(self).expect("a deployment always serializes");
+        // The fees also in words, for a reader of the file (ignored when it is read back).
+        let mut json = serde_json::to_value(self).expect("a deployment always serializes");
+        for (key, value, places) in [
+            ("protocolFee", self.protocol_fee_percent, 16),
+            ("subjectFee", self.subject_fee_percent, 16),
+            ("referralShare", self.referral_share_bps, 2),
+        ] {
+            json[key] = percent_words(value, places).into();
+        }
+        let text = serde_json::to_string_pretty(&json).expect("a deployment always serializes");
         std::fs::write(&tmp, text + "\n").map_err(io)?;
         std::fs::rename(&tmp, path).map_err(io)
+    }
+}
+
+/// `value / 10^places` as a percent in words: `"5%"`, `"2.5%"`.
+pub(crate) fn percent_words(value: U256, places: usize) -> String {
+    let digits = format!("{value:0>width$}", width = places + 1);
+    let (whole, fraction) = digits.split_at(digits.len() - places);
+    let fraction = fraction.trim_end_matches('0');
+    if fraction.is_empty() {
+        format!("{whole}%")
+    } else {
+        format!("{whole}.{fraction}%")
     }
 }
 
@@ -131,4 +152,24 @@ pub async fn deploy<P: Provider>(provider: P, config: &DeployConfig) -> Result<D
         subject_fee_percent: config.subject_fee_percent,
         referral_share_bps: config.referral_share_bps,
     })
+}
+
+#[cfg(test)]
+mod percent_tests {
+    use super::*;
+
+    #[test]
+    fn fees_read_as_percents() {
+        assert_eq!(
+            percent_words(U256::from(50_000_000_000_000_000u64), 16),
+            "5%"
+        );
+        assert_eq!(
+            percent_words(U256::from(25_000_000_000_000_000u64), 16),
+            "2.5%"
+        );
+        assert_eq!(percent_words(U256::ZERO, 16), "0%");
+        assert_eq!(percent_words(U256::from(2_000u64), 2), "20%");
+        assert_eq!(percent_words(U256::from(5u64), 2), "0.05%");
+    }
 }

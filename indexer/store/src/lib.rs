@@ -143,6 +143,9 @@ pub struct Batch {
     pub blocks: Vec<(u64, B256)>,
     /// The chain head when the range was fetched (recorded for the lag the API reports).
     pub head: u64,
+    /// The time of the range's last block (Unix seconds, from its header), recorded with the
+    /// checkpoint.
+    pub to_time: u64,
     /// The block before the range and its hash on the chain the range was fetched from: the
     /// batch is refused ([`Error::Reorged`]) if the store holds another hash for that block.
     pub parent: Option<(u64, B256)>,

@@ -28,13 +28,15 @@ pub struct MarketRow {
     pub head_seen_at: i64,
     /// Why the indexer is stalled on it (a provider that keeps failing a range), if it is.
     pub stall_reason: Option<String>,
+    /// The time of the newest indexed block, Unix seconds (0: none yet).
+    pub indexed_time: i64,
 }
 
 impl Store {
     /// Every registered market, by id.
     pub async fn markets(&self) -> Result<Vec<MarketRow>> {
         let rows = sqlx::query(
-            "SELECT id, chain_id, address, start_block, next_block, head_block, head_seen_at, stall_reason FROM markets ORDER BY id",
+            "SELECT id, chain_id, address, start_block, next_block, head_block, head_seen_at, stall_reason, indexed_time FROM markets ORDER BY id",
         )
         .fetch_all(&self.pool)
         .await
@@ -50,6 +52,7 @@ impl Store {
                 head_block: get_i64(r, 5),
                 head_seen_at: get_i64(r, 6),
                 stall_reason: r.get(7),
+                indexed_time: get_i64(r, 8),
             })
             .collect())
     }

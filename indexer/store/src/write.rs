@@ -158,12 +158,14 @@ impl Store {
         tx.execute(q).await.map_err(db("pruning block hashes"))?;
         let mut q = Stmt::new(
             backend,
-            "UPDATE markets SET next_block = $1, head_block = $2, head_seen_at = $3 WHERE id = $4",
-            4,
+            "UPDATE markets SET next_block = $1, head_block = $2, head_seen_at = $3, \
+             indexed_time = $4 WHERE id = $5",
+            5,
         );
         q.int((batch.to + 1) as i64)
             .int(batch.head.max(batch.to) as i64)
             .int(unix_now())
+            .int(batch.to_time as i64)
             .int(market.id);
         tx.execute(q).await.map_err(db("moving the checkpoint"))?;
         tx.commit().await.map_err(db("committing a batch"))?;
