@@ -100,6 +100,24 @@ async fn or_stop<T>(
     }
 }
 
+/// How often a following indexer says where it is when nothing else is said.
+const FOLLOW_SUMMARY_EVERY: Duration = Duration::from_secs(300);
+
+/// Trades stored while following since the last summary line.
+struct Quiet {
+    since: Instant,
+    trades: u64,
+}
+
+impl Default for Quiet {
+    fn default() -> Self {
+        Self {
+            since: Instant::now(),
+            trades: 0,
+        }
+    }
+}
+
 /// Indexes one market: backfill to the head (less confirmations), then follow it if asked.
 ///
 /// Ranges of logs and their headers are fetched through the provider's [`RootProvider`] (its
@@ -187,6 +205,7 @@ pub async fn run<P: Provider>(
         ProgressBar::hidden()
     };
     let mut last_log = Instant::now();
+    let mut quiet = Quiet::default();
     info!(target: "indexer::sync", market = %spec.address, chain_id = market.chain_id, from = first, head, "indexing");
     let mut bulk = false;
     let mut caught_up = false;
@@ -408,7 +427,20 @@ pub async fn run<P: Provider>(
                     bar.set_length(head.max(batch.to));
                     bar.set_position(batch.to);
                     bar.set_message(format!("{} trades", report.trades));
-                    if last_log.elapsed() >= Duration::from_secs(5) {
+                    if caught_up {
+                        // Following: quiet unless trades arrive (a line at most every 5 s), and
+                        // a summary every few minutes.
+                        quiet.trades += batch.trades.len() as u64;
+                        if !batch.trades.is_empty() && last_log.elapsed() >= Duration::from_secs(5)
+                        {
+                            last_log = Instant::now();
+                            info!(target: "indexer::sync", block = batch.to, trades = batch.trades.len(), head, lag = head.saturating_sub(batch.to), "new trades");
+                        }
+                        if quiet.since.elapsed() >= FOLLOW_SUMMARY_EVERY {
+                            info!(target: "indexer::sync", block = batch.to, head, trades = quiet.trades, minutes = quiet.since.elapsed().as_secs() / 60, "following");
+                            quiet = Quiet::default();
+                        }
+                    } else if last_log.elapsed() >= Duration::from_secs(5) {
                         last_log = Instant::now();
                         let secs = started.elapsed().as_secs_f64();
                         info!(
