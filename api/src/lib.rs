@@ -45,6 +45,16 @@ use crate::{
     },
 };
 
+/// Connections the API's store pool should have: one for each heavy build and each trade export
+/// that may run at once, and two more, so that the light endpoints (`/v1/overview`, `/healthz`,
+/// …) always find a connection however busy the heavy ones are. (`POST /v1/sql` has a pool of
+/// its own.)
+pub const STORE_CONNECTIONS: u32 =
+    (state::HEAVY_BUILDS + state::EXPORT_CONCURRENCY) as u32 + LIGHT_CONNECTIONS;
+
+/// Connections kept for the light endpoints, see [`STORE_CONNECTIONS`].
+const LIGHT_CONNECTIONS: u32 = 2;
+
 /// Serves the API and dashboard on `listener` until `shutdown` completes (then stops accepting
 /// connections and returns once the requests in flight are answered), with each connection's
 /// peer address available to the per-client rate limit.

@@ -26,7 +26,11 @@ pub(crate) struct ServeArgs {
 /// Serves until SIGTERM or SIGINT, then drains the requests in flight.
 pub(crate) async fn serve(args: ServeArgs) -> Result<()> {
     let stop = shutdown_on_signal();
-    let store = Store::connect_with(&args.db.for_reading()?, Some(4)).await?;
+    let store = Store::connect_with(
+        &args.db.for_reading()?,
+        Some(keymarket_api::STORE_CONNECTIONS),
+    )
+    .await?;
     let listener = bind(args.listen).await?;
     println!("API on http://{}/v1/overview", args.listen);
     let mut state = keymarket_api::AppState::new(store)

@@ -167,14 +167,16 @@ pub(crate) async fn up(args: UpArgs) -> Result<()> {
     let api = keymarket_api::serve(
         listener,
         // Its own pool: readers never wait for the indexer's batches (WAL).
-        keymarket_api::AppState::new(Store::connect_with(&args.database_url, Some(4)).await?)
-            .with_rate_limit(100, 200)
-            .with_sql(Default::default())
-            // The indexer runs in this process: its retries on /metrics.
-            .with_retries({
-                let counts = config.fetch.counts.clone();
-                std::sync::Arc::new(move || counts.totals())
-            }),
+        keymarket_api::AppState::new(
+            Store::connect_with(&args.database_url, Some(keymarket_api::STORE_CONNECTIONS)).await?,
+        )
+        .with_rate_limit(100, 200)
+        .with_sql(Default::default())
+        // The indexer runs in this process: its retries on /metrics.
+        .with_retries({
+            let counts = config.fetch.counts.clone();
+            std::sync::Arc::new(move || counts.totals())
+        }),
         stop.clone().cancelled_owned(),
     );
     println!("\ndashboard  http://{}/", args.listen);
