@@ -59,13 +59,28 @@ const browser = await chromium.launch({
 try {
   // While the SQL box is shown a bad query on purpose, its 400 is expected.
   let expectSqlError = false;
-  const watch = (page) => {
+  // Pages being navigated away from (or closed) by the test: a refresh of theirs still in flight
+  // is cut short then (net::ERR_ABORTED), as expected.
+  const leaving = new Set();
+  const leave = async (p, url) => {
+    leaving.add(p);
+    try {
+      await p.goto(url, { waitUntil: "load" });
+    } finally {
+      leaving.delete(p);
+    }
+  };
+  // `name`: the page's, in the problems.
+  const watch = (page, name = "page") => {
     page.on("console", (m) => {
       if (expectSqlError && /\b40[03]\b/.test(m.text())) return;
       if (m.type() === "error" || m.type() === "warning") problems.push(`console ${m.type()}: ${m.text()}`);
     });
     page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
-    page.on("requestfailed", (r) => problems.push(`request failed: ${r.url()} ${r.failure()?.errorText}`));
+    page.on("requestfailed", (r) => {
+      if (leaving.has(page) && r.failure()?.errorText === "net::ERR_ABORTED") return;
+      problems.push(`${name}: request failed: ${r.url()} ${r.failure()?.errorText}`);
+    });
     page.on("response", (r) => {
       if (expectSqlError && [400, 403].includes(r.status()) && r.url().endsWith("/v1/sql")) return;
       if (r.status() >= 400) problems.push(`HTTP ${r.status()}: ${r.url()}`);
@@ -390,7 +405,7 @@ try {
     const el = document.getElementById("address-error");
     return el.hidden ? null : el.textContent;
   });
-  await page.goto(base, { waitUntil: "load" });
+  await leave(page, base);
   await page.waitForSelector('body[data-ready="1"]', { timeout: 20000 });
   await page.fill("#subject-search", mistyped);
   await page.press("#subject-search", "Enter");
@@ -416,7 +431,7 @@ try {
   // 390 px wide (a phone): the overview, a subject page and a trader page fit the screen (no
   // horizontal scrolling), the charts take their boxes' width; a screenshot of the overview.
   const phoneShot = process.env.PHONE_SCREENSHOT || screenshot.replace(/(\.png)?$/, "-phone.png");
-  const phone = watch(await browser.newPage({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2 }));
+  const phone = watch(await browser.newPage({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2 }), "390 px page");
   const overflow = () => phone.evaluate(() => ({
     doc: document.documentElement.scrollWidth, body: document.body.scrollWidth,
     wide: [...document.querySelectorAll("main:not([hidden]) *, header *")].filter((e) => e.getBoundingClientRect().right > 391)
@@ -424,7 +439,7 @@ try {
   }));
   const narrowPages = {};
   for (const [name, hash, charts] of [["overview", "", 6], ["subject", `#/subject/${top.subject}`, 4], ["trader", `#/trader/${traderAddress}`, 0]]) {
-    await phone.goto(`${base}${hash}`, { waitUntil: "load" });
+    await leave(phone, `${base}${hash}`);
     await phone.waitForSelector('body[data-ready="1"]', { timeout: 20000 });
     try {
       await phone.waitForFunction((n) => Object.keys(state.charts).length >= n
@@ -435,13 +450,15 @@ try {
     }
     const o = await overflow();
     if (o.doc > 390 || o.body > 390) fail(`390 px, ${name}: the page is ${o.doc} px wide (body ${o.body}); wider: ${o.wide.join(", ")}`);
-    if (name === "overview") await phone.screenshot({ path: phoneShot, fullPage: true });
+    // (Its first two screens: the header, the window selector, the cards and the first charts.)
+    if (name === "overview") await phone.screenshot({ path: phoneShot, fullPage: true, clip: { x: 0, y: 0, width: 390, height: 1690 } });
     narrowPages[name] = o.doc;
   }
+  leaving.add(phone);
   await phone.close();
 
   // Live: back to the overview, wait for new trades to be indexed, then for the page to show them.
-  await page.goto(base, { waitUntil: "load" });
+  await leave(page, base);
   await page.waitForSelector('body[data-ready="1"]', { timeout: 20000 });
   console.log("waiting-for-change");
   const rl = createInterface({ input: process.stdin });
