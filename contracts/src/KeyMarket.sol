@@ -80,12 +80,16 @@ contract KeyMarket is IKeyMarket, Ownable2Step, ReentrancyGuardTransient {
     uint256 internal constant _MASK64 = type(uint64).max;
 
     /// @dev The one fee slot read and written by every trade (one SLOAD and one SSTORE), packed
-    /// by hand: bits 0..47 protocol fee units | 48..95 subject fee units | 96..255 accrued protocol
-    /// fees in wei (not yet flushed). Units are `FEE_UNIT`s of 1e18 = 100%.
+    /// by hand: bits 0..47 protocol fee units | 48..95 subject fee units | 96..143 the time the
+    /// earliest scheduled increase is due (0: none) | 144..255 accrued protocol fees in wei (not
+    /// yet flushed; 112 bits hold 5 × 10^15 ETH). Units are `FEE_UNIT`s of 1e18 = 100%. A trade
+    /// reads the scheduled increases only once one is due, so a trade costs the same as before
+    /// until then.
     uint256 internal _feeState;
 
     uint256 internal constant _SUBJECT_UNITS_SHIFT = 48;
-    uint256 internal constant _ACCRUED_SHIFT = 96;
+    uint256 internal constant _DUE_SHIFT = 96;
+    uint256 internal constant _ACCRUED_SHIFT = 144;
     uint256 internal constant _MASK48 = type(uint48).max;
 
     /// @dev The protocol fee destination, in a slot of its own: read only by flushes and admin,
@@ -95,7 +99,8 @@ contract KeyMarket is IKeyMarket, Ownable2Step, ReentrancyGuardTransient {
     /// @dev The referrer's share of the protocol fee, in basis points; read only by referred buys.
     uint256 internal _referralShareBps;
 
-    /// @dev A fee increase waiting for its time; `effectiveAt == 0` means none. Never read by trades.
+    /// @dev A fee increase waiting for its time; `effectiveAt == 0` means none. Read by a trade
+    /// only once one is due (the fee slot says when).
     struct PendingFeeIncrease {
         uint48 units;
         uint48 effectiveAt;
@@ -161,10 +166,10 @@ contract KeyMarket is IKeyMarket, Ownable2Step, ReentrancyGuardTransient {
     {
         _checkDeadline(deadline);
         // The buyer, the subject (who already earns the subject fee) and the market (whose credit
-        // nobody could withdraw) are never referrers.
-        if (referrer != address(0) && (referrer == msg.sender || referrer == subject || referrer == address(this))) {
-            revert InvalidReferrer(referrer);
-        }
+        // nobody could withdraw) are never referrers: such a referrer is ignored — no referral
+        // paid, nothing bound — rather than failing the buy, so that a front end's default
+        // referrer (its own address, on its own keys too) never fails its users' trades.
+        if (referrer == msg.sender || referrer == subject || referrer == address(this)) referrer = address(0);
         _buy(subject, amount, maxCost, referrer);
     }
 
@@ -196,9 +201,20 @@ contract KeyMarket is IKeyMarket, Ownable2Step, ReentrancyGuardTransient {
         if (cost > maxCost) revert MaxCostExceeded(cost, maxCost);
         if (msg.value < cost) revert InsufficientPayment(cost, msg.value);
         // A buy naming no referrer reads no referral storage.
-        uint256 toProtocol = referrer == address(0) ? protocolFee : _payReferral(referrer, subject, protocolFee);
-        _accrueProtocolFee(feeState, toProtocol);
-        emit Trade(msg.sender, subject, true, amount, price, protocolFee, subjectFee, newSupply);
+        if (referrer == address(0)) {
+            _accrueProtocolFee(feeState, protocolFee);
+            emit Trade(msg.sender, subject, true, amount, price, protocolFee, subjectFee, newSupply);
+        } else {
+            (uint256 referralFee, address paid, bool bound) = _payReferral(referrer, subject, protocolFee);
+            unchecked {
+                _accrueProtocolFee(feeState, protocolFee - referralFee); // at most 25% of it
+            }
+            // The trade first, then what it caused: a consumer reading the logs in order meets the
+            // trade before its referral.
+            emit Trade(msg.sender, subject, true, amount, price, protocolFee, subjectFee, newSupply);
+            if (bound) emit ReferrerBound(msg.sender, paid);
+            if (referralFee != 0) emit ReferralFeePaid(paid, msg.sender, subject, referralFee);
+        }
 
         // Interactions, after every state change.
         unchecked {
@@ -227,7 +243,7 @@ contract KeyMarket is IKeyMarket, Ownable2Step, ReentrancyGuardTransient {
         uint8 curve = _curveOf(word);
         price = _price(curve, supply, amount);
         feeState = _feeState;
-        (protocolFee, subjectFee) = _feesOf(feeState, price);
+        (protocolFee, subjectFee) = _feesOf(_inForce(feeState), price);
 
         uint256 selfBalance = _selfBalanceOf(word);
         if (subject == msg.sender) {
@@ -271,7 +287,7 @@ contract KeyMarket is IKeyMarket, Ownable2Step, ReentrancyGuardTransient {
         uint8 curve = _curveOf(word);
         price = _price(curve, newSupply, amount);
         feeState = _feeState;
-        (protocolFee, subjectFee) = _feesOf(feeState, price);
+        (protocolFee, subjectFee) = _feesOf(_inForce(feeState), price);
 
         uint256 selfBalance = _selfBalanceOf(word);
         if (subject == msg.sender) {
@@ -290,29 +306,34 @@ contract KeyMarket is IKeyMarket, Ownable2Step, ReentrancyGuardTransient {
     }
 
     /// @dev A referred buy (`referrer` nonzero, already checked to be neither the buyer, nor the
-    /// subject, nor the market): binds `referrer` to the buyer if none is bound yet, then credits
-    /// the BOUND referrer its share of `protocolFee`, unless the bound referrer is this buy's
-    /// subject (who would otherwise take both the subject fee and a cut of the protocol fee on
-    /// its own keys). Binding for good stops a trader from naming a fresh address of their own
-    /// on every trade; not reverting when another referrer is named keeps a UI's default
-    /// referrer from ever failing a trade. Returns what is left for the protocol.
-    function _payReferral(address referrer, address subject, uint256 protocolFee) internal returns (uint256) {
-        address bound = _referrers[msg.sender];
-        if (bound == address(0)) {
-            bound = referrer;
+    /// subject, nor the market): binds `referrer` to the buyer if none is bound yet — unless it is
+    /// the protocol fee destination, which is ignored (the protocol would pay itself a referral,
+    /// credited where a destination without a way to call the market could never withdraw it) —
+    /// then credits the BOUND referrer its share of `protocolFee`, unless the bound referrer is
+    /// this buy's subject (who would otherwise take both the subject fee and a cut of the protocol
+    /// fee on its own keys). Binding for good stops a trader from naming a fresh address of their
+    /// own on every trade; not reverting when another referrer is named keeps a UI's default
+    /// referrer from ever failing a trade. Returns the referral fee credited (at most 25% of
+    /// `protocolFee`), to whom, and whether this buy bound it; the caller emits the events after
+    /// the `Trade`.
+    function _payReferral(address referrer, address subject, uint256 protocolFee)
+        internal
+        returns (uint256 referralFee, address paid, bool bound)
+    {
+        paid = _referrers[msg.sender];
+        if (paid == address(0)) {
+            // Read only here, at binding: a buy by an already bound trader never reads it. (A
+            // bound referrer that later becomes the destination keeps earning: a known limit.)
+            if (referrer == _feeDestination) return (0, address(0), false);
+            paid = referrer;
+            bound = true;
             _referrers[msg.sender] = referrer;
-            emit ReferrerBound(msg.sender, referrer);
-        } else if (bound == subject) {
-            return protocolFee;
+        } else if (paid == subject) {
+            return (0, paid, false);
         }
-        // At most 25% of the fee (`MAX_REFERRAL_SHARE_BPS`), so this cannot underflow below.
-        uint256 referralFee = protocolFee * _referralShareBps / 10_000;
-        if (referralFee == 0) return protocolFee;
-        _credits[bound] += referralFee;
-        emit ReferralFeePaid(bound, msg.sender, subject, referralFee);
-        unchecked {
-            return protocolFee - referralFee;
-        }
+        // At most 25% of the fee (`MAX_REFERRAL_SHARE_BPS`).
+        referralFee = protocolFee * _referralShareBps / 10_000;
+        if (referralFee != 0) _credits[paid] += referralFee;
     }
 
     /// @dev Adds `amount` to the accrued protocol fees in `feeState` (the fee slot as read by this
@@ -321,7 +342,7 @@ contract KeyMarket is IKeyMarket, Ownable2Step, ReentrancyGuardTransient {
     function _accrueProtocolFee(uint256 feeState, uint256 amount) internal {
         if (amount == 0) return;
         uint256 accrued = (feeState >> _ACCRUED_SHIFT) + amount;
-        if (accrued > type(uint160).max) revert ProtocolFeesOverflow();
+        if (accrued > type(uint112).max) revert ProtocolFeesOverflow();
         _feeState = (feeState & ((uint256(1) << _ACCRUED_SHIFT) - 1)) | (accrued << _ACCRUED_SHIFT);
     }
 
@@ -432,7 +453,7 @@ contract KeyMarket is IKeyMarket, Ownable2Step, ReentrancyGuardTransient {
         returns (uint256 price, uint256 protocolFee, uint256 subjectFee, uint256 total)
     {
         price = getBuyPrice(subject, amount);
-        (protocolFee, subjectFee) = _feesOf(_feeState, price);
+        (protocolFee, subjectFee) = _feesOf(_inForce(_feeState), price);
         total = price + protocolFee + subjectFee;
     }
 
@@ -443,7 +464,7 @@ contract KeyMarket is IKeyMarket, Ownable2Step, ReentrancyGuardTransient {
         returns (uint256 price, uint256 protocolFee, uint256 subjectFee, uint256 proceeds)
     {
         price = getSellPrice(subject, amount);
-        (protocolFee, subjectFee) = _feesOf(_feeState, price);
+        (protocolFee, subjectFee) = _feesOf(_inForce(_feeState), price);
         proceeds = price - protocolFee - subjectFee;
     }
 
@@ -478,6 +499,22 @@ contract KeyMarket is IKeyMarket, Ownable2Step, ReentrancyGuardTransient {
         // Checked: a view may price an absurd amount whose fee product would overflow.
         protocolFee = price * (protocolUnits * FEE_UNIT) / 1 ether;
         subjectFee = price * (subjectUnits * FEE_UNIT) / 1 ether;
+    }
+
+    /// @dev The fee slot with the fees in force now: a scheduled increase counts from its
+    /// `effectiveAt`, whether or not `applyFeeIncrease` has written it down. Reads the scheduled
+    /// increases only when the slot says one is due (a comparison otherwise).
+    function _inForce(uint256 feeState) internal view returns (uint256) {
+        uint256 due = (feeState >> _DUE_SHIFT) & _MASK48;
+        if (due == 0 || due > block.timestamp) return feeState;
+        for (uint256 i = 0; i < 2; i++) {
+            PendingFeeIncrease memory p = _pendingIncreases[i];
+            if (p.effectiveAt != 0 && p.effectiveAt <= block.timestamp) {
+                uint256 shift = i == 0 ? 0 : _SUBJECT_UNITS_SHIFT;
+                feeState = (feeState & ~(_MASK48 << shift)) | (uint256(p.units) << shift);
+            }
+        }
+        return feeState;
     }
 
     /*//////////////////////////////////////////////////////////////
@@ -535,14 +572,15 @@ contract KeyMarket is IKeyMarket, Ownable2Step, ReentrancyGuardTransient {
         return _feeDestination;
     }
 
-    /// @notice The protocol fee percent in force, 1e18 = 100%.
+    /// @notice The protocol fee percent in force, 1e18 = 100%: a scheduled increase counts from
+    /// its `effectiveAt`, applied or not.
     function protocolFeePercent() external view returns (uint256) {
-        return (_feeState & _MASK48) * FEE_UNIT;
+        return (_inForce(_feeState) & _MASK48) * FEE_UNIT;
     }
 
-    /// @notice The subject fee percent in force, 1e18 = 100%.
+    /// @notice The subject fee percent in force, 1e18 = 100% (as `protocolFeePercent`).
     function subjectFeePercent() external view returns (uint256) {
-        return ((_feeState >> _SUBJECT_UNITS_SHIFT) & _MASK48) * FEE_UNIT;
+        return ((_inForce(_feeState) >> _SUBJECT_UNITS_SHIFT) & _MASK48) * FEE_UNIT;
     }
 
     /// @notice The referrer's share of the protocol fee, in basis points.
@@ -565,8 +603,9 @@ contract KeyMarket is IKeyMarket, Ownable2Step, ReentrancyGuardTransient {
 
     /// @notice Sets the protocol fee percent (1e18 = 100%), at most `MAX_FEE_PERCENT`. A decrease
     /// or the current value applies at once and cancels any scheduled increase; an increase is
-    /// scheduled for `FEE_INCREASE_DELAY` from now (replacing any scheduled one) and applied by
-    /// `applyFeeIncrease`, so traders see it coming.
+    /// scheduled for `FEE_INCREASE_DELAY` from now (replacing any scheduled one, a due one first
+    /// written down as in force) and counts from then in every trade and quote, so traders see it
+    /// coming and nobody can choose the moment it starts.
     /// @param percent The new percent.
     function setProtocolFeePercent(uint256 percent) external onlyOwner {
         _setFeePercent(true, percent);
@@ -580,10 +619,16 @@ contract KeyMarket is IKeyMarket, Ownable2Step, ReentrancyGuardTransient {
     }
 
     /// @inheritdoc IKeyMarket
-    /// @dev Permissionless: once announced and due, an increase needs no further owner action,
-    /// and anyone (a keeper, the owner, a trader) may apply it.
+    /// @dev Permissionless and without effect on any trade: a due increase is already in force
+    /// from its `effectiveAt` (see `_inForce`); this only writes it down (and emits the
+    /// `*FeePercentUpdated` event).
     function applyFeeIncrease() external nonReentrant {
-        bool applied;
+        if (!_writeDownDue()) revert NoFeeIncreaseDue();
+    }
+
+    /// @dev Writes the due scheduled increases into the fee slot as the fees in force; whether
+    /// there was one.
+    function _writeDownDue() internal returns (bool applied) {
         for (uint256 i = 0; i < 2; i++) {
             PendingFeeIncrease memory p = _pendingIncreases[i];
             if (p.effectiveAt != 0 && p.effectiveAt <= block.timestamp) {
@@ -592,7 +637,15 @@ contract KeyMarket is IKeyMarket, Ownable2Step, ReentrancyGuardTransient {
                 applied = true;
             }
         }
-        if (!applied) revert NoFeeIncreaseDue();
+        if (applied) _writeNextDue();
+    }
+
+    /// @dev Records in the fee slot when the earliest scheduled increase is due (0: none).
+    function _writeNextDue() internal {
+        uint256 a = _pendingIncreases[0].effectiveAt;
+        uint256 b = _pendingIncreases[1].effectiveAt;
+        uint256 next = a == 0 ? b : (b == 0 || a < b ? a : b);
+        _feeState = (_feeState & ~(_MASK48 << _DUE_SHIFT)) | (next << _DUE_SHIFT);
     }
 
     /// @notice Sets the referrer's share of the protocol fee, in basis points, at most
@@ -622,6 +675,9 @@ contract KeyMarket is IKeyMarket, Ownable2Step, ReentrancyGuardTransient {
     /// every `*FeePercentUpdated` of a fee clears its scheduled increase.
     function _setFeePercent(bool protocol, uint256 percent) internal {
         uint48 units = _toFeeUnits(percent);
+        // A due increase is in force already: written down first, so that "current" is the fee
+        // trades pay now.
+        _writeDownDue();
         uint256 current = (_feeState >> (protocol ? 0 : _SUBJECT_UNITS_SHIFT)) & _MASK48;
         PendingFeeIncrease storage pending = _pendingIncreases[protocol ? 0 : 1];
         if (units > current) {
@@ -633,6 +689,7 @@ contract KeyMarket is IKeyMarket, Ownable2Step, ReentrancyGuardTransient {
             if (pending.effectiveAt != 0) delete _pendingIncreases[protocol ? 0 : 1];
             _writeFeeUnits(protocol, units);
         }
+        _writeNextDue();
     }
 
     /// @dev Writes a fee percent into the fee slot, keeping the other fee and the accrued fees.
@@ -678,13 +735,13 @@ contract KeyMarket is IKeyMarket, Ownable2Step, ReentrancyGuardTransient {
     }
 
     /// @dev `supply` and `selfBalance` are < 2^64 by the callers' checks; pending fees are checked
-    /// here, because a silent truncation would lose a subject's money.
+    /// here (`SubjectFeesOverflow`), because a silent truncation would lose a subject's money.
     function _pack(uint256 supply, uint256 selfBalance, uint8 curve, uint256 pendingFees)
         internal
         pure
         returns (uint256)
     {
-        if (pendingFees >= uint256(1) << (256 - _FEES_SHIFT)) revert SupplyOverflow();
+        if (pendingFees >= uint256(1) << (256 - _FEES_SHIFT)) revert SubjectFeesOverflow();
         return supply | (selfBalance << _SELF_SHIFT) | (uint256(curve) << _CURVE_SHIFT) | (pendingFees << _FEES_SHIFT);
     }
 }

@@ -2,7 +2,7 @@
 pragma solidity 0.8.37;
 
 import {KeyMarketFixture} from "./utils/KeyMarketFixture.sol";
-import {FriendtechLayout} from "../src/reference/FriendtechLayout.sol";
+import {FriendtechLayout} from "./fixtures/FriendtechLayout.sol";
 
 /// @notice The friend.tech-layout market behaves as friend.tech does (its formula, its kept
 /// excess, its pushed fees), so tools tested against it are tested against friend.tech's ABI.

@@ -48,29 +48,74 @@ contract KeyMarketSafetyTest is KeyMarketFixture {
                       1. REFERRAL SELF-DEALING
     //////////////////////////////////////////////////////////////*/
 
+    /// @notice A buy naming an invalid referrer goes through as an unreferred buy: nothing paid,
+    /// nothing bound, the protocol keeps its whole fee (third pass: a referral never fails a
+    /// trade; it used to revert with `InvalidReferrer`).
+    function _assertIgnoredReferrer(address buyer, address named) internal {
+        uint256 price = market.getBuyPrice(subject, 1);
+        uint256 accruedBefore = market.accruedProtocolFees();
+        uint256 namedBefore = market.withdrawable(named);
+        vm.recordLogs();
+        _referredBuy(buyer, subject, 1, named);
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        for (uint256 i = 0; i < logs.length; i++) {
+            vm.assertTrue(logs[i].topics[0] != IKeyMarket.ReferrerBound.selector, "nothing bound");
+            vm.assertTrue(logs[i].topics[0] != IKeyMarket.ReferralFeePaid.selector, "nothing paid");
+        }
+        vm.assertEq(market.referrerOf(buyer), address(0), "no referrer bound");
+        vm.assertEq(market.accruedProtocolFees() - accruedBefore, _protocolFeeOf(price), "the protocol keeps all");
+        if (named != subject) vm.assertEq(market.withdrawable(named), namedBefore, "nothing credited");
+    }
+
     function test_referral_cannotSelfDeal_viaBuyer() public {
         _open(subject);
-        vm.prank(alice);
-        vm.expectRevert(abi.encodeWithSelector(IKeyMarket.InvalidReferrer.selector, alice));
-        market.buySharesBounded{value: 1 ether}(subject, 1, 1 ether, alice, block.timestamp);
+        _assertIgnoredReferrer(alice, alice);
     }
 
     /// @notice A subject cannot take a cut of the protocol fee on its own keys by being named
-    /// referrer (it already earns the subject fee).
+    /// referrer (it already earns the subject fee); a front end naming itself as default referrer
+    /// on its own keys does not fail its users' buys.
     function test_referral_cannotSelfDeal_viaSubject() public {
         _open(subject);
-        vm.prank(alice);
-        vm.expectRevert(abi.encodeWithSelector(IKeyMarket.InvalidReferrer.selector, subject));
-        market.buySharesBounded{value: 1 ether}(subject, 1, 1 ether, subject, block.timestamp);
-        vm.assertEq(market.withdrawable(subject), 0, "nothing credited to the subject");
+        uint256 subjectBefore = market.withdrawable(subject);
+        uint256 price = market.getBuyPrice(subject, 1);
+        _assertIgnoredReferrer(alice, subject);
+        vm.assertEq(market.withdrawable(subject) - subjectBefore, price * SUBJECT_FEE / 1 ether, "only its fee");
     }
 
     /// @notice A referral credit to the market itself could never be withdrawn.
     function test_referral_cannotStrandFeesOnMarket() public {
         _open(subject);
-        vm.prank(alice);
-        vm.expectRevert(abi.encodeWithSelector(IKeyMarket.InvalidReferrer.selector, address(market)));
-        market.buySharesBounded{value: 1 ether}(subject, 1, 1 ether, address(market), block.timestamp);
+        _assertIgnoredReferrer(alice, address(market));
+    }
+
+    /// @notice The protocol fee destination is never bound as a referrer: the protocol would pay
+    /// itself a referral, credited where a destination that cannot call the market could never
+    /// withdraw it. The trader stays free to bind a real referrer later.
+    function test_referral_feeDestinationIsNeverBound() public {
+        _open(subject);
+        _assertIgnoredReferrer(alice, feeDestination);
+        _referredBuy(alice, subject, 1, bob);
+        vm.assertEq(market.referrerOf(alice), bob, "a real referrer binds afterwards");
+    }
+
+    /// @notice The referral's events follow the buy's `Trade`: a consumer reading the logs in
+    /// order meets the trade first (they used to come before it).
+    function test_referral_eventsFollowTheirTrade() public {
+        _open(subject);
+        vm.recordLogs();
+        _referredBuy(alice, subject, 2, bob);
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        vm.assertEq(logs.length, 3, "trade, bound, paid");
+        vm.assertEq(logs[0].topics[0], IKeyMarket.Trade.selector, "the trade first");
+        vm.assertEq(logs[1].topics[0], IKeyMarket.ReferrerBound.selector, "then the binding");
+        vm.assertEq(logs[2].topics[0], IKeyMarket.ReferralFeePaid.selector, "then the payment");
+        vm.recordLogs();
+        _referredBuy(alice, subject, 1, carol);
+        logs = vm.getRecordedLogs();
+        vm.assertEq(logs.length, 2, "trade, paid");
+        vm.assertEq(logs[0].topics[0], IKeyMarket.Trade.selector, "the trade first");
+        vm.assertEq(logs[1].topics[0], IKeyMarket.ReferralFeePaid.selector, "then the payment");
     }
 
     /// @notice The protocol always keeps at least 75% of its fee.
@@ -278,8 +323,8 @@ contract KeyMarketSafetyTest is KeyMarketFixture {
         _buy(alice, subject, 3);
         uint256 pf = _protocolFeeOf(market.getBuyPrice(subject, 2));
         uint256 word = uint256(vm.load(address(market), bytes32(FEE_STATE_SLOT)));
-        uint256 nearFull = type(uint160).max - pf + 1; // one wei short of room for the next fee
-        word = (word & ((uint256(1) << 96) - 1)) | (nearFull << 96);
+        uint256 nearFull = type(uint112).max - pf + 1; // one wei short of room for the next fee
+        word = (word & ((uint256(1) << 144) - 1)) | (nearFull << 144);
         vm.store(address(market), bytes32(FEE_STATE_SLOT), bytes32(word));
         vm.assertEq(market.accruedProtocolFees(), nearFull, "stored");
         uint256 cost = market.getBuyPriceAfterFee(subject, 2);
@@ -287,9 +332,9 @@ contract KeyMarketSafetyTest is KeyMarketFixture {
         vm.expectRevert(IKeyMarket.ProtocolFeesOverflow.selector);
         market.buyShares{value: cost}(subject, 2);
         // One wei less accrued and the fee fits exactly.
-        vm.store(address(market), bytes32(FEE_STATE_SLOT), bytes32(word - (uint256(1) << 96)));
+        vm.store(address(market), bytes32(FEE_STATE_SLOT), bytes32(word - (uint256(1) << 144)));
         _buy(alice, subject, 2);
-        vm.assertEq(market.accruedProtocolFees(), type(uint160).max, "full, not wrapped");
+        vm.assertEq(market.accruedProtocolFees(), type(uint112).max, "full, not wrapped");
     }
 
     /*//////////////////////////////////////////////////////////////
@@ -533,6 +578,83 @@ contract KeyMarketSafetyTest is KeyMarketFixture {
         vm.assertEq(alice.balance - before, proceeds, "the quote is what the trade pays");
         vm.expectRevert(abi.encodeWithSelector(IKeyMarket.InsufficientSupply.selector, 3, 4));
         market.quoteSell(subject, 4);
+    }
+
+    /// @notice Third pass: a due increase counts from its `effectiveAt` in every trade and quote,
+    /// whether or not anyone applied it — so nobody (the owner, a subject, anyone) chooses the
+    /// moment it starts by applying it in front of a large sell. (It used to wait, with no
+    /// expiry, for `applyFeeIncrease`: quotes showed the old fee, and whoever applied it in front
+    /// of a plain `sellShares` took 10% of its price.)
+    function test_feeIncrease_dueCountsFromItsTimeAppliedOrNot() public {
+        _open(subject);
+        _buy(alice, subject, 40);
+        vm.prank(owner);
+        market.setProtocolFeePercent(0.1 ether);
+        (, uint256 effectiveAt) = market.pendingProtocolFeeIncrease();
+        vm.warp(effectiveAt - 1);
+        (uint256 price, uint256 pf,,) = market.quoteSell(subject, 30);
+        vm.assertEq(pf, price * PROTOCOL_FEE / 1 ether, "not yet");
+        vm.warp(effectiveAt);
+        (price, pf,,) = market.quoteSell(subject, 30);
+        vm.assertEq(pf, price * 0.1 ether / 1 ether, "in force at its time, not applied");
+        vm.assertEq(market.protocolFeePercent(), 0.1 ether, "the fee in force");
+        uint256 quoted = market.getSellPriceAfterFee(subject, 30);
+        // Applying it changes no price: whoever applies it in front of the sell takes nothing.
+        vm.prank(bob);
+        market.applyFeeIncrease();
+        vm.assertEq(market.getSellPriceAfterFee(subject, 30), quoted, "applying moves nothing");
+        uint256 before = alice.balance;
+        vm.prank(alice);
+        market.sellShares(subject, 30);
+        vm.assertEq(alice.balance - before, quoted, "the seller receives what was quoted");
+    }
+
+    /// @notice A trade after `effectiveAt` pays the scheduled fee although nobody applied it: the
+    /// protocol accrues the new fee, and a plain buy sent with the old quote pays the new one.
+    function test_feeIncrease_tradeAfterItsTimePaysTheScheduledFee() public {
+        _open(subject);
+        vm.startPrank(owner);
+        market.setProtocolFeePercent(0.08 ether);
+        market.setSubjectFeePercent(0.07 ether);
+        vm.stopPrank();
+        vm.warp(block.timestamp + market.FEE_INCREASE_DELAY());
+        uint256 price = market.getBuyPrice(subject, 3);
+        uint256 accruedBefore = market.accruedProtocolFees();
+        uint256 subjectBefore = market.withdrawable(subject);
+        uint256 cost = _buy(alice, subject, 3);
+        vm.assertEq(cost, price + price * 0.08 ether / 1 ether + price * 0.07 ether / 1 ether, "the new fees");
+        vm.assertEq(market.accruedProtocolFees() - accruedBefore, price * 0.08 ether / 1 ether, "protocol");
+        vm.assertEq(market.withdrawable(subject) - subjectBefore, price * 0.07 ether / 1 ether, "subject");
+    }
+
+    /// @notice A new schedule (or a decrease) while an increase is due: the due one was in force,
+    /// so it is written down first — "current" in the new `FeeIncreaseScheduled` is the fee
+    /// trades were paying.
+    function test_feeIncrease_newScheduleWritesDownADueOne() public {
+        vm.prank(owner);
+        market.setProtocolFeePercent(0.07 ether);
+        vm.warp(block.timestamp + market.FEE_INCREASE_DELAY());
+        vm.expectEmit(address(market));
+        emit IKeyMarket.ProtocolFeePercentUpdated(PROTOCOL_FEE, 0.07 ether);
+        vm.expectEmit(address(market));
+        emit IKeyMarket.FeeIncreaseScheduled(true, 0.07 ether, 0.09 ether, block.timestamp + 24 hours);
+        vm.prank(owner);
+        market.setProtocolFeePercent(0.09 ether);
+        vm.assertEq(market.protocolFeePercent(), 0.07 ether, "the due one stays in force");
+    }
+
+    /// @notice A subject's unwithdrawn fees that would overflow their bits revert with their own
+    /// error (it used to be `SupplyOverflow`, which named the wrong thing).
+    function test_subjectFees_overflowHasItsOwnError() public {
+        _open(subject);
+        bytes32 slot = keccak256(abi.encode(subject, uint256(8))); // _subjects[subject]
+        uint256 word = uint256(vm.load(address(market), slot));
+        uint256 full = (uint256(1) << 120) - 1;
+        vm.store(address(market), slot, bytes32((word & ((uint256(1) << 136) - 1)) | (full << 136)));
+        uint256 cost = market.getBuyPriceAfterFee(subject, 1);
+        vm.prank(alice);
+        vm.expectRevert(IKeyMarket.SubjectFeesOverflow.selector);
+        market.buyShares{value: cost}(subject, 1);
     }
 
     function test_quoteBuy_usesFeesInForceNotPending() public {

@@ -207,11 +207,12 @@ contract KeyMarketTest is KeyMarketFixture {
         vm.assertEq(bob.balance - bobBefore, referral, "referrer withdraws");
     }
 
-    function test_buyBounded_revertsWhen_selfReferral() public {
+    function test_buyBounded_selfReferralIsIgnored() public {
         _open(subject);
         vm.prank(alice);
-        vm.expectRevert(abi.encodeWithSelector(IKeyMarket.InvalidReferrer.selector, alice));
         market.buySharesBounded{value: 1 ether}(subject, 1, 1 ether, alice, block.timestamp);
+        vm.assertEq(market.referrerOf(alice), address(0), "not bound");
+        vm.assertEq(market.withdrawable(alice), 0, "not paid");
     }
 
     function test_sellBounded_revertsWhen_proceedsBelowMin() public {

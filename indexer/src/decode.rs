@@ -458,6 +458,47 @@ pub(crate) mod tests {
         l
     }
 
+    /// A referred buy's logs in either order — the referral before its `Trade` (KeyMarket before
+    /// its third pass, still on chains) or after it (since) — decode to the same trade and the
+    /// same referral, apart from their log indexes: nothing pairs a referral with a trade by
+    /// position.
+    #[test]
+    fn a_referral_before_or_after_its_trade_decodes_the_same() {
+        let paid = event_log(
+            KeyMarket::ReferralFeePaid {
+                referrer: Address::repeat_byte(0xaa),
+                trader: Address::repeat_byte(0xbb),
+                subject: Address::repeat_byte(0xcc),
+                amount: alloy::primitives::U256::from(5_000u64),
+            }
+            .encode_log_data(),
+        );
+        let at = |mut l: RpcLog, i: u64| {
+            l.log_index = Some(alloy::primitives::U64::from(i));
+            l
+        };
+        let decode = |logs: [RpcLog; 2]| {
+            let (mut trade, mut referral) = (None, None);
+            for l in &logs {
+                match MarketEvent::from_log(1, l, Some(9)).unwrap() {
+                    MarketEvent::Trade(mut t) => {
+                        t.log_index = 0;
+                        trade = Some(t);
+                    }
+                    MarketEvent::Referral(mut r) => {
+                        r.log_index = 0;
+                        referral = Some(r);
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+            (trade.unwrap(), referral.unwrap())
+        };
+        let before = decode([at(paid.clone(), 0), at(log(), 1)]);
+        let after = decode([at(log(), 0), at(paid, 1)]);
+        assert_eq!(before, after);
+    }
+
     #[test]
     fn decodes_referral_payouts_and_fee_settings() {
         use KeyMarket::*;

@@ -78,14 +78,14 @@ fn sentence(e: &E) -> String {
             format!("referral share {bps} bps is above the cap")
         }
         E::ZeroAddress(_) => "the zero address is not allowed here".into(),
-        E::InvalidReferrer(K::InvalidReferrer { referrer }) => format!(
-            "{referrer} cannot be the referrer: neither the buyer, nor the subject, nor the market"
-        ),
         E::InvalidFeeDestination(K::InvalidFeeDestination { destination }) => {
             format!("{destination} cannot receive protocol fees")
         }
         E::NoFeeIncreaseDue(_) => "no scheduled fee increase is due yet".into(),
         E::ProtocolFeesOverflow(_) => "accrued protocol fees would overflow: flush them first".into(),
+        E::SubjectFeesOverflow(_) => {
+            "the subject's unwithdrawn fees would overflow: the subject must withdraw them first".into()
+        }
         E::RenounceOwnershipDisabled(_) => "ownership cannot be renounced on this market".into(),
         E::InvalidCurve(K::InvalidCurve { curve }) => {
             format!("curve {curve} does not exist: use standard (0) or steep (1)")

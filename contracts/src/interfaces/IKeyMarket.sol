@@ -71,11 +71,6 @@ interface IKeyMarket {
     /// @notice Thrown when the zero address is given where an account is required.
     error ZeroAddress();
 
-    /// @notice Thrown when a buy names as referrer the buyer, the subject whose keys are bought, or
-    /// the market itself (address(0) means no referrer and is always accepted).
-    /// @param referrer The referrer named.
-    error InvalidReferrer(address referrer);
-
     /// @notice Thrown when the owner sets the market itself as the protocol fee destination.
     /// @param destination The address refused.
     error InvalidFeeDestination(address destination);
@@ -83,9 +78,13 @@ interface IKeyMarket {
     /// @notice Thrown when `applyFeeIncrease` finds no scheduled fee increase whose time has come.
     error NoFeeIncreaseDue();
 
-    /// @notice Thrown when the accrued protocol fees would no longer fit their 160 bits (they are
-    /// never truncated).
+    /// @notice Thrown when the accrued protocol fees would no longer fit their 112 bits (5 × 10^15
+    /// ETH; they are never truncated).
     error ProtocolFeesOverflow();
+
+    /// @notice A subject's unwithdrawn fees would no longer fit their 120 bits in its slot
+    /// (withdraw them first); a truncation would lose the subject's money.
+    error SubjectFeesOverflow();
 
     /// @notice Thrown by `renounceOwnership`, which is disabled: without an owner the fee settings
     /// would be frozen forever.
@@ -158,14 +157,16 @@ interface IKeyMarket {
     /// @param amount The amount sent, in wei.
     event ProtocolFeesFlushed(address indexed destination, uint256 amount);
 
-    /// @notice Emitted when the owner raises a fee percent: the increase takes effect only through
-    /// `applyFeeIncrease`, at or after `effectiveAt`. A later `ProtocolFeePercentUpdated` (for
-    /// `protocol`) or `SubjectFeePercentUpdated` (otherwise) clears it: either the increase was
-    /// applied, or a decrease, an equal value or a new schedule replaced it.
+    /// @notice Emitted when the owner raises a fee percent: the increase is in force from
+    /// `effectiveAt` (block time) in every trade and quote, whether or not `applyFeeIncrease`
+    /// writes it down. A later `ProtocolFeePercentUpdated` (for `protocol`) or
+    /// `SubjectFeePercentUpdated` (otherwise) clears it: either the increase was written down, or
+    /// a decrease, an equal value or a new schedule replaced it (a new schedule first writes down
+    /// a due one).
     /// @param protocol True for the protocol fee, false for the subject fee.
     /// @param current The percent in force (1e18 = 100%).
     /// @param pending The scheduled percent.
-    /// @param effectiveAt The earliest timestamp at which it can be applied.
+    /// @param effectiveAt The time from which it is in force.
     event FeeIncreaseScheduled(bool protocol, uint256 current, uint256 pending, uint256 effectiveAt);
 
     /// @notice Emitted when an ETH transfer to a recipient failed and became a withdrawable balance.
@@ -264,10 +265,16 @@ interface IKeyMarket {
     //////////////////////////////////////////////////////////////*/
 
     /// @notice Buys keys with a cost limit, an optional referrer and a deadline; excess ETH is refunded.
-    /// @dev A named referrer must not be the buyer, the subject or the market (`InvalidReferrer`).
-    /// The buyer's first referred buy binds that referrer for good (`ReferrerBound`); every later
-    /// referred buy credits the bound referrer whoever is named, and none when the bound referrer
-    /// is the subject of that buy. A buy naming address(0) pays no referral.
+    /// @dev A referral never fails a buy: a referrer that is the buyer, the subject or the market
+    /// is ignored (no referral paid, nothing bound), and so is the protocol fee destination at
+    /// binding. The buyer's first referred buy binds that referrer for good (`ReferrerBound`);
+    /// every later referred buy credits the bound referrer whoever is named, and none when the
+    /// bound referrer is the subject of that buy. A buy naming address(0) pays no referral. The
+    /// `ReferrerBound` and `ReferralFeePaid` events follow the buy's `Trade`. An address that can
+    /// never call `withdraw` (a contract without the call) can still be named: its credit would
+    /// stay in the market — a front end should name an address that can withdraw.
+    /// Fees: the trade pays the fees its quote showed, unless a scheduled increase becomes due in
+    /// between (visible in `pendingProtocolFeeIncrease` / `pendingSubjectFeeIncrease`).
     /// @param subject The subject whose keys to buy.
     /// @param amount The number of keys.
     /// @param maxCost The most the buyer will pay, fees included, in wei.
@@ -356,13 +363,15 @@ interface IKeyMarket {
     /// @return amount The amount sent.
     function flushProtocolFees() external returns (uint256 amount);
 
-    /// @notice Applies every scheduled fee increase whose time has come; anyone may call it.
-    /// Reverts with `NoFeeIncreaseDue` if there is none.
+    /// @notice Writes down every scheduled fee increase whose time has come (already in force in
+    /// every trade and quote from its `effectiveAt`); anyone may call it, and it changes no
+    /// trade's price. Reverts with `NoFeeIncreaseDue` if there is none.
     function applyFeeIncrease() external;
 
     /// @notice The scheduled protocol fee increase, if any.
     /// @return percent The scheduled percent (1e18 = 100%); 0 if none.
-    /// @return effectiveAt The earliest timestamp at which it can be applied; 0 if none.
+    /// @return effectiveAt The time from which it is in force (it may have passed: a due increase
+    /// is in force until written down, then this returns zeros); 0 if none.
     function pendingProtocolFeeIncrease() external view returns (uint256 percent, uint256 effectiveAt);
 
     /// @notice The scheduled subject fee increase, if any.

@@ -43,8 +43,15 @@ contract Handler is Test {
     uint256 public ghostViolations; // must stay 0: see `_violation`
     uint256 public ghostFeeIncreasesApplied;
     uint256 public ghostReferralsPaid;
-    uint256 public ghostInvalidReferrersRefused;
+    uint256 public ghostInvalidReferrersIgnored;
     uint256 public ghostReferralsToBoundSubjectSkipped;
+    uint256 public ghostTradesAtScheduledFee; // trades at or after a scheduled increase's time, not applied
+    /// @dev The handler's own model of the fees: [0] protocol, [1] subject — the percent written
+    /// down, and the scheduled increase (percent, time). A trade pays the scheduled percent from
+    /// its time on, written down or not.
+    uint256[2] internal ghostFee;
+    uint256[2] internal ghostPending;
+    uint256[2] internal ghostPendingAt;
 
     constructor(
         KeyMarket market_,
@@ -60,6 +67,25 @@ contract Handler is Test {
         actors = actors_;
         subjects = subjects_;
         outsiders = outsiders_;
+        ghostFee[0] = market_.protocolFeePercent();
+        ghostFee[1] = market_.subjectFeePercent();
+    }
+
+    /// @dev The fee percent a trade pays now, by the model.
+    function _feeNow(uint256 i) internal view returns (uint256) {
+        if (ghostPendingAt[i] != 0 && ghostPendingAt[i] <= block.timestamp) return ghostPending[i];
+        return ghostFee[i];
+    }
+
+    /// @dev Writes down the model's due increases (what `setFee` and `applyFeeIncrease` do).
+    function _writeDownDue() internal {
+        for (uint256 i = 0; i < 2; i++) {
+            if (ghostPendingAt[i] != 0 && ghostPendingAt[i] <= block.timestamp) {
+                ghostFee[i] = ghostPending[i];
+                ghostPending[i] = 0;
+                ghostPendingAt[i] = 0;
+            }
+        }
     }
 
     function actorCount() external view returns (uint256) {
@@ -96,12 +122,14 @@ contract Handler is Test {
 
     /// @dev `s` buys its first keys on `curve`.
     function _openFor(address s, uint8 curve, uint256 amount) internal {
-        uint256 cost = market.getPriceOnCurve(curve, 0, amount) * 12 / 10; // fees are at most 10% + 10%
+        uint256 price = market.getPriceOnCurve(curve, 0, amount);
+        uint256 cost = price * 12 / 10; // fees are at most 10% + 10%
         vm.deal(s, s.balance + cost);
         vm.recordLogs();
         vm.prank(s);
         market.buyFirstShares{value: cost}(curve, amount);
-        _tally(s, s, address(0));
+        // No quote for a subject not yet open: the fees in force by the model.
+        _tally(s, s, address(0), price * _feeNow(0) / 1 ether, price * _feeNow(1) / 1 ether);
         ghostBuys++;
     }
 
@@ -119,22 +147,27 @@ contract Handler is Test {
         extra = bound(extra, 0, 1 ether);
         vm.deal(a, a.balance + cost + extra);
         address referrer = _referrer(referrerSeed, a);
-        bool invalid = referrer != address(0) && (referrer == a || referrer == s || referrer == address(market));
+        // Ignored, never refused: the buyer, the subject, the market, and the fee destination when
+        // it would be bound.
+        bool invalid = referrer == a || referrer == s || referrer == address(market)
+            || (referrer == address(destination) && market.referrerOf(a) == address(0));
+        (, uint256 quotedProtocol, uint256 quotedSubject,) = market.quoteBuy(s, amount);
         vm.recordLogs();
         vm.prank(a);
         if (referrerSeed % 7 == 0) {
             market.buyShares{value: cost + extra}(s, amount);
             referrer = address(0);
         } else {
-            try market.buySharesBounded{value: cost + extra}(s, amount, cost, referrer, block.timestamp) {
-                if (invalid) _violation(); // an invalid referrer was accepted
-            } catch (bytes memory reason) {
-                if (!invalid || bytes4(reason) != IKeyMarket.InvalidReferrer.selector) _violation();
-                ghostInvalidReferrersRefused++;
+            // Bounded by the quote: a quote is what the trade charges, so it never reverts.
+            try market.buySharesBounded{value: cost + extra}(s, amount, cost, referrer, block.timestamp) {}
+            catch {
+                _violation();
                 return;
             }
+            if (invalid && referrer != address(0)) ghostInvalidReferrersIgnored++;
+            if (invalid) referrer = address(0);
         }
-        _tally(a, s, referrer);
+        _tally(a, s, referrer, quotedProtocol, quotedSubject);
         ghostBuys++;
     }
 
@@ -152,7 +185,7 @@ contract Handler is Test {
         if (kind <= 4) return _subject(seed >> 16);
         if (kind == 5) return buyer;
         if (kind == 6) return outsiders[(seed >> 16) % outsiders.length];
-        return address(market);
+        return (seed >> 16) % 2 == 0 ? address(market) : address(destination);
     }
 
     function sell(uint256 actorSeed, uint256 subjectSeed, uint256 amount) external {
@@ -162,10 +195,11 @@ contract Handler is Test {
         uint256 held = market.sharesBalance(s, a);
         if (supply <= 1 || held == 0) return;
         amount = bound(amount, 1, held < supply - 1 ? held : supply - 1);
+        (, uint256 quotedProtocol, uint256 quotedSubject,) = market.quoteSell(s, amount);
         vm.recordLogs();
         vm.prank(a);
         market.sellShares(s, amount);
-        _tally(a, s, address(0));
+        _tally(a, s, address(0), quotedProtocol, quotedSubject);
         ghostSells++;
     }
 
@@ -178,14 +212,16 @@ contract Handler is Test {
         uint256 cost = market.getBuyPriceAfterFee(s, amount);
         vm.deal(a, a.balance + cost);
         uint256 before = a.balance + market.withdrawable(a);
+        (, uint256 qp, uint256 qs,) = market.quoteBuy(s, amount);
         vm.recordLogs();
         vm.prank(a);
         market.buyShares{value: cost}(s, amount);
-        _tally(a, s, address(0));
+        _tally(a, s, address(0), qp, qs);
+        (, qp, qs,) = market.quoteSell(s, amount);
         vm.recordLogs();
         vm.prank(a);
         market.sellShares(s, amount);
-        _tally(a, s, address(0));
+        _tally(a, s, address(0), qp, qs);
         uint256 after_ = a.balance + market.withdrawable(a);
         if (after_ > before) ghostRoundTripProfit += after_ - before;
     }
@@ -235,6 +271,18 @@ contract Handler is Test {
         vm.prank(owner);
         if (protocol) market.setProtocolFeePercent(percent);
         else market.setSubjectFeePercent(percent);
+        // The model: a due increase written down first, then a decrease at once or a schedule.
+        _writeDownDue();
+        uint256 i = protocol ? 0 : 1;
+        if (current != ghostFee[i]) _violation(); // the fee in force is the model's
+        if (percent > ghostFee[i]) {
+            ghostPending[i] = percent;
+            ghostPendingAt[i] = block.timestamp + 24 hours;
+        } else {
+            ghostFee[i] = percent;
+            ghostPending[i] = 0;
+            ghostPendingAt[i] = 0;
+        }
         uint256 now_ = protocol ? market.protocolFeePercent() : market.subjectFeePercent();
         (uint256 pending, uint256 effectiveAt) =
             protocol ? market.pendingProtocolFeeIncrease() : market.pendingSubjectFeeIncrease();
@@ -263,6 +311,7 @@ contract Handler is Test {
         bool sDue = sAt != 0 && sAt <= block.timestamp;
         vm.prank(_actor(callerSeed));
         try market.applyFeeIncrease() {
+            _writeDownDue();
             if (!pDue && !sDue) _violation();
             if (market.protocolFeePercent() != (pDue ? pp : pBefore)) _violation();
             if (market.subjectFeePercent() != (sDue ? sp : sBefore)) _violation();
@@ -276,7 +325,9 @@ contract Handler is Test {
     /// share of the protocol fee (at most `MAX_REFERRAL_SHARE_BPS`) when the buy named a referrer
     /// and the buyer's bound referrer is not the subject, none otherwise; only ever to the bound
     /// referrer, never to the buyer, the subject or the market.
-    function _tally(address trader, address subject, address named) internal {
+    function _tally(address trader, address subject, address named, uint256 quotedProtocol, uint256 quotedSubject)
+        internal
+    {
         Vm.Log[] memory logs = vm.getRecordedLogs();
         uint256 protocolFee;
         uint256 referral;
@@ -285,9 +336,17 @@ contract Handler is Test {
             if (logs[i].emitter != address(market)) continue;
             bytes32 topic = logs[i].topics[0];
             if (topic == IKeyMarket.Trade.selector) {
-                (,,,,, protocolFee,,) =
+                uint256 price;
+                uint256 subjectFee;
+                (,,,, price, protocolFee, subjectFee,) =
                     abi.decode(logs[i].data, (address, address, bool, uint256, uint256, uint256, uint256, uint256));
                 ghostProtocolFees += protocolFee;
+                // What the quote said, and the fee in force by the model: a scheduled increase
+                // from its time on, whether or not anyone applied it.
+                if (protocolFee != quotedProtocol || subjectFee != quotedSubject) _violation();
+                if (protocolFee != price * _feeNow(0) / 1 ether) _violation();
+                if (subjectFee != price * _feeNow(1) / 1 ether) _violation();
+                if (_feeNow(0) != ghostFee[0] || _feeNow(1) != ghostFee[1]) ghostTradesAtScheduledFee++;
             } else if (topic == IKeyMarket.ReferralFeePaid.selector) {
                 referrer = address(uint160(uint256(logs[i].topics[1])));
                 referral = abi.decode(logs[i].data, (uint256));

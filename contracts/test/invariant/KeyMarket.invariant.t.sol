@@ -94,10 +94,14 @@ contract KeyMarketInvariantTest is Test {
     function invariant_feesCappedAndIncreasesPending() public view {
         vm.assertLe(market.protocolFeePercent(), 0.1 ether, "protocol fee cap");
         vm.assertLe(market.subjectFeePercent(), 0.1 ether, "subject fee cap");
+        // A scheduled increase is above the fee in force until its time, and is the fee in force
+        // from then on (applied or not).
         (uint256 pp, uint256 pAt) = market.pendingProtocolFeeIncrease();
-        if (pAt != 0) vm.assertGt(pp, market.protocolFeePercent(), "pending protocol is an increase");
+        if (pAt > block.timestamp) vm.assertGt(pp, market.protocolFeePercent(), "pending protocol is an increase");
+        if (pAt != 0 && pAt <= block.timestamp) vm.assertEq(pp, market.protocolFeePercent(), "due protocol in force");
         (uint256 sp, uint256 sAt) = market.pendingSubjectFeeIncrease();
-        if (sAt != 0) vm.assertGt(sp, market.subjectFeePercent(), "pending subject is an increase");
+        if (sAt > block.timestamp) vm.assertGt(sp, market.subjectFeePercent(), "pending subject is an increase");
+        if (sAt != 0 && sAt <= block.timestamp) vm.assertEq(sp, market.subjectFeePercent(), "due subject in force");
     }
 
     /// @notice No trader is bound to itself or to the market as referrer.
