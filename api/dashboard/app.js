@@ -372,9 +372,11 @@ async function refreshTrader(address) {
     $("trader-address").textContent = address;
     $("trader-missing").textContent = e.message;
     $("trader-missing").hidden = false;
+    $("trader-body").hidden = true;
     return;
   }
   $("trader-missing").hidden = true;
+  $("trader-body").hidden = false;
   const trades = await api("/v1/trades", { trader: address, limit: TRADER_TRADES });
   const t = one.trader;
   $("trader-address").textContent = address;
