@@ -165,6 +165,10 @@ pub(crate) struct SimArgs {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Unix time of the first simulated block (default: just after the chain's latest block).
+    /// With the same --seed and --start on a fresh chain, the same trades, blocks and times.
+    #[arg(long, value_name = "UNIX_SECONDS")]
+    pub(crate) start: Option<u64>,
 }
 
 impl SimArgs {
@@ -198,6 +202,7 @@ impl SimArgs {
             fail_permille: self.fail_permille,
             referral_permille: self.referral_permille,
             progress: !self.json,
+            start: self.start,
             ..SimConfig::default()
         }
     }

@@ -7,9 +7,11 @@ use keymarket_indexer::{MarketSpec, RunReport, Store};
 use keymarket_simulate::SimReport;
 
 pub(crate) fn print_report(r: &SimReport, json: bool) -> Result<()> {
+    let calibration = keymarket_simulate::calibration::Calibration::of(r);
     if json {
         // Amounts in the one shape every JSON answer uses ({eth, wei}), not U256's hex.
         let mut v = serde_json::to_value(r)?;
+        v["calibration"] = serde_json::to_value(&calibration.figures)?;
         for (key, wei) in [
             ("buyVolume", r.buy_volume),
             ("sellVolume", r.sell_volume),
@@ -54,6 +56,10 @@ pub(crate) fn print_report(r: &SimReport, json: bool) -> Result<()> {
         r.trades_per_sec(),
         r.elapsed.as_secs_f64()
     );
+    println!("\nagainst friend.tech (Dune's figures; docs/simulator.md):");
+    for line in calibration.table().lines() {
+        println!("  {line}");
+    }
     if r.unexpected_reverts() > 0 {
         bail!(
             "{} trades reverted that were not built to revert, e.g. {:?}",

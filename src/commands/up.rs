@@ -44,12 +44,13 @@ pub(crate) struct UpArgs {
     /// chain), so its default is not `index`'s and `serve`'s `keymarket.db`.
     #[arg(long, default_value = ".keymarket/up.db", value_parser = sqlite_or_url)]
     pub(crate) database_url: String,
-    /// After the initial simulation, keep trading: this many trades per block... (about 1,400
-    /// an hour by default: a few hours of it stay in proportion to the history's busiest days)
-    #[arg(long, default_value_t = 2)]
+    /// After the initial simulation, keep trading: this many trades per block... (by default one
+    /// every 10 minutes: the rate of the history's last days, ~140 a day, so "today" stays in
+    /// proportion to them)
+    #[arg(long, default_value_t = 1)]
     pub(crate) live_trades: u64,
-    /// ...one block every this many seconds (0 = no live trading).
-    #[arg(long, default_value_t = 5)]
+    /// ...one block every this many seconds, at the wall clock's time (0 = no live trading).
+    #[arg(long, default_value_t = 600)]
     pub(crate) live_interval_secs: u64,
     #[command(flatten)]
     pub(crate) sim: SimArgs,
@@ -90,14 +91,10 @@ pub(crate) async fn up(args: UpArgs) -> Result<()> {
         None => args.sim.subjects() + 20,
         Some(_) => 50,
     };
-    // A history of N days ends about now: the chain starts N days (and an hour) ago.
+    // A history of N days ends now: the chain starts N days ago (and a minute, for the
+    // deployment's blocks); live blocks then carry the wall clock's time.
     let genesis = match args.sim.profile {
-        ProfileArg::Friendtech => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)?
-                .as_secs();
-            Some(now - u64::from(args.sim.days) * 86_400 - 3_600)
-        }
+        ProfileArg::Friendtech => Some(unix_now()? - u64::from(args.sim.days) * 86_400 - 60),
         ProfileArg::Flat => None,
     };
     info!(target: "keymarket::up", port = args.port, accounts, ?genesis, "starting anvil");
@@ -226,8 +223,15 @@ pub(crate) async fn up(args: UpArgs) -> Result<()> {
     Ok(())
 }
 
+/// The wall clock, in Unix seconds.
+fn unix_now() -> Result<u64> {
+    Ok(std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs())
+}
+
 /// `keymarket up`'s steady trade stream: a block of `live_trades` simulated trades every
-/// `live_interval_secs` (block timestamps advance by the same interval), until stopped.
+/// `live_interval_secs`, stamped with the wall clock's time, until stopped.
 pub(crate) async fn live_trading<P: Provider>(
     provider: &P,
     deployment: &Deployment,
@@ -239,6 +243,8 @@ pub(crate) async fn live_trading<P: Provider>(
     let mut tick = tokio::time::interval(Duration::from_secs(args.live_interval_secs));
     for round in 1u64.. {
         tick.tick().await;
+        // One block, at the wall clock's time (the flat profile puts it one interval after
+        // its start).
         let config = SimConfig {
             trades: args.live_trades,
             seed: args.sim.seed.wrapping_add(round),
@@ -246,6 +252,7 @@ pub(crate) async fn live_trading<P: Provider>(
             block_interval_secs: args.live_interval_secs,
             profile: keymarket_simulate::Profile::Flat,
             progress: false,
+            start: Some(unix_now()?.saturating_sub(args.live_interval_secs)),
             ..args.sim.config()
         };
         let r = keymarket_simulate::simulate(provider, deployment, &config).await?;

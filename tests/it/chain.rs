@@ -248,3 +248,83 @@ async fn simulate_rejects_a_deployment_from_another_chain() {
     .unwrap_err();
     assert!(err.to_string().contains("chain 1"), "{err}");
 }
+
+/// A generated market of `trades` trades over friend.tech's 60-day arc on a fresh anvil whose
+/// clock starts at a fixed time, started at a fixed time: (its report, every log of the chain).
+async fn calibrated_history(
+    trades: u64,
+    seed: u64,
+) -> (keymarket_simulate::SimReport, Vec<alloy::rpc::types::Log>) {
+    let anvil = alloy::node_bindings::Anvil::at(keymarket_contracts::toolchain::anvil_path())
+        .args(["--accounts", "10", "--balance", "1000000000"])
+        .args(["--gas-limit", "1000000000", "--order", "fifo"])
+        .args(["--timestamp", "1780000000"])
+        .try_spawn()
+        .expect("anvil starts");
+    let provider = ProviderBuilder::new().connect_http(anvil.endpoint_url());
+    let accounts = provider.get_accounts().await.unwrap();
+    let deployment = keymarket_contracts::deploy(
+        &provider,
+        &DeployConfig::friendtech_fees(accounts[0], Address::repeat_byte(0xfe)),
+    )
+    .await
+    .unwrap();
+    let traders = (trades / 12) as usize;
+    let config = SimConfig {
+        trades,
+        seed,
+        traders: Some(traders),
+        subjects: traders / 4,
+        profile: keymarket_simulate::Profile::Friendtech { days: 60 },
+        start: Some(1_780_000_100),
+        progress: false,
+        ..SimConfig::default()
+    };
+    let report = keymarket_simulate::simulate(&provider, &deployment, &config)
+        .await
+        .unwrap();
+    assert_eq!(
+        report.unexpected_reverts(),
+        0,
+        "{:?}",
+        report.unexpected_revert_txs
+    );
+    let logs = provider
+        .get_logs(&Filter::new().from_block(0))
+        .await
+        .unwrap();
+    (report, logs)
+}
+
+/// The default history (`up`'s: 20,000 trades, one trader per 12 trades, one subject per four
+/// traders, 60 days) lands inside every band calibrated against friend.tech's figures: prices
+/// per trade, the top subject's supply and price, how concentrated the market is, the buy/sell
+/// balance, net selling after the peak, TVL against protocol revenue (docs/simulator.md).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_default_history_lands_in_friendtechs_bands() {
+    let (report, _) = calibrated_history(20_000, 1).await;
+    let calibration = keymarket_simulate::calibration::Calibration::of(&report);
+    println!("{}", calibration.table());
+    let outside: Vec<_> = calibration.outside(&[]).iter().map(|f| f.key).collect();
+    assert!(
+        outside.is_empty(),
+        "out of band: {outside:?}\n{}",
+        calibration.table()
+    );
+}
+
+/// The same seed and start on a fresh chain give the same chain: every log, block and time.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_seed_and_start_give_the_same_chain() {
+    let ((a, logs_a), (b, logs_b)) =
+        tokio::join!(calibrated_history(1_200, 9), calibrated_history(1_200, 9));
+    assert!(a.trades > 1_000, "{a:?}");
+    assert_eq!((a.trades, a.buy_volume), (b.trades, b.buy_volume));
+    assert_eq!(logs_a.len(), logs_b.len());
+    for (x, y) in logs_a.iter().zip(&logs_b) {
+        assert_eq!(
+            (x.block_number, x.block_timestamp, x.log_index, &x.inner),
+            (y.block_number, y.block_timestamp, y.log_index, &y.inner)
+        );
+    }
+}

@@ -25,7 +25,7 @@ use alloy::{
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use keymarket_contracts::{Deployment, KeyMarket, curve};
-use rand::{SeedableRng, rngs::StdRng};
+use rand::{RngExt, SeedableRng, rngs::StdRng};
 use rand_distr::{Distribution, Zipf};
 use serde::Serialize;
 use tracing::{info, warn};
@@ -37,10 +37,12 @@ use crate::{
     plan::{Mirror, Planned, TRADE_GAS, cover_worst_case, plan_trade, trade_tx},
 };
 
+pub mod calibration;
 mod cast;
 mod mine;
 mod plan;
 pub mod profile;
+mod temperament;
 
 /// Errors of the simulator.
 #[derive(Debug, thiserror::Error)]
@@ -99,10 +101,15 @@ pub struct SimConfig {
     pub fail_permille: u32,
     /// Share of buys that name a referrer, in parts per thousand.
     pub referral_permille: u32,
-    /// Zipf exponent of subject popularity (friend.tech's is heavy-tailed: ~1.1).
+    /// Zipf exponent of subject popularity among the node's dev accounts (a generated
+    /// population uses its calibrated one, see docs/simulator.md).
     pub zipf_exponent: f64,
     /// Show a progress bar on stderr.
     pub progress: bool,
+    /// Unix time the run's blocks start from (not before the chain's latest block); `None`:
+    /// just after the latest block. With a fixed start and seed on the same chain state, a run
+    /// sends the same trades in the same blocks at the same times.
+    pub start: Option<u64>,
 }
 
 impl Default for SimConfig {
@@ -119,6 +126,7 @@ impl Default for SimConfig {
             referral_permille: 100,
             zipf_exponent: 1.1,
             progress: true,
+            start: None,
         }
     }
 }
@@ -157,9 +165,39 @@ pub struct SimReport {
     pub referral_fees: U256,
     /// The first few transactions that reverted without being built to (for diagnosis).
     pub unexpected_revert_txs: Vec<B256>,
+    /// Per subject: its trades, volume and supply after its last trade in this run.
+    #[serde(skip)]
+    pub subjects: std::collections::BTreeMap<Address, SubjectTally>,
+    /// Per UTC day (days since 1970-01-01, by block time): trades, buys, sells, volume.
+    #[serde(skip)]
+    pub days: std::collections::BTreeMap<u64, DayTally>,
     /// Wall-clock time of the run.
     #[serde(skip)]
     pub elapsed: Duration,
+}
+
+/// One subject's trades in a run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SubjectTally {
+    /// Trade events.
+    pub trades: u64,
+    /// Σ ethAmount, wei.
+    pub volume: U256,
+    /// The supply after its last trade.
+    pub supply: u64,
+    /// Its curve, when its `SubjectCreated` was seen in the run (else the standard one).
+    pub curve: u8,
+}
+
+/// One UTC day of a run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DayTally {
+    /// Buy events.
+    pub buys: u64,
+    /// Sell events.
+    pub sells: u64,
+    /// Σ ethAmount, wei.
+    pub volume: U256,
 }
 
 impl SimReport {
@@ -224,6 +262,7 @@ pub async fn simulate<P: Provider + AnvilApi<Ethereum>>(
         curve: HashMap::new(),
         held: HashMap::new(),
         holders: HashMap::new(),
+        basis: HashMap::new(),
         nonces: HashMap::new(),
         protocol_pct: market.protocolFeePercent().call().await?,
         subject_pct: market.subjectFeePercent().call().await?,
@@ -248,6 +287,9 @@ pub async fn simulate<P: Provider + AnvilApi<Ethereum>>(
     provider.anvil_set_auto_mine(automine).await?;
     result
 }
+
+/// Subjects a trader considers for one trade, at most (half by popularity, half at random).
+const CANDIDATES: usize = 6;
 
 /// Balance given to a generated account when it first trades: enough for any trade here.
 const GENERATED_BALANCE: u128 = 1_000_000 * 10u128.pow(18);
@@ -394,6 +436,11 @@ async fn run<P: Provider + AnvilApi<Ethereum>>(
     let (gas_limit, mut timestamp) = block
         .map(|b| (b.header.gas_limit, b.header.timestamp))
         .unwrap_or((30_000_000, 0));
+    // The blocks follow the chain's latest, or the start asked for (a block cannot go back in
+    // time: a start before the latest block starts just after it).
+    if let Some(start) = config.start {
+        timestamp = timestamp.max(start.saturating_sub(1));
+    }
     let batch_size = config
         .batch_size
         .clamp(1, (gas_limit / TRADE_GAS).max(1) as usize);
@@ -419,16 +466,42 @@ async fn run<P: Provider + AnvilApi<Ethereum>>(
     let bar = progress_bar(config);
     let mut sent_trades = 0u64;
     let mut last_log = Instant::now();
-    for (at, n) in schedule(config, batch_size as u64, timestamp) {
+    let blocks = schedule(config, batch_size as u64, timestamp);
+    let span = blocks
+        .first()
+        .zip(blocks.last())
+        .map_or((0, 1), |(a, b)| (a.0, (b.0 - a.0).max(1)));
+    for (at, n) in blocks {
         let progress = arrival.then(|| sent_trades as f64 / config.trades.max(1) as f64);
         let (traders, subjects) = cast.arrived(progress);
-        let subject_zipf = Zipf::new(subjects as f64, config.zipf_exponent).expect("valid zipf");
+        let exponent = if cast.generated {
+            temperament::POPULATION_ZIPF
+        } else {
+            config.zipf_exponent
+        };
+        let subject_zipf = Zipf::new(subjects as f64, exponent).expect("valid zipf");
         let trader_zipf = Zipf::new(traders as f64, 0.8).expect("valid zipf");
-        let pairs: Vec<(usize, Address)> = (0..n)
+        // Each trade's subjects in the order the trader considers them: by popularity first,
+        // then any arrived subject (most are cheap) for a trader the popular keys are too dear for.
+        let draws: Vec<(Vec<usize>, Address)> = (0..n)
             .map(|_| {
-                let s = subject_zipf.sample(&mut rng) as usize - 1;
-                (s, cast.traders[trader_zipf.sample(&mut rng) as usize - 1])
+                let mut subjects_seen: Vec<usize> = (0..CANDIDATES)
+                    .map(|k| {
+                        if k < CANDIDATES / 2 {
+                            subject_zipf.sample(&mut rng) as usize - 1
+                        } else {
+                            rng.random_range(0..subjects)
+                        }
+                    })
+                    .collect();
+                subjects_seen.dedup();
+                let trader = cast.traders[trader_zipf.sample(&mut rng) as usize - 1];
+                (subjects_seen, trader)
             })
+            .collect();
+        let pairs: Vec<(usize, Address)> = draws
+            .iter()
+            .flat_map(|(candidates, t)| candidates.iter().map(move |s| (*s, *t)))
             .collect();
         if cast.generated {
             // Keys held from before this run (e.g. `up`'s live rounds after the history): read
@@ -451,28 +524,40 @@ async fn run<P: Provider + AnvilApi<Ethereum>>(
             .iter()
             .map(|(s, _)| (cast.subjects[*s], mirror.supply[&cast.subjects[*s]]))
             .collect();
+        // Where on friend.tech's arc this block is, by time (a flat stream has no arc).
+        let mood = temperament::sell_mood(match config.profile {
+            Profile::Friendtech { .. } => Some((at - span.0) as f64 / span.1 as f64),
+            Profile::Flat => None,
+        });
         let mut batch = Vec::with_capacity(n as usize);
         let mut opened_now = Vec::new();
-        for (i, trader) in pairs {
-            let subject = cast.subjects[i];
-            if opened_now.contains(&subject) {
-                // Opened in this very block: its other trades wait for the next ones.
-                continue;
+        for (candidates, trader) in draws {
+            for i in candidates {
+                let subject = cast.subjects[i];
+                if opened_now.contains(&subject) {
+                    // Opened in this very block: its other trades wait for the next ones.
+                    continue;
+                }
+                if mirror.supply[&subject] == 0 {
+                    batch.push(open_subject(mirror, deployment, i, subject));
+                    opened_now.push(subject);
+                    break;
+                }
+                if let Some(p) = plan_trade(
+                    &mut rng,
+                    config,
+                    deployment.address,
+                    mirror,
+                    &cast.traders[..traders],
+                    subject,
+                    i,
+                    trader,
+                    mood,
+                ) {
+                    batch.push(p);
+                    break;
+                }
             }
-            if mirror.supply[&subject] == 0 {
-                batch.push(open_subject(mirror, deployment, i, subject));
-                opened_now.push(subject);
-                continue;
-            }
-            batch.push(plan_trade(
-                &mut rng,
-                config,
-                deployment.address,
-                mirror,
-                &cast.traders[..traders],
-                subject,
-                trader,
-            ));
         }
         report.subjects_opened += opened_now.len() as u64;
         cover_worst_case(&mut batch, &start_supply, mirror);

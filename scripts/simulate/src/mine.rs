@@ -53,7 +53,7 @@ pub(crate) async fn send_and_mine<P: Provider + AnvilApi<Ethereum>>(
             .await?
             .unwrap_or_default();
         pending = pending.saturating_sub(receipts.len());
-        tally(&receipts, &expected, report);
+        tally(&receipts, &expected, (timestamp + rounds) / 86_400, report);
         report.blocks += 1;
         if report.block_range.0 == 0 {
             report.block_range.0 = number;
@@ -70,6 +70,7 @@ pub(crate) async fn send_and_mine<P: Provider + AnvilApi<Ethereum>>(
 pub(crate) fn tally(
     receipts: &[TransactionReceipt],
     expected_reverts: &HashSet<B256>,
+    day: u64,
     report: &mut SimReport,
 ) {
     for r in receipts {
@@ -89,15 +90,27 @@ pub(crate) fn tally(
             if *topic0 == KeyMarket::Trade::SIGNATURE_HASH {
                 if let Ok(t) = KeyMarket::Trade::decode_log_data(log.data()) {
                     report.trades += 1;
+                    let subject = report.subjects.entry(t.subject).or_default();
+                    subject.trades += 1;
+                    subject.volume += t.ethAmount;
+                    subject.supply = t.supply.saturating_to();
+                    let d = report.days.entry(day).or_default();
+                    d.volume += t.ethAmount;
                     if t.isBuy {
                         report.buys += 1;
                         report.buy_volume += t.ethAmount;
+                        d.buys += 1;
                     } else {
                         report.sells += 1;
                         report.sell_volume += t.ethAmount;
+                        d.sells += 1;
                     }
                     report.protocol_fees += t.protocolEthAmount;
                     report.subject_fees += t.subjectEthAmount;
+                }
+            } else if *topic0 == KeyMarket::SubjectCreated::SIGNATURE_HASH {
+                if let Ok(e) = KeyMarket::SubjectCreated::decode_log_data(log.data()) {
+                    report.subjects.entry(e.subject).or_default().curve = e.curve;
                 }
             } else if *topic0 == KeyMarket::ReferralFeePaid::SIGNATURE_HASH
                 && let Ok(e) = KeyMarket::ReferralFeePaid::decode_log_data(log.data())

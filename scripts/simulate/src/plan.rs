@@ -12,7 +12,10 @@ use alloy::{
 use keymarket_contracts::{KeyMarket, curve};
 use rand::{RngExt, rngs::StdRng};
 
-use crate::SimConfig;
+use crate::{
+    SimConfig,
+    temperament::{Mood, TAKE_PROFIT, Temperament, eth, fan_factor, flip_factor},
+};
 
 /// Gas limit sent with every trade: above the costliest path (a new holder's referral buy with a
 /// refund), so no estimation round trip is needed and reverting trades are still mined.
@@ -34,6 +37,9 @@ pub(crate) struct Mirror {
     pub(crate) held: HashMap<(Address, Address), u64>,
     /// Accounts that bought keys of a subject in this run (some may have sold them since).
     pub(crate) holders: HashMap<Address, Vec<Address>>,
+    /// What the keys a (subject, holder) pair bought in this run cost, on average, ETH a key
+    /// (before fees): the holder takes profit against it.
+    pub(crate) basis: HashMap<(Address, Address), f64>,
     /// Next nonce per sender: assigned here, because a node filling nonces for a batch of
     /// transactions from one sender may hand out the same one twice.
     pub(crate) nonces: HashMap<Address, u64>,
@@ -108,7 +114,18 @@ pub(crate) fn trade_tx(
         .with_gas_limit(TRADE_GAS)
 }
 
-/// Chooses one trade and updates the mirror as if it succeeds (unless it is built to revert).
+/// Chooses one trade of `trader` in `subject`'s keys and updates the mirror as if it succeeds
+/// (unless it is built to revert); `None` when the trader cannot afford the keys and nobody sells
+/// (the caller offers another subject).
+///
+/// A holder drawn takes its profit now and then once the key's price has reached its target, or
+/// else sells with the market's mood (see `temperament::sell_mood`), the less often the dearer
+/// the key; a trader holding nothing of the subject hands the sell to one of its holders with
+/// the mood's other chance (most accounts hold nothing of a given subject, yet its holders do
+/// sell). Otherwise the trader buys — only what fits its budget, more for the stars.
+/// The node's dev accounts (a test or benchmark stream, not a market) have no budget, and sell
+/// more often as a subject's supply climbs.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn plan_trade(
     rng: &mut StdRng,
     config: &SimConfig,
@@ -116,37 +133,67 @@ pub(crate) fn plan_trade(
     mirror: &mut Mirror,
     traders: &[Address],
     subject: Address,
+    rank: usize,
     trader: Address,
-) -> Planned {
+    mood: Mood,
+) -> Option<Planned> {
     if rng.random_range(0..1000) < config.fail_permille {
-        return plan_failure(rng, market, mirror, subject, trader);
+        return Some(plan_failure(rng, market, mirror, subject, trader));
     }
-    // Holders sell more often as the price climbs, which keeps supplies in friend.tech's range
-    // (hundreds, rarely thousands) instead of running away. A sell drawn for an account that
-    // holds nothing goes to one of the subject's holders instead: in a large population most
-    // accounts hold nothing of a given subject, yet its holders do sell.
     let supply = mirror.supply[&subject];
-    let sell_permille = 300 + 650 * supply / (supply + 400);
-    let mut trader = trader;
-    let mut sellable = mirror.sellable(subject, trader);
-    if rng.random_range(0..1000) < sell_permille {
-        if sellable == 0
-            && let Some(holders) = mirror.holders.get(&subject)
-            && !holders.is_empty()
-        {
-            for _ in 0..4 {
-                let h = holders[rng.random_range(0..holders.len())];
-                if mirror.sellable(subject, h) > 0 {
-                    trader = h;
-                    sellable = mirror.sellable(subject, h);
-                    break;
-                }
+    let mood = if mirror.generated {
+        mood
+    } else {
+        let p = (300 + 650 * supply / (supply + 400)) as f64 / 1000.0;
+        Mood {
+            holders: p,
+            others: p,
+        }
+    };
+    let mut seller = None;
+    if mirror.sellable(subject, trader) > 0 {
+        let key = eth(curve::price(
+            mirror.curve[&subject],
+            supply.saturating_sub(1),
+            1,
+        ));
+        let basis = mirror.basis.get(&(subject, trader)).copied().unwrap_or(0.0);
+        let profit =
+            mirror.generated && basis > 0.0 && key >= basis * Temperament::of(trader).profit_target;
+        let chance = if profit {
+            TAKE_PROFIT
+        } else if mirror.generated {
+            mood.holders * flip_factor(key)
+        } else {
+            mood.holders
+        };
+        if rng.random::<f64>() < chance {
+            seller = Some(trader);
+        }
+    } else if rng.random::<f64>()
+        < mood.others
+            * if mirror.generated {
+                flip_factor(eth(curve::price(
+                    mirror.curve[&subject],
+                    supply.saturating_sub(1),
+                    1,
+                )))
+            } else {
+                1.0
+            }
+        && let Some(holders) = mirror.holders.get(&subject)
+        && !holders.is_empty()
+    {
+        for _ in 0..4 {
+            let h = holders[rng.random_range(0..holders.len())];
+            if mirror.sellable(subject, h) > 0 {
+                seller = Some(h);
+                break;
             }
         }
-    } else {
-        sellable = 0;
     }
-    if sellable > 0 {
+    if let Some(trader) = seller {
+        let sellable = mirror.sellable(subject, trader);
         let amount = if rng.random_range(0..10) == 0 {
             rng.random_range(1..=sellable)
         } else {
@@ -158,23 +205,35 @@ pub(crate) fn plan_trade(
         };
         *mirror.held.get_mut(&(subject, trader)).expect("held") -= amount;
         *mirror.supply.get_mut(&subject).expect("subject") -= amount;
-        return Planned {
+        return Some(Planned {
             tx: trade_tx(mirror, trader, market, U256::ZERO, call.abi_encode()),
             expect_revert: false,
             buy: None,
-        };
+        });
     }
-    let amount = match rng.random_range(0..100) {
+    let mut amount = match rng.random_range(0..100) {
         0..=84 => 1,
         85..=96 => rng.random_range(2..=3),
         _ => rng.random_range(4..=10),
     };
+    // Only what fits the budget: fewer keys, or none.
+    let budget = if mirror.generated {
+        Temperament::of(trader).budget_eth * fan_factor(rank)
+    } else {
+        f64::INFINITY
+    };
+    while eth(mirror.cost_at(subject, supply, amount)) > budget {
+        if amount == 1 {
+            return None;
+        }
+        amount /= 2;
+    }
     // The payment is raised to the batch's worst case in `cover_worst_case`.
     let value = U256::ZERO;
     // A referrer is neither the buyer nor the subject: at least three accounts.
     let referral = traders.len() > 2 && rng.random_range(0..1000) < config.referral_permille;
     let input = if referral {
-        // The market refuses the buyer and the subject as referrer (self-dealing).
+        // The market ignores the buyer and the subject as referrer (self-dealing): name another.
         let mut i = rng.random_range(0..traders.len());
         while traders[i] == trader || traders[i] == subject {
             i = (i + 1) % traders.len();
@@ -195,17 +254,20 @@ pub(crate) fn plan_trade(
         }
         .abi_encode()
     };
+    let paid = eth(curve::price(mirror.curve[&subject], supply, amount));
     let held = mirror.held.entry((subject, trader)).or_default();
     if *held == 0 {
         mirror.holders.entry(subject).or_default().push(trader);
     }
+    let basis = mirror.basis.entry((subject, trader)).or_default();
+    *basis = (*basis * *held as f64 + paid) / (*held + amount) as f64;
     *held += amount;
     *mirror.supply.get_mut(&subject).expect("subject") += amount;
-    Planned {
+    Some(Planned {
         tx: trade_tx(mirror, trader, market, value, input),
         expect_revert: false,
         buy: Some((subject, amount, referral)),
-    }
+    })
 }
 
 /// A trade built to revert, one of friend.tech's failure modes.
