@@ -243,15 +243,19 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<axum::body::Bytes, ApiError>>,
 {
-    let body = snapshot_bytes(s, key, freshness, build).await?;
-    Ok((
+    Ok(json_body(snapshot_bytes(s, key, freshness, build).await?))
+}
+
+/// A serialised JSON body as a response.
+fn json_body(body: axum::body::Bytes) -> Response {
+    (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
         body,
     )
-        .into_response())
+        .into_response()
 }
 
 /// As [`snapshot_with`] under `key`; with no key (a window without trades: nothing heavy to
@@ -268,14 +272,7 @@ where
 {
     match key {
         Some(key) => snapshot_with(s, key, freshness, build).await,
-        None => Ok((
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )],
-            build().await?,
-        )
-            .into_response()),
+        None => Ok(json_body(build().await?)),
     }
 }
 

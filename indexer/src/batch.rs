@@ -2,7 +2,11 @@
 //! at a time; the logs decoded; the block hashes to keep collected; and the logs' block hashes
 //! and times checked against headers and each other before anything is believed.
 
-use std::{collections::BTreeSet, sync::Arc};
+use std::{
+    collections::BTreeSet,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use alloy::{
     primitives::B256,
@@ -13,8 +17,8 @@ use tokio_util::task::AbortOnDropHandle;
 use tracing::warn;
 
 use crate::{
-    Error, Result,
-    decode::{MarketEvent, RpcLog, decode_or_refuse},
+    Error, IndexerConfig, MarketSpec, Result,
+    decode::{MARKET_TOPICS, MarketEvent, RpcLog, decode_or_refuse},
     fetch::LogFetcher,
     rpc::{self, header},
     store::Batch,
@@ -237,6 +241,42 @@ fn check_times(
         last = Some((n, time));
     }
     Ok(())
+}
+
+/// Fetches and decodes a market's trades from its start block to `stop_at` (or the head) without
+/// storing them: the RPC side's ceiling, for benchmarks. Returns (trades, blocks, elapsed).
+pub async fn fetch_only<P: Provider>(
+    provider: P,
+    spec: MarketSpec,
+    config: &IndexerConfig,
+) -> Result<(u64, u64, Duration)> {
+    let started = Instant::now();
+    let fetcher = Arc::new(LogFetcher::new(
+        provider.root().clone(),
+        spec.address,
+        &MARKET_TOPICS,
+        config.fetch.clone(),
+    ));
+    let retry = config.fetch.retry();
+    let chain_id = rpc::call("eth_chainId", &retry, || provider.get_chain_id()).await?;
+    let head = rpc::call("eth_blockNumber", &retry, || provider.get_block_number()).await?;
+    let target = config.stop_at.unwrap_or(head).min(head);
+    let mut stream = std::pin::pin!(batches(
+        fetcher,
+        chain_id,
+        (spec.start_block, target),
+        head,
+        config.window,
+        retry.clone(),
+    ));
+    let (mut trades, mut blocks) = (0, 0);
+    while let Some(batch) = stream.next().await {
+        let (batch, _) =
+            batch?.ok_or_else(|| Error::Rpc("the chain changed while fetching".into()))?;
+        trades += batch.trades.len() as u64;
+        blocks += batch.to - batch.from + 1;
+    }
+    Ok((trades, blocks, started.elapsed()))
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@
 //! | [`decode`] | logs into typed rows |
 //! | `reorg` | the stored block window compared with the chain, rolled back on a reorg |
 //! | [`store`] | one transaction per batch: rows + aggregates + block hashes + checkpoint |
-//! | `sync` | the loop: prepare, backfill, follow ([`run`], [`prepare`], [`fetch_only`]) |
+//! | `sync` | the loop: prepare, backfill, follow ([`run`], [`prepare`]) |
 //!
 //! It does not serve HTTP (see the `api` crate) and does not send transactions.
 
@@ -33,12 +33,13 @@ pub use keymarket_store::amount;
 use alloy::primitives::Address;
 
 pub use crate::{
+    batch::fetch_only,
     config::{IndexerConfig, MarketSpec, RunReport},
     decode::{FromLog, RpcLog},
     fetch::{FetchConfig, LogFetcher},
     reorg::check_reorg,
     store::{Backend, Batch, MarketState, Store, Totals, TradeRow},
-    sync::{fetch_only, prepare, run},
+    sync::{prepare, run},
 };
 
 /// Errors of the indexer.

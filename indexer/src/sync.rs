@@ -585,42 +585,6 @@ pub async fn run<P: Provider>(
     Ok(report)
 }
 
-/// Fetches and decodes a market's trades from its start block to `stop_at` (or the head) without
-/// storing them: the RPC side's ceiling, for benchmarks. Returns (trades, blocks, elapsed).
-pub async fn fetch_only<P: Provider>(
-    provider: P,
-    spec: MarketSpec,
-    config: &IndexerConfig,
-) -> Result<(u64, u64, Duration)> {
-    let started = Instant::now();
-    let fetcher = Arc::new(LogFetcher::new(
-        provider.root().clone(),
-        spec.address,
-        &MARKET_TOPICS,
-        config.fetch.clone(),
-    ));
-    let retry = config.fetch.retry();
-    let chain_id = rpc::call("eth_chainId", &retry, || provider.get_chain_id()).await?;
-    let head = rpc::call("eth_blockNumber", &retry, || provider.get_block_number()).await?;
-    let target = config.stop_at.unwrap_or(head).min(head);
-    let mut stream = std::pin::pin!(batches(
-        fetcher,
-        chain_id,
-        (spec.start_block, target),
-        head,
-        config.window,
-        retry.clone(),
-    ));
-    let (mut trades, mut blocks) = (0, 0);
-    while let Some(batch) = stream.next().await {
-        let (batch, _) =
-            batch?.ok_or_else(|| Error::Rpc("the chain changed while fetching".into()))?;
-        trades += batch.trades.len() as u64;
-        blocks += batch.to - batch.from + 1;
-    }
-    Ok((trades, blocks, started.elapsed()))
-}
-
 fn backfill_bar(from: u64, head: u64) -> ProgressBar {
     let bar = ProgressBar::new(head);
     bar.set_position(from.saturating_sub(1));

@@ -20,7 +20,6 @@ use alloy::{
     network::Ethereum,
     primitives::{Address, B256, U256},
     providers::{Provider, ext::AnvilApi},
-    rpc::client::BatchRequest,
     sol_types::SolCall,
 };
 use indicatif::{ProgressBar, ProgressStyle};
@@ -33,12 +32,14 @@ use tracing::{info, warn};
 pub use crate::profile::Profile;
 use crate::{
     cast::Cast,
+    learn::{learn, learn_held},
     mine::send_and_mine,
     plan::{Mirror, Planned, TRADE_GAS, cover_worst_case, plan_trade, trade_tx},
 };
 
 pub mod calibration;
 mod cast;
+mod learn;
 mod mine;
 mod plan;
 pub mod profile;
@@ -290,107 +291,6 @@ pub async fn simulate<P: Provider + AnvilApi<Ethereum>>(
 
 /// Subjects a trader considers for one trade, at most (half by popularity, half at random).
 const CANDIDATES: usize = 6;
-
-/// Balance given to a generated account when it first trades: enough for any trade here.
-const GENERATED_BALANCE: u128 = 1_000_000 * 10u128.pow(18);
-
-/// Reads what the mirror lacks for these subjects (supply, curve) and senders (next nonce), and
-/// funds generated senders, in one JSON-RPC batch.
-async fn learn<P: Provider>(
-    provider: &P,
-    deployment: &Deployment,
-    subjects: &[Address],
-    senders: &[Address],
-    mirror: &mut Mirror,
-    fund: bool,
-) -> Result<()> {
-    let mut rpc = BatchRequest::new(provider.client());
-    let mut subject_calls = Vec::new();
-    let view = |input: Vec<u8>| {
-        alloy::rpc::types::TransactionRequest::default()
-            .to(deployment.address)
-            .input(input.into())
-    };
-    for &subject in subjects.iter().filter(|s| !mirror.supply.contains_key(*s)) {
-        let supply = rpc.add_call::<_, alloy::primitives::Bytes>(
-            "eth_call",
-            &(
-                view(KeyMarket::sharesSupplyCall { subject }.abi_encode()),
-                "latest",
-            ),
-        )?;
-        let curve = rpc.add_call::<_, alloy::primitives::Bytes>(
-            "eth_call",
-            &(
-                view(KeyMarket::subjectCurveCall { subject }.abi_encode()),
-                "latest",
-            ),
-        )?;
-        subject_calls.push((subject, supply, curve));
-    }
-    let (mut nonce_calls, mut funded) = (Vec::new(), Vec::new());
-    for a in senders.iter().filter(|a| !mirror.nonces.contains_key(*a)) {
-        nonce_calls.push((
-            *a,
-            rpc.add_call::<_, alloy::primitives::U64>("eth_getTransactionCount", &(*a, "pending"))?,
-        ));
-        if fund {
-            funded.push(
-                rpc.add_call::<_, ()>("anvil_setBalance", &(*a, U256::from(GENERATED_BALANCE)))?,
-            );
-        }
-    }
-    rpc.send().await?;
-    for (s, supply, curve) in subject_calls {
-        let supply = U256::from_be_slice(&supply.await?);
-        let curve = U256::from_be_slice(&curve.await?);
-        mirror.supply.insert(s, supply.to());
-        mirror.curve.insert(s, curve.to());
-    }
-    for (a, nonce) in nonce_calls {
-        mirror.nonces.insert(a, nonce.await?.to());
-    }
-    for f in funded {
-        f.await?;
-    }
-    Ok(())
-}
-
-/// Reads the keys each (subject, holder) pair holds on chain, in one JSON-RPC batch.
-async fn learn_held<P: Provider>(
-    provider: &P,
-    deployment: &Deployment,
-    pairs: &[(Address, Address)],
-    mirror: &mut Mirror,
-) -> Result<()> {
-    if pairs.is_empty() {
-        return Ok(());
-    }
-    let mut rpc = BatchRequest::new(provider.client());
-    let mut calls = Vec::with_capacity(pairs.len());
-    for &(subject, holder) in pairs {
-        let tx = alloy::rpc::types::TransactionRequest::default()
-            .to(deployment.address)
-            .input(
-                KeyMarket::sharesBalanceCall { subject, holder }
-                    .abi_encode()
-                    .into(),
-            );
-        calls.push((
-            (subject, holder),
-            rpc.add_call::<_, alloy::primitives::Bytes>("eth_call", &(tx, "latest"))?,
-        ));
-    }
-    rpc.send().await?;
-    for (key, call) in calls {
-        let held: u64 = U256::from_be_slice(&call.await?).saturating_to();
-        mirror.held.insert(key, held);
-        if held > 0 {
-            mirror.holders.entry(key.0).or_default().push(key.1);
-        }
-    }
-    Ok(())
-}
 
 /// The blocks of a run: (timestamp, trades), in order.
 fn schedule(config: &SimConfig, batch_size: u64, last_timestamp: u64) -> Vec<(u64, u64)> {
