@@ -27,7 +27,6 @@ const TRADE_ABI = [
   "error MaxCostExceeded(uint256 cost, uint256 maxCost)",
   "error MinProceedsNotMet(uint256 proceeds, uint256 minProceeds)",
   "error DeadlineExpired(uint256 deadline, uint256 timestamp)",
-  "error InvalidReferrer(address referrer)",
   "error InvalidCurve(uint8 curve)",
   "error SubjectAlreadyExists()",
   "error ZeroAmount()",
@@ -57,7 +56,6 @@ function explain(e) {
     case "NothingToWithdraw": return "there is nothing to withdraw";
     case "SubjectAlreadyExists": return "your keys are already open";
     case "ZeroAmount": return "the amount must be at least one key";
-    case "InvalidReferrer": return `${a[0]} cannot be the referrer: not the buyer, the subject or the market itself; nothing was sent`;
     default: return `the market refused: ${parsed.name}(${a.join(", ")})`;
   }
 }
