@@ -28,29 +28,43 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(60);
 pub(crate) struct SecondOpinion {
     fetcher: LogFetcher<RootProvider>,
     market: Address,
+    /// Its own retries: its faults neither slow the first provider's calls (its gate) nor count
+    /// as the first's on `/metrics` or stall the market on `/healthz`.
+    retry: rpc::Retry,
 }
 
 impl SecondOpinion {
-    pub(crate) fn new(provider: RootProvider, market: Address, fetch: FetchConfig) -> Self {
+    pub(crate) fn new(provider: RootProvider, market: Address, fetch: &FetchConfig) -> Self {
+        let fetch = FetchConfig {
+            gate: Default::default(),
+            counts: Default::default(),
+            ..fetch.clone()
+        };
         Self {
+            retry: fetch.retry(),
             fetcher: LogFetcher::new(provider, market, &crate::decode::MARKET_TOPICS, fetch),
             market,
         }
     }
 
     /// The second provider's answer for `batch`'s range and the supplies it leaves, when that
-    /// answer keeps the curve (checked as the first's was, `sharesSupply` near the head
-    /// included); `None` when it breaks the curve too (the chain's own break), or gives no
-    /// usable answer in time.
+    /// answer is the same stretch of the same chain and keeps the curve: the same last block and
+    /// block before it (hashes), a trade of every subject the first answer traded, and every
+    /// subject's supply confirmed by the market's own `sharesSupply` at the range's last block,
+    /// wherever the range lies (an answer that cannot be confirmed is not taken). `None` when it
+    /// breaks the curve too (the chain's own break), is another stretch or leaves trades out,
+    /// fails, or gives no usable answer in time: the first provider's answer is believed.
     pub(crate) async fn ask(
         &self,
         check: &mut CurveCheck,
         chain_id: u64,
         batch: &Batch,
         window: u64,
-        retry: &rpc::Retry,
     ) -> Result<Option<(Fetched, Supplies)>> {
         let (from, to) = (batch.from, batch.to);
+        let retry = &self.retry;
+        // Curves learnt from an answer that is not taken are not kept.
+        let mut trial = check.clone();
         let asked = async {
             let Some((second, created)) = fetch_range(
                 &self.fetcher,
@@ -64,29 +78,49 @@ impl SecondOpinion {
             else {
                 return Ok(None);
             };
+            let last = |b: &Batch| b.blocks.iter().find(|(n, _)| *n == b.to).map(|(_, h)| *h);
+            if second.parent != batch.parent || last(&second) != last(batch) {
+                warn!(target: "indexer::verify", from, to, "the second provider answers for another stretch of blocks; believing the first");
+                return Ok(None);
+            }
+            if !traded(batch).is_subset(&traded(&second)) {
+                return Ok(None);
+            }
             let provider = self.fetcher.provider();
-            check
+            trial
                 .learn_curves(provider, self.market, &created, &second.trades, retry)
                 .await?;
-            let Ok(supplies) = check.check(&second.trades, &created) else {
+            let Ok(supplies) = trial.check(&second.trades, &created) else {
                 return Ok(None);
             };
-            if to + window >= batch.head
-                && check
-                    .confirm_at(provider, self.market, to, &supplies, retry)
-                    .await?
-                    .is_some()
+            if trial
+                .confirm_at(provider, self.market, to, &supplies, retry, true)
+                .await?
+                .is_some()
             {
                 return Ok(None);
             }
-            Ok(Some(((second, created), supplies)))
+            Ok::<_, crate::Error>(Some(((second, created), supplies)))
         };
         match tokio::time::timeout(ANSWER_WITHIN, asked).await {
-            Ok(answer) => answer,
+            Ok(Ok(Some(answer))) => {
+                *check = trial;
+                Ok(Some(answer))
+            }
+            Ok(Ok(None)) => Ok(None),
+            Ok(Err(e)) => {
+                warn!(target: "indexer::verify", from, to, error = %e, "the second provider failed; believing the first");
+                Ok(None)
+            }
             Err(_) => {
                 warn!(target: "indexer::verify", from, to, "the second provider did not answer for the range in time; believing the first");
                 Ok(None)
             }
         }
     }
+}
+
+/// The subjects a batch's trades trade.
+fn traded(b: &Batch) -> std::collections::BTreeSet<&str> {
+    b.trades.iter().map(|t| t.subject.as_str()).collect()
 }

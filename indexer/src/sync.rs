@@ -181,7 +181,7 @@ pub async fn run<P: Provider>(
     let second = config
         .second_provider
         .clone()
-        .map(|p| SecondOpinion::new(p, spec.address, config.fetch.clone()));
+        .map(|p| SecondOpinion::new(p, spec.address, &config.fetch));
     // The block the check's supplies continue from: any other start (a rollback, a reorg
     // repaired) reads them again from the store.
     let mut check_next = market.next_block;
@@ -316,7 +316,14 @@ pub async fn run<P: Provider>(
                     let near_head = batch.to + config.window >= batch.head;
                     let checked = match check.check(&batch.trades, &created) {
                         Ok(supplies) if near_head => match check
-                            .confirm_at(provider.root(), spec.address, batch.to, &supplies, &retry)
+                            .confirm_at(
+                                provider.root(),
+                                spec.address,
+                                batch.to,
+                                &supplies,
+                                &retry,
+                                false,
+                            )
                             .await?
                         {
                             None => Ok(supplies),
@@ -356,13 +363,7 @@ pub async fn run<P: Provider>(
                             let corrected = match &second {
                                 Some(second) => {
                                     second
-                                        .ask(
-                                            &mut check,
-                                            market.chain_id,
-                                            &batch,
-                                            config.window,
-                                            &retry,
-                                        )
+                                        .ask(&mut check, market.chain_id, &batch, config.window)
                                         .await?
                                 }
                                 None => None,

@@ -28,7 +28,7 @@ use crate::store::TradeRow;
 const MAX_FEE_DIVISOR: u64 = 10;
 
 /// What the check knows of a market.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct CurveCheck {
     /// `None`: a layout the check does not know; nothing is checked.
     flavor: Option<Flavor>,
@@ -236,7 +236,8 @@ impl CurveCheck {
     /// Near the head, where a subject's last trade so far has no later trade to show that it was
     /// left out: each subject the batch touched has its supply read from the market's state at
     /// the batch's last block (`sharesSupply`, one call per subject) and compared with the
-    /// supply its trades leave. `None`: all agree (or the state cannot be read there).
+    /// supply its trades leave. `None`: all agree (or, unless `strict`, the state cannot be read
+    /// there; `strict`, an unreadable state is a break).
     pub(crate) async fn confirm_at<P: alloy::providers::Provider>(
         &self,
         provider: &P,
@@ -244,6 +245,7 @@ impl CurveCheck {
         block: u64,
         supplies: &Supplies,
         retry: &crate::rpc::Retry,
+        strict: bool,
     ) -> crate::Result<Option<Break>> {
         if self.flavor.is_none() {
             return Ok(None);
@@ -270,6 +272,14 @@ impl CurveCheck {
             .await
             {
                 Ok(v) => v,
+                Err(e) if strict => {
+                    return Ok(Some(Break {
+                        subject: subject.clone(),
+                        block: block as i64,
+                        against_stored: true,
+                        what: format!("the market's state at block {block} cannot be read: {e}"),
+                    }));
+                }
                 Err(e) => {
                     tracing::debug!(target: "indexer::verify", block, error = %e, "cannot read the market's state at the head; the batch is checked by its own arithmetic only");
                     return Ok(None);

@@ -111,7 +111,21 @@ pub(crate) async fn index(args: IndexArgs) -> Result<()> {
             };
             eprintln!("second rpc: {}", second.shown());
             let client = second.client(Duration::from_secs(300)).await?;
-            Some(alloy::providers::RootProvider::new(client))
+            let root = alloy::providers::RootProvider::new(client);
+            // The same chain, or its answers would stand in for the first's.
+            let (first, other) = tokio::try_join!(
+                alloy::providers::Provider::get_chain_id(&provider),
+                alloy::providers::Provider::get_chain_id(&root),
+            )
+            .map_err(|e| second.explain(e.into()))?;
+            if first != other {
+                eyre::bail!(
+                    "--second-rpc-url {} serves chain {other}, --rpc-url {} chain {first}: a second provider must serve the same chain",
+                    second.shown(),
+                    args.rpc.shown()
+                );
+            }
+            Some(root)
         }
         None => None,
     };

@@ -59,6 +59,8 @@ pub(crate) enum Mode {
     /// range is held until [`Proxy::open_gate`]: the test does something to the database
     /// first, and the repair meets it.
     LeaveOutThenHold(u64),
+    /// Every `eth_getLogs` is answered with no logs at all (a node that lost or pruned them).
+    NoLogs,
     /// Every `eth_getLogs` from block 20 on is answered with the 20 blocks before `fromBlock`
     /// added: an answer that can never be believed (a padded answer cannot be told from a
     /// shifted one that lacks its tail).
@@ -342,6 +344,12 @@ impl Proxy {
                 }
             }
             Mode::LeaveOutThenHold(_) => {}
+            Mode::NoLogs if method == "eth_getLogs" => {
+                self.count("no logs");
+                let answer = json!({"jsonrpc": "2.0", "id": id, "result": []});
+                return respond(&mut sock, 200, answer.to_string().as_bytes()).await;
+            }
+            Mode::NoLogs => {}
             Mode::Padded if method == "eth_getLogs" && range(&request).0 >= 20 => {
                 let (from, _) = range(&request);
                 let mut padded = request.clone();
@@ -1119,6 +1127,47 @@ async fn a_second_provider_corrects_a_lasting_lie_of_the_first() {
     assert!(proxy.injected("consistent lie") > 0);
     assert_eq!(corrected, 2, "once per indexer");
     assert_eq!(unverified, 0);
+}
+
+/// A second provider whose answers are empty (logs lost or pruned) cannot stand in for the
+/// first: an empty answer keeps the curve only by leaving trades out, so the chain's own break
+/// is stored and marked unverified, as without a second provider.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_provider_that_leaves_trades_out_corrects_nothing() {
+    let chain = Chain::new().await;
+    chain.trade(600, 97, 15, 900).await;
+    let proxy = Proxy::start(chain.rpc_url()).await;
+    proxy.set(Mode::ConsistentLie);
+    let empty = Proxy::start(chain.rpc_url()).await;
+    empty.set(Mode::NoLogs);
+    let second = empty.provider();
+    let followers = follow_with(&chain, &proxy, "second_empty", |c| {
+        c.second_provider = Some(second.clone())
+    })
+    .await;
+    caught_up(&chain, &followers).await;
+    assert_eq!(counted(&followers, |c| &c.second_provider_corrections), 0);
+    assert_eq!(
+        counted(&followers, |c| &c.curve_unverified),
+        2,
+        "once per indexer"
+    );
+    for f in &followers {
+        assert_eq!(
+            f.store.unverified(1).await.unwrap().len(),
+            1,
+            "{:?}",
+            f.kind
+        );
+    }
+    assert!(
+        empty.injected("no logs") > 0,
+        "the second provider was asked"
+    );
+    for f in followers {
+        f.stop.cancel();
+        f.task.await.unwrap().unwrap();
+    }
 }
 
 /// A trade left out of one answer during the long backfill (the unique index dropped), found by
