@@ -237,7 +237,9 @@ impl Store {
             .map_err(db("deleting orphaned unverified marks"))?;
         let mut q = Stmt::new(
             backend,
-            "UPDATE markets SET next_block = $1 WHERE id = $2",
+            // The newest indexed block's time is not known again until the next commit: 0
+            // (a scheduled fee increase shows as pending until then, never in force too early).
+            "UPDATE markets SET next_block = $1, indexed_time = 0 WHERE id = $2",
             2,
         );
         q.int(first_orphan as i64).int(market.id);
