@@ -75,8 +75,8 @@ impl SqlService {
     /// A turn for `client`, at once or not at all.
     pub(crate) fn turn(&self, client: IpAddr) -> Result<SqlTurn, SqlBusy> {
         let mut by_client = self.by_client.lock().unwrap_or_else(|e| e.into_inner());
-        let mine = by_client.entry(client).or_default();
-        if *mine >= SQL_PER_CLIENT {
+        // No entry is made for a client that gets no turn (a map of every refused address).
+        if by_client.get(&client).is_some_and(|n| *n >= SQL_PER_CLIENT) {
             return Err(SqlBusy::Client);
         }
         let place = self
@@ -84,7 +84,7 @@ impl SqlService {
             .clone()
             .try_acquire_owned()
             .map_err(|_| SqlBusy::Server)?;
-        *mine += 1;
+        *by_client.entry(client).or_default() += 1;
         Ok(SqlTurn {
             _place: place,
             by_client: self.by_client.clone(),
@@ -308,8 +308,9 @@ pub(crate) const SLICE: Freshness = Freshness {
 /// Heavy builds running at once, whatever the endpoints and windows asked for.
 pub(crate) const HEAVY_BUILDS: usize = 2;
 
-/// How long a request waits for a heavy build's turn before it is answered 503 with
-/// `Retry-After`.
+/// How long a request waits for a heavy build — for the build of the same view another request
+/// started, then for a turn of its own — before it is answered 503 with `Retry-After`: one
+/// deadline for both waits, so requests queued behind one build do not wait one after another.
 pub(crate) const HEAVY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The turns of the heavy builds, and how many ran at once at most (for tests and operators).
@@ -330,6 +331,16 @@ impl Default for HeavyBuilds {
     }
 }
 
+/// The answer to a request whose heavy build found no turn in time.
+fn heavy_busy() -> ApiError {
+    ApiError::Unavailable {
+        message: format!(
+            "{HEAVY_BUILDS} heavy views are being built for other requests; retry in a few seconds"
+        ),
+        retry_after: 5,
+    }
+}
+
 /// A heavy build's turn, given back when dropped.
 pub(crate) struct HeavyTurn<'a> {
     builds: &'a HeavyBuilds,
@@ -338,18 +349,17 @@ pub(crate) struct HeavyTurn<'a> {
 
 impl HeavyBuilds {
     /// Waits for a turn, at most [`HEAVY_WAIT`].
-    pub(crate) async fn turn(&self) -> Result<HeavyTurn<'_>, ApiError> {
+    /// Waits for a turn until `deadline` (the request's, see [`HEAVY_WAIT`]).
+    pub(crate) async fn turn(
+        &self,
+        deadline: tokio::time::Instant,
+    ) -> Result<HeavyTurn<'_>, ApiError> {
         use std::sync::atomic::Ordering;
-        let turn = tokio::time::timeout(HEAVY_WAIT, self.turns.clone().acquire_owned())
+        let turn = tokio::time::timeout_at(deadline, self.turns.clone().acquire_owned())
             .await
             .ok()
             .and_then(Result::ok)
-            .ok_or_else(|| ApiError::Unavailable {
-                message: format!(
-                    "{HEAVY_BUILDS} heavy views are being built for other requests; retry in a few seconds"
-                ),
-                retry_after: 5,
-            })?;
+            .ok_or_else(heavy_busy)?;
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.peak.fetch_max(now, Ordering::SeqCst);
         Ok(HeavyTurn {
@@ -428,6 +438,7 @@ where
         }
         None => None,
     };
+    let deadline = tokio::time::Instant::now() + HEAVY_WAIT;
     let served = cached(&mut s.snapshots.lock().expect("not poisoned"));
     // No snapshot at all: one build per key at a time (the others wait for it).
     let mut first_build = None;
@@ -441,10 +452,17 @@ where
                 .entry(key.clone())
                 .or_default()
                 .clone();
+            let held = if freshness.heavy {
+                tokio::time::timeout_at(deadline, gate.clone().lock_owned())
+                    .await
+                    .map_err(|_| heavy_busy())?
+            } else {
+                gate.clone().lock_owned().await
+            };
             first_build = Some(FirstBuild {
                 gates: &s.first_builds,
                 key: &key,
-                _held: gate.clone().lock_owned().await,
+                _held: held,
                 gate,
             });
             let again = cached(&mut s.snapshots.lock().expect("not poisoned"));
@@ -455,7 +473,7 @@ where
         Some(body) => body,
         None => {
             let turn = match freshness.heavy {
-                true => Some(s.heavy.turn().await),
+                true => Some(s.heavy.turn(deadline).await),
                 false => None,
             }
             .transpose();

@@ -47,16 +47,23 @@ pub(crate) async fn price_index(
     let top = q.top()?;
     let (from, to) = day_range(q.from.as_deref(), q.to.as_deref())?;
     // Keyed by the days with trades the window covers (echoed back as `from` and `to`).
+    // A window without trading days still reads the top subjects' whole history: one cached
+    // answer for all such windows (its `from`/`to` null), built like the others.
     let trading = trading_window(&s, id, (from, to)).await?;
     let (from, to) = trading.map_or((from, to), |w| (w.from, w.to));
-    let key = trading.map(|_| format!("price index {id} {top} {from} {to}"));
-    snapshot_if(&s, key, PRICE_INDEX_TTL, || async {
+    let key = match trading {
+        Some(_) => format!("price index {id} {top} {from} {to}"),
+        None => format!("price index {id} {top} no trading day"),
+    };
+    let q_from = q.from.as_ref().filter(|_| trading.is_some());
+    let q_to = q.to.as_ref().filter(|_| trading.is_some());
+    snapshot_with(&s, key, PRICE_INDEX_TTL, || async {
         let r = s.store.price_index(id, top, DayRange { from, to }).await?;
         to_json(&KeyPriceIndex {
             market: id,
             top: top as i64,
-            from: q.from.as_ref().map(|_| format_date(from)),
-            to: q.to.as_ref().map(|_| format_date(to)),
+            from: q_from.map(|_| format_date(from)),
+            to: q_to.map(|_| format_date(to)),
             subjects: r
                 .subjects
                 .into_iter()

@@ -306,6 +306,21 @@ mod tests {
                 403,
                 "PRAGMA functions",
             ),
+            (
+                json!({"sql": "SELECT file FROM \"pragma_database_list\""}),
+                403,
+                "PRAGMA functions",
+            ),
+            (
+                json!({"sql": "SELECT file FROM [PRAGMA_database_list]"}),
+                403,
+                "PRAGMA functions",
+            ),
+            (
+                json!({"sql": "SELECT \"load_extension\"('x')"}),
+                403,
+                "load_extension",
+            ),
             (json!({"sql": "DROP TABLE trades"}), 403, "only queries"),
             (
                 json!({"sql": "ATTACH ':memory:' AS m"}),
@@ -426,6 +441,12 @@ mod tests {
             post_from(&app, [127, 0, 0, 1], "SELECT hex(randomblob(100000000))").await;
         assert_eq!(status, 422, "{body}");
         assert!(message(&body).contains("1 MiB per value"), "{body}");
+        // Twenty values of a little under 1 MiB each: every one under the value cap, the row
+        // over the answer's budget — refused before SQLite builds it.
+        let wide = format!("SELECT {}", vec!["randomblob(1000000)"; 20].join(", "));
+        let (status, _, body) = post_from(&app, [127, 0, 0, 1], &wide).await;
+        assert_eq!(status, 422, "{body}");
+        assert!(message(&body).contains("per value"), "{body}");
         // An overflowing float is said, not nulled.
         let (status, _, body) = post_from(
             &app,

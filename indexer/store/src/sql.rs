@@ -404,13 +404,24 @@ async fn run_sqlite(
                 .into(),
         ));
     }
-    let columns = statement
+    let columns: Vec<String> = statement
         .columns()
         .iter()
         .map(|c| c.name().to_owned())
         .collect();
-    let (rows, truncated) =
-        collect_capped(statement.query().fetch(&mut *conn), limits, map, sqlite_row).await?;
+    // One row holds as many values as columns: each value is capped so that a whole row fits
+    // the answer's budget before SQLite builds it (a row of 2,000 one-MiB blobs is refused, not
+    // built); the connection's own cap is set back after the query, whatever it did.
+    let cap = limits
+        .max_value_bytes
+        .min(limits.max_bytes / columns.len().max(1));
+    let length = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+    crate::sql_budget::limit_sqlite_length(&mut conn, length(cap)).await?;
+    let map = |e: sqlx::Error| sqlite_error(e, &stopped, limits.time_limit, cap);
+    let collected =
+        collect_capped(statement.query().fetch(&mut *conn), limits, map, sqlite_row).await;
+    crate::sql_budget::limit_sqlite_length(&mut conn, length(limits.max_value_bytes)).await?;
+    let (rows, truncated) = collected?;
     conn.lock_handle().await?.remove_progress_handler();
     Ok(SqlResult {
         columns,
@@ -837,6 +848,7 @@ fn scan(sql: &str) -> Text {
                 collecting = false;
                 let close = closing(c);
                 i += 1;
+                let opened = i;
                 while i < b.len() {
                     if b[i] == close {
                         // A doubled quote stands for itself.
@@ -848,6 +860,15 @@ fn scan(sql: &str) -> Text {
                     }
                     i += 1;
                 }
+                // A quoted name is still a name: SQLite resolves "pragma_database_list" (and a
+                // string where a name is expected) as the unquoted one.
+                let quoted = sql
+                    .get(opened..i.min(b.len()))
+                    .unwrap_or_default()
+                    .trim()
+                    .to_ascii_uppercase();
+                pragma_function |= quoted.starts_with("PRAGMA_");
+                load_extension |= quoted == "LOAD_EXTENSION";
                 i += 1;
             }
             b';' => {
