@@ -243,16 +243,16 @@ pub(crate) async fn live_trading<P: Provider>(
     let mut tick = tokio::time::interval(Duration::from_secs(args.live_interval_secs));
     for round in 1u64.. {
         tick.tick().await;
-        // One block, at the wall clock's time (the flat profile puts it one interval after
-        // its start).
+        // One block, at the wall clock's time: the flat profile puts it one block interval (1 s
+        // here) after its start, and never before the chain's latest block.
         let config = SimConfig {
             trades: args.live_trades,
             seed: args.sim.seed.wrapping_add(round),
             batch_size: args.live_trades as usize,
-            block_interval_secs: args.live_interval_secs,
+            block_interval_secs: 1,
             profile: keymarket_simulate::Profile::Flat,
             progress: false,
-            start: Some(unix_now()?.saturating_sub(args.live_interval_secs)),
+            start: Some(unix_now()?),
             ..args.sim.config()
         };
         let r = keymarket_simulate::simulate(provider, deployment, &config).await?;

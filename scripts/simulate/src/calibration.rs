@@ -51,10 +51,11 @@ impl Calibration {
             .unwrap_or_default();
         let net_selling = (!after.is_empty())
             .then(|| after.iter().filter(|d| d.sells > d.buys).count() as f64 / after.len() as f64);
+        // The most traded subject in ETH (the one an analyst sees first in a top-subjects table).
         let top_traded = report
             .subjects
             .iter()
-            .max_by_key(|(a, s)| (s.trades, std::cmp::Reverse(**a)));
+            .max_by_key(|(a, s)| (s.volume, std::cmp::Reverse(**a)));
         let mut volumes: Vec<f64> = report.subjects.values().map(|s| eth(s.volume)).collect();
         volumes.sort_by(|a, b| b.total_cmp(a));
         let share = |n: usize| (volume > 0.0).then(|| volumes.iter().take(n).sum::<f64>() / volume);
@@ -90,7 +91,7 @@ impl Calibration {
                 ),
                 figure(
                     "topSubjectSupply",
-                    "the most traded subject's supply at the end",
+                    "the top subject's (by volume) supply at the end",
                     top_traded.map(|(_, s)| s.supply as f64),
                     "low hundreds",
                     (100.0, 500.0),

@@ -394,7 +394,9 @@ async fn run<P: Provider + AnvilApi<Ethereum>>(
                         }
                     })
                     .collect();
-                subjects_seen.dedup();
+                // Each subject once, in the order considered.
+                let mut seen = std::collections::HashSet::new();
+                subjects_seen.retain(|s| seen.insert(*s));
                 let trader = cast.traders[trader_zipf.sample(&mut rng) as usize - 1];
                 (subjects_seen, trader)
             })
