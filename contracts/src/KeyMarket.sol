@@ -338,7 +338,7 @@ contract KeyMarket is IKeyMarket, Ownable2Step, ReentrancyGuardTransient {
 
     /// @dev Adds `amount` to the accrued protocol fees in `feeState` (the fee slot as read by this
     /// trade) and writes the slot back: the trade's only SSTORE of it. Reverts rather than
-    /// truncate if the total would not fit its 160 bits.
+    /// truncate if the total would not fit its 112 bits.
     function _accrueProtocolFee(uint256 feeState, uint256 amount) internal {
         if (amount == 0) return;
         uint256 accrued = (feeState >> _ACCRUED_SHIFT) + amount;

@@ -172,7 +172,8 @@ pub struct PendingIncrease {
     pub percent: String,
     /// The new percent in words: `"6%"`.
     pub shown: String,
-    /// Unix seconds from which it may be applied.
+    /// Unix seconds from which it is in force (applied or not; the newest indexed block's time
+    /// has not reached it yet).
     pub effective_at: i64,
 }
 

@@ -268,8 +268,9 @@ interface IKeyMarket {
     /// @dev A referral never fails a buy: a referrer that is the buyer, the subject or the market
     /// is ignored (no referral paid, nothing bound), and so is the protocol fee destination at
     /// binding. The buyer's first referred buy binds that referrer for good (`ReferrerBound`);
-    /// every later referred buy credits the bound referrer whoever is named, and none when the
-    /// bound referrer is the subject of that buy. A buy naming address(0) pays no referral. The
+    /// every later buy naming a valid referrer credits the bound referrer whoever is named, and
+    /// none when the bound referrer is the subject of that buy; naming none, or only an ignored
+    /// one, pays no referral (as before the third pass, naming address(0) paid none). A buy naming address(0) pays no referral. The
     /// `ReferrerBound` and `ReferralFeePaid` events follow the buy's `Trade`. An address that can
     /// never call `withdraw` (a contract without the call) can still be named: its credit would
     /// stay in the market — a front end should name an address that can withdraw.
