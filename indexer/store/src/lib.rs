@@ -261,10 +261,19 @@ impl Store {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
+        // Two processes opening one new SQLite file at once (an indexer and a reader) would both
+        // apply the same migration (sqlx takes no lock on SQLite; it does on PostgreSQL): the
+        // second fails with "table … already exists". One at a time, under an exclusive lock on
+        // the file (flock: SQLite's own locks are fcntl locks, independent of it).
+        let migrating = match backend {
+            Backend::Sqlite => lock_for_migrations(&url).await?,
+            Backend::Postgres => None,
+        };
         migrator
             .run(&pool)
             .await
             .map_err(|e| Error::IncompatibleSchema(e.to_string()))?;
+        drop(migrating);
         let sql_target = match backend {
             Backend::Sqlite => {
                 sql::SqlTarget::Sqlite(url.parse().map_err(|source| Error::Database {
@@ -437,5 +446,60 @@ fn redact(url: &str) -> String {
             format!("{}:***{}", &url[..user_end], &url[at..])
         }
         _ => url.to_string(),
+    }
+}
+
+/// An exclusive lock on the SQLite file of `url` while this process migrates it (released when
+/// dropped); `None` for a database without a file.
+async fn lock_for_migrations(url: &str) -> Result<Option<std::fs::File>> {
+    let options: SqliteConnectOptions = url.parse().map_err(|source| Error::Database {
+        what: format!("invalid database URL {}", redact(url)),
+        source,
+    })?;
+    let path = options.get_filename().to_path_buf();
+    let Ok(file) = std::fs::File::open(&path) else {
+        return Ok(None);
+    };
+    tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+        .await
+        .map_err(|e| Error::Config(format!("locking {} for migrations: {e}", path.display())))?
+        .map(Some)
+        .map_err(|e| {
+            Error::Config(format!(
+                "cannot lock the database file for its migrations: {e}"
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Several connections opening one new SQLite file at once (an indexer process and a reader
+    /// polling it, say) all find the schema up to date: the migrations run one at a time.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_opens_of_a_new_file_migrate_it_once() {
+        for round in 0..5 {
+            let path = std::env::temp_dir().join(format!(
+                "keymarket-store-migrate-{}-{round}.db",
+                std::process::id()
+            ));
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+            }
+            let url = format!("sqlite:{}", path.display());
+            let opens: Vec<_> = (0..6)
+                .map(|_| {
+                    let url = url.clone();
+                    tokio::spawn(async move { Store::connect(&url).await.map(|_| ()) })
+                })
+                .collect();
+            for open in opens {
+                open.await.unwrap().unwrap();
+            }
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+            }
+        }
     }
 }
