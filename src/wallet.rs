@@ -55,7 +55,7 @@ impl SignerArgs {
                     .map_err(|e| eyre!("cannot read the password file {}: {e}", p.display()))?
                     .trim_end_matches(['\n', '\r'])
                     .to_string(),
-                None => rpassword::prompt_password(format!("password for {}: ", path.display()))
+                None => ask_password(&format!("password for {}: ", path.display()))
                     .map_err(|e| {
                         eyre!(
                             "cannot ask for the password of {} (no terminal? {e}); pass --password-file FILE",
@@ -110,6 +110,51 @@ fn is_dev_key(signer: &PrivateKeySigner) -> Result<bool> {
         }
     }
     Ok(false)
+}
+
+/// Asks for a password on the terminal (`/dev/tty`) without echo. Echo is turned off *before* the
+/// prompt shows, so that nothing typed once the prompt is visible — however fast: a script, a
+/// paste — is ever echoed (a prompt shown first, then echo turned off, leaves a window in which
+/// the terminal echoes it). The terminal's settings are restored however the read ends.
+fn ask_password(prompt: &str) -> std::io::Result<String> {
+    use std::{
+        io::{BufRead, Write},
+        os::fd::AsRawFd,
+    };
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")?;
+    let fd = tty.as_raw_fd();
+    let mut saved = std::mem::MaybeUninit::<libc::termios>::uninit();
+    // SAFETY: `fd` is an open file descriptor; tcgetattr only writes the termios it is given.
+    if unsafe { libc::tcgetattr(fd, saved.as_mut_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: tcgetattr succeeded, so the termios is initialised.
+    let saved = unsafe { saved.assume_init() };
+    let mut quiet = saved;
+    quiet.c_lflag &= !libc::ECHO;
+    // The Enter still moves to the next line.
+    quiet.c_lflag |= libc::ECHONL;
+    // SAFETY: as above; tcsetattr only reads the termios it is given.
+    if unsafe { libc::tcsetattr(fd, libc::TCSANOW, &quiet) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    /// Puts the terminal's settings back when dropped.
+    struct Restore(std::os::fd::RawFd, libc::termios);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            // SAFETY: the descriptor is still open (the file outlives this guard).
+            unsafe { libc::tcsetattr(self.0, libc::TCSANOW, &self.1) };
+        }
+    }
+    let _restore = Restore(fd, saved);
+    (&tty).write_all(prompt.as_bytes())?;
+    (&tty).flush()?;
+    let mut line = String::new();
+    std::io::BufReader::new(&tty).read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
 }
 
 #[cfg(test)]
