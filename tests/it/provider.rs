@@ -1096,24 +1096,36 @@ async fn a_trade_the_chain_itself_says_breaks_the_curve_is_stored_and_marked_unv
     }
 }
 
-/// The same lasting lie from the first provider, with a second provider given (anvil itself, as
+/// A chain of 600 trades whose provider keeps telling one lie (`Mode::ConsistentLie`), followed
+/// with a second provider (`index --second-rpc-url`) behind a proxy in `second` mode, until
+/// caught up: (the chain, the first proxy, the second, the followers).
+async fn lied_to_with_a_second_provider(
+    seed: u64,
+    name: &str,
+    second: Mode,
+) -> (Chain, Arc<Proxy>, Arc<Proxy>, Vec<Follower>) {
+    let chain = Chain::new().await;
+    chain.trade(600, seed, 15, 900).await;
+    let proxy = Proxy::start(chain.rpc_url()).await;
+    proxy.set(Mode::ConsistentLie);
+    let other = Proxy::start(chain.rpc_url()).await;
+    other.set(second);
+    let provider = other.provider();
+    let followers = follow_with(&chain, &proxy, name, |c| {
+        c.second_provider = Some(provider.clone())
+    })
+    .await;
+    caught_up(&chain, &followers).await;
+    (chain, proxy, other, followers)
+}
+
+/// The same lasting lie from the first provider, with a second provider given (anvil through a healthy proxy, as
 /// `index --second-rpc-url`): before the break is believed, the second's answer is asked, keeps
 /// the curve, and is stored instead — nothing unverified, every figure the chain's.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_provider_corrects_a_lasting_lie_of_the_first() {
-    let chain = Chain::new().await;
-    chain.trade(600, 96, 15, 900).await;
-    let proxy = Proxy::start(chain.rpc_url()).await;
-    proxy.set(Mode::ConsistentLie);
-    let second = ProviderBuilder::new()
-        .connect_http(chain.rpc_url().parse().unwrap())
-        .root()
-        .clone();
-    let followers = follow_with(&chain, &proxy, "second_opinion", |c| {
-        c.second_provider = Some(second.clone())
-    })
-    .await;
-    caught_up(&chain, &followers).await;
+    let (chain, proxy, _second, followers) =
+        lied_to_with_a_second_provider(96, "second_opinion", Mode::Healthy).await;
     let corrected: u64 = counted(&followers, |c| &c.second_provider_corrections);
     let unverified: u64 = counted(&followers, |c| &c.curve_unverified);
     for f in &followers {
@@ -1134,18 +1146,8 @@ async fn a_second_provider_corrects_a_lasting_lie_of_the_first() {
 /// is stored and marked unverified, as without a second provider.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_provider_that_leaves_trades_out_corrects_nothing() {
-    let chain = Chain::new().await;
-    chain.trade(600, 97, 15, 900).await;
-    let proxy = Proxy::start(chain.rpc_url()).await;
-    proxy.set(Mode::ConsistentLie);
-    let empty = Proxy::start(chain.rpc_url()).await;
-    empty.set(Mode::NoLogs);
-    let second = empty.provider();
-    let followers = follow_with(&chain, &proxy, "second_empty", |c| {
-        c.second_provider = Some(second.clone())
-    })
-    .await;
-    caught_up(&chain, &followers).await;
+    let (_chain, _proxy, empty, followers) =
+        lied_to_with_a_second_provider(97, "second_empty", Mode::NoLogs).await;
     assert_eq!(counted(&followers, |c| &c.second_provider_corrections), 0);
     assert_eq!(
         counted(&followers, |c| &c.curve_unverified),
