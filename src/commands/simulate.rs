@@ -6,7 +6,7 @@ use alloy::providers::{Provider, ProviderBuilder};
 use clap::Args;
 use eyre::{Context, Result, bail};
 use keymarket_contracts::Deployment;
-use keymarket_simulate::SimReport;
+use keymarket_simulate::{SimReport, Simulation};
 use tracing::info;
 
 use crate::{
@@ -28,7 +28,7 @@ pub(crate) struct SimulateArgs {
 pub(crate) async fn simulate(args: SimulateArgs) -> Result<()> {
     let deployment = Deployment::read(&args.deployment.deployment)
         .wrap_err("no usable deployment file; run `keymarket deploy` first or pass --deployment")?;
-    let report = run_simulation(&args.rpc, &deployment, &args.sim).await?;
+    let (_, report) = run_simulation(&args.rpc, &deployment, &args.sim).await?;
     print_report(&report, args.sim.json)
 }
 
@@ -36,7 +36,7 @@ pub(crate) async fn run_simulation(
     rpc: &RpcArgs,
     deployment: &Deployment,
     sim: &SimArgs,
-) -> Result<SimReport> {
+) -> Result<(Simulation, SimReport)> {
     // anvil mines a whole batch of transactions in one evm_mine: a generous request limit.
     let (root, _) = rpc.provider(Duration::from_secs(600)).await?;
     let provider = ProviderBuilder::new().connect_provider(root);
@@ -49,11 +49,13 @@ pub(crate) async fn run_simulation(
         );
     }
     info!(target: "keymarket::simulate", trades = sim.trades, seed = sim.seed, subjects = sim.subjects(), traders = ?sim.traders(), profile = ?sim.profile, "simulating");
+    let config = sim.config();
+    let mut simulation = Simulation::start(&provider, deployment, &config).await?;
     let report = tokio::time::timeout(
         Duration::from_secs(24 * 3600),
-        keymarket_simulate::simulate(&provider, deployment, &sim.config()),
+        simulation.run(&provider, deployment, &config),
     )
     .await
     .wrap_err("simulation timed out")??;
-    Ok(report)
+    Ok((simulation, report))
 }

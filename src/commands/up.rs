@@ -13,7 +13,6 @@ use clap::Args;
 use eyre::{Context, Result};
 use keymarket_contracts::{DeployConfig, Deployment, toolchain};
 use keymarket_indexer::{IndexerConfig, MarketSpec, Store};
-use keymarket_simulate::SimConfig;
 use tracing::info;
 
 use crate::{
@@ -116,7 +115,7 @@ pub(crate) async fn up(args: UpArgs) -> Result<()> {
         deployment.address, deployment.deploy_block
     );
     println!("deployment {}", args.deployment.display());
-    let report = tokio::select! {
+    let (mut simulation, report) = tokio::select! {
         r = run_simulation(&rpc, &deployment, &args.sim) => r?,
         () = stop.cancelled() => {
             eprintln!("stopped during the simulation; nothing was indexed");
@@ -207,7 +206,7 @@ pub(crate) async fn up(args: UpArgs) -> Result<()> {
     };
     let trading = async {
         tokio::select! {
-            r = live_trading(&provider, &deployment, &args) => { stop.cancel(); r }
+            r = live_trading(&provider, &deployment, &args, &mut simulation) => { stop.cancel(); r }
             () = stop.cancelled() => Ok(()),
         }
     };
@@ -236,6 +235,7 @@ pub(crate) async fn live_trading<P: Provider>(
     provider: &P,
     deployment: &Deployment,
     args: &UpArgs,
+    simulation: &mut keymarket_simulate::Simulation,
 ) -> Result<()> {
     if args.live_interval_secs == 0 || args.live_trades == 0 {
         return std::future::pending().await;
@@ -243,19 +243,12 @@ pub(crate) async fn live_trading<P: Provider>(
     let mut tick = tokio::time::interval(Duration::from_secs(args.live_interval_secs));
     for round in 1u64.. {
         tick.tick().await;
-        // One block, at the wall clock's time: the flat profile puts it one block interval (1 s
-        // here) after its start, and never before the chain's latest block.
-        let config = SimConfig {
-            trades: args.live_trades,
-            seed: args.sim.seed.wrapping_add(round),
-            batch_size: args.live_trades as usize,
-            block_interval_secs: 1,
-            profile: keymarket_simulate::Profile::Flat,
-            progress: false,
-            start: Some(unix_now()?),
-            ..args.sim.config()
-        };
-        let r = keymarket_simulate::simulate(provider, deployment, &config).await?;
+        // One block, at the wall clock's time (never before the chain's latest block).
+        let config = args
+            .sim
+            .config()
+            .live_round(args.live_trades, round, unix_now()?);
+        let r = simulation.run(provider, deployment, &config).await?;
         tracing::debug!(target: "keymarket::up", round, trades = r.trades, block = r.block_range.1, "live trades mined");
     }
     Ok(())

@@ -249,12 +249,36 @@ async fn simulate_rejects_a_deployment_from_another_chain() {
     assert!(err.to_string().contains("chain 1"), "{err}");
 }
 
-/// A generated market of `trades` trades over friend.tech's 60-day arc on a fresh anvil whose
-/// clock starts at a fixed time, started at a fixed time: (its report, every log of the chain).
-async fn calibrated_history(
-    trades: u64,
-    seed: u64,
-) -> (keymarket_simulate::SimReport, Vec<alloy::rpc::types::Log>) {
+/// A generated market over friend.tech's 60-day arc on a fresh anvil whose clock starts at a
+/// fixed time, started at a fixed time, kept running for what follows.
+struct History {
+    anvil: alloy::node_bindings::AnvilInstance,
+    deployment: keymarket_contracts::Deployment,
+    config: SimConfig,
+    /// The market's traders and holdings, for runs after the history.
+    simulation: keymarket_simulate::Simulation,
+    report: keymarket_simulate::SimReport,
+}
+
+impl History {
+    fn provider(
+        &self,
+    ) -> impl Provider + alloy::providers::ext::AnvilApi<alloy::network::Ethereum> + use<> {
+        ProviderBuilder::new().connect_http(self.anvil.endpoint_url())
+    }
+
+    /// Every log of the chain.
+    async fn logs(&self) -> Vec<alloy::rpc::types::Log> {
+        self.provider()
+            .get_logs(&Filter::new().from_block(0))
+            .await
+            .unwrap()
+    }
+}
+
+/// `trades` trades of friend.tech's arc, one trader per 12 trades and one subject per four
+/// traders (`up`'s defaults), with `seed`.
+async fn calibrated_history(trades: u64, seed: u64) -> History {
     let anvil = alloy::node_bindings::Anvil::at(keymarket_contracts::toolchain::anvil_path())
         .args(["--accounts", "10", "--balance", "1000000000"])
         .args(["--gas-limit", "1000000000", "--order", "fifo"])
@@ -280,7 +304,11 @@ async fn calibrated_history(
         progress: false,
         ..SimConfig::default()
     };
-    let report = keymarket_simulate::simulate(&provider, &deployment, &config)
+    let mut simulation = keymarket_simulate::Simulation::start(&provider, &deployment, &config)
+        .await
+        .unwrap();
+    let report = simulation
+        .run(&provider, &deployment, &config)
         .await
         .unwrap();
     assert_eq!(
@@ -289,37 +317,115 @@ async fn calibrated_history(
         "{:?}",
         report.unexpected_revert_txs
     );
-    let logs = provider
-        .get_logs(&Filter::new().from_block(0))
-        .await
-        .unwrap();
-    (report, logs)
+    History {
+        anvil,
+        deployment,
+        config,
+        simulation,
+        report,
+    }
+}
+
+fn assert_in_band(report: &keymarket_simulate::SimReport, what: &str) {
+    let calibration = keymarket_simulate::calibration::Calibration::of(report);
+    println!("{what}:\n{}", calibration.table());
+    let outside: Vec<_> = calibration.outside(&[]).iter().map(|f| f.key).collect();
+    assert!(
+        outside.is_empty(),
+        "{what}: out of band: {outside:?}\n{}",
+        calibration.table()
+    );
 }
 
 /// The default history (`up`'s: 20,000 trades, one trader per 12 trades, one subject per four
 /// traders, 60 days) lands inside every band calibrated against friend.tech's figures: prices
 /// per trade, the top subject's supply and price, how concentrated the market is, the buy/sell
-/// balance, net selling after the peak, TVL against protocol revenue (docs/simulator.md).
+/// balance, net selling after the peak, TVL against protocol revenue (docs/simulator.md). Then
+/// `up`'s live stream (its default: one trade every 600 s, a block at a time) runs on for a
+/// simulated day: at the rate of the history's last days, with their buy/sell balance, no
+/// subject running away, the day below the peak day, and every figure still in band.
 #[tokio::test(flavor = "multi_thread")]
-async fn the_default_history_lands_in_friendtechs_bands() {
-    let (report, _) = calibrated_history(20_000, 1).await;
-    let calibration = keymarket_simulate::calibration::Calibration::of(&report);
-    println!("{}", calibration.table());
-    let outside: Vec<_> = calibration.outside(&[]).iter().map(|f| f.key).collect();
-    assert!(
-        outside.is_empty(),
-        "out of band: {outside:?}\n{}",
-        calibration.table()
+async fn the_default_history_and_a_day_of_live_trading_land_in_friendtechs_bands() {
+    let mut history = calibrated_history(20_000, 1).await;
+    let mut report = history.report.clone();
+    assert_in_band(&report, "the history");
+
+    // The last three whole days of the history (its last day may be cut short).
+    let last_day = *report.days.keys().next_back().unwrap();
+    let recent: Vec<_> = report
+        .days
+        .range(last_day - 3..last_day)
+        .map(|(_, d)| d)
+        .collect();
+    let recent_trades = recent.iter().map(|d| d.buys + d.sells).sum::<u64>() as f64 / 3.0;
+    let recent_buy_share =
+        recent.iter().map(|d| d.buys).sum::<u64>() as f64 / (3.0 * recent_trades);
+    let peak_day = report
+        .days
+        .values()
+        .map(|d| d.buys + d.sells)
+        .max()
+        .unwrap();
+
+    let provider = history.provider();
+    let end = provider
+        .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+        .await
+        .unwrap()
+        .unwrap()
+        .header
+        .timestamp;
+    let (live_trades, interval) = (1, 600);
+    let mut live = keymarket_simulate::SimReport::default();
+    for round in 1..=86_400 / interval {
+        let config = history
+            .config
+            .live_round(live_trades, round, end + round * interval);
+        let r = history
+            .simulation
+            .run(&provider, &history.deployment, &config)
+            .await
+            .unwrap();
+        assert_eq!(r.unexpected_reverts(), 0, "{:?}", r.unexpected_revert_txs);
+        live.absorb(&r);
+    }
+    let live_buy_share = live.buys as f64 / live.trades as f64;
+    println!(
+        "live: {} trades in a day ({} buys), the history's last days: {recent_trades:.0} a day, buy share {recent_buy_share:.2}; peak day {peak_day}",
+        live.trades, live.buys
     );
+    let rate = live.trades as f64 / recent_trades;
+    assert!(
+        (0.5..=2.0).contains(&rate),
+        "live rate {rate:.2}× the last days'"
+    );
+    assert!(
+        (live_buy_share - recent_buy_share).abs() <= 0.15,
+        "live buy share {live_buy_share:.2} against the last days' {recent_buy_share:.2}"
+    );
+    assert!(live.trades < peak_day, "a live day outsold the peak day");
+    // No subject runs away: the most any subject's supply grew in the day.
+    let grew = live
+        .subjects
+        .iter()
+        .map(|(s, t)| t.supply as i64 - report.subjects.get(s).map_or(0, |h| h.supply as i64))
+        .max()
+        .unwrap();
+    assert!(grew <= 5, "a subject's supply grew by {grew} in a live day");
+    report.absorb(&live);
+    assert_in_band(&report, "the history and a live day");
 }
 
 /// The same seed and start on a fresh chain give the same chain: every log, block and time.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_same_seed_and_start_give_the_same_chain() {
-    let ((a, logs_a), (b, logs_b)) =
-        tokio::join!(calibrated_history(1_200, 9), calibrated_history(1_200, 9));
-    assert!(a.trades > 1_000, "{a:?}");
-    assert_eq!((a.trades, a.buy_volume), (b.trades, b.buy_volume));
+    let (a, b) = tokio::join!(calibrated_history(1_200, 9), calibrated_history(1_200, 9));
+    assert!(a.report.trades > 1_000, "{:?}", a.report);
+    assert_eq!(
+        (a.report.trades, a.report.buy_volume),
+        (b.report.trades, b.report.buy_volume)
+    );
+    let (logs_a, logs_b) = (a.logs().await, b.logs().await);
     assert_eq!(logs_a.len(), logs_b.len());
     for (x, y) in logs_a.iter().zip(&logs_b) {
         assert_eq!(

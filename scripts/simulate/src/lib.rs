@@ -201,7 +201,72 @@ pub struct DayTally {
     pub volume: U256,
 }
 
+impl SimConfig {
+    /// Round `round` (1, 2, …) of `keymarket up`'s live stream after a history run with this
+    /// configuration: one block of `trades` trades at unix time `at` (the wall clock's, in `up`),
+    /// among the history's traders and subjects, in the late mood of a stream with no arc.
+    pub fn live_round(&self, trades: u64, round: u64, at: u64) -> SimConfig {
+        SimConfig {
+            trades,
+            seed: self.seed.wrapping_add(round),
+            batch_size: trades as usize,
+            // One block, one interval (a second) after the start's second before: at `at`.
+            block_interval_secs: 1,
+            profile: Profile::Flat,
+            progress: false,
+            start: Some(at),
+            ..self.clone()
+        }
+    }
+}
+
 impl SimReport {
+    /// Adds a later run on the same chain (e.g. a live round after the history): sums its
+    /// counts, days and subjects; a subject's supply becomes the later run's.
+    pub fn absorb(&mut self, later: &SimReport) {
+        if later.blocks > 0 {
+            self.block_range = match self.blocks {
+                0 => later.block_range,
+                _ => (self.block_range.0, later.block_range.1),
+            };
+        }
+        self.sent += later.sent;
+        self.trades += later.trades;
+        self.buys += later.buys;
+        self.sells += later.sells;
+        self.reverted += later.reverted;
+        self.expected_reverts += later.expected_reverts;
+        self.subjects_opened += later.subjects_opened;
+        self.blocks += later.blocks;
+        self.buy_volume += later.buy_volume;
+        self.sell_volume += later.sell_volume;
+        self.protocol_fees += later.protocol_fees;
+        self.subject_fees += later.subject_fees;
+        self.referral_fees += later.referral_fees;
+        self.unexpected_revert_txs
+            .extend_from_slice(&later.unexpected_revert_txs);
+        for (subject, t) in &later.subjects {
+            // A subject opened earlier keeps the curve its opening showed.
+            let s = self
+                .subjects
+                .entry(*subject)
+                .or_insert_with(|| SubjectTally {
+                    curve: t.curve,
+                    ..SubjectTally::default()
+                });
+            s.trades += t.trades;
+            s.volume += t.volume;
+            s.supply = t.supply;
+        }
+        for (day, t) in &later.days {
+            let d = self.days.entry(*day).or_default();
+            d.buys += t.buys;
+            d.sells += t.sells;
+            d.volume += t.volume;
+        }
+        self.elapsed += later.elapsed;
+    }
+
     /// Trade events per second of wall-clock time.
     pub fn trades_per_sec(&self) -> f64 {
         self.trades as f64 / self.elapsed.as_secs_f64().max(1e-9)
@@ -220,73 +285,124 @@ pub async fn simulate<P: Provider + AnvilApi<Ethereum>>(
     deployment: &Deployment,
     config: &SimConfig,
 ) -> Result<SimReport> {
-    let started = Instant::now();
-    let chain_id = provider.get_chain_id().await?;
-    if chain_id != deployment.chain_id {
-        return Err(Error::WrongChain {
-            deployment: deployment.chain_id,
-            rpc: chain_id,
-        });
-    }
-    let cast = match config.traders {
-        Some(traders) => {
-            provider.anvil_auto_impersonate_account(true).await?;
-            Cast::generated(traders.max(3), config.subjects.max(1))
-        }
-        None => {
-            let accounts = provider.get_accounts().await?;
-            let need = config.subjects + 4;
-            if accounts.len() < need {
-                return Err(Error::TooFewAccounts {
-                    have: accounts.len(),
-                    need,
-                });
-            }
-            // Account 0 deployed the market; the rest trade. Subjects are traders too.
-            let traders: Vec<Address> = accounts
-                .iter()
-                .copied()
-                .skip(1)
-                .filter(|a| *a != deployment.fee_destination)
-                .collect();
-            Cast {
-                subjects: traders[..config.subjects].to_vec(),
-                traders,
-                generated: false,
-            }
-        }
-    };
-    let market = KeyMarket::new(deployment.address, provider);
+    Simulation::start(provider, deployment, config)
+        .await?
+        .run(provider, deployment, config)
+        .await
+}
 
-    let mut mirror = Mirror {
-        supply: HashMap::new(),
-        curve: HashMap::new(),
-        held: HashMap::new(),
-        holders: HashMap::new(),
-        basis: HashMap::new(),
-        nonces: HashMap::new(),
-        protocol_pct: market.protocolFeePercent().call().await?,
-        subject_pct: market.subjectFeePercent().call().await?,
-        generated: cast.generated,
-    };
-    if !cast.generated {
-        // A few dozen accounts: read them all now (generated ones are read when first drawn).
-        learn(
-            provider,
-            deployment,
-            &cast.subjects,
-            &cast.traders,
-            &mut mirror,
-            false,
-        )
-        .await?;
+/// A simulated market across several runs on one chain: who trades, and what each holds and
+/// paid. `keymarket up` keeps it from the history to its live rounds, so the live stream's
+/// traders are the history's and its holders keep selling (a fresh run knows no holders, and
+/// would only buy).
+pub struct Simulation {
+    cast: Cast,
+    mirror: Mirror,
+    /// Runs so far.
+    runs: u64,
+}
+
+impl Simulation {
+    /// The market of `config` (its traders and subjects) on `deployment`'s chain.
+    pub async fn start<P: Provider + AnvilApi<Ethereum>>(
+        provider: &P,
+        deployment: &Deployment,
+        config: &SimConfig,
+    ) -> Result<Self> {
+        let chain_id = provider.get_chain_id().await?;
+        if chain_id != deployment.chain_id {
+            return Err(Error::WrongChain {
+                deployment: deployment.chain_id,
+                rpc: chain_id,
+            });
+        }
+        let cast = match config.traders {
+            Some(traders) => {
+                provider.anvil_auto_impersonate_account(true).await?;
+                Cast::generated(traders.max(3), config.subjects.max(1))
+            }
+            None => {
+                let accounts = provider.get_accounts().await?;
+                let need = config.subjects + 4;
+                if accounts.len() < need {
+                    return Err(Error::TooFewAccounts {
+                        have: accounts.len(),
+                        need,
+                    });
+                }
+                // Account 0 deployed the market; the rest trade. Subjects are traders too.
+                let traders: Vec<Address> = accounts
+                    .iter()
+                    .copied()
+                    .skip(1)
+                    .filter(|a| *a != deployment.fee_destination)
+                    .collect();
+                Cast {
+                    subjects: traders[..config.subjects].to_vec(),
+                    traders,
+                    generated: false,
+                }
+            }
+        };
+        let market = KeyMarket::new(deployment.address, provider);
+        let mirror = Mirror {
+            supply: HashMap::new(),
+            curve: HashMap::new(),
+            held: HashMap::new(),
+            holders: HashMap::new(),
+            basis: HashMap::new(),
+            nonces: HashMap::new(),
+            protocol_pct: market.protocolFeePercent().call().await?,
+            subject_pct: market.subjectFeePercent().call().await?,
+            generated: cast.generated,
+        };
+        Ok(Self {
+            cast,
+            mirror,
+            runs: 0,
+        })
     }
 
-    let automine = provider.anvil_get_auto_mine().await?;
-    provider.anvil_set_auto_mine(false).await?;
-    let result = run(provider, deployment, config, &cast, &mut mirror, started).await;
-    provider.anvil_set_auto_mine(automine).await?;
-    result
+    /// Sends `config.trades` trades among this market's traders and subjects (`config`'s own
+    /// `traders` and `subjects` are the market's, fixed at `start`), and reports what the
+    /// receipts say.
+    pub async fn run<P: Provider + AnvilApi<Ethereum>>(
+        &mut self,
+        provider: &P,
+        deployment: &Deployment,
+        config: &SimConfig,
+    ) -> Result<SimReport> {
+        let started = Instant::now();
+        let mirror = &mut self.mirror;
+        if self.runs > 0 {
+            // Others may have traded since (a user's `keymarket buy` in `up`): supplies are read
+            // again; who bought what, and at what cost, is remembered. Generated accounts send
+            // only from here, so their nonces and holdings stay; dev accounts are read again.
+            mirror.supply.clear();
+            if !self.cast.generated {
+                mirror.held.clear();
+                mirror.nonces.clear();
+            }
+        }
+        self.runs += 1;
+        if !self.cast.generated {
+            // A few dozen accounts: read them all now (generated ones are read when first drawn).
+            learn(
+                provider,
+                deployment,
+                &self.cast.subjects,
+                &self.cast.traders,
+                mirror,
+                false,
+            )
+            .await?;
+        }
+        let automine = provider.anvil_get_auto_mine().await?;
+        provider.anvil_set_auto_mine(false).await?;
+        let result = run(provider, deployment, config, &self.cast, mirror, started).await;
+        provider.anvil_set_auto_mine(automine).await?;
+        result
+    }
 }
 
 /// Subjects a trader considers for one trade, at most (half by popularity, half at random).
