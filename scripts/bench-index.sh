@@ -72,9 +72,11 @@ else
     [[ -n "${TRADERS:-}" ]] && sim+=(--traders "$TRADERS")
     [[ -n "${SUBJECTS:-}" ]] && sim+=(--subjects "$SUBJECTS")
   fi
-  start_anvil --dump-state "$state" "${genesis[@]}"
+  # --prune-history: building needs only the latest state, and anvil otherwise writes every
+  # older block's state under ~/.foundry/anvil/tmp (24 GB by a third of a 1M friend.tech chain).
+  start_anvil --dump-state "$state" --prune-history "${genesis[@]}"
   "$km" deploy --rpc-url "$rpc" --out "$dep" >/dev/null
-  /usr/bin/time -f "[bench] simulator: %e s wall, peak RSS %M KB" \
+  RUST_LOG="${RUST_LOG},simulate=info" /usr/bin/time -f "[bench] simulator: %e s wall, peak RSS %M KB" \
     "$km" simulate --rpc-url "$rpc" --deployment "$dep" --trades "$trades" --seed 1 --batch-size 1000 "${sim[@]}"
 fi
 if [[ "${BENCH_CHAIN_ONLY:-}" == 1 ]]; then

@@ -29,6 +29,11 @@ say "forge tests (profile: ${FOUNDRY_PROFILE:-default})"
 (cd contracts && FORGE_SNAPSHOT_CHECK=true forge test)
 
 say "cargo tests (workspace: bindings, simulator, indexer; end-to-end over anvil, SQLite, PostgreSQL)"
+# anvil writes older blocks' states to disk and a killed anvil leaves them: the tests' anvils
+# keep them under the target's tmp folder, emptied before and after.
+anvil_cache="${CARGO_TARGET_DIR:-$root/target}/tmp/anvil"
+rm -rf "$anvil_cache"
+trap 'rm -rf "$anvil_cache"' EXIT
 cargo test --workspace --locked
 
 say "disruptive tests, one at a time (restart the machine's PostgreSQL under a running indexer)"

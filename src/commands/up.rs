@@ -67,9 +67,18 @@ pub(crate) fn spawn_anvil(
     let genesis: Vec<String> = genesis
         .map(|t| vec!["--timestamp".into(), t.to_string()])
         .unwrap_or_default();
+    // anvil writes older blocks' states to disk (~1.6 GB for the default history) and a stopped
+    // anvil leaves them behind: here, in one folder per port, emptied when the next `up` starts.
+    let cache = PathBuf::from(format!(".keymarket/anvil-{port}"));
+    if cache.exists() {
+        std::fs::remove_dir_all(&cache)
+            .wrap_err_with(|| format!("could not empty {}", cache.display()))?;
+    }
     Anvil::at(&path)
         .port(port)
         .args(genesis)
+        .arg("--cache-path")
+        .arg(&cache)
         .args(["--accounts", &accounts.to_string(), "--balance", "1000000000"])
         .args(["--gas-limit", "1000000000", "--order", "fifo"])
         .timeout(30_000)

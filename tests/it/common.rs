@@ -22,8 +22,18 @@ use keymarket_contracts::{DeployConfig, Deployment, KeyMarket, TRADE_TOPIC, curv
 use keymarket_indexer::{MarketSpec, Store};
 use keymarket_simulate::SimConfig;
 
+/// anvil, keeping the older blocks' states it writes to disk under the target's tmp folder
+/// (scripts/test.sh empties it), not in ~/.foundry/anvil/tmp, where a killed anvil leaves them
+/// (~1.6 GB for a 20,000-trade history).
+pub(crate) fn anvil_at() -> Anvil {
+    Anvil::at(toolchain::anvil_path()).args([
+        "--cache-path",
+        concat!(env!("CARGO_TARGET_TMPDIR"), "/anvil"),
+    ])
+}
+
 pub(crate) fn anvil() -> AnvilInstance {
-    Anvil::at(toolchain::anvil_path())
+    anvil_at()
         .args([
             "--accounts",
             "30",

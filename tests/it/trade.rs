@@ -370,11 +370,10 @@ async fn the_trading_cli_quotes_trades_and_refuses_clearly() {
     );
 
     // anvil's keys are refused on a chain that is not a dev chain.
-    let mainnet_like =
-        alloy::node_bindings::Anvil::at(keymarket_contracts::toolchain::anvil_path())
-            .chain_id(8_453)
-            .try_spawn()
-            .unwrap();
+    let mainnet_like = crate::common::anvil_at()
+        .chain_id(8_453)
+        .try_spawn()
+        .unwrap();
     let err = refused(
         &mainnet_like.endpoint(),
         &[
