@@ -25,6 +25,15 @@ if ! psql "$pg" -qtAc "SELECT 1" >/dev/null 2>&1; then
 fi
 say "PostgreSQL reachable at $pg"
 
+say "formatting and lints (cargo fmt --check, forge fmt --check, clippy -D warnings)"
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+  say "installing rustfmt and clippy (rustup component add)"
+  rustup component add rustfmt clippy
+fi
+cargo fmt --all --check
+(cd contracts && forge fmt --check)
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
 say "forge tests (profile: ${FOUNDRY_PROFILE:-default})"
 (cd contracts && FORGE_SNAPSHOT_CHECK=true forge test)
 
