@@ -9,6 +9,7 @@ use axum::{
     extract::{FromRequestParts, Path, rejection::QueryRejection},
     http::request::Parts,
 };
+use keymarket_store::calendar;
 use serde::{Deserialize, de::DeserializeOwned};
 use utoipa::IntoParams;
 
@@ -399,52 +400,22 @@ pub(crate) fn parse_address(s: &str) -> Result<String, ApiError> {
 pub(crate) fn parse_date(s: &str) -> Result<i64, ApiError> {
     let bad = || ApiError::BadRequest(format!("malformed date {s:?}: expected YYYY-MM-DD"));
     let mut parts = s.splitn(3, '-');
-    let (y, m, d) = (
-        parts.next().ok_or_else(bad)?,
-        parts.next().ok_or_else(bad)?,
-        parts.next().ok_or_else(bad)?,
-    );
-    let (y, m, d): (i64, i64, i64) = (
-        y.parse().map_err(|_| bad())?,
-        m.parse().map_err(|_| bad())?,
-        d.parse().map_err(|_| bad())?,
-    );
+    let mut number =
+        || -> Result<i64, ApiError> { parts.next().ok_or_else(bad)?.parse().map_err(|_| bad()) };
+    let (y, m, d) = (number()?, number()?, number()?);
     if !(1..=12).contains(&m) || !(1..=31).contains(&d) || s.len() != 10 {
         return Err(bad());
     }
-    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let month_days = [
-        31,
-        if leap { 29 } else { 28 },
-        31,
-        30,
-        31,
-        30,
-        31,
-        31,
-        30,
-        31,
-        30,
-        31,
-    ];
-    if d > month_days[(m - 1) as usize] {
+    let month_days = calendar::month_days(y, m);
+    if d > month_days {
         return Err(ApiError::BadRequest(format!(
-            "no such day {s}: {y}-{m:02} has {} days",
-            month_days[(m - 1) as usize]
+            "no such day {s}: {y}-{m:02} has {month_days} days"
         )));
     }
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    if format_date(days) != s {
-        return Err(bad()); // e.g. 2023-02-30
+    match calendar::day_of(y, m, d) {
+        Some(days) if format_date(days) == s => Ok(days),
+        _ => Err(bad()),
     }
-    Ok(days)
 }
 
 /// A time filter's value as Unix seconds: seconds as they are, or a UTC day `YYYY-MM-DD` — its
@@ -470,16 +441,7 @@ pub(crate) fn parse_time(s: &str, name: &str, end_of_day: bool) -> Result<i64, A
 
 /// Days since 1970-01-01 → `YYYY-MM-DD`.
 pub(crate) fn format_date(days: i64) -> String {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
+    calendar::date_of_day(days)
 }
 
 /// The choice `by` names among `choices` (the first is the default); an unknown name is a 400

@@ -42,6 +42,7 @@ pub use crate::{
 
 mod aggregates;
 pub mod amount;
+pub mod calendar;
 pub mod concentration;
 mod error;
 mod events;
