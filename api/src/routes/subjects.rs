@@ -5,16 +5,13 @@ use axum::{Json, extract::State, response::Response};
 use keymarket_store::{DayRange, HoldingRow, HoldingsOf, SubjectOrder, SubjectRow};
 use rust_decimal::Decimal;
 
-/// Wei of one key at supply 1 on friend.tech's curve (1 ether / 16000).
-pub(crate) const KEY_UNIT: i128 = 62_500_000_000_000;
-
 /// The price before fees of key number `k` (0-based) on a curve `multiple` × s²/16000.
 pub(crate) fn key_price(multiple: i64, k: i64) -> Option<Amount> {
     (multiple > 0 && k >= 0)
         .then(|| {
             i128::from(multiple)
                 .checked_mul(i128::from(k).checked_mul(i128::from(k))?)?
-                .checked_mul(KEY_UNIT)
+                .checked_mul(i128::try_from(keymarket_store::curve::KEY_UNIT).ok()?)
         })
         .flatten()
         .and_then(|wei| Decimal::try_from_i128_with_scale(wei, 0).ok())

@@ -11,28 +11,47 @@ pub const CURVE_STEEP: u8 = 1;
 
 const ETHER: u64 = 1_000_000_000_000_000_000;
 
-fn sum_of_squares(n: U256) -> U256 {
-    n * (n + U256::from(1)) * (U256::from(2) * n + U256::from(1)) / U256::from(6)
+/// Wei of key number 1 on friend.tech's standard curve (1 ether / 16000): every price on either
+/// curve is a whole multiple of it. The one home of the curve's constant, for the store's and
+/// the API's price arithmetic too.
+pub const KEY_UNIT: u128 = 62_500_000_000_000;
+
+/// A curve as a multiple of the standard one: 1 for friend.tech's s²/16000, 10 for the steep
+/// s²/1600.
+pub fn multiple(curve: u8) -> u64 {
+    if curve == CURVE_STEEP { 10 } else { 1 }
 }
 
-/// The price before fees of `amount` keys starting at `supply` on `curve`, in wei.
+/// 0² + 1² + … + n².
+pub fn sum_of_squares(n: u128) -> Option<u128> {
+    n.checked_mul(n + 1)?.checked_mul(2 * n + 1).map(|p| p / 6)
+}
+
+/// The price before fees, in units of [`KEY_UNIT`] per curve multiple, of keys number `lo` to
+/// `hi` (0-based, inclusive): Σ k² over them.
+pub fn squares_between(lo: u128, hi: u128) -> Option<u128> {
+    let below = match lo {
+        0 => 0,
+        _ => sum_of_squares(lo - 1)?,
+    };
+    sum_of_squares(hi)?.checked_sub(below)
+}
+
+/// The price before fees of `amount` keys starting at `supply` on `curve`, in wei (in `U256`:
+/// any `u64` supply and amount).
 pub fn price(curve: u8, supply: u64, amount: u64) -> U256 {
     let end = U256::from(supply) + U256::from(amount);
     if end.is_zero() {
         return U256::ZERO;
     }
-    let sum2 = sum_of_squares(end - U256::from(1));
-    let sum1 = if supply == 0 {
+    let sum =
+        |n: U256| n * (n + U256::from(1)) * (U256::from(2) * n + U256::from(1)) / U256::from(6);
+    let below = if supply == 0 {
         U256::ZERO
     } else {
-        sum_of_squares(U256::from(supply - 1))
+        sum(U256::from(supply - 1))
     };
-    let divisor = if curve == CURVE_STEEP {
-        1_600u64
-    } else {
-        16_000
-    };
-    (sum2 - sum1) * U256::from(ETHER) / U256::from(divisor)
+    (sum(end - U256::from(1)) - below) * U256::from(KEY_UNIT) * U256::from(multiple(curve))
 }
 
 /// A fee: `price * percent / 1 ether`, rounded down (percent with 1e18 = 100%).

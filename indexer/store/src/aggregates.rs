@@ -10,6 +10,8 @@ use super::{
     writer::{Stmt, WriteRow, WriteTx},
     *,
 };
+use keymarket_contracts::curve;
+
 use crate::{Result, amount::Wei, row::TradeRow};
 
 #[derive(Default)]
@@ -56,9 +58,6 @@ pub(super) const DAY: i64 = 86_400;
 /// (subject, trader).
 pub(super) type HoldingKey<'a> = (&'a str, &'a str);
 
-/// Wei of one key at supply 1 on friend.tech's curve (1 ether / 16000).
-pub(super) const KEY_UNIT: u128 = 62_500_000_000_000;
-
 /// The curve of a trade's subject, as a multiple of friend.tech's s²/16000 per key, from the
 /// trade's price: ethAmount = multiple × Σ i² over the keys traded × 1 ether / 16000. `None`
 /// when the keys traded are free (the first key) or the price is not on such a curve.
@@ -72,9 +71,7 @@ pub(super) fn curve_multiple(t: &TradeRow) -> Option<i64> {
         supply
     };
     let hi = (lo + n).checked_sub(1)?;
-    let squares = |k: u128| k * (k + 1) * (2 * k + 1) / 6;
-    let sum = squares(hi) - if lo == 0 { 0 } else { squares(lo - 1) };
-    let unit = sum.checked_mul(KEY_UNIT)?;
+    let unit = curve::squares_between(lo, hi)?.checked_mul(curve::KEY_UNIT)?;
     let eth = u128::try_from(t.eth.to_i128()).ok()?;
     (unit > 0 && eth % unit == 0)
         .then(|| i64::try_from(eth / unit).ok())
@@ -510,7 +507,7 @@ mod tests {
     /// A subject's curve (1× or 10× friend.tech's k²/16000 ETH per key) read off a trade's price.
     #[test]
     fn curves_are_read_off_prices() {
-        let unit = KEY_UNIT as i128; // 1 ETH / 16000
+        let unit = curve::KEY_UNIT as i128; // 1 ETH / 16000
         // Buying key number 4 (supply 4 → 5) costs 4² units; keys 4..=6 cost 16 + 25 + 36.
         assert_eq!(curve_multiple(&trade(true, 1, 5, 16 * unit)), Some(1));
         assert_eq!(curve_multiple(&trade(true, 3, 7, 77 * unit)), Some(1));

@@ -43,6 +43,8 @@ pub use crate::{
 mod aggregates;
 pub mod amount;
 pub mod calendar;
+/// friend.tech's curve, from the contract's bindings (its one home), for the API's prices.
+pub use keymarket_contracts::curve;
 pub mod concentration;
 mod error;
 mod events;

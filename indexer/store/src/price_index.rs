@@ -20,7 +20,9 @@ use futures::TryStreamExt;
 use sqlx::AssertSqlSafe;
 
 use super::*;
-use crate::{Result, aggregates::KEY_UNIT, amount::Wei, leaders::BY_VOLUME, series::DayRange};
+use keymarket_contracts::curve::KEY_UNIT;
+
+use crate::{Result, amount::Wei, leaders::BY_VOLUME, series::DayRange};
 
 /// Most subjects the index may follow.
 pub const MAX_TOP: usize = 50;
