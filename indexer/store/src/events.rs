@@ -396,9 +396,12 @@ fn push_placeholders_with_zeros(
 impl Store {
     /// The market's referrers with the largest payouts first (ties by address), at most `limit`.
     pub async fn top_referrers(&self, market_id: i64, limit: i64) -> Result<Vec<ReferrerRow>> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(concat!(
             "SELECT referrer, referrals, amount_gwei, amount_rem, first_time FROM referrers WHERE market_id = $1 \
-             ORDER BY (amount_gwei + amount_rem / 1000000000) DESC, (amount_rem % 1000000000) DESC, referrer LIMIT $2",
+             ORDER BY ",
+            crate::amount::amount_desc!("amount"),
+            ", referrer LIMIT $2"
+        ),
         )
         .bind(market_id)
         .bind(limit)

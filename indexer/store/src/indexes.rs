@@ -5,7 +5,7 @@ use sqlx::{AssertSqlSafe, Row};
 use tracing::info;
 
 use super::*;
-use crate::{Error, Result};
+use crate::{Error, Result, amount::amount_desc};
 
 impl Store {
     /// The first block holding a trade that is stored twice (same chain, transaction and log
@@ -129,11 +129,19 @@ pub(super) const DEFERRABLE_INDEXES: &[(&str, &str)] = &[
     ),
     (
         "subjects_by_volume",
-        "CREATE INDEX IF NOT EXISTS subjects_by_volume ON subjects (market_id, (volume_gwei + volume_rem / 1000000000) DESC, (volume_rem % 1000000000) DESC, subject)",
+        concat!(
+            "CREATE INDEX IF NOT EXISTS subjects_by_volume ON subjects (market_id, ",
+            amount_desc!("volume"),
+            ", subject)"
+        ),
     ),
     (
         "subjects_by_fees",
-        "CREATE INDEX IF NOT EXISTS subjects_by_fees ON subjects (market_id, (fees_gwei + fees_rem / 1000000000) DESC, (fees_rem % 1000000000) DESC, subject)",
+        concat!(
+            "CREATE INDEX IF NOT EXISTS subjects_by_fees ON subjects (market_id, ",
+            amount_desc!("fees"),
+            ", subject)"
+        ),
     ),
     (
         "subjects_by_holders",
@@ -149,11 +157,19 @@ pub(super) const DEFERRABLE_INDEXES: &[(&str, &str)] = &[
     ),
     (
         "traders_by_volume",
-        "CREATE INDEX IF NOT EXISTS traders_by_volume ON traders (market_id, (volume_gwei + volume_rem / 1000000000) DESC, (volume_rem % 1000000000) DESC, trader)",
+        concat!(
+            "CREATE INDEX IF NOT EXISTS traders_by_volume ON traders (market_id, ",
+            amount_desc!("volume"),
+            ", trader)"
+        ),
     ),
     (
         "traders_by_fees",
-        "CREATE INDEX IF NOT EXISTS traders_by_fees ON traders (market_id, (fees_gwei + fees_rem / 1000000000) DESC, (fees_rem % 1000000000) DESC, trader)",
+        concat!(
+            "CREATE INDEX IF NOT EXISTS traders_by_fees ON traders (market_id, ",
+            amount_desc!("fees"),
+            ", trader)"
+        ),
     ),
     (
         "traders_by_trades",

@@ -4,13 +4,15 @@
 use sqlx::{AssertSqlSafe, any::AnyRow};
 
 use super::*;
-use crate::{Result, amount::Wei};
+use crate::{
+    Result,
+    amount::{Wei, amount_desc},
+};
 
 /// Orders an exact amount column pair (normalised gwei, then the remainder), descending.
-pub(crate) const BY_VOLUME: &str =
-    "(volume_gwei + volume_rem / 1000000000) DESC, (volume_rem % 1000000000) DESC";
+pub(crate) const BY_VOLUME: &str = amount_desc!("volume");
 /// The same for fees.
-const BY_FEES: &str = "(fees_gwei + fees_rem / 1000000000) DESC, (fees_rem % 1000000000) DESC";
+const BY_FEES: &str = amount_desc!("fees");
 
 /// How a leaderboard of subjects is ordered (largest first; ties by address).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
