@@ -17,6 +17,7 @@ set -euo pipefail
 export RUST_LOG="${RUST_LOG:-warn}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+source "$root/scripts/lib/anvil.sh"
 trades="${1:-60000}"
 port="${PORT:-8549}"
 rpc="http://127.0.0.1:$port"
@@ -32,7 +33,7 @@ if [[ ! -f "$state" || ! -f "$dep" ]]; then
 fi
 anvil=node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 cast=node_modules/@foundry-rs/cast-linux-amd64/bin/cast
-env -u RUST_LOG "$anvil" --port "$port" --accounts 60 --balance 1000000000 --gas-limit 1000000000 --order fifo --silent --load-state "$state" &
+env -u RUST_LOG "$anvil" --port "$port" --accounts 60 "${KEYMARKET_ANVIL_ARGS[@]}" --load-state "$state" &
 anvil_pid=$!
 out="$(mktemp -d)"
 trap 'kill -INT "$anvil_pid" 2>/dev/null || true; wait "$anvil_pid" 2>/dev/null || true; rm -rf "$out"' EXIT

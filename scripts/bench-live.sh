@@ -6,6 +6,7 @@
 # On SQLite and on the machine's PostgreSQL. Usage: scripts/bench-live.sh [BLOCKS]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/lib/anvil.sh
 blocks="${1:-100}"
 interval="${INTERVAL_MS:-2000}"
 poll="${POLL_MS:-500}"
@@ -20,7 +21,7 @@ cargo build --release --locked --bin keymarket
 km="${CARGO_TARGET_DIR:-target}/release/keymarket"
 anvil=node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 dir="$(mktemp -d)"
-env -u RUST_LOG "$anvil" --port "$port" --accounts 60 --balance 1000000000 --gas-limit 1000000000 --order fifo --silent &
+env -u RUST_LOG "$anvil" --port "$port" --accounts 60 "${KEYMARKET_ANVIL_ARGS[@]}" &
 anvil_pid=$!
 db="km_bench_live_$$"
 cleanup() {

@@ -6,12 +6,13 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+source "$root/scripts/lib/anvil.sh"
 trades="${1:-1000000}"
 port="${PORT:-8547}"
 scripts/setup.sh
 # The real binaries (the npm wrappers exit 0 on errors and do not forward signals).
 cargo build --release --locked --bin keymarket
-anvil_args=(--port "$port" --accounts 60 --balance 1000000000 --gas-limit 1000000000 --order fifo --silent)
+anvil_args=(--port "$port" --accounts 60 "${KEYMARKET_ANVIL_ARGS[@]}")
 [[ -n "${DUMP:-}" ]] && anvil_args+=(--dump-state "$DUMP")
 node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil "${anvil_args[@]}" &
 anvil_pid=$!

@@ -5,7 +5,7 @@
 use std::{path::PathBuf, time::Duration};
 
 use alloy::{
-    node_bindings::{Anvil, AnvilInstance},
+    node_bindings::AnvilInstance,
     providers::{Provider, ProviderBuilder},
     signers::local::PrivateKeySigner,
 };
@@ -74,13 +74,11 @@ pub(crate) fn spawn_anvil(
         std::fs::remove_dir_all(&cache)
             .wrap_err_with(|| format!("could not empty {}", cache.display()))?;
     }
-    Anvil::at(&path)
+    toolchain::dev_anvil(accounts)
         .port(port)
         .args(genesis)
         .arg("--cache-path")
         .arg(&cache)
-        .args(["--accounts", &accounts.to_string(), "--balance", "1000000000"])
-        .args(["--gas-limit", "1000000000", "--order", "fifo"])
         .timeout(30_000)
         .try_spawn()
         .wrap_err_with(|| {

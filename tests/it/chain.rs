@@ -279,9 +279,7 @@ impl History {
 /// `trades` trades of friend.tech's arc, one trader per 12 trades and one subject per four
 /// traders (`up`'s defaults), with `seed`.
 async fn calibrated_history(trades: u64, seed: u64) -> History {
-    let anvil = crate::common::anvil_at()
-        .args(["--accounts", "10", "--balance", "1000000000"])
-        .args(["--gas-limit", "1000000000", "--order", "fifo"])
+    let anvil = crate::common::anvil_at(10)
         .args(["--timestamp", "1780000000"])
         .try_spawn()
         .expect("anvil starts");

@@ -25,24 +25,15 @@ use keymarket_simulate::SimConfig;
 /// anvil, keeping the older blocks' states it writes to disk under the target's tmp folder
 /// (scripts/test.sh empties it), not in ~/.foundry/anvil/tmp, where a killed anvil leaves them
 /// (~1.6 GB for a 20,000-trade history).
-pub(crate) fn anvil_at() -> Anvil {
-    Anvil::at(toolchain::anvil_path()).args([
+pub(crate) fn anvil_at(accounts: usize) -> Anvil {
+    toolchain::dev_anvil(accounts).args([
         "--cache-path",
         concat!(env!("CARGO_TARGET_TMPDIR"), "/anvil"),
     ])
 }
 
 pub(crate) fn anvil() -> AnvilInstance {
-    anvil_at()
-        .args([
-            "--accounts",
-            "30",
-            "--balance",
-            "1000000000",
-            "--gas-limit",
-            "1000000000",
-        ])
-        .args(["--order", "fifo"])
+    anvil_at(30)
         .try_spawn()
         .expect("anvil starts (run scripts/setup.sh first)")
 }

@@ -370,7 +370,7 @@ async fn the_trading_cli_quotes_trades_and_refuses_clearly() {
     );
 
     // anvil's keys are refused on a chain that is not a dev chain.
-    let mainnet_like = crate::common::anvil_at()
+    let mainnet_like = crate::common::anvil_at(10)
         .chain_id(8_453)
         .try_spawn()
         .unwrap();
