@@ -57,8 +57,10 @@ pub(crate) struct MarketQuery {
 
 /// `from`/`to` dates (inclusive, UTC) → a day range, checked.
 pub(crate) fn day_range(from: Option<&str>, to: Option<&str>) -> Result<(i64, i64), ApiError> {
-    let from = from.map(parse_date).transpose()?.unwrap_or(i64::MIN / 2);
-    let to = to.map(parse_date).transpose()?.unwrap_or(i64::MAX / 2);
+    let keymarket_store::DayRange { from, to } = keymarket_store::DayRange::between(
+        from.map(parse_date).transpose()?,
+        to.map(parse_date).transpose()?,
+    );
     if from > to {
         return Err(ApiError::BadRequest(
             "inverted range: `from` is after `to`".into(),

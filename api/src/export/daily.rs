@@ -90,11 +90,7 @@ fn values(r: &DayRow) -> [i128; 15] {
 
 /// Every day of the market that has trades, oldest first (the store's daily series read).
 pub async fn read_daily(store: &Store, market_id: i64) -> Result<Vec<DayRow>, ExportError> {
-    let all = DayRange {
-        from: i64::MIN / 2,
-        to: i64::MAX / 2,
-    };
-    Ok(store.daily(market_id, all, i64::MAX).await?)
+    Ok(store.daily(market_id, DayRange::ALL_TIME, i64::MAX).await?)
 }
 
 fn out_of_range(what: &str, v: i128) -> ExportError {

@@ -220,10 +220,7 @@ impl Store {
 mod tests {
     use super::*;
 
-    const ALL: DayRange = DayRange {
-        from: i64::MIN / 2,
-        to: i64::MAX / 2,
-    };
+    const ALL: DayRange = DayRange::ALL_TIME;
 
     fn subject(name: &str, curve: i64) -> IndexSubject {
         IndexSubject {

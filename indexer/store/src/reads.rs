@@ -197,10 +197,7 @@ impl Store {
     /// all time, the sums of the daily first appearances; over a window, counted from the
     /// per-day traders and from the raw trades.
     pub async fn totals(&self, market_id: i64, days: Option<DayRange>) -> Result<Totals> {
-        let DayRange { from, to } = days.unwrap_or(DayRange {
-            from: i64::MIN / 2,
-            to: i64::MAX / 2,
-        });
+        let DayRange { from, to } = days.unwrap_or(DayRange::ALL_TIME);
         let r = sqlx::query(
             "SELECT CAST(COALESCE(SUM(trades),0) AS BIGINT), CAST(COALESCE(SUM(buys),0) AS BIGINT), CAST(COALESCE(SUM(sells),0) AS BIGINT), CAST(COALESCE(SUM(buy_volume_gwei),0) AS BIGINT), CAST(COALESCE(SUM(buy_volume_rem),0) AS BIGINT), CAST(COALESCE(SUM(sell_volume_gwei),0) AS BIGINT), CAST(COALESCE(SUM(sell_volume_rem),0) AS BIGINT), CAST(COALESCE(SUM(protocol_gwei),0) AS BIGINT), CAST(COALESCE(SUM(protocol_rem),0) AS BIGINT), CAST(COALESCE(SUM(subject_gwei),0) AS BIGINT), CAST(COALESCE(SUM(subject_rem),0) AS BIGINT), \
              CAST(COALESCE(SUM(new_traders),0) AS BIGINT), CAST(COALESCE(SUM(new_subjects),0) AS BIGINT), \

@@ -14,6 +14,23 @@ pub struct DayRange {
     pub to: i64,
 }
 
+impl DayRange {
+    /// Every day there is: bounds far beyond any block time, yet halved so that a day's
+    /// seconds (`day × 86,400`) and `to + 1` stay within `i64` wherever a query computes them.
+    pub const ALL_TIME: DayRange = DayRange {
+        from: i64::MIN / 2,
+        to: i64::MAX / 2,
+    };
+
+    /// From `from` (or the beginning of time) to `to` (or its end), inclusive.
+    pub fn between(from: Option<i64>, to: Option<i64>) -> DayRange {
+        DayRange {
+            from: from.unwrap_or(Self::ALL_TIME.from),
+            to: to.unwrap_or(Self::ALL_TIME.to),
+        }
+    }
+}
+
 /// One day of a market.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DayRow {
