@@ -90,35 +90,39 @@ pub(super) fn normalised_add(table: &str, col: &str) -> String {
     )
 }
 
-/// Adds (`sign` = 1) or subtracts (`sign` = -1) the contribution of `trades` to every aggregate;
-/// `basis[i]` is the cost basis `trades[i]` released (see [`released_basis`]). Zero-amount
-/// trades count in none. Counters that depend on the previous state (holders, new and active
-/// traders, new subjects) are derived from the rows' values after the update (`RETURNING`).
-pub(super) async fn apply_aggregates(
-    tx: &mut WriteTx,
-    backend: Backend,
-    market_id: i64,
-    trades: &[TradeRow],
-    basis: &[Wei],
-    sign: i64,
-) -> Result<()> {
-    let trades: Vec<(&TradeRow, &Wei)> = trades
+/// A batch's contribution to every aggregate table, folded in memory (`sign` applied): what
+/// [`apply_aggregates`] writes, one table at a time.
+#[derive(Default)]
+pub(super) struct Deltas<'a> {
+    pub(super) days: BTreeMap<i64, DayAgg>,
+    pub(super) subjects: HashMap<&'a str, PartyAgg>,
+    pub(super) traders: HashMap<&'a str, PartyAgg>,
+    /// (balance change, cost change in wei)
+    pub(super) holdings: HashMap<HoldingKey<'a>, (i64, i128)>,
+    pub(super) day_traders: HashMap<(i64, &'a str), i64>,
+    pub(super) subject_days: HashMap<(&'a str, i64), SubjectDayAgg>,
+}
+
+/// Folds `trades` (with the cost basis `basis[i]` each released, see [`released_basis`]) into
+/// per-table deltas, added (`sign` = 1) or subtracted (`sign` = -1). Zero-amount trades count in
+/// none. Pure: the counters that depend on the tables' previous state (holders, new and active
+/// traders, new subjects) are left to the writes.
+pub(super) fn fold<'a>(trades: &'a [TradeRow], basis: &[Wei], sign: i64) -> Deltas<'a> {
+    let s = |w: Wei| if sign > 0 { w } else { w.negated() };
+    let mut deltas = Deltas::default();
+    let Deltas {
+        days,
+        subjects,
+        traders,
+        holdings,
+        day_traders,
+        subject_days,
+    } = &mut deltas;
+    let trades = trades
         .iter()
         .zip(basis)
-        .filter(|(t, _)| t.share_amount != 0)
-        .collect();
-    if trades.is_empty() {
-        return Ok(());
-    }
-    let s = |w: Wei| if sign > 0 { w } else { w.negated() };
-    let mut days: BTreeMap<i64, DayAgg> = BTreeMap::new();
-    let mut subjects: HashMap<&str, PartyAgg> = HashMap::default();
-    let mut traders: HashMap<&str, PartyAgg> = HashMap::default();
-    // (balance change, cost change in wei)
-    let mut holdings: HashMap<HoldingKey<'_>, (i64, i128)> = HashMap::default();
-    let mut day_traders: HashMap<(i64, &str), i64> = HashMap::default();
-    let mut subject_days: HashMap<(&str, i64), SubjectDayAgg> = HashMap::default();
-    for (t, basis) in &trades {
+        .filter(|(t, _)| t.share_amount != 0);
+    for (t, basis) in trades {
         let day = t.block_time.div_euclid(DAY);
         let d = days.entry(day).or_default();
         let sd = subject_days.entry((&t.subject, day)).or_default();
@@ -171,77 +175,159 @@ pub(super) async fn apply_aggregates(
         }
         *day_traders.entry((day, &t.trader)).or_default() += sign;
     }
-    // On rollback the first-trade times must not move: the remaining trades are all older.
-    let first = |t: i64| if sign > 0 { t } else { i64::MAX };
+    deltas
+}
 
-    // Holdings → holders per subject.
-    let rows: Vec<(HoldingKey<'_>, (i64, i128))> = holdings.into_iter().collect();
-    for chunk in rows.chunks(MAX_PARAMS / 6) {
-        let mut sql = insert_into(
-            backend,
-            "holdings (market_id, subject, trader, balance, cost_gwei, cost_rem) VALUES ",
-        );
-        push_placeholders(&mut sql, backend, chunk.len(), 6);
-        sql.push_str(
-            " ON CONFLICT (market_id, subject, trader) DO UPDATE SET balance = holdings.balance + excluded.balance, ",
-        );
-        sql.push_str(&normalised_add("holdings", "cost"));
-        sql.push_str(" RETURNING subject, trader, balance");
-        let mut q = big_statement(backend, &sql, chunk.len() * 6);
-        for ((subject, trader), (delta, cost)) in chunk {
-            let cost = wei(*cost)?;
-            q.int(market_id)
-                .text(subject)
-                .text(trader)
-                .int(*delta)
-                .wei(cost);
-        }
-        let returned = tx.fetch_all(q).await.map_err(db("updating holdings"))?;
-        let deltas: HashMap<(&str, &str), i64> =
-            chunk.iter().map(|(k, (delta, _))| (*k, *delta)).collect();
-        let mut emptied = Vec::new();
-        for r in &returned {
-            let (subject, trader) = (r.text(0), r.text(1));
-            let new = r.int(2);
-            let old = new - deltas[&(subject, trader)];
-            let change = i64::from(new > 0) - i64::from(old > 0);
-            if change != 0 {
-                subjects.get_mut(subject).expect("touched subject").holders += change;
-            }
-            if new == 0 {
-                emptied.push((subject, trader));
-            }
-        }
-        // Holdings that this batch emptied are removed (only those: a scan of the whole table per
-        // batch would make the backfill quadratic). An emptied holding's cost basis is zero (its
-        // last sell released all of it) — unless a buy brought a negative balance (keys sold that
-        // the index never saw bought, or a provider's log at a wrong block) back to zero: that
-        // row keeps its cost, so that a rollback restores it exactly.
-        for chunk in emptied.chunks(MAX_PARAMS / 2) {
-            let mut sql = String::from(
-                "DELETE FROM holdings WHERE balance = 0 AND cost_gwei = 0 AND cost_rem = 0 AND market_id = ",
-            );
-            sql.push_str(&market_id.to_string());
-            sql.push_str(" AND (subject, trader) IN (VALUES ");
-            push_placeholders(&mut sql, backend, chunk.len(), 2);
-            sql.push(')');
-            let mut q = big_statement(backend, &sql, chunk.len() * 2);
-            for (subject, trader) in chunk {
-                q.text(subject).text(trader);
-            }
-            tx.execute(q).await.map_err(db("pruning holdings"))?;
-        }
+/// Adds (`sign` = 1) or subtracts (`sign` = -1) the contribution of `trades` to every aggregate:
+/// the batch folded in memory ([`fold`]), then one write per table. Counters that depend on the
+/// previous state (holders, new and active traders, new subjects) are derived from the rows'
+/// values after the update (`RETURNING`).
+pub(super) async fn apply_aggregates(
+    tx: &mut WriteTx,
+    backend: Backend,
+    market_id: i64,
+    trades: &[TradeRow],
+    basis: &[Wei],
+    sign: i64,
+) -> Result<()> {
+    let Deltas {
+        mut days,
+        mut subjects,
+        traders,
+        holdings,
+        day_traders,
+        subject_days,
+    } = fold(trades, basis, sign);
+    if subjects.is_empty() {
+        return Ok(());
+    }
+    let w = Writes {
+        backend,
+        market_id,
+        sign,
+    };
+    w.holdings(tx, holdings, &mut subjects).await?;
+    for day in w.subjects(tx, subjects).await? {
+        days.entry(day).or_default().new_subjects += sign;
+    }
+    for day in w.traders(tx, traders).await? {
+        days.entry(day).or_default().new_traders += sign;
+    }
+    w.subject_days(tx, subject_days).await?;
+    for day in w.day_traders(tx, day_traders).await? {
+        days.entry(day).or_default().active += sign;
+    }
+    w.days(tx, days).await?;
+    if sign < 0 {
+        w.prune_emptied(tx).await?;
+    }
+    Ok(())
+}
+
+/// The writes of one batch's deltas, one table each.
+struct Writes {
+    backend: Backend,
+    market_id: i64,
+    sign: i64,
+}
+
+impl Writes {
+    /// On rollback the first-trade times must not move: the remaining trades are all older.
+    fn first(&self, t: i64) -> i64 {
+        if self.sign > 0 { t } else { i64::MAX }
     }
 
-    // Subjects → new subjects per day.
-    let rows: Vec<(&str, PartyAgg)> = subjects.into_iter().collect();
-    for chunk in rows.chunks(MAX_PARAMS / 11) {
-        let mut sql = insert_into(
-            backend,
-            "subjects (market_id, subject, supply, holders, trades, volume_gwei, volume_rem, fees_gwei, fees_rem, first_time, curve) VALUES ",
+    /// Holdings, and the holders each subject gained or lost.
+    async fn holdings(
+        &self,
+        tx: &mut WriteTx,
+        holdings: HashMap<HoldingKey<'_>, (i64, i128)>,
+        subjects: &mut HashMap<&str, PartyAgg>,
+    ) -> Result<()> {
+        let Self {
+            backend, market_id, ..
+        } = *self;
+        let rows: Vec<(HoldingKey<'_>, (i64, i128))> = holdings.into_iter().collect();
+        for chunk in rows.chunks(MAX_PARAMS / 6) {
+            let mut sql = insert_into(
+                backend,
+                "holdings (market_id, subject, trader, balance, cost_gwei, cost_rem) VALUES ",
+            );
+            push_placeholders(&mut sql, backend, chunk.len(), 6);
+            sql.push_str(
+            " ON CONFLICT (market_id, subject, trader) DO UPDATE SET balance = holdings.balance + excluded.balance, ",
         );
-        push_placeholders(&mut sql, backend, chunk.len(), 11);
-        sql.push_str(
+            sql.push_str(&normalised_add("holdings", "cost"));
+            sql.push_str(" RETURNING subject, trader, balance");
+            let mut q = big_statement(backend, &sql, chunk.len() * 6);
+            for ((subject, trader), (delta, cost)) in chunk {
+                let cost = wei(*cost)?;
+                q.int(market_id)
+                    .text(subject)
+                    .text(trader)
+                    .int(*delta)
+                    .wei(cost);
+            }
+            let returned = tx.fetch_all(q).await.map_err(db("updating holdings"))?;
+            let deltas: HashMap<(&str, &str), i64> =
+                chunk.iter().map(|(k, (delta, _))| (*k, *delta)).collect();
+            let mut emptied = Vec::new();
+            for r in &returned {
+                let (subject, trader) = (r.text(0), r.text(1));
+                let new = r.int(2);
+                let old = new - deltas[&(subject, trader)];
+                let change = i64::from(new > 0) - i64::from(old > 0);
+                if change != 0 {
+                    subjects.get_mut(subject).expect("touched subject").holders += change;
+                }
+                if new == 0 {
+                    emptied.push((subject, trader));
+                }
+            }
+            // Holdings that this batch emptied are removed (only those: a scan of the whole table per
+            // batch would make the backfill quadratic). An emptied holding's cost basis is zero (its
+            // last sell released all of it) — unless a buy brought a negative balance (keys sold that
+            // the index never saw bought, or a provider's log at a wrong block) back to zero: that
+            // row keeps its cost, so that a rollback restores it exactly.
+            for chunk in emptied.chunks(MAX_PARAMS / 2) {
+                let mut sql = String::from(
+                    "DELETE FROM holdings WHERE balance = 0 AND cost_gwei = 0 AND cost_rem = 0 AND market_id = ",
+                );
+                sql.push_str(&market_id.to_string());
+                sql.push_str(" AND (subject, trader) IN (VALUES ");
+                push_placeholders(&mut sql, backend, chunk.len(), 2);
+                sql.push(')');
+                let mut q = big_statement(backend, &sql, chunk.len() * 2);
+                for (subject, trader) in chunk {
+                    q.text(subject).text(trader);
+                }
+                tx.execute(q).await.map_err(db("pruning holdings"))?;
+            }
+        }
+
+        Ok(())
+    }
+
+    /// Subjects; the days of the subjects that appeared (or vanished, on rollback).
+    async fn subjects(
+        &self,
+        tx: &mut WriteTx,
+        subjects: HashMap<&str, PartyAgg>,
+    ) -> Result<Vec<i64>> {
+        let Self {
+            backend,
+            market_id,
+            sign,
+        } = *self;
+        let mut appeared = Vec::new();
+        let rows: Vec<(&str, PartyAgg)> = subjects.into_iter().collect();
+        for chunk in rows.chunks(MAX_PARAMS / 11) {
+            let mut sql = insert_into(
+                backend,
+                "subjects (market_id, subject, supply, holders, trades, volume_gwei, volume_rem, fees_gwei, fees_rem, first_time, curve) VALUES ",
+            );
+            push_placeholders(&mut sql, backend, chunk.len(), 11);
+            sql.push_str(
             " ON CONFLICT (market_id, subject) DO UPDATE SET \
              supply = CASE WHEN excluded.trades > 0 THEN excluded.supply ELSE subjects.supply END, \
              holders = subjects.holders + excluded.holders, trades = subjects.trades + excluded.trades, \
@@ -251,127 +337,169 @@ pub(super) async fn apply_aggregates(
              curve = CASE WHEN excluded.curve > 0 THEN excluded.curve ELSE subjects.curve END \
              RETURNING subject, trades, first_time",
         );
-        let mut q = big_statement(backend, &sql, chunk.len() * 11);
-        for (subject, a) in chunk {
-            q.int(market_id)
-                .text(subject)
-                .int(a.supply)
-                .int(a.holders)
-                .int(a.trades)
-                .wei(a.volume)
-                .wei(a.fees)
-                .int(first(a.first_time))
-                .int(a.curve);
+            let mut q = big_statement(backend, &sql, chunk.len() * 11);
+            for (subject, a) in chunk {
+                q.int(market_id)
+                    .text(subject)
+                    .int(a.supply)
+                    .int(a.holders)
+                    .int(a.trades)
+                    .wei(a.volume)
+                    .wei(a.fees)
+                    .int(self.first(a.first_time))
+                    .int(a.curve);
+            }
+            let returned = tx.fetch_all(q).await.map_err(db("updating subjects"))?;
+            appeared.extend(appeared_or_vanished(&returned, chunk, sign));
         }
-        let returned = tx.fetch_all(q).await.map_err(db("updating subjects"))?;
-        for day in appeared_or_vanished(&returned, chunk, sign) {
-            days.entry(day).or_default().new_subjects += sign;
-        }
+
+        Ok(appeared)
     }
 
-    // Traders → new traders per day.
-    let rows: Vec<(&str, PartyAgg)> = traders.into_iter().collect();
-    for chunk in rows.chunks(MAX_PARAMS / 10) {
-        let mut sql = insert_into(
+    /// Traders; the days of the traders that appeared (or vanished, on rollback).
+    async fn traders(
+        &self,
+        tx: &mut WriteTx,
+        traders: HashMap<&str, PartyAgg>,
+    ) -> Result<Vec<i64>> {
+        let Self {
             backend,
-            "traders (market_id, trader, trades, volume_gwei, volume_rem, fees_gwei, fees_rem, first_time, pnl_gwei, pnl_rem) VALUES ",
-        );
-        push_placeholders(&mut sql, backend, chunk.len(), 10);
-        sql.push_str(
+            market_id,
+            sign,
+        } = *self;
+        let mut appeared = Vec::new();
+        let rows: Vec<(&str, PartyAgg)> = traders.into_iter().collect();
+        for chunk in rows.chunks(MAX_PARAMS / 10) {
+            let mut sql = insert_into(
+                backend,
+                "traders (market_id, trader, trades, volume_gwei, volume_rem, fees_gwei, fees_rem, first_time, pnl_gwei, pnl_rem) VALUES ",
+            );
+            push_placeholders(&mut sql, backend, chunk.len(), 10);
+            sql.push_str(
             " ON CONFLICT (market_id, trader) DO UPDATE SET trades = traders.trades + excluded.trades, \
              volume_gwei = traders.volume_gwei + excluded.volume_gwei, volume_rem = traders.volume_rem + excluded.volume_rem, \
              fees_gwei = traders.fees_gwei + excluded.fees_gwei, fees_rem = traders.fees_rem + excluded.fees_rem, \
              first_time = CASE WHEN excluded.first_time < traders.first_time THEN excluded.first_time ELSE traders.first_time END, ",
         );
-        sql.push_str(&normalised_add("traders", "pnl"));
-        sql.push_str(" RETURNING trader, trades, first_time");
-        let mut q = big_statement(backend, &sql, chunk.len() * 10);
-        for (trader, a) in chunk {
-            let pnl = wei(a.pnl)?;
-            q.int(market_id)
-                .text(trader)
-                .int(a.trades)
-                .wei(a.volume)
-                .wei(a.fees)
-                .int(first(a.first_time))
-                .wei(pnl);
+            sql.push_str(&normalised_add("traders", "pnl"));
+            sql.push_str(" RETURNING trader, trades, first_time");
+            let mut q = big_statement(backend, &sql, chunk.len() * 10);
+            for (trader, a) in chunk {
+                let pnl = wei(a.pnl)?;
+                q.int(market_id)
+                    .text(trader)
+                    .int(a.trades)
+                    .wei(a.volume)
+                    .wei(a.fees)
+                    .int(self.first(a.first_time))
+                    .wei(pnl);
+            }
+            let returned = tx.fetch_all(q).await.map_err(db("updating traders"))?;
+            appeared.extend(appeared_or_vanished(&returned, chunk, sign));
         }
-        let returned = tx.fetch_all(q).await.map_err(db("updating traders"))?;
-        for day in appeared_or_vanished(&returned, chunk, sign) {
-            days.entry(day).or_default().new_traders += sign;
-        }
+
+        Ok(appeared)
     }
 
-    // Each subject's day.
-    let rows: Vec<((&str, i64), SubjectDayAgg)> = subject_days.into_iter().collect();
-    for chunk in rows.chunks(MAX_PARAMS / 12) {
-        let mut sql = insert_into(
-            backend,
-            "subject_daily (market_id, subject, day, trades, buys, sells, buy_volume_gwei, buy_volume_rem, \
+    /// Each subject's days.
+    async fn subject_days(
+        &self,
+        tx: &mut WriteTx,
+        subject_days: HashMap<(&str, i64), SubjectDayAgg>,
+    ) -> Result<()> {
+        let Self {
+            backend, market_id, ..
+        } = *self;
+        let rows: Vec<((&str, i64), SubjectDayAgg)> = subject_days.into_iter().collect();
+        for chunk in rows.chunks(MAX_PARAMS / 12) {
+            let mut sql = insert_into(
+                backend,
+                "subject_daily (market_id, subject, day, trades, buys, sells, buy_volume_gwei, buy_volume_rem, \
              sell_volume_gwei, sell_volume_rem, fees_gwei, fees_rem) VALUES ",
-        );
-        push_placeholders(&mut sql, backend, chunk.len(), 12);
-        sql.push_str(
+            );
+            push_placeholders(&mut sql, backend, chunk.len(), 12);
+            sql.push_str(
             " ON CONFLICT (market_id, subject, day) DO UPDATE SET trades = subject_daily.trades + excluded.trades, \
              buys = subject_daily.buys + excluded.buys, sells = subject_daily.sells + excluded.sells, \
              buy_volume_gwei = subject_daily.buy_volume_gwei + excluded.buy_volume_gwei, buy_volume_rem = subject_daily.buy_volume_rem + excluded.buy_volume_rem, \
              sell_volume_gwei = subject_daily.sell_volume_gwei + excluded.sell_volume_gwei, sell_volume_rem = subject_daily.sell_volume_rem + excluded.sell_volume_rem, \
              fees_gwei = subject_daily.fees_gwei + excluded.fees_gwei, fees_rem = subject_daily.fees_rem + excluded.fees_rem",
         );
-        let mut q = big_statement(backend, &sql, chunk.len() * 12);
-        for ((subject, day), a) in chunk {
-            q.int(market_id)
-                .text(subject)
-                .int(*day)
-                .int(a.trades)
-                .int(a.buys)
-                .int(a.sells)
-                .wei(a.buy_volume)
-                .wei(a.sell_volume)
-                .wei(a.fees);
+            let mut q = big_statement(backend, &sql, chunk.len() * 12);
+            for ((subject, day), a) in chunk {
+                q.int(market_id)
+                    .text(subject)
+                    .int(*day)
+                    .int(a.trades)
+                    .int(a.buys)
+                    .int(a.sells)
+                    .wei(a.buy_volume)
+                    .wei(a.sell_volume)
+                    .wei(a.fees);
+            }
+            tx.execute(q).await.map_err(db("updating subjects' days"))?;
         }
-        tx.execute(q).await.map_err(db("updating subjects' days"))?;
+
+        Ok(())
     }
 
-    // Daily active traders.
-    let rows: Vec<((i64, &str), i64)> = day_traders.into_iter().collect();
-    for chunk in rows.chunks(MAX_PARAMS / 4) {
-        let mut sql = insert_into(
+    /// Daily active traders; the days that gained (or lost) an active trader.
+    async fn day_traders(
+        &self,
+        tx: &mut WriteTx,
+        day_traders: HashMap<(i64, &str), i64>,
+    ) -> Result<Vec<i64>> {
+        let Self {
             backend,
-            "daily_traders (market_id, day, trader, trades) VALUES ",
-        );
-        push_placeholders(&mut sql, backend, chunk.len(), 4);
-        sql.push_str(
+            market_id,
+            sign,
+        } = *self;
+        let mut active = Vec::new();
+        let rows: Vec<((i64, &str), i64)> = day_traders.into_iter().collect();
+        for chunk in rows.chunks(MAX_PARAMS / 4) {
+            let mut sql = insert_into(
+                backend,
+                "daily_traders (market_id, day, trader, trades) VALUES ",
+            );
+            push_placeholders(&mut sql, backend, chunk.len(), 4);
+            sql.push_str(
             " ON CONFLICT (market_id, day, trader) DO UPDATE SET trades = daily_traders.trades + excluded.trades \
              RETURNING day, trader, trades",
         );
-        let mut q = big_statement(backend, &sql, chunk.len() * 4);
-        for ((day, trader), n) in chunk {
-            q.int(market_id).int(*day).text(trader).int(*n);
-        }
-        let returned = tx
-            .fetch_all(q)
-            .await
-            .map_err(db("updating daily traders"))?;
-        let deltas: HashMap<(i64, &str), i64> = chunk.iter().copied().collect();
-        for r in returned {
-            let (day, now) = (r.int(0), r.int(2));
-            let delta = deltas[&(day, r.text(1))];
-            if (sign > 0 && now == delta) || (sign < 0 && now == 0) {
-                days.entry(day).or_default().active += sign;
+            let mut q = big_statement(backend, &sql, chunk.len() * 4);
+            for ((day, trader), n) in chunk {
+                q.int(market_id).int(*day).text(trader).int(*n);
+            }
+            let returned = tx
+                .fetch_all(q)
+                .await
+                .map_err(db("updating daily traders"))?;
+            let deltas: HashMap<(i64, &str), i64> = chunk.iter().copied().collect();
+            for r in returned {
+                let (day, now) = (r.int(0), r.int(2));
+                let delta = deltas[&(day, r.text(1))];
+                if (sign > 0 && now == delta) || (sign < 0 && now == 0) {
+                    active.push(day);
+                }
             }
         }
+
+        Ok(active)
     }
 
-    // Days.
-    let rows: Vec<(i64, DayAgg)> = days.into_iter().collect();
-    let mut sql = insert_into(
-        backend,
-        "stats_daily (market_id, day, trades, buys, sells, buy_volume_gwei, buy_volume_rem, sell_volume_gwei, \
+    /// The market's days.
+    async fn days(&self, tx: &mut WriteTx, days: BTreeMap<i64, DayAgg>) -> Result<()> {
+        let Self {
+            backend, market_id, ..
+        } = *self;
+        let rows: Vec<(i64, DayAgg)> = days.into_iter().collect();
+        let mut sql = insert_into(
+            backend,
+            "stats_daily (market_id, day, trades, buys, sells, buy_volume_gwei, buy_volume_rem, sell_volume_gwei, \
          sell_volume_rem, protocol_gwei, protocol_rem, subject_gwei, subject_rem, active_traders, new_traders, new_subjects) VALUES ",
-    );
-    push_placeholders(&mut sql, backend, rows.len(), 16);
-    sql.push_str(
+        );
+        push_placeholders(&mut sql, backend, rows.len(), 16);
+        sql.push_str(
         " ON CONFLICT (market_id, day) DO UPDATE SET trades = stats_daily.trades + excluded.trades, \
          buys = stats_daily.buys + excluded.buys, sells = stats_daily.sells + excluded.sells, \
          buy_volume_gwei = stats_daily.buy_volume_gwei + excluded.buy_volume_gwei, buy_volume_rem = stats_daily.buy_volume_rem + excluded.buy_volume_rem, \
@@ -381,24 +509,31 @@ pub(super) async fn apply_aggregates(
          active_traders = stats_daily.active_traders + excluded.active_traders, new_traders = stats_daily.new_traders + excluded.new_traders, \
          new_subjects = stats_daily.new_subjects + excluded.new_subjects",
     );
-    let mut q = big_statement(backend, &sql, rows.len() * 16);
-    for (day, d) in &rows {
-        q.int(market_id)
-            .int(*day)
-            .int(d.trades)
-            .int(d.buys)
-            .int(d.sells)
-            .wei(d.buy_volume)
-            .wei(d.sell_volume)
-            .wei(d.protocol)
-            .wei(d.subject)
-            .int(d.active)
-            .int(d.new_traders)
-            .int(d.new_subjects);
-    }
-    tx.execute(q).await.map_err(db("updating daily stats"))?;
+        let mut q = big_statement(backend, &sql, rows.len() * 16);
+        for (day, d) in &rows {
+            q.int(market_id)
+                .int(*day)
+                .int(d.trades)
+                .int(d.buys)
+                .int(d.sells)
+                .wei(d.buy_volume)
+                .wei(d.sell_volume)
+                .wei(d.protocol)
+                .wei(d.subject)
+                .int(d.active)
+                .int(d.new_traders)
+                .int(d.new_subjects);
+        }
+        tx.execute(q).await.map_err(db("updating daily stats"))?;
 
-    if sign < 0 {
+        Ok(())
+    }
+
+    /// After a rollback: the rows left with no trades.
+    async fn prune_emptied(&self, tx: &mut WriteTx) -> Result<()> {
+        let Self {
+            backend, market_id, ..
+        } = *self;
         for table in [
             "subjects",
             "traders",
@@ -413,8 +548,8 @@ pub(super) async fn apply_aggregates(
                 .await
                 .map_err(db("pruning emptied aggregates"))?;
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// The start of a multi-row `INSERT` (`rest`: "table (columns) VALUES …"). On SQLite, `OR FAIL`:
@@ -502,6 +637,65 @@ mod tests {
             subject_fee: Wei::ZERO,
             supply,
         }
+    }
+
+    /// A batch folds into one delta per table key; a rollback's fold is its exact negation, and
+    /// a zero-amount trade counts nowhere.
+    #[test]
+    fn a_batch_folds_into_per_table_deltas() {
+        let unit = curve::KEY_UNIT as i128;
+        let at = |mut t: TradeRow, trader: &str, subject: &str, time: i64, fee: i128| {
+            t.trader = trader.into();
+            t.subject = subject.into();
+            t.block_time = time;
+            t.protocol_fee = Wei::from_i128(fee).unwrap();
+            t.subject_fee = Wei::from_i128(fee).unwrap();
+            t
+        };
+        let trades = vec![
+            at(trade(true, 1, 5, 16 * unit), "a", "s", 10, 100),
+            at(trade(true, 1, 6, 25 * unit), "b", "s", 20, 200),
+            at(trade(false, 1, 5, 25 * unit), "a", "s", DAY + 5, 300),
+            at(trade(true, 0, 5, 0), "c", "t", DAY + 6, 0),
+        ];
+        let basis = [
+            Wei::ZERO,
+            Wei::ZERO,
+            Wei::from_i128(16 * unit).unwrap(),
+            Wei::ZERO,
+        ];
+        let up = fold(&trades, &basis, 1);
+        assert_eq!(up.days.len(), 2);
+        let (d0, d1) = (&up.days[&0], &up.days[&1]);
+        assert_eq!((d0.trades, d0.buys, d0.sells), (2, 2, 0));
+        assert_eq!(d0.buy_volume.to_i128(), 41 * unit);
+        assert_eq!((d1.trades, d1.sells), (1, 1));
+        assert_eq!(d1.protocol.to_i128(), 300);
+        let s = &up.subjects["s"];
+        assert_eq!((s.trades, s.supply, s.first_time, s.curve), (3, 5, 10, 1));
+        assert!(
+            !up.subjects.contains_key("t"),
+            "a zero-amount trade counts nowhere"
+        );
+        // a bought key 4 for 16 units and sold key 5 for 25 less 600 wei of fees, against the
+        // basis given (16 units): realised PnL 9 units - 600 wei; its holding keeps the 200 wei
+        // of buying fees the basis did not release.
+        assert_eq!(up.traders["a"].pnl, 9 * unit - 600);
+        assert_eq!(up.traders["a"].fees.to_i128(), 800);
+        assert_eq!(up.holdings[&("s", "a")], (0, 200));
+        assert_eq!(up.holdings[&("s", "b")], (1, 25 * unit + 400));
+        assert_eq!(up.day_traders.len(), 3);
+        assert_eq!(up.subject_days[&("s", 0)].fees.to_i128(), 300);
+
+        let down = fold(&trades, &basis, -1);
+        assert_eq!(down.days[&0].trades, -2);
+        assert_eq!(down.days[&0].buy_volume.to_i128(), -41 * unit);
+        assert_eq!(down.traders["a"].pnl, -(9 * unit - 600));
+        assert_eq!(down.holdings[&("s", "b")], (-1, -(25 * unit + 400)));
+        assert_eq!(
+            down.subjects["s"].curve, 0,
+            "a rollback leaves the curve as it was"
+        );
     }
 
     /// A subject's curve (1× or 10× friend.tech's k²/16000 ETH per key) read off a trade's price.
