@@ -188,9 +188,21 @@ pub(crate) async fn run(args: BenchStoreArgs) -> Result<()> {
         }
     }
     let stored = started.elapsed();
+    finish(&store, market.id, written, &database, started, stored).await
+}
+
+/// Builds the secondary indexes and prints the run's figures.
+async fn finish(
+    store: &Store,
+    market_id: i64,
+    written: u64,
+    database: &str,
+    started: Instant,
+    stored: std::time::Duration,
+) -> Result<()> {
     store.build_secondary_indexes().await?;
     let total = started.elapsed();
-    let t = store.totals(market.id, None).await?;
+    let t = store.totals(market_id, None).await?;
     println!(
         "bench-store: {written} trades, {} traders, {} subjects into {} in {:.1}s ({:.0} trades/s; batches {:.1}s, index builds {:.1}s)",
         t.traders,

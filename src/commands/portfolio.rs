@@ -188,62 +188,114 @@ pub(crate) async fn portfolio(args: PortfolioArgs) -> Result<Output> {
             .filter_map(|r| Some(to_i128(r.worth) - to_i128(r.cost?)))
             .sum()
     });
-    if args.market.json {
-        return Ok(Output::Json(json!({
+    let p = Portfolio {
+        account,
+        chain_id: m.chain_id,
+        market: m.address,
+        rows,
+        value,
+        owed,
+        realised,
+        unrealised,
+    };
+    Ok(if args.market.json {
+        Output::Json(p.json())
+    } else {
+        Output::Text(p.text())
+    })
+}
+
+/// What `portfolio` found, to print.
+struct Portfolio {
+    account: Address,
+    chain_id: u64,
+    market: Address,
+    rows: Vec<Row>,
+    value: U256,
+    owed: U256,
+    realised: Option<i128>,
+    unrealised: Option<i128>,
+}
+
+impl Portfolio {
+    fn json(&self) -> Value {
+        let Self {
+            account,
+            chain_id,
+            market,
+            rows,
+            value,
+            owed,
+            realised,
+            unrealised,
+        } = self;
+        json!({
             "account": account.to_string(),
-            "chainId": m.chain_id,
-            "market": m.address.to_string(),
+            "chainId": chain_id,
+            "market": market.to_string(),
             "keys": rows.iter().map(|r| json!({
                 "subject": r.subject.to_string(), "balance": r.balance.to_string(),
                 "sellable": r.sellable.to_string(), "sellValue": amount(r.worth),
                 "costBasis": r.cost.map(amount),
             })).collect::<Vec<_>>(),
-            "sellValue": amount(value),
-            "withdrawable": amount(owed),
+            "sellValue": amount(*value),
+            "withdrawable": amount(*owed),
             "realisedPnl": realised.map(signed_amount),
             "unrealisedPnl": unrealised.map(signed_amount),
-        })));
+        })
     }
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "portfolio of {account} on market {} (chain {}):",
-        m.address, m.chain_id
-    );
-    if rows.is_empty() {
-        let _ = writeln!(out, "  no keys");
-    }
-    for r in &rows {
-        let cost = r
-            .cost
-            .map(|c| format!(", cost basis {}", eth(c)))
-            .unwrap_or_default();
-        let note = if r.sellable < r.balance {
-            " (the last key cannot be sold)"
-        } else {
-            ""
-        };
+
+    fn text(&self) -> String {
+        let Self {
+            account,
+            chain_id,
+            market,
+            rows,
+            value,
+            owed,
+            realised,
+            unrealised,
+        } = self;
+        let mut out = String::new();
         let _ = writeln!(
             out,
-            "  {}: {} key(s), sell value {}{cost}{note}",
-            r.subject,
-            r.balance,
-            eth(r.worth)
+            "portfolio of {account} on market {market} (chain {chain_id}):"
         );
+        if rows.is_empty() {
+            let _ = writeln!(out, "  no keys");
+        }
+        for r in rows {
+            let cost = r
+                .cost
+                .map(|c| format!(", cost basis {}", eth(c)))
+                .unwrap_or_default();
+            let note = if r.sellable < r.balance {
+                " (the last key cannot be sold)"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                out,
+                "  {}: {} key(s), sell value {}{cost}{note}",
+                r.subject,
+                r.balance,
+                eth(r.worth)
+            );
+        }
+        let _ = writeln!(out, "  sell value of all keys  {}", eth(*value));
+        let _ = writeln!(out, "  withdrawable            {}", eth(*owed));
+        if let Some(p) = realised {
+            let _ = writeln!(out, "  realised PnL            {}", signed_eth(*p));
+        }
+        if let Some(p) = unrealised {
+            let _ = writeln!(
+                out,
+                "  unrealised PnL          {} (sell value now less cost basis)",
+                signed_eth(*p)
+            );
+        }
+        out
     }
-    let _ = writeln!(out, "  sell value of all keys  {}", eth(value));
-    let _ = writeln!(out, "  withdrawable            {}", eth(owed));
-    if let Some(p) = realised {
-        let _ = writeln!(out, "  realised PnL            {}", signed_eth(p));
-    }
-    if let Some(p) = unrealised {
-        let _ = writeln!(
-            out,
-            "  unrealised PnL          {} (sell value now less cost basis)",
-            signed_eth(p)
-        );
-    }
-    Ok(Output::Text(out))
 }
 
 fn to_i128(v: U256) -> i128 {

@@ -20,7 +20,9 @@ use serde_json::{Value, json};
 use std::fmt::Write;
 
 use crate::{
-    market::{Budget, MarketArgs, SendArgs, parse_address, parse_eth, parse_slippage, send},
+    market::{
+        Budget, Market, MarketArgs, SendArgs, parse_address, parse_eth, parse_slippage, send,
+    },
     output::{Output, amount, trade_event},
 };
 
@@ -204,22 +206,7 @@ async fn trade(
     let from = signer.address();
     let keys = U256::from(args.amount);
     if side == Side::Sell && m.flavor == Flavor::KeyMarket {
-        let k = KeyMarket::new(m.address, &m.provider);
-        let (held, supply) = budget
-            .run("reading your keys", async {
-                Ok::<_, alloy::contract::Error>((
-                    k.sharesBalance(args.subject, from).call().await?,
-                    k.sharesSupply(args.subject).call().await?,
-                ))
-            })
-            .await?;
-        let most = held.min(supply.saturating_sub(U256::from(1)));
-        if keys > most {
-            bail!(
-                "you hold {held} key(s) of {} (supply {supply}, and the last key can never be sold): at most {most} can be sold; nothing was sent",
-                args.subject
-            );
-        }
+        check_sellable(&m, &budget, args.subject, from, keys).await?;
     }
     let q = budget
         .run(
@@ -326,6 +313,37 @@ async fn trade(
         Side::Buy => t.ethAmount + t.protocolEthAmount + t.subjectEthAmount,
         Side::Sell => t.ethAmount - t.protocolEthAmount - t.subjectEthAmount,
     };
+    Ok(traded(t, &mined, paid, json))
+}
+
+/// Refuses to send a sell of more keys than `from` holds and can sell (the last key never).
+async fn check_sellable(
+    m: &Market,
+    budget: &Budget,
+    subject: Address,
+    from: Address,
+    keys: U256,
+) -> Result<()> {
+    let k = KeyMarket::new(m.address, &m.provider);
+    let (held, supply) = budget
+        .run("reading your keys", async {
+            Ok::<_, alloy::contract::Error>((
+                k.sharesBalance(subject, from).call().await?,
+                k.sharesSupply(subject).call().await?,
+            ))
+        })
+        .await?;
+    let most = held.min(supply.saturating_sub(U256::from(1)));
+    if keys > most {
+        bail!(
+            "you hold {held} key(s) of {subject} (supply {supply}, and the last key can never be sold): at most {most} can be sold; nothing was sent"
+        );
+    }
+    Ok(())
+}
+
+/// What a mined trade did, to print.
+fn traded(t: &KeyMarket::Trade, mined: &trade::Mined, paid: U256, json: bool) -> Output {
     if json {
         let mut v = trade_event(t);
         v["tx"] = json!(mined.tx_hash.to_string());
@@ -333,7 +351,7 @@ async fn trade(
         v["gasUsed"] = json!(mined.gas_used);
         v["gasFee"] = amount(mined.fee);
         v["total"] = amount(paid);
-        return Ok(Output::Json(v));
+        return Output::Json(v);
     }
     let mut out = String::new();
     let _ = writeln!(
@@ -361,7 +379,7 @@ async fn trade(
         mined.gas_used,
         eth(mined.fee)
     );
-    Ok(Output::Text(out))
+    Output::Text(out)
 }
 
 /// A Unix time as a UTC date ("Sun, 06 Dec 2026 20:13:55 GMT").

@@ -131,18 +131,7 @@ pub(crate) async fn up(args: UpArgs) -> Result<()> {
     };
     print_report(&report, args.sim.json)?;
 
-    // Index the fresh chain into a fresh SQLite file (a restarted anvil is a new chain).
-    if let Some(path) = args.database_url.strip_prefix("sqlite:") {
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{path}{suffix}"));
-        }
-        if let Some(dir) = std::path::Path::new(path)
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-        {
-            std::fs::create_dir_all(dir)?;
-        }
-    }
+    fresh_sqlite(&args.database_url)?;
     let store = Store::connect(&args.database_url).await?;
     let provider =
         ProviderBuilder::new().connect_client(rpc.client(Duration::from_secs(300)).await?);
@@ -169,17 +158,7 @@ pub(crate) async fn up(args: UpArgs) -> Result<()> {
     let listener = bind(args.listen).await?;
     let api = keymarket_api::serve(
         listener,
-        // Its own pool: readers never wait for the indexer's batches (WAL).
-        keymarket_api::AppState::new(
-            Store::connect_with(&args.database_url, Some(keymarket_api::STORE_CONNECTIONS)).await?,
-        )
-        .with_rate_limit(100, 200)
-        .with_sql(Default::default())
-        // The indexer runs in this process: its retries on /metrics.
-        .with_retries({
-            let counts = config.fetch.counts.clone();
-            std::sync::Arc::new(move || counts.totals())
-        }),
+        app_state(&args.database_url, &config).await?,
         stop.clone().cancelled_owned(),
     );
     println!("\ndashboard  http://{}/", args.listen);
@@ -226,6 +205,35 @@ pub(crate) async fn up(args: UpArgs) -> Result<()> {
         "stopped: blocks below {} are indexed in {}; anvil stopped",
         indexed.next_block, args.database_url
     );
+    Ok(())
+}
+
+/// The API's state under `up`: its own pool (readers never wait for the indexer's batches, WAL),
+/// the SQL endpoint on, and the retries of the indexer running in this process on /metrics.
+async fn app_state(database_url: &str, config: &IndexerConfig) -> Result<keymarket_api::AppState> {
+    let counts = config.fetch.counts.clone();
+    Ok(keymarket_api::AppState::new(
+        Store::connect_with(database_url, Some(keymarket_api::STORE_CONNECTIONS)).await?,
+    )
+    .with_rate_limit(100, 200)
+    .with_sql(Default::default())
+    .with_retries(std::sync::Arc::new(move || counts.totals())))
+}
+
+/// A fresh SQLite file for the fresh chain (a restarted anvil is a new chain): an old one at
+/// `database_url` removed, its folder made.
+fn fresh_sqlite(database_url: &str) -> Result<()> {
+    if let Some(path) = database_url.strip_prefix("sqlite:") {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{path}{suffix}"));
+        }
+        if let Some(dir) = std::path::Path::new(path)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir)?;
+        }
+    }
     Ok(())
 }
 
