@@ -4,11 +4,12 @@
 #   - OpenZeppelin contracts (npm), used by the Solidity sources; uPlot and ethers (npm), the
 #     dashboard's charts and its wallet panel's client, embedded in the binary; playwright-core
 #     (npm), which drives the browser tests;
+#   - checks for cargo and node.
+# With --tests (scripts/test.sh), also what only the tests use:
 #   - Chromium from the system's package manager (apt-get, when missing), for the dashboard test;
 #   - schemathesis from PyPI (pinned in tests/api-fuzz/requirements.txt) in .keymarket/venv, which
 #     fuzzes the API against its OpenAPI document, and DuckDB (pinned in tests/dune/requirements.txt),
-#     which runs Dune queries over the exports;
-#   - checks for cargo and node.
+#     which runs Dune queries over the exports.
 # A second run with nothing changed takes well under a second.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -34,6 +35,10 @@ fi
 say "forge: $(node_modules/.bin/forge --version | head -n1)"
 say "anvil: $(node_modules/.bin/anvil --version | head -n1)"
 say "solc:  $(scripts/solc --version | tail -n1)"
+
+if [[ "${1:-}" != --tests ]]; then
+  exit 0
+fi
 
 if command -v chromium >/dev/null 2>&1 || [[ -x "${CHROMIUM:-/usr/bin/chromium}" ]]; then
   say "chromium: $("${CHROMIUM:-chromium}" --version 2>/dev/null | head -n1)"

@@ -14,7 +14,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 say() { printf '\n[test] %s\n' "$*"; }
 
-scripts/setup.sh
+scripts/setup.sh --tests
 export PATH="$root/node_modules/.bin:$PATH"
 
 pg="${KEYMARKET_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/postgres}"
