@@ -11,6 +11,7 @@ mod export;
 mod faults;
 mod hangs;
 mod indexer;
+mod layout;
 mod prices;
 mod provider;
 mod sql;
