@@ -21,6 +21,7 @@ set -euo pipefail
 export RUST_LOG="${RUST_LOG:-warn}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+source scripts/lib/anvil.sh
 trades="${1:-1000000}"
 rounds="${ROUNDS:-3}"
 # Ranges in flight. 2, not the indexer's default of 4: anvil runs on the same two cores, answers
@@ -47,7 +48,7 @@ km="${CARGO_TARGET_DIR:-target}/release/keymarket"
 anvil=node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 
 start_anvil() {
-  env -u RUST_LOG "$anvil" --port "$port" --accounts 60 --balance 1000000000 --gas-limit 1000000000 --order fifo --silent "$@" &
+  env -u RUST_LOG "$anvil" --port "$port" --accounts 60 "${KEYMARKET_ANVIL_ARGS[@]}" "$@" &
   anvil_pid=$!
   for _ in $(seq 600); do node_modules/@foundry-rs/cast-linux-amd64/bin/cast chain-id --rpc-url "$rpc" >/dev/null 2>&1 && return; sleep 0.5; done
   echo "anvil did not start" >&2; exit 1
