@@ -307,8 +307,13 @@ pub(crate) async fn send(
         interrupted,
     };
     let timeout_secs = budget.total.as_secs();
-    // From here on the transaction may leave: every way out names it.
-    let mut interrupt = std::pin::pin!(tokio::signal::ctrl_c());
+    // From here on the transaction may leave: every way out names it. The handler is installed
+    // now, before the send: `tokio::signal::ctrl_c()` installs it only when first polled, and a
+    // send answered within its first poll (a loaded machine, a fast node) would leave it unpolled
+    // — the likely cause of a Ctrl-C after "sent tx" killing the process without telling the
+    // hash (exit by signal, once in 34 runs of the test beside three busy loops).
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .wrap_err("installing the Ctrl-C handler")?;
     tokio::select! {
         r = tokio::time::timeout(budget.left(), m.provider.send_tx_envelope(envelope)) => match r {
             Ok(Ok(_)) => {}
@@ -320,7 +325,7 @@ pub(crate) async fn send(
             Ok(Err(e)) => return Err(unconfirmed(false, false, format!("sending it failed ({e})")).into()),
             Err(_) => return Err(unconfirmed(false, false, format!("the RPC did not answer eth_sendRawTransaction within --timeout {timeout_secs}s")).into()),
         },
-        _ = &mut interrupt => return Err(unconfirmed(false, true, "interrupted while sending".into()).into()),
+        _ = interrupt.recv() => return Err(unconfirmed(false, true, "interrupted while sending".into()).into()),
     }
     if json {
         eprintln!("{}", json!({ "sent": hash.to_string() }));
@@ -335,7 +340,7 @@ pub(crate) async fn send(
             Ok(r) => r,
             Err(_) => Err(unconfirmed(true, false, format!("no receipt within --timeout {timeout_secs}s")).into()),
         },
-        _ = &mut interrupt => Err(unconfirmed(true, true, "interrupted while waiting for its receipt".into()).into()),
+        _ = interrupt.recv() => Err(unconfirmed(true, true, "interrupted while waiting for its receipt".into()).into()),
     }
 }
 

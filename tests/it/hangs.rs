@@ -270,6 +270,23 @@ async fn ctrl_c_after_sending_tells_the_hash() {
         "{rest}"
     );
     assert!(!rest.contains("panicked"), "{rest}");
+    // anvil mines what it accepted a moment later on a busy machine: wait for this hash's
+    // receipt (straight from anvil), then count what the trader sent.
+    let hash: alloy::primitives::TxHash = hash.parse().unwrap();
+    let mined = async {
+        while chain
+            .provider
+            .get_transaction_receipt(hash)
+            .await
+            .unwrap()
+            .is_none()
+        {
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), mined)
+        .await
+        .expect("the sent transaction is mined");
     assert_eq!(
         chain.provider.get_transaction_count(trader).await.unwrap(),
         nonce + 1,
