@@ -40,6 +40,7 @@ pub use crate::{
     trades::{Side, StoredTrade, TradeFilter},
 };
 
+mod aggregate_writes;
 mod aggregates;
 pub mod amount;
 pub mod calendar;

@@ -18,7 +18,7 @@ use std::{
 
 use alloy::{
     network::Ethereum,
-    primitives::{Address, B256, U256},
+    primitives::{Address, U256},
     providers::{Provider, ext::AnvilApi},
     sol_types::SolCall,
 };
@@ -26,10 +26,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use keymarket_contracts::{Deployment, KeyMarket, curve};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 use rand_distr::{Distribution, Zipf};
-use serde::Serialize;
 use tracing::{info, warn};
 
 pub use crate::profile::Profile;
+pub use crate::report::{DayTally, SimReport, SubjectTally};
 use crate::{
     cast::Cast,
     learn::{learn, learn_held},
@@ -43,6 +43,7 @@ mod learn;
 mod mine;
 mod plan;
 pub mod profile;
+mod report;
 mod temperament;
 
 /// Errors of the simulator.
@@ -132,75 +133,6 @@ impl Default for SimConfig {
     }
 }
 
-/// What the chain did, read back from the receipts of the mined blocks.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct SimReport {
-    /// Transactions sent (trades plus subject openings).
-    pub sent: u64,
-    /// Trade events emitted.
-    pub trades: u64,
-    /// Buy events.
-    pub buys: u64,
-    /// Sell events.
-    pub sells: u64,
-    /// Transactions that reverted.
-    pub reverted: u64,
-    /// Transactions built to revert.
-    pub expected_reverts: u64,
-    /// Subjects opened by this run.
-    pub subjects_opened: u64,
-    /// Blocks mined.
-    pub blocks: u64,
-    /// First and last block mined.
-    pub block_range: (u64, u64),
-    /// Σ ethAmount over buys, wei.
-    pub buy_volume: U256,
-    /// Σ ethAmount over sells, wei.
-    pub sell_volume: U256,
-    /// Σ protocolEthAmount, wei.
-    pub protocol_fees: U256,
-    /// Σ subjectEthAmount, wei.
-    pub subject_fees: U256,
-    /// Σ referral fees credited, wei.
-    pub referral_fees: U256,
-    /// The first few transactions that reverted without being built to (for diagnosis).
-    pub unexpected_revert_txs: Vec<B256>,
-    /// Per subject: its trades, volume and supply after its last trade in this run.
-    #[serde(skip)]
-    pub subjects: std::collections::BTreeMap<Address, SubjectTally>,
-    /// Per UTC day (days since 1970-01-01, by block time): trades, buys, sells, volume.
-    #[serde(skip)]
-    pub days: std::collections::BTreeMap<u64, DayTally>,
-    /// Wall-clock time of the run.
-    #[serde(skip)]
-    pub elapsed: Duration,
-}
-
-/// One subject's trades in a run.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SubjectTally {
-    /// Trade events.
-    pub trades: u64,
-    /// Σ ethAmount, wei.
-    pub volume: U256,
-    /// The supply after its last trade.
-    pub supply: u64,
-    /// Its curve, when its `SubjectCreated` was seen in the run (else the standard one).
-    pub curve: u8,
-}
-
-/// One UTC day of a run.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DayTally {
-    /// Buy events.
-    pub buys: u64,
-    /// Sell events.
-    pub sells: u64,
-    /// Σ ethAmount, wei.
-    pub volume: U256,
-}
-
 impl SimConfig {
     /// Round `round` (1, 2, …) of `keymarket up`'s live stream after a history run with this
     /// configuration: one block of `trades` trades at unix time `at` (the wall clock's, in `up`),
@@ -217,64 +149,6 @@ impl SimConfig {
             start: Some(at),
             ..self.clone()
         }
-    }
-}
-
-impl SimReport {
-    /// Adds a later run on the same chain (e.g. a live round after the history): sums its
-    /// counts, days and subjects; a subject's supply becomes the later run's.
-    pub fn absorb(&mut self, later: &SimReport) {
-        if later.blocks > 0 {
-            self.block_range = match self.blocks {
-                0 => later.block_range,
-                _ => (self.block_range.0, later.block_range.1),
-            };
-        }
-        self.sent += later.sent;
-        self.trades += later.trades;
-        self.buys += later.buys;
-        self.sells += later.sells;
-        self.reverted += later.reverted;
-        self.expected_reverts += later.expected_reverts;
-        self.subjects_opened += later.subjects_opened;
-        self.blocks += later.blocks;
-        self.buy_volume += later.buy_volume;
-        self.sell_volume += later.sell_volume;
-        self.protocol_fees += later.protocol_fees;
-        self.subject_fees += later.subject_fees;
-        self.referral_fees += later.referral_fees;
-        self.unexpected_revert_txs
-            .extend_from_slice(&later.unexpected_revert_txs);
-        for (subject, t) in &later.subjects {
-            // A subject opened earlier keeps the curve its opening showed.
-            let s = self
-                .subjects
-                .entry(*subject)
-                .or_insert_with(|| SubjectTally {
-                    curve: t.curve,
-                    ..SubjectTally::default()
-                });
-            s.trades += t.trades;
-            s.volume += t.volume;
-            s.supply = t.supply;
-        }
-        for (day, t) in &later.days {
-            let d = self.days.entry(*day).or_default();
-            d.buys += t.buys;
-            d.sells += t.sells;
-            d.volume += t.volume;
-        }
-        self.elapsed += later.elapsed;
-    }
-
-    /// Trade events per second of wall-clock time.
-    pub fn trades_per_sec(&self) -> f64 {
-        self.trades as f64 / self.elapsed.as_secs_f64().max(1e-9)
-    }
-
-    /// Reverts that were not built to revert: should be zero.
-    pub fn unexpected_reverts(&self) -> u64 {
-        self.reverted.saturating_sub(self.expected_reverts)
     }
 }
 

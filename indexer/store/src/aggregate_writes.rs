@@ -1,0 +1,346 @@
+//! The writes of a batch's folded deltas (see `aggregates::fold`), one multi-row upsert per
+//! table, in chunks under the databases' parameter limits; the counters that depend on the
+//! tables' previous state (holders, new and active traders, new subjects) read off `RETURNING`.
+
+use std::collections::BTreeMap;
+
+use foldhash::HashMap;
+
+use super::{
+    aggregates::{
+        DayAgg, HoldingKey, PartyAgg, SubjectDayAgg, appeared_or_vanished, big_statement,
+        insert_into, normalised_add, push_placeholders,
+    },
+    write::*,
+    writer::{Stmt, WriteTx},
+    *,
+};
+use crate::Result;
+
+/// The writes of one batch's deltas, one table each.
+pub(super) struct Writes {
+    pub(super) backend: Backend,
+    pub(super) market_id: i64,
+    pub(super) sign: i64,
+}
+
+impl Writes {
+    /// On rollback the first-trade times must not move: the remaining trades are all older.
+    fn first(&self, t: i64) -> i64 {
+        if self.sign > 0 { t } else { i64::MAX }
+    }
+
+    /// Holdings, and the holders each subject gained or lost.
+    pub(super) async fn holdings(
+        &self,
+        tx: &mut WriteTx,
+        holdings: HashMap<HoldingKey<'_>, (i64, i128)>,
+        subjects: &mut HashMap<&str, PartyAgg>,
+    ) -> Result<()> {
+        let Self {
+            backend, market_id, ..
+        } = *self;
+        let rows: Vec<(HoldingKey<'_>, (i64, i128))> = holdings.into_iter().collect();
+        for chunk in rows.chunks(MAX_PARAMS / 6) {
+            let mut sql = insert_into(
+                backend,
+                "holdings (market_id, subject, trader, balance, cost_gwei, cost_rem) VALUES ",
+            );
+            push_placeholders(&mut sql, backend, chunk.len(), 6);
+            sql.push_str(
+            " ON CONFLICT (market_id, subject, trader) DO UPDATE SET balance = holdings.balance + excluded.balance, ",
+        );
+            sql.push_str(&normalised_add("holdings", "cost"));
+            sql.push_str(" RETURNING subject, trader, balance");
+            let mut q = big_statement(backend, &sql, chunk.len() * 6);
+            for ((subject, trader), (delta, cost)) in chunk {
+                let cost = wei(*cost)?;
+                q.int(market_id)
+                    .text(subject)
+                    .text(trader)
+                    .int(*delta)
+                    .wei(cost);
+            }
+            let returned = tx.fetch_all(q).await.map_err(db("updating holdings"))?;
+            let deltas: HashMap<(&str, &str), i64> =
+                chunk.iter().map(|(k, (delta, _))| (*k, *delta)).collect();
+            let mut emptied = Vec::new();
+            for r in &returned {
+                let (subject, trader) = (r.text(0), r.text(1));
+                let new = r.int(2);
+                let old = new - deltas[&(subject, trader)];
+                let change = i64::from(new > 0) - i64::from(old > 0);
+                if change != 0 {
+                    subjects.get_mut(subject).expect("touched subject").holders += change;
+                }
+                if new == 0 {
+                    emptied.push((subject, trader));
+                }
+            }
+            // Holdings that this batch emptied are removed (only those: a scan of the whole table per
+            // batch would make the backfill quadratic). An emptied holding's cost basis is zero (its
+            // last sell released all of it) — unless a buy brought a negative balance (keys sold that
+            // the index never saw bought, or a provider's log at a wrong block) back to zero: that
+            // row keeps its cost, so that a rollback restores it exactly.
+            for chunk in emptied.chunks(MAX_PARAMS / 2) {
+                let mut sql = String::from(
+                    "DELETE FROM holdings WHERE balance = 0 AND cost_gwei = 0 AND cost_rem = 0 AND market_id = ",
+                );
+                sql.push_str(&market_id.to_string());
+                sql.push_str(" AND (subject, trader) IN (VALUES ");
+                push_placeholders(&mut sql, backend, chunk.len(), 2);
+                sql.push(')');
+                let mut q = big_statement(backend, &sql, chunk.len() * 2);
+                for (subject, trader) in chunk {
+                    q.text(subject).text(trader);
+                }
+                tx.execute(q).await.map_err(db("pruning holdings"))?;
+            }
+        }
+
+        Ok(())
+    }
+
+    /// Subjects; the days of the subjects that appeared (or vanished, on rollback).
+    pub(super) async fn subjects(
+        &self,
+        tx: &mut WriteTx,
+        subjects: HashMap<&str, PartyAgg>,
+    ) -> Result<Vec<i64>> {
+        let Self {
+            backend,
+            market_id,
+            sign,
+        } = *self;
+        let mut appeared = Vec::new();
+        let rows: Vec<(&str, PartyAgg)> = subjects.into_iter().collect();
+        for chunk in rows.chunks(MAX_PARAMS / 11) {
+            let mut sql = insert_into(
+                backend,
+                "subjects (market_id, subject, supply, holders, trades, volume_gwei, volume_rem, fees_gwei, fees_rem, first_time, curve) VALUES ",
+            );
+            push_placeholders(&mut sql, backend, chunk.len(), 11);
+            sql.push_str(
+            " ON CONFLICT (market_id, subject) DO UPDATE SET \
+             supply = CASE WHEN excluded.trades > 0 THEN excluded.supply ELSE subjects.supply END, \
+             holders = subjects.holders + excluded.holders, trades = subjects.trades + excluded.trades, \
+             volume_gwei = subjects.volume_gwei + excluded.volume_gwei, volume_rem = subjects.volume_rem + excluded.volume_rem, \
+             fees_gwei = subjects.fees_gwei + excluded.fees_gwei, fees_rem = subjects.fees_rem + excluded.fees_rem, \
+             first_time = CASE WHEN excluded.first_time < subjects.first_time THEN excluded.first_time ELSE subjects.first_time END, \
+             curve = CASE WHEN excluded.curve > 0 THEN excluded.curve ELSE subjects.curve END \
+             RETURNING subject, trades, first_time",
+        );
+            let mut q = big_statement(backend, &sql, chunk.len() * 11);
+            for (subject, a) in chunk {
+                q.int(market_id)
+                    .text(subject)
+                    .int(a.supply)
+                    .int(a.holders)
+                    .int(a.trades)
+                    .wei(a.volume)
+                    .wei(a.fees)
+                    .int(self.first(a.first_time))
+                    .int(a.curve);
+            }
+            let returned = tx.fetch_all(q).await.map_err(db("updating subjects"))?;
+            appeared.extend(appeared_or_vanished(&returned, chunk, sign));
+        }
+
+        Ok(appeared)
+    }
+
+    /// Traders; the days of the traders that appeared (or vanished, on rollback).
+    pub(super) async fn traders(
+        &self,
+        tx: &mut WriteTx,
+        traders: HashMap<&str, PartyAgg>,
+    ) -> Result<Vec<i64>> {
+        let Self {
+            backend,
+            market_id,
+            sign,
+        } = *self;
+        let mut appeared = Vec::new();
+        let rows: Vec<(&str, PartyAgg)> = traders.into_iter().collect();
+        for chunk in rows.chunks(MAX_PARAMS / 10) {
+            let mut sql = insert_into(
+                backend,
+                "traders (market_id, trader, trades, volume_gwei, volume_rem, fees_gwei, fees_rem, first_time, pnl_gwei, pnl_rem) VALUES ",
+            );
+            push_placeholders(&mut sql, backend, chunk.len(), 10);
+            sql.push_str(
+            " ON CONFLICT (market_id, trader) DO UPDATE SET trades = traders.trades + excluded.trades, \
+             volume_gwei = traders.volume_gwei + excluded.volume_gwei, volume_rem = traders.volume_rem + excluded.volume_rem, \
+             fees_gwei = traders.fees_gwei + excluded.fees_gwei, fees_rem = traders.fees_rem + excluded.fees_rem, \
+             first_time = CASE WHEN excluded.first_time < traders.first_time THEN excluded.first_time ELSE traders.first_time END, ",
+        );
+            sql.push_str(&normalised_add("traders", "pnl"));
+            sql.push_str(" RETURNING trader, trades, first_time");
+            let mut q = big_statement(backend, &sql, chunk.len() * 10);
+            for (trader, a) in chunk {
+                let pnl = wei(a.pnl)?;
+                q.int(market_id)
+                    .text(trader)
+                    .int(a.trades)
+                    .wei(a.volume)
+                    .wei(a.fees)
+                    .int(self.first(a.first_time))
+                    .wei(pnl);
+            }
+            let returned = tx.fetch_all(q).await.map_err(db("updating traders"))?;
+            appeared.extend(appeared_or_vanished(&returned, chunk, sign));
+        }
+
+        Ok(appeared)
+    }
+
+    /// Each subject's days.
+    pub(super) async fn subject_days(
+        &self,
+        tx: &mut WriteTx,
+        subject_days: HashMap<(&str, i64), SubjectDayAgg>,
+    ) -> Result<()> {
+        let Self {
+            backend, market_id, ..
+        } = *self;
+        let rows: Vec<((&str, i64), SubjectDayAgg)> = subject_days.into_iter().collect();
+        for chunk in rows.chunks(MAX_PARAMS / 12) {
+            let mut sql = insert_into(
+                backend,
+                "subject_daily (market_id, subject, day, trades, buys, sells, buy_volume_gwei, buy_volume_rem, \
+             sell_volume_gwei, sell_volume_rem, fees_gwei, fees_rem) VALUES ",
+            );
+            push_placeholders(&mut sql, backend, chunk.len(), 12);
+            sql.push_str(
+            " ON CONFLICT (market_id, subject, day) DO UPDATE SET trades = subject_daily.trades + excluded.trades, \
+             buys = subject_daily.buys + excluded.buys, sells = subject_daily.sells + excluded.sells, \
+             buy_volume_gwei = subject_daily.buy_volume_gwei + excluded.buy_volume_gwei, buy_volume_rem = subject_daily.buy_volume_rem + excluded.buy_volume_rem, \
+             sell_volume_gwei = subject_daily.sell_volume_gwei + excluded.sell_volume_gwei, sell_volume_rem = subject_daily.sell_volume_rem + excluded.sell_volume_rem, \
+             fees_gwei = subject_daily.fees_gwei + excluded.fees_gwei, fees_rem = subject_daily.fees_rem + excluded.fees_rem",
+        );
+            let mut q = big_statement(backend, &sql, chunk.len() * 12);
+            for ((subject, day), a) in chunk {
+                q.int(market_id)
+                    .text(subject)
+                    .int(*day)
+                    .int(a.trades)
+                    .int(a.buys)
+                    .int(a.sells)
+                    .wei(a.buy_volume)
+                    .wei(a.sell_volume)
+                    .wei(a.fees);
+            }
+            tx.execute(q).await.map_err(db("updating subjects' days"))?;
+        }
+
+        Ok(())
+    }
+
+    /// Daily active traders; the days that gained (or lost) an active trader.
+    pub(super) async fn day_traders(
+        &self,
+        tx: &mut WriteTx,
+        day_traders: HashMap<(i64, &str), i64>,
+    ) -> Result<Vec<i64>> {
+        let Self {
+            backend,
+            market_id,
+            sign,
+        } = *self;
+        let mut active = Vec::new();
+        let rows: Vec<((i64, &str), i64)> = day_traders.into_iter().collect();
+        for chunk in rows.chunks(MAX_PARAMS / 4) {
+            let mut sql = insert_into(
+                backend,
+                "daily_traders (market_id, day, trader, trades) VALUES ",
+            );
+            push_placeholders(&mut sql, backend, chunk.len(), 4);
+            sql.push_str(
+            " ON CONFLICT (market_id, day, trader) DO UPDATE SET trades = daily_traders.trades + excluded.trades \
+             RETURNING day, trader, trades",
+        );
+            let mut q = big_statement(backend, &sql, chunk.len() * 4);
+            for ((day, trader), n) in chunk {
+                q.int(market_id).int(*day).text(trader).int(*n);
+            }
+            let returned = tx
+                .fetch_all(q)
+                .await
+                .map_err(db("updating daily traders"))?;
+            let deltas: HashMap<(i64, &str), i64> = chunk.iter().copied().collect();
+            for r in returned {
+                let (day, now) = (r.int(0), r.int(2));
+                let delta = deltas[&(day, r.text(1))];
+                if (sign > 0 && now == delta) || (sign < 0 && now == 0) {
+                    active.push(day);
+                }
+            }
+        }
+
+        Ok(active)
+    }
+
+    /// The market's days.
+    pub(super) async fn days(&self, tx: &mut WriteTx, days: BTreeMap<i64, DayAgg>) -> Result<()> {
+        let Self {
+            backend, market_id, ..
+        } = *self;
+        let rows: Vec<(i64, DayAgg)> = days.into_iter().collect();
+        let mut sql = insert_into(
+            backend,
+            "stats_daily (market_id, day, trades, buys, sells, buy_volume_gwei, buy_volume_rem, sell_volume_gwei, \
+         sell_volume_rem, protocol_gwei, protocol_rem, subject_gwei, subject_rem, active_traders, new_traders, new_subjects) VALUES ",
+        );
+        push_placeholders(&mut sql, backend, rows.len(), 16);
+        sql.push_str(
+        " ON CONFLICT (market_id, day) DO UPDATE SET trades = stats_daily.trades + excluded.trades, \
+         buys = stats_daily.buys + excluded.buys, sells = stats_daily.sells + excluded.sells, \
+         buy_volume_gwei = stats_daily.buy_volume_gwei + excluded.buy_volume_gwei, buy_volume_rem = stats_daily.buy_volume_rem + excluded.buy_volume_rem, \
+         sell_volume_gwei = stats_daily.sell_volume_gwei + excluded.sell_volume_gwei, sell_volume_rem = stats_daily.sell_volume_rem + excluded.sell_volume_rem, \
+         protocol_gwei = stats_daily.protocol_gwei + excluded.protocol_gwei, protocol_rem = stats_daily.protocol_rem + excluded.protocol_rem, \
+         subject_gwei = stats_daily.subject_gwei + excluded.subject_gwei, subject_rem = stats_daily.subject_rem + excluded.subject_rem, \
+         active_traders = stats_daily.active_traders + excluded.active_traders, new_traders = stats_daily.new_traders + excluded.new_traders, \
+         new_subjects = stats_daily.new_subjects + excluded.new_subjects",
+    );
+        let mut q = big_statement(backend, &sql, rows.len() * 16);
+        for (day, d) in &rows {
+            q.int(market_id)
+                .int(*day)
+                .int(d.trades)
+                .int(d.buys)
+                .int(d.sells)
+                .wei(d.buy_volume)
+                .wei(d.sell_volume)
+                .wei(d.protocol)
+                .wei(d.subject)
+                .int(d.active)
+                .int(d.new_traders)
+                .int(d.new_subjects);
+        }
+        tx.execute(q).await.map_err(db("updating daily stats"))?;
+
+        Ok(())
+    }
+
+    /// After a rollback: the rows left with no trades.
+    pub(super) async fn prune_emptied(&self, tx: &mut WriteTx) -> Result<()> {
+        let Self {
+            backend, market_id, ..
+        } = *self;
+        for table in [
+            "subjects",
+            "traders",
+            "daily_traders",
+            "stats_daily",
+            "subject_daily",
+        ] {
+            let sql = format!("DELETE FROM {table} WHERE market_id = $1 AND trades = 0");
+            let mut q = Stmt::new(backend, &sql, 1);
+            q.int(market_id);
+            tx.execute(q)
+                .await
+                .map_err(db("pruning emptied aggregates"))?;
+        }
+        Ok(())
+    }
+}
