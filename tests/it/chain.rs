@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use alloy::{
     primitives::{Address, U256},
-    providers::{Provider, ProviderBuilder},
+    providers::{Provider, ProviderBuilder, ext::AnvilApi},
     rpc::types::Filter,
     sol_types::SolEvent,
 };
@@ -284,6 +284,12 @@ async fn calibrated_history(trades: u64, seed: u64) -> History {
         .try_spawn()
         .expect("anvil starts");
     let provider = ProviderBuilder::new().connect_http(anvil.endpoint_url());
+    // The deployment's blocks one second apart from the genesis, not at the wall clock's time
+    // since anvil started (a loaded machine deployed a second later, and the chains differed).
+    provider
+        .anvil_set_block_timestamp_interval(1)
+        .await
+        .unwrap();
     let accounts = provider.get_accounts().await.unwrap();
     let deployment = keymarket_contracts::deploy(
         &provider,

@@ -6,6 +6,7 @@ use alloy::{
     network::Ethereum,
     primitives::B256,
     providers::{Provider, ext::AnvilApi},
+    rpc::client::BatchRequest,
     rpc::types::{TransactionReceipt, anvil::MineOptions},
     sol_types::SolEvent,
 };
@@ -24,17 +25,16 @@ pub(crate) async fn send_and_mine<P: Provider + AnvilApi<Ethereum>>(
     if batch.is_empty() {
         return Ok(timestamp.saturating_sub(1));
     }
-    // One at a time, each answered before the next is sent: anvil (`--order fifo`) orders a
-    // block by arrival, and answers the calls of one JSON-RPC batch concurrently, so a batch's
-    // transactions could land in another order on a busy machine — a different chain for the
-    // same seed (seen once in CI's load, logs of independent subjects swapped).
-    let mut expected = HashSet::new();
+    let mut rpc = BatchRequest::new(provider.client());
+    let mut waiters = Vec::with_capacity(batch.len());
     for p in &batch {
-        let hash: B256 = provider
-            .client()
-            .request("eth_sendTransaction", (p.tx.clone(),))
-            .await?;
+        waiters.push(rpc.add_call::<_, B256>("eth_sendTransaction", &(p.tx.clone(),))?);
         report.expected_reverts += u64::from(p.expect_revert);
+    }
+    rpc.send().await?;
+    let mut expected = HashSet::new();
+    for (w, p) in waiters.into_iter().zip(&batch) {
+        let hash = w.await?;
         if p.expect_revert {
             expected.insert(hash);
         }
