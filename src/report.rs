@@ -3,7 +3,7 @@
 
 use alloy::{primitives::utils::format_ether, providers::Provider};
 use eyre::{Result, bail};
-use keymarket_indexer::{MarketSpec, RunReport, Store};
+use keymarket_indexer::{MarketSpec, RunReport, StoreWriter};
 use keymarket_simulate::SimReport;
 
 pub(crate) fn print_report(r: &SimReport, json: bool) -> Result<()> {
@@ -72,7 +72,7 @@ pub(crate) fn print_report(r: &SimReport, json: bool) -> Result<()> {
 
 /// Prints the headline stats of a market from the database, and the run's rate.
 pub(crate) async fn print_stats<P: Provider>(
-    store: &Store,
+    store: &StoreWriter,
     provider: &P,
     spec: &MarketSpec,
     r: &RunReport,

@@ -47,6 +47,66 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for P<T> {
     }
 }
 
+/// A query parameter naming one of a fixed set of choices: an enum deserialized from its names,
+/// any other value a JSON 400 (through [`Q`]) that names the parameter and lists the choices.
+macro_rules! choice {
+    ($(#[$doc:meta])* $name:ident, $param:literal, { $($text:literal => $variant:ident),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+        #[serde(try_from = "String")]
+        pub(crate) enum $name {
+            $(#[doc = $text] $variant),+
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+
+            fn try_from(s: String) -> Result<Self, String> {
+                match s.as_str() {
+                    $($text => Ok(Self::$variant),)+
+                    other => Err(format!(
+                        concat!("unknown ", $param, " {:?}: use {}"),
+                        other,
+                        one_of(&[$($text),+])
+                    )),
+                }
+            }
+        }
+    };
+}
+
+/// "a, b or c".
+fn one_of(names: &[&str]) -> String {
+    let (last, rest) = names.split_last().expect("at least one choice");
+    if rest.is_empty() {
+        last.to_string()
+    } else {
+        format!("{} or {last}", rest.join(", "))
+    }
+}
+
+choice!(
+    /// `/v1/trades`' `side`.
+    TradeSide, "side", { "buy" => Buy, "sell" => Sell }
+);
+choice!(
+    /// `/v1/traders/netflow`'s `side` (default: buyers).
+    FlowSide, "side", { "buyers" => Buyers, "sellers" => Sellers }
+);
+choice!(
+    /// `/v1/subjects/top`'s order (default: volume).
+    SubjectBy, "`by` value", {
+        "volume" => Volume, "fees" => Fees, "holders" => Holders, "supply" => Supply,
+        "price" => Price, "trades" => Trades,
+    }
+);
+choice!(
+    /// `/v1/traders/top`'s order (default: volume).
+    TraderBy, "`by` value", {
+        "volume" => Volume, "fees" => Fees, "trades" => Trades, "pnl" => Pnl,
+    }
+);
+
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -208,22 +268,11 @@ pub(crate) struct NetFlowQuery {
     #[param(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
     pub(crate) to: Option<String>,
     /// `buyers` (default): the largest net buyers; `sellers`: the largest net sellers.
-    #[param(pattern = "^(buyers|sellers)$")]
-    pub(crate) side: Option<String>,
+    #[param(value_type = Option<String>, pattern = "^(buyers|sellers)$")]
+    pub(crate) side: Option<FlowSide>,
     /// Rows, 1..=100 (default 20).
     #[param(minimum = 1, maximum = 100)]
     pub(crate) limit: Option<u32>,
-}
-
-/// The `side` of the net-flow leaders: `true` for sellers.
-pub(crate) fn parse_flow_side(side: Option<&str>) -> Result<bool, ApiError> {
-    match side.unwrap_or("buyers") {
-        "buyers" => Ok(false),
-        "sellers" => Ok(true),
-        other => Err(ApiError::BadRequest(format!(
-            "unknown side {other:?}: use buyers or sellers"
-        ))),
-    }
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -282,13 +331,26 @@ impl SeriesQuery {
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub(crate) struct TopQuery {
+pub(crate) struct TopSubjectsQuery {
     /// Market id (see /v1/markets); required when the database holds several.
     pub(crate) market: Option<i64>,
-    /// Order: volume (default), fees, trades; for subjects also holders, supply, price (of the
-    /// next key); for traders also pnl (realised).
-    #[param(pattern = "^(volume|fees|trades|holders|supply|price|pnl)$")]
-    pub(crate) by: Option<String>,
+    /// Order: volume (default), fees, trades, holders, supply, price (of the next key).
+    #[param(value_type = Option<String>, pattern = "^(volume|fees|trades|holders|supply|price)$")]
+    pub(crate) by: Option<SubjectBy>,
+    /// Rows, 1..=100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    pub(crate) limit: Option<u32>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct TopTradersQuery {
+    /// Market id (see /v1/markets); required when the database holds several.
+    pub(crate) market: Option<i64>,
+    /// Order: volume (default), fees, trades, pnl (realised).
+    #[param(value_type = Option<String>, pattern = "^(volume|fees|trades|pnl)$")]
+    pub(crate) by: Option<TraderBy>,
     /// Rows, 1..=100 (default 20).
     #[param(minimum = 1, maximum = 100)]
     pub(crate) limit: Option<u32>,
@@ -328,8 +390,8 @@ pub(crate) struct TradesQuery {
     #[param(pattern = r"^0x[0-9a-fA-F]{40}$")]
     pub(crate) trader: Option<String>,
     /// `buy` or `sell`.
-    #[param(pattern = "^(buy|sell)$")]
-    pub(crate) side: Option<String>,
+    #[param(value_type = Option<String>, pattern = "^(buy|sell)$")]
+    pub(crate) side: Option<TradeSide>,
     /// From this block (inclusive).
     #[param(minimum = 0)]
     pub(crate) from_block: Option<i64>,
@@ -374,10 +436,10 @@ pub(crate) struct PageQuery {
     pub(crate) cursor: Option<String>,
 }
 
-/// A 0x-prefixed 20-byte hex address, lowercased as stored. As wallets check addresses (EIP-55):
+/// A 0x-prefixed 20-byte hex address. As wallets check addresses (EIP-55):
 /// all-lowercase or all-uppercase hex is taken as it is, mixed case only with a valid checksum —
 /// a wrong one (a mistyped character, most likely) is a 400 naming the checksummed form.
-pub(crate) fn parse_address(s: &str) -> Result<String, ApiError> {
+pub(crate) fn parse_address(s: &str) -> Result<Address, ApiError> {
     let hex = s.strip_prefix("0x").unwrap_or("");
     if hex.len() != 40 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(ApiError::BadRequest(format!(
@@ -395,7 +457,25 @@ pub(crate) fn parse_address(s: &str) -> Result<String, ApiError> {
             address.to_checksum(None)
         )));
     }
-    Ok(format!("0x{}", hex.to_ascii_lowercase()))
+    s.parse()
+        .map_err(|_| ApiError::BadRequest(format!("malformed address {s:?}")))
+}
+
+/// A path's `{address}`, checked as [`parse_address`] checks it (a JSON 400 otherwise).
+pub(crate) struct AddressPath(pub(crate) Address);
+
+impl<S: Send + Sync> FromRequestParts<S> for AddressPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let P(address) = P::<String>::from_request_parts(parts, state).await?;
+        parse_address(&address).map(Self)
+    }
+}
+
+/// An address as the API writes it: lowercase 0x hex, as stored.
+pub(crate) fn lower(address: Address) -> String {
+    keymarket_store::hex(address.as_slice())
 }
 
 /// `YYYY-MM-DD` (UTC) → days since 1970-01-01.
@@ -444,23 +524,6 @@ pub(crate) fn parse_time(s: &str, name: &str, end_of_day: bool) -> Result<i64, A
 /// Days since 1970-01-01 → `YYYY-MM-DD`.
 pub(crate) fn format_date(days: i64) -> String {
     calendar::date_of_day(days)
-}
-
-/// The choice `by` names among `choices` (the first is the default); an unknown name is a 400
-/// listing them.
-pub(crate) fn pick<T: Copy>(by: Option<&str>, choices: &[(&str, T)]) -> Result<T, ApiError> {
-    let by = by.unwrap_or(choices[0].0);
-    match choices.iter().find(|(name, _)| *name == by) {
-        Some((_, choice)) => Ok(*choice),
-        None => {
-            let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
-            let (last, rest) = names.split_last().expect("at least one choice");
-            Err(ApiError::BadRequest(format!(
-                "unknown `by` value {by:?}: use {} or {last}",
-                rest.join(", ")
-            )))
-        }
-    }
 }
 
 #[cfg(test)]
@@ -540,7 +603,7 @@ mod tests {
                 )),
             ),
         ] {
-            let got = parse_address(input).map_err(|e| e.to_string());
+            let got = parse_address(input).map(lower).map_err(|e| e.to_string());
             assert_eq!(got, expected, "{input}");
         }
         for malformed in [

@@ -194,11 +194,11 @@ mod tests {
     }
 
     /// A temporary SQLite store, removed by [`remove_db`].
-    async fn temp_store(name: &str) -> (keymarket_store::Store, std::path::PathBuf) {
+    async fn temp_store(name: &str) -> (keymarket_store::StoreWriter, std::path::PathBuf) {
         let path =
             std::env::temp_dir().join(format!("keymarket-api-{name}-{}.db", std::process::id()));
         remove_db(&path);
-        let store = keymarket_store::Store::connect(&format!("sqlite:{}", path.display()))
+        let store = keymarket_store::StoreWriter::connect(&format!("sqlite:{}", path.display()))
             .await
             .unwrap();
         (store, path)
@@ -215,7 +215,7 @@ mod tests {
     #[tokio::test]
     async fn healthz_says_empty_without_markets_and_each_markets_state() {
         let (store, path) = temp_store("health").await;
-        let app = router(AppState::new(store.clone()));
+        let app = router(AppState::new(store.reader()));
         let (status, body) = get_json(&app, "/healthz").await;
         assert_eq!(status, 200);
         assert_eq!(body, serde_json::json!({"status": "empty", "markets": []}));
@@ -267,7 +267,7 @@ mod tests {
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
         }
-        let store = keymarket_store::Store::connect(&format!("sqlite:{}", path.display()))
+        let store = keymarket_store::StoreWriter::connect(&format!("sqlite:{}", path.display()))
             .await
             .unwrap();
         store.ensure_chain(31337, Default::default()).await.unwrap();
@@ -275,7 +275,7 @@ mod tests {
             .ensure_market(31337, Default::default(), 1)
             .await
             .unwrap();
-        let state = AppState::new(store);
+        let state = AppState::new(store.reader());
         let app = router(state.clone());
         for (uri, status, needle) in [
             ("/v1/subjects/0x1234", 400, "malformed address"),
@@ -499,7 +499,7 @@ mod tests {
 
     /// A store whose market trades on 300 days from 2024-01-01 (day 19723): `stats_daily` says
     /// so, and 60,000 made-up trades spread over them give the net-flow builds work.
-    async fn trading_store(name: &str) -> (keymarket_store::Store, std::path::PathBuf) {
+    async fn trading_store(name: &str) -> (keymarket_store::StoreWriter, std::path::PathBuf) {
         let (store, path) = temp_store(name).await;
         store.ensure_chain(31337, Default::default()).await.unwrap();
         store
@@ -537,7 +537,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn heavy_views_are_keyed_by_trading_days_and_built_two_at_a_time() {
         let (store, path) = trading_store("heavy").await;
-        let state = AppState::new(store);
+        let state = AppState::new(store.reader());
         let app = router(state.clone());
         let date = |day: i64| crate::extract::format_date(day);
         let views = [

@@ -14,14 +14,14 @@ use axum::{
     http::{HeaderValue, header},
     response::{IntoResponse, Response},
 };
-use keymarket_store::Store;
+use keymarket_store::StoreReader;
 use serde::Serialize;
 
 /// Shared state of the handlers.
 #[derive(Debug, Clone)]
 pub struct AppState {
     /// The indexer's database.
-    pub store: Store,
+    pub store: StoreReader,
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
     pub(crate) limiter: Option<Arc<RateLimit>>,
     pub(crate) snapshots: Arc<Mutex<HashMap<String, Snapshot>>>,
@@ -138,7 +138,7 @@ pub(crate) struct RateLimit {
 
 impl AppState {
     /// State over `store`, with no rate limit.
-    pub fn new(store: Store) -> Self {
+    pub fn new(store: StoreReader) -> Self {
         Self {
             store,
             metrics: Arc::default(),

@@ -38,7 +38,7 @@ pub use crate::{
     decode::{FromLog, RpcLog},
     fetch::{FetchConfig, LogFetcher},
     reorg::check_reorg,
-    store::{Backend, Batch, MarketState, Store, Totals, TradeRow},
+    store::{Backend, Batch, MarketState, StoreReader, StoreWriter, Totals, TradeRow},
     sync::{prepare, run},
 };
 

@@ -6,7 +6,7 @@ use tracing::warn;
 use crate::{
     Error, IndexerConfig, Result,
     rpc::block_hash,
-    store::{MarketState, Store},
+    store::{MarketState, StoreWriter},
 };
 
 /// Compares the stored block window with the chain; on a mismatch rolls back to the newest block
@@ -17,7 +17,7 @@ use crate::{
 /// rewinding then would undo good data. The check is simply made again at the next poll.
 pub async fn check_reorg<P: Provider>(
     provider: &P,
-    store: &Store,
+    store: &StoreWriter,
     market: &mut MarketState,
     config: &IndexerConfig,
 ) -> Result<bool> {

@@ -7,7 +7,7 @@ use alloy::providers::ProviderBuilder;
 use clap::Args;
 use eyre::{Result, bail};
 use keymarket_contracts::Deployment;
-use keymarket_indexer::{IndexerConfig, MarketSpec, Store};
+use keymarket_indexer::{IndexerConfig, MarketSpec, StoreReader, StoreWriter};
 use keymarket_simulate::SimConfig;
 
 use crate::cli::{DatabaseArgs, DeploymentArgs, RpcArgs};
@@ -50,8 +50,8 @@ pub(crate) async fn bench_live(args: BenchLiveArgs) -> Result<()> {
         chain_id: Some(deployment.chain_id),
     };
     let database = args.db.for_writing();
-    let writer = Store::connect(&database).await?;
-    let reader = Store::connect(&database).await?;
+    let writer = StoreWriter::connect(&database).await?;
+    let reader = StoreReader::connect(&database, None).await?;
     let config = IndexerConfig {
         follow: true,
         poll_interval: Duration::from_millis(args.poll_ms),

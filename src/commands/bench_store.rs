@@ -1,6 +1,6 @@
 //! `keymarket bench-store`: writes a friend.tech-sized database — by default 12,000,000 trades
 //! over 100,000 subjects and 500,000 traders with power-law (Zipf) popularity — through the
-//! indexer's store layer (`Store::commit`, the same batches, aggregates and deferred indexes as a
+//! indexer's store layer (`StoreWriter::commit`, the same batches, aggregates and deferred indexes as a
 //! backfill), without a chain. Trades follow the contract's rules: a subject buys its own first
 //! key, prices and fees come from the bonding curve (`keymarket_contracts::curve`, 5% + 5%), a
 //! trader sells only keys it holds and never the last key. For the API benchmark
@@ -11,7 +11,7 @@ use std::{collections::HashMap, time::Instant};
 use alloy::primitives::{Address, B256, U256};
 use eyre::{Result, bail};
 use keymarket_contracts::curve;
-use keymarket_indexer::{Batch, Store, TradeRow, amount::Wei};
+use keymarket_indexer::{Batch, StoreWriter, TradeRow, amount::Wei};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 use rand_distr::{Distribution, Zipf};
 use tracing::info;
@@ -77,7 +77,7 @@ fn address(kind: u8, i: u32) -> String {
 /// Generates and stores the trades; prints the rate.
 pub(crate) async fn run(args: BenchStoreArgs) -> Result<()> {
     let database = args.db.for_writing();
-    let store = Store::connect(&database).await?;
+    let store = StoreWriter::connect(&database).await?;
     store
         .ensure_chain(CHAIN_ID, B256::repeat_byte(0x4b))
         .await?;
@@ -193,7 +193,7 @@ pub(crate) async fn run(args: BenchStoreArgs) -> Result<()> {
 
 /// Builds the secondary indexes and prints the run's figures.
 async fn finish(
-    store: &Store,
+    store: &StoreWriter,
     market_id: i64,
     written: u64,
     database: &str,

@@ -17,7 +17,7 @@ use keymarket_api::export::{
     parquet::social_trades_parquet,
     social_trades_csv,
 };
-use keymarket_indexer::{Store, store::MarketRow};
+use keymarket_indexer::{StoreReader, store::MarketRow};
 use tracing::info;
 
 use crate::cli::{DatabaseArgs, database_shown};
@@ -139,7 +139,11 @@ fn resolve(
 }
 
 /// The market the flags name, or the only one.
-async fn pick_market(store: &Store, database: &str, market: Option<i64>) -> Result<MarketRow> {
+async fn pick_market(
+    store: &StoreReader,
+    database: &str,
+    market: Option<i64>,
+) -> Result<MarketRow> {
     let markets = store.markets().await?;
     Ok(match (market, markets.as_slice()) {
         (Some(id), _) => markets
@@ -200,7 +204,7 @@ async fn trades(args: ExportFileArgs) -> Result<()> {
         std::io::stdout().is_terminal(),
     )?;
     let database = args.db.for_reading()?;
-    let store = Store::connect(&database).await?;
+    let store = StoreReader::connect(&database, None).await?;
     let market = pick_market(&store, &database, args.market).await?;
     let total = store.raw_trades(market.id).await?;
     info!(target: "keymarket::export", market = market.id, trades = total, ?format, out = %target.name(), "exporting trades");
@@ -243,7 +247,7 @@ async fn daily(args: ExportFileArgs) -> Result<()> {
         std::io::stdout().is_terminal(),
     )?;
     let database = args.db.for_reading()?;
-    let store = Store::connect(&database).await?;
+    let store = StoreReader::connect(&database, None).await?;
     let market = pick_market(&store, &database, args.market).await?;
     let rows = read_daily(&store, market.id).await?;
     let bytes = match format {

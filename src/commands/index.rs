@@ -6,7 +6,7 @@ use alloy::{primitives::Address, providers::ProviderBuilder};
 use clap::Args;
 use eyre::{Context, Result};
 use keymarket_contracts::Deployment;
-use keymarket_indexer::{FetchConfig, IndexerConfig, MarketSpec, Store};
+use keymarket_indexer::{FetchConfig, IndexerConfig, MarketSpec, StoreWriter};
 
 use crate::{
     cli::{DEFAULT_DEPLOYMENT, DatabaseArgs, RpcArgs, parse_market, shutdown_on_signal},
@@ -98,7 +98,7 @@ pub(crate) async fn index(args: IndexArgs) -> Result<()> {
         }
     }
     let database = args.db.for_writing();
-    let store = Store::connect(&database).await?;
+    let store = StoreWriter::connect(&database).await?;
     // The indexer bounds each call itself (and retries); this is the transport's backstop.
     let provider =
         ProviderBuilder::new().connect_client(args.rpc.client(Duration::from_secs(300)).await?);

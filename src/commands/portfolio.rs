@@ -19,7 +19,7 @@ use keymarket_contracts::{
 use serde_json::{Value, json};
 
 use crate::{
-    market::{Budget, MarketArgs, parse_address},
+    market::{Budget, Market, MarketArgs, parse_address},
     net::tls,
     output::{Output, amount, signed_amount, signed_eth},
     wallet::SignerArgs,
@@ -93,32 +93,8 @@ pub(crate) async fn portfolio(args: PortfolioArgs) -> Result<Output> {
         }
         None => None,
     };
-    let subjects: BTreeSet<Address> = match (&args.api, &indexed) {
-        (Some(_), Some(body)) => body["holdings"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|h| h["subject"].as_str()?.parse().ok())
-            .collect(),
-        (Some(_), None) => BTreeSet::new(),
-        (None, _) => {
-            let filter = Filter::new()
-                .address(m.address)
-                .event_signature(KeyMarket::Trade::SIGNATURE_HASH)
-                .from_block(m.from_block);
-            let logs = budget
-                .run(
-                    "reading the market's Trade logs",
-                    m.provider.get_logs(&filter),
-                )
-                .await?;
-            logs.iter()
-                .filter_map(|l| KeyMarket::Trade::decode_log_data(l.data()).ok())
-                .filter(|t| t.trader == account)
-                .map(|t| t.subject)
-                .collect()
-        }
-    };
+    let subjects =
+        traded_subjects(&m, &budget, account, args.api.is_some(), indexed.as_ref()).await?;
     let mut rows = Vec::new();
     for subject in subjects {
         let (balance, supply) = budget
@@ -202,6 +178,43 @@ pub(crate) async fn portfolio(args: PortfolioArgs) -> Result<Output> {
         Output::Json(p.json())
     } else {
         Output::Text(p.text())
+    })
+}
+
+/// The subjects `account` traded: from the API's answer when one was asked (`from_api`), else
+/// from the market's `Trade` logs.
+async fn traded_subjects(
+    m: &Market,
+    budget: &Budget,
+    account: Address,
+    from_api: bool,
+    indexed: Option<&Value>,
+) -> Result<BTreeSet<Address>> {
+    Ok(match (from_api, indexed) {
+        (true, Some(body)) => body["holdings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|h| h["subject"].as_str()?.parse().ok())
+            .collect(),
+        (true, None) => BTreeSet::new(),
+        (false, _) => {
+            let filter = Filter::new()
+                .address(m.address)
+                .event_signature(KeyMarket::Trade::SIGNATURE_HASH)
+                .from_block(m.from_block);
+            let logs = budget
+                .run(
+                    "reading the market's Trade logs",
+                    m.provider.get_logs(&filter),
+                )
+                .await?;
+            logs.iter()
+                .filter_map(|l| KeyMarket::Trade::decode_log_data(l.data()).ok())
+                .filter(|t| t.trader == account)
+                .map(|t| t.subject)
+                .collect()
+        }
     })
 }
 

@@ -2,7 +2,7 @@
 
 use clap::Args;
 use eyre::Result;
-use keymarket_indexer::Store;
+use keymarket_indexer::StoreReader;
 
 use crate::cli::{DatabaseArgs, bind, shutdown_on_signal};
 
@@ -26,7 +26,7 @@ pub(crate) struct ServeArgs {
 /// Serves until SIGTERM or SIGINT, then drains the requests in flight.
 pub(crate) async fn serve(args: ServeArgs) -> Result<()> {
     let stop = shutdown_on_signal();
-    let store = Store::connect_with(
+    let store = StoreReader::connect(
         &args.db.for_reading()?,
         Some(keymarket_api::STORE_CONNECTIONS),
     )

@@ -217,20 +217,7 @@ async fn trade(
     if side == Side::Buy && q.supply.is_zero() && from != args.subject {
         return Err(trade::TradeError::NotLaunched(args.subject).into());
     }
-    let bound = match (side, own_bound) {
-        (Side::Buy, Some(max)) if q.total > max => bail!(
-            "your bound is below the quote: this buy costs {} now and --max-cost is {}; nothing was sent",
-            eth(q.total),
-            eth(max)
-        ),
-        (Side::Sell, Some(min)) if q.total < min => bail!(
-            "your bound is above the quote: this sell pays {} now and --min-proceeds is {}; nothing was sent",
-            eth(q.total),
-            eth(min)
-        ),
-        (_, Some(b)) => b,
-        (_, None) => trade::slippage_bound(side, q.total, args.slippage),
-    };
+    let bound = bound_for(side, own_bound, q.total, args.slippage)?;
     let latest = budget
         .run(
             "reading the latest block",
@@ -248,28 +235,10 @@ async fn trade(
         && !json
         && std::io::stdin().is_terminal()
         && std::io::stderr().is_terminal()
+        && confirm_large_buy(&m, &budget, from, q.total).await?
     {
-        let balance = budget
-            .run("eth_getBalance", m.provider.get_balance(from))
-            .await?;
-        if q.total > balance {
-            return Err(trade::TradeError::InsufficientBalance {
-                need: q.total,
-                have: balance,
-            }
-            .into());
-        }
-        if q.total > balance / U256::from(10) {
-            if !confirm(&format!(
-                "this buy costs {} of your {}; go on?",
-                eth(q.total),
-                eth(balance)
-            )) {
-                bail!("not confirmed; nothing was sent");
-            }
-            // The time spent answering is not the RPC's.
-            budget = Budget::new(&args.send.market, true);
-        }
+        // The time spent answering is not the RPC's.
+        budget = Budget::new(&args.send.market, true);
     }
     if m.flavor == Flavor::Friendtech {
         eprintln!(
@@ -314,6 +283,51 @@ async fn trade(
         Side::Sell => t.ethAmount - t.protocolEthAmount - t.subjectEthAmount,
     };
     Ok(traded(t, &mined, paid, json))
+}
+
+/// The bound a trade is sent with: the user's own (refused, nothing sent, when the quote is
+/// already past it), else the quote with `slippage` applied.
+fn bound_for(side: Side, own: Option<U256>, quote: U256, slippage: u32) -> Result<U256> {
+    Ok(match (side, own) {
+        (Side::Buy, Some(max)) if quote > max => bail!(
+            "your bound is below the quote: this buy costs {} now and --max-cost is {}; nothing was sent",
+            eth(quote),
+            eth(max)
+        ),
+        (Side::Sell, Some(min)) if quote < min => bail!(
+            "your bound is above the quote: this sell pays {} now and --min-proceeds is {}; nothing was sent",
+            eth(quote),
+            eth(min)
+        ),
+        (_, Some(b)) => b,
+        (_, None) => trade::slippage_bound(side, quote, slippage),
+    })
+}
+
+/// At a terminal, a buy of more than a tenth of the balance asks first; a buy past the balance
+/// is refused. `Ok(true)`: the user was asked (and said yes).
+async fn confirm_large_buy(m: &Market, budget: &Budget, from: Address, cost: U256) -> Result<bool> {
+    let balance = budget
+        .run("eth_getBalance", m.provider.get_balance(from))
+        .await?;
+    if cost > balance {
+        return Err(trade::TradeError::InsufficientBalance {
+            need: cost,
+            have: balance,
+        }
+        .into());
+    }
+    if cost <= balance / U256::from(10) {
+        return Ok(false);
+    }
+    if !confirm(&format!(
+        "this buy costs {} of your {}; go on?",
+        eth(cost),
+        eth(balance)
+    )) {
+        bail!("not confirmed; nothing was sent");
+    }
+    Ok(true)
 }
 
 /// Refuses to send a sell of more keys than `from` holds and can sell (the last key never).

@@ -12,7 +12,7 @@ use alloy::{
 use clap::Args;
 use eyre::{Context, Result};
 use keymarket_contracts::{DeployConfig, Deployment, toolchain};
-use keymarket_indexer::{IndexerConfig, MarketSpec, Store};
+use keymarket_indexer::{IndexerConfig, MarketSpec, StoreReader, StoreWriter};
 use tracing::info;
 
 use crate::{
@@ -132,7 +132,7 @@ pub(crate) async fn up(args: UpArgs) -> Result<()> {
     print_report(&report, args.sim.json)?;
 
     fresh_sqlite(&args.database_url)?;
-    let store = Store::connect(&args.database_url).await?;
+    let store = StoreWriter::connect(&args.database_url).await?;
     let provider =
         ProviderBuilder::new().connect_client(rpc.client(Duration::from_secs(300)).await?);
     let spec = MarketSpec {
@@ -213,7 +213,7 @@ pub(crate) async fn up(args: UpArgs) -> Result<()> {
 async fn app_state(database_url: &str, config: &IndexerConfig) -> Result<keymarket_api::AppState> {
     let counts = config.fetch.counts.clone();
     Ok(keymarket_api::AppState::new(
-        Store::connect_with(database_url, Some(keymarket_api::STORE_CONNECTIONS)).await?,
+        StoreReader::connect(database_url, Some(keymarket_api::STORE_CONNECTIONS)).await?,
     )
     .with_rate_limit(100, 200)
     .with_sql(Default::default())

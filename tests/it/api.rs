@@ -7,13 +7,13 @@ use std::collections::{HashMap, HashSet};
 use alloy::{primitives::U256, providers::Provider, sol_types::SolEvent};
 use keymarket_api::AppState;
 use keymarket_contracts::{KeyMarket, TRADE_TOPIC};
-use keymarket_indexer::Store;
+use keymarket_indexer::StoreWriter;
 use serde_json::Value;
 
 use crate::common::{Chain, Db, average_cost, fresh_db};
 
-async fn serve(store: Store) -> String {
-    serve_state(AppState::new(store)).await
+async fn serve(store: StoreWriter) -> String {
+    serve_state(AppState::new(store.reader())).await
 }
 
 pub(crate) async fn serve_state(state: AppState) -> String {
@@ -187,7 +187,7 @@ async fn api_numbers_equal_the_chain_on_sqlite_and_postgres() {
 
     for kind in [Db::Sqlite, Db::Postgres] {
         let url = fresh_db(kind, "api").await;
-        let store = Store::connect(&url).await.unwrap();
+        let store = StoreWriter::connect(&url).await.unwrap();
         keymarket_indexer::run(&chain.provider, &store, chain.spec(), &Default::default())
             .await
             .unwrap();
@@ -773,12 +773,12 @@ async fn dashboard_in_chromium() {
     // Eight blocks 36 h apart: 12 days, so the cards' 7-day window differs from all time.
     chain.trade(800, 17, 100, 36 * 3600).await;
     let url = fresh_db(Db::Sqlite, "dashboard").await;
-    let store = Store::connect(&url).await.unwrap();
+    let store = StoreWriter::connect(&url).await.unwrap();
     let config = keymarket_indexer::IndexerConfig::default();
     let run = || keymarket_indexer::run(&chain.provider, &store, chain.spec(), &config);
     run().await.unwrap();
     // With the SQL box's endpoint on, as under `keymarket up`.
-    let base = serve_state(AppState::new(store.clone()).with_sql(Default::default())).await;
+    let base = serve_state(AppState::new(store.reader()).with_sql(Default::default())).await;
 
     let (status, html) = {
         let resp = reqwest::get(format!("{base}/")).await.unwrap();
@@ -875,8 +875,8 @@ async fn dashboard_in_chromium() {
 #[tokio::test(flavor = "multi_thread")]
 async fn rate_limit_answers_429_with_json() {
     let url = fresh_db(Db::Sqlite, "ratelimit").await;
-    let store = Store::connect(&url).await.unwrap();
-    let base = serve_state(AppState::new(store).with_rate_limit(1, 5)).await;
+    let store = StoreWriter::connect(&url).await.unwrap();
+    let base = serve_state(AppState::new(store.reader()).with_rate_limit(1, 5)).await;
     let client = reqwest::Client::new();
     let mut statuses = Vec::new();
     let mut limited = None;
@@ -918,12 +918,12 @@ async fn openapi_document_holds_under_schemathesis() {
     let root = env!("CARGO_MANIFEST_DIR");
     for kind in [Db::Sqlite, Db::Postgres] {
         let url = fresh_db(kind, "openapi").await;
-        let store = Store::connect(&url).await.unwrap();
+        let store = StoreWriter::connect(&url).await.unwrap();
         keymarket_indexer::run(&chain.provider, &store, chain.spec(), &Default::default())
             .await
             .unwrap();
         // SQL on, so that its answers are checked against the document too.
-        let base = serve_state(AppState::new(store).with_sql(Default::default())).await;
+        let base = serve_state(AppState::new(store.reader()).with_sql(Default::default())).await;
         let (status, doc) = get(&format!("{base}/openapi.json")).await;
         assert_eq!(status, 200);
         let paths: Vec<&String> = doc["paths"].as_object().unwrap().keys().collect();

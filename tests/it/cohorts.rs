@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use alloy::{rpc::types::Log, sol_types::SolEvent};
 use keymarket_api::AppState;
 use keymarket_contracts::{KeyMarket, TRADE_TOPIC};
-use keymarket_indexer::Store;
+use keymarket_indexer::StoreWriter;
 use keymarket_simulate::{Profile, SimConfig};
 use serde_json::{Value, json};
 
@@ -336,11 +336,11 @@ async fn cohorts_net_flows_and_windows_equal_the_chain_on_sqlite_and_postgres() 
 
     for kind in [Db::Sqlite, Db::Postgres] {
         let url = fresh_db(kind, "cohorts").await;
-        let store = Store::connect(&url).await.unwrap();
+        let store = StoreWriter::connect(&url).await.unwrap();
         keymarket_indexer::run(&chain.provider, &store, chain.spec(), &Default::default())
             .await
             .unwrap();
-        let base = serve_state(AppState::new(store)).await;
+        let base = serve_state(AppState::new(store.reader())).await;
 
         // Retention: every cohort, the last two weeks, and a range in the middle.
         let (status, r) = get(&format!("{base}/v1/retention")).await;
@@ -427,11 +427,11 @@ async fn net_flow_windows_are_bounded() {
     // Three blocks 200 days apart: 401 days of data.
     chain.trade(30, 7, 10, 200 * 86_400).await;
     let url = fresh_db(Db::Sqlite, "netflow_cap").await;
-    let store = Store::connect(&url).await.unwrap();
+    let store = StoreWriter::connect(&url).await.unwrap();
     keymarket_indexer::run(&chain.provider, &store, chain.spec(), &Default::default())
         .await
         .unwrap();
-    let base = serve_state(AppState::new(store)).await;
+    let base = serve_state(AppState::new(store.reader())).await;
     let (status, n) = get(&format!("{base}/v1/traders/netflow?from=2000-01-01")).await;
     assert_eq!(status, 400, "{n}");
     let message = n["error"]["message"].as_str().unwrap();

@@ -19,7 +19,7 @@ use alloy::{
     sol_types::{SolCall, SolEvent},
 };
 use keymarket_contracts::{DeployConfig, Deployment, KeyMarket, TRADE_TOPIC, curve, toolchain};
-use keymarket_indexer::{MarketSpec, Store};
+use keymarket_indexer::{MarketSpec, StoreWriter};
 use keymarket_simulate::SimConfig;
 
 /// anvil, keeping the older blocks' states it writes to disk under the target's tmp folder
@@ -252,7 +252,7 @@ pub(crate) fn average_cost(logs: &[Log]) -> AverageCost {
     out
 }
 
-/// Every indexer table recomputed from the chain's logs alone, in the format of `Store::dump`.
+/// Every indexer table recomputed from the chain's logs alone, in the format of `StoreWriter::dump`.
 #[allow(clippy::type_complexity)]
 pub(crate) fn recompute(chain_id: u64, logs: &[Log]) -> BTreeMap<&'static str, Vec<String>> {
     #[derive(Default, Clone)]
@@ -554,7 +554,7 @@ pub(crate) fn recompute(chain_id: u64, logs: &[Log]) -> BTreeMap<&'static str, V
 
 /// The database's tables for the chain's market.
 pub(crate) async fn dump(url: &str, chain: &Chain) -> BTreeMap<&'static str, Vec<String>> {
-    let store = Store::connect(url).await.unwrap();
+    let store = StoreWriter::connect(url).await.unwrap();
     let market = store
         .ensure_market(
             chain.deployment.chain_id,

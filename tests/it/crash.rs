@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use keymarket_indexer::Store;
+use keymarket_indexer::StoreWriter;
 use tokio::{io::AsyncReadExt, process::Command};
 
 use crate::common::{Chain, Db, assert_same, dump, fresh_db, recompute};
@@ -130,7 +130,7 @@ async fn crash_test(kind: Db) {
 
     // And the same as an uninterrupted run into a fresh database.
     let clean = fresh_db(kind, "clean").await;
-    let store = Store::connect(&clean).await.unwrap();
+    let store = StoreWriter::connect(&clean).await.unwrap();
     keymarket_indexer::run(
         &chain.provider,
         &store,
@@ -195,7 +195,7 @@ async fn stop_child(
 }
 
 /// Whether the indexer has registered its market in the database at `url`, read without
-/// touching the schema (a `Store::connect` would run the migrations, racing the indexer's own).
+/// touching the schema (a `StoreWriter::connect` would run the migrations, racing the indexer's own).
 async fn registered(url: &str) -> bool {
     sqlx::any::install_default_drivers();
     let Ok(pool) = sqlx::AnyPool::connect(url).await else {
@@ -236,7 +236,7 @@ async fn sigterm_test(kind: Db) {
             "says where it stopped: {stderr}"
         );
         // The checkpoint matches the data: every trade below it is stored, none above.
-        let store = Store::connect(&url).await.unwrap();
+        let store = StoreWriter::connect(&url).await.unwrap();
         let next = store.next_block(1).await.unwrap();
         let below = logs
             .iter()
@@ -345,7 +345,7 @@ async fn process_caught_up(chain: &Chain, url: &str, child: &mut tokio::process:
             child.try_wait().unwrap().is_none(),
             "the indexer exited by itself"
         );
-        if let Ok(store) = Store::connect(url).await
+        if let Ok(store) = StoreWriter::connect(url).await
             && store.next_block(1).await.is_ok_and(|n| n > head)
         {
             return;
@@ -380,7 +380,7 @@ async fn postgres_restarts_are_waited_out() {
     // Mid-backfill.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let store = Store::connect(&url).await.unwrap();
+        let store = StoreWriter::connect(&url).await.unwrap();
         if store.next_block(1).await.unwrap_or(0) > chain.deployment.deploy_block + 20 {
             break;
         }
@@ -414,7 +414,7 @@ async fn postgres_restarts_are_waited_out() {
     let head = alloy::providers::Provider::get_block_number(&chain.provider)
         .await
         .unwrap();
-    let store = Store::connect(&url).await.unwrap();
+    let store = StoreWriter::connect(&url).await.unwrap();
     assert!(
         store.next_block(1).await.unwrap() <= head,
         "the restart came mid-backfill"
@@ -550,7 +550,7 @@ async fn sigterm_stops_up_cleanly() {
     assert!(stderr.contains("anvil stopped"), "{stderr}");
     let anvil_gone = std::net::TcpStream::connect(("127.0.0.1", anvil_port)).is_err();
     assert!(anvil_gone, "anvil stopped with up");
-    let store = Store::connect(&format!("sqlite:{}", db.display()))
+    let store = StoreWriter::connect(&format!("sqlite:{}", db.display()))
         .await
         .unwrap();
     let next = store.next_block(1).await.unwrap();

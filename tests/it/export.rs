@@ -6,7 +6,7 @@
 
 use alloy::{primitives::U256, sol_types::SolEvent};
 use keymarket_contracts::KeyMarket;
-use keymarket_indexer::Store;
+use keymarket_indexer::StoreWriter;
 
 use crate::common::{Chain, Db, fresh_db};
 
@@ -41,7 +41,7 @@ async fn trades_export_in_the_social_trades_layout_equals_the_chain() {
     std::fs::create_dir_all(&dir).unwrap();
     for kind in [Db::Sqlite, Db::Postgres] {
         let url = fresh_db(kind, "export").await;
-        let store = Store::connect(&url).await.unwrap();
+        let store = StoreWriter::connect(&url).await.unwrap();
         keymarket_indexer::run(&chain.provider, &store, chain.spec(), &Default::default())
             .await
             .unwrap();
@@ -66,7 +66,7 @@ async fn trades_export_in_the_social_trades_layout_equals_the_chain() {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let server = tokio::spawn(keymarket_api::serve(
             listener,
-            keymarket_api::AppState::new(store.clone()),
+            keymarket_api::AppState::new(store.reader()),
             std::future::pending(),
         ));
         let resp = reqwest::get(format!("{base}/v1/export/trades.csv"))
@@ -322,7 +322,7 @@ async fn parquet_and_daily_exports_agree_with_the_csv_the_api_the_logs_and_duckd
     std::fs::create_dir_all(&dir).unwrap();
     for kind in [Db::Sqlite, Db::Postgres] {
         let url = fresh_db(kind, "export_pq").await;
-        let store = Store::connect(&url).await.unwrap();
+        let store = StoreWriter::connect(&url).await.unwrap();
         keymarket_indexer::run(&chain.provider, &store, chain.spec(), &Default::default())
             .await
             .unwrap();
@@ -368,7 +368,7 @@ async fn parquet_and_daily_exports_agree_with_the_csv_the_api_the_logs_and_duckd
         let base = format!("http://{}", listener.local_addr().unwrap());
         let server = tokio::spawn(keymarket_api::serve(
             listener,
-            keymarket_api::AppState::new(store.clone()),
+            keymarket_api::AppState::new(store.reader()),
             std::future::pending(),
         ));
         let fetch = async |path: &str, content_type: &str, ext: &str| {
@@ -543,7 +543,7 @@ async fn export_flags_are_checked() {
         missing.display()
     );
     // An empty one (a schema, no market yet).
-    keymarket_indexer::Store::connect(&db).await.unwrap();
+    keymarket_indexer::StoreWriter::connect(&db).await.unwrap();
     for (args, needle) in [
         (vec!["trades", "--format", "xlsx"], "invalid value 'xlsx'"),
         (

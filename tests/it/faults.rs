@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use keymarket_indexer::{FetchConfig, IndexerConfig, Store};
+use keymarket_indexer::{FetchConfig, IndexerConfig, StoreWriter};
 use tokio::{
     io::AsyncWriteExt,
     net::{TcpListener, TcpStream},
@@ -182,7 +182,7 @@ async fn rpc_faults_through_a_proxy_change_nothing() {
     let want = recompute(chain.deployment.chain_id, &chain.logs().await);
     for kind in [Db::Sqlite, Db::Postgres] {
         let url = fresh_db(kind, "faults").await;
-        let store = Store::connect(&url).await.unwrap();
+        let store = StoreWriter::connect(&url).await.unwrap();
         keymarket_indexer::run(&provider, &store, chain.spec(), &config)
             .await
             .unwrap();

@@ -10,7 +10,7 @@ use alloy::{
     rpc::types::anvil::ReorgOptions,
 };
 use keymarket_contracts::KeyMarket;
-use keymarket_indexer::{FetchConfig, IndexerConfig, MarketSpec, Store};
+use keymarket_indexer::{FetchConfig, IndexerConfig, MarketSpec, StoreWriter};
 
 use crate::common::{Chain, Db, assert_same, dump, fresh_db, recompute};
 
@@ -40,7 +40,7 @@ async fn index_equals_recomputation_on_sqlite_and_postgres() {
     let mut dumps = Vec::new();
     for kind in [Db::Sqlite, Db::Postgres] {
         let url = fresh_db(kind, "recompute").await;
-        let store = Store::connect(&url).await.unwrap();
+        let store = StoreWriter::connect(&url).await.unwrap();
         // As a long backfill: secondary indexes dropped, then built again at the head.
         let mut config = IndexerConfig {
             bulk_min_trades: 0,
@@ -123,7 +123,7 @@ async fn index_equals_recomputation_on_sqlite_and_postgres() {
 }
 
 /// Waits until the store has indexed the chain's head.
-async fn caught_up(chain: &Chain, store: &Store, market_id: i64) {
+async fn caught_up(chain: &Chain, store: &StoreWriter, market_id: i64) {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let head = chain.provider.get_block_number().await.unwrap();
@@ -149,7 +149,7 @@ async fn following_repairs_reorgs_up_to_the_window() {
     let mut followers = Vec::new();
     for kind in [Db::Sqlite, Db::Postgres] {
         let url = fresh_db(kind, "reorg").await;
-        let store = Store::connect(&url).await.unwrap();
+        let store = StoreWriter::connect(&url).await.unwrap();
         let market = keymarket_indexer::prepare(&chain.provider, &store, chain.spec(), &config)
             .await
             .unwrap();
@@ -190,7 +190,7 @@ async fn a_reorg_deeper_than_the_window_stops_without_touching_data() {
     let chain = Chain::new().await;
     chain.trade(400, 31, 20, 600).await;
     let url = fresh_db(Db::Sqlite, "deep").await;
-    let store = Store::connect(&url).await.unwrap();
+    let store = StoreWriter::connect(&url).await.unwrap();
     let config = IndexerConfig {
         window: 4,
         ..small_batches()
@@ -227,7 +227,7 @@ async fn bad_input_gets_clear_errors_and_touches_nothing() {
     let chain = Chain::new().await;
     chain.trade(50, 41, 25, 600).await;
     let url = fresh_db(Db::Sqlite, "bad").await;
-    let store = Store::connect(&url).await.unwrap();
+    let store = StoreWriter::connect(&url).await.unwrap();
     let config = small_batches();
 
     // Unreachable RPC.
@@ -304,11 +304,11 @@ async fn bad_input_gets_clear_errors_and_touches_nothing() {
             .unwrap();
         pool.close().await;
     }
-    let err = Store::connect(&foreign).await.unwrap_err();
+    let err = StoreWriter::connect(&foreign).await.unwrap_err();
     assert!(matches!(err, StoreError::IncompatibleSchema(_)), "{err}");
 
     // An unsupported database URL.
-    let err = Store::connect("mysql://root@127.0.0.1/test")
+    let err = StoreWriter::connect("mysql://root@127.0.0.1/test")
         .await
         .unwrap_err();
     assert!(
@@ -326,7 +326,7 @@ async fn indexes_over_websocket_too() {
         .await
         .unwrap();
     let url = fresh_db(Db::Sqlite, "ws").await;
-    let store = Store::connect(&url).await.unwrap();
+    let store = StoreWriter::connect(&url).await.unwrap();
     keymarket_indexer::run(&ws, &store, chain.spec(), &small_batches())
         .await
         .unwrap();
@@ -347,7 +347,7 @@ async fn a_deep_rollback_then_indexing_again_equals_recomputation() {
     let want = recompute(chain.deployment.chain_id, &chain.logs().await);
     for kind in [Db::Sqlite, Db::Postgres] {
         let url = fresh_db(kind, "deep_rollback").await;
-        let store = Store::connect(&url).await.unwrap();
+        let store = StoreWriter::connect(&url).await.unwrap();
         keymarket_indexer::run(&chain.provider, &store, chain.spec(), &config)
             .await
             .unwrap();

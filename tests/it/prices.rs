@@ -10,7 +10,7 @@ use alloy::{
 };
 use keymarket_api::AppState;
 use keymarket_contracts::{KeyMarket, TRADE_TOPIC, curve};
-use keymarket_indexer::Store;
+use keymarket_indexer::StoreWriter;
 use serde_json::Value;
 
 use crate::{
@@ -195,11 +195,11 @@ async fn price_index_and_holders_over_time_equal_the_chain_on_sqlite_and_postgre
 
     for kind in [Db::Sqlite, Db::Postgres] {
         let url = fresh_db(kind, "prices").await;
-        let store = Store::connect(&url).await.unwrap();
+        let store = StoreWriter::connect(&url).await.unwrap();
         keymarket_indexer::run(&chain.provider, &store, chain.spec(), &Default::default())
             .await
             .unwrap();
-        let base = serve_state(AppState::new(store)).await;
+        let base = serve_state(AppState::new(store.reader())).await;
 
         // The default: the top 10 by volume.
         let (status, p) = get(&format!("{base}/v1/price-index")).await;

@@ -17,7 +17,7 @@ use std::{
 };
 
 use alloy::providers::{Provider, ProviderBuilder, RootProvider};
-use keymarket_indexer::{FetchConfig, IndexerConfig, RunReport, Store};
+use keymarket_indexer::{FetchConfig, IndexerConfig, RunReport, StoreWriter};
 use serde_json::{Value, json};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -628,7 +628,7 @@ async fn respond(sock: &mut TcpStream, status: u16, body: &[u8]) -> std::io::Res
 pub(crate) struct Follower {
     pub(crate) kind: Db,
     pub(crate) url: String,
-    pub(crate) store: Store,
+    pub(crate) store: StoreWriter,
     pub(crate) stop: CancellationToken,
     pub(crate) task: JoinHandle<keymarket_indexer::Result<RunReport>>,
     /// This indexer's own fault counters (other tests' indexers count theirs).
@@ -702,7 +702,7 @@ pub(crate) async fn follow_on(
             .with_test_writer()
             .try_init();
     }
-    let store = Store::connect(&url).await.unwrap();
+    let store = StoreWriter::connect(&url).await.unwrap();
     let stop = CancellationToken::new();
     let (provider, s, spec, config) = (proxy.provider(), store.clone(), chain.spec(), {
         let mut c = config(stop.clone());
@@ -739,7 +739,7 @@ fn counted(
 }
 
 /// The checkpoint of the (only) market, 0 while it is not registered or the database is away.
-pub(crate) async fn checkpoint(store: &Store) -> u64 {
+pub(crate) async fn checkpoint(store: &StoreWriter) -> u64 {
     store.next_block(1).await.unwrap_or(0)
 }
 
@@ -1076,7 +1076,7 @@ async fn a_trade_the_chain_itself_says_breaks_the_curve_is_stored_and_marked_unv
         assert_eq!(marks.len(), 1, "{:?}: {marks:?}", f.kind);
         assert_eq!(marks[0].block, block);
         assert!(marks[0].reason.contains("cost"), "{}", marks[0].reason);
-        let base = crate::api::serve_state(keymarket_api::AppState::new(f.store.clone())).await;
+        let base = crate::api::serve_state(keymarket_api::AppState::new(f.store.reader())).await;
         let health: Value = reqwest::get(format!("{base}/healthz"))
             .await
             .unwrap()
@@ -1314,7 +1314,7 @@ async fn a_provider_that_keeps_lying_is_reported_on_healthz() {
     let followers = follow_with(&chain, &proxy, "padded", |c| c.fetch.loud_after = 3).await;
     let deadline = Instant::now() + Duration::from_secs(120);
     for f in &followers {
-        let base = crate::api::serve_state(keymarket_api::AppState::new(f.store.clone())).await;
+        let base = crate::api::serve_state(keymarket_api::AppState::new(f.store.reader())).await;
         loop {
             let health: Value = reqwest::get(format!("{base}/healthz"))
                 .await

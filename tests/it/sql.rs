@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use keymarket_api::AppState;
-use keymarket_indexer::Store;
+use keymarket_indexer::StoreWriter;
 use keymarket_indexer::store::{Cell, SqlError, SqlLimits};
 use serde_json::{Value, json};
 
@@ -31,7 +31,7 @@ const TABLES: [&str; 13] = [
     "fee_events",
 ];
 
-async fn row_counts(store: &Store) -> Vec<i64> {
+async fn row_counts(store: &StoreWriter) -> Vec<i64> {
     let mut counts = Vec::new();
     for table in TABLES {
         let n: i64 =
@@ -49,7 +49,7 @@ async fn sql_on_postgres_reads_exactly_refuses_writes_and_stops_runaways() {
     let chain = Chain::new().await;
     chain.trade(300, 41, 50, 3600).await;
     let url = fresh_db(Db::Postgres, "sql").await;
-    let store = Store::connect(&url).await.unwrap();
+    let store = StoreWriter::connect(&url).await.unwrap();
     let config = keymarket_indexer::IndexerConfig::default();
     keymarket_indexer::run(&chain.provider, &store, chain.spec(), &config)
         .await
@@ -215,7 +215,7 @@ async fn sql_on_postgres_reads_exactly_refuses_writes_and_stops_runaways() {
     );
 
     // The endpoint over a real socket: the count equals the overview's, as JSON and as CSV.
-    let base = serve_state(AppState::new(store.clone()).with_sql(SqlLimits::default())).await;
+    let base = serve_state(AppState::new(store.reader()).with_sql(SqlLimits::default())).await;
     let client = reqwest::Client::new();
     let post = |accept: &'static str| {
         client
@@ -259,11 +259,11 @@ async fn social_trades_view_equals_the_export_on_sqlite_and_postgres() {
     chain.trade(250, 23, 40, 30 * 3600).await;
     for kind in [Db::Sqlite, Db::Postgres] {
         let url = fresh_db(kind, "social_view").await;
-        let store = Store::connect(&url).await.unwrap();
+        let store = StoreWriter::connect(&url).await.unwrap();
         keymarket_indexer::run(&chain.provider, &store, chain.spec(), &Default::default())
             .await
             .unwrap();
-        let base = serve_state(AppState::new(store.clone()).with_sql(SqlLimits::default())).await;
+        let base = serve_state(AppState::new(store.reader()).with_sql(SqlLimits::default())).await;
         let client = reqwest::Client::new();
         let sql = |q: &'static str| {
             client
@@ -412,7 +412,7 @@ async fn social_trades_view_equals_the_export_on_sqlite_and_postgres() {
 async fn a_serve_process_stays_within_the_sql_answer_budget() {
     use std::process::Stdio;
     let url = fresh_db(Db::Sqlite, "sql_budget").await;
-    let store = Store::connect(&url).await.unwrap();
+    let store = StoreWriter::connect(&url).await.unwrap();
     store.ensure_chain(31337, Default::default()).await.unwrap();
     store
         .ensure_market(31337, Default::default(), 1)
@@ -488,8 +488,8 @@ async fn a_serve_process_stays_within_the_sql_answer_budget() {
 #[tokio::test(flavor = "multi_thread")]
 async fn one_clients_runaways_never_keep_another_client_waiting() {
     let url = fresh_db(Db::Sqlite, "sql_fair").await;
-    let store = Store::connect(&url).await.unwrap();
-    let base = serve_state(AppState::new(store).with_sql(SqlLimits {
+    let store = StoreWriter::connect(&url).await.unwrap();
+    let base = serve_state(AppState::new(store.reader()).with_sql(SqlLimits {
         time_limit: Duration::from_secs(10),
         ..SqlLimits::default()
     }))

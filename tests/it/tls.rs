@@ -13,7 +13,7 @@ use std::{
 };
 
 use alloy::sol_types::SolEvent;
-use keymarket_indexer::Store;
+use keymarket_indexer::StoreWriter;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
@@ -139,7 +139,7 @@ async fn chain_trades(chain: &Chain) -> Vec<alloy::rpc::types::Log> {
 }
 
 async fn indexed_trades(db: &str) -> i64 {
-    let store = Store::connect(db).await.unwrap();
+    let store = StoreWriter::connect(db).await.unwrap();
     store
         .trade_counts()
         .await
@@ -403,7 +403,7 @@ async fn postgres_with_sslmode_require() {
         indexed_trades(&url).await,
         chain_trades(&chain).await.len() as i64
     );
-    let store = Store::connect(&url).await.unwrap();
+    let store = StoreWriter::connect(&url).await.unwrap();
     let encrypted: bool =
         sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
             .fetch_one(store.pool())

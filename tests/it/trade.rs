@@ -550,7 +550,7 @@ async fn the_cli_and_indexer_work_on_a_friendtech_layout_market() {
 
     // The indexer reads the friend.tech-layout market like any other.
     let url = crate::common::fresh_db(crate::common::Db::Sqlite, "friendtech").await;
-    let store = keymarket_indexer::Store::connect(&url).await.unwrap();
+    let store = keymarket_indexer::StoreWriter::connect(&url).await.unwrap();
     let spec = keymarket_indexer::MarketSpec {
         address,
         start_block: deploy_block,
@@ -654,14 +654,14 @@ async fn trade_panel_in_chromium() {
     };
 
     use alloy::{providers::ext::AnvilApi, sol_types::SolEvent};
-    use keymarket_indexer::Store;
+    use keymarket_indexer::StoreWriter;
 
     use crate::common::{Db, fresh_db};
 
     let chain = Chain::new().await;
     chain.trade(300, 23, 100, 8 * 3600).await;
     let url = fresh_db(Db::Sqlite, "panel").await;
-    let store = Store::connect(&url).await.unwrap();
+    let store = StoreWriter::connect(&url).await.unwrap();
     keymarket_indexer::run(&chain.provider, &store, chain.spec(), &Default::default())
         .await
         .unwrap();
@@ -680,7 +680,7 @@ async fn trade_panel_in_chromium() {
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(keymarket_api::serve(
         listener,
-        keymarket_api::AppState::new(store),
+        keymarket_api::AppState::new(store.reader()),
         std::future::pending(),
     ));
     let top: Value = tokio::time::timeout(Duration::from_secs(30), async {

@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Date32Array, Int64Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
-use keymarket_store::{DayRange, DayRow, Store, amount::Wei};
+use keymarket_store::{DayRange, DayRow, StoreReader, amount::Wei};
 
 use super::{
     ExportError, eth,
@@ -89,7 +89,7 @@ fn values(r: &DayRow) -> [i128; 15] {
 }
 
 /// Every day of the market that has trades, oldest first (the store's daily series read).
-pub async fn read_daily(store: &Store, market_id: i64) -> Result<Vec<DayRow>, ExportError> {
+pub async fn read_daily(store: &StoreReader, market_id: i64) -> Result<Vec<DayRow>, ExportError> {
     Ok(store.daily(market_id, DayRange::ALL_TIME, i64::MAX).await?)
 }
 

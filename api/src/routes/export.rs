@@ -231,7 +231,7 @@ mod tests {
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
         }
-        let store = keymarket_store::Store::connect(&format!("sqlite:{}", path.display()))
+        let store = keymarket_store::StoreWriter::connect(&format!("sqlite:{}", path.display()))
             .await
             .unwrap();
         store.ensure_chain(8453, Default::default()).await.unwrap();
@@ -239,7 +239,7 @@ mod tests {
             .ensure_market(8453, Default::default(), 1)
             .await
             .unwrap();
-        let state = AppState::new(store);
+        let state = AppState::new(store.reader());
         let app = router(state.clone());
         let get = async |uri: &str| {
             let resp = app

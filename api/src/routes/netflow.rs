@@ -20,7 +20,7 @@ pub(crate) async fn net_flow(
 ) -> Result<Response, ApiError> {
     let id = market_id(&s, q.market).await?;
     let (from, to) = day_range(q.from.as_deref(), q.to.as_deref())?;
-    let sellers = parse_flow_side(q.side.as_deref())?;
+    let sellers = q.side == Some(FlowSide::Sellers);
     let limit = limit(q.limit)?;
     let (from, to) = (q.from.as_ref().map(|_| from), q.to.as_ref().map(|_| to));
     // The window — by default the last 30 days of data — keyed by the days with trades it

@@ -96,22 +96,22 @@ pub(crate) async fn price_index(
 #[utoipa::path(get, path = "/v1/subjects/{address}/holders/daily", params(("address" = String, Path, description = "0x and 40 hex digits: all lowercase, all uppercase, or mixed case with a valid EIP-55 checksum (a wrong one is a 400 naming the checksummed form)"), MarketQuery), responses((status = 200, body = HoldersHistory), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody, description = "two heavy views are being built for other requests (at most two at once; a request waits up to 10 s for its turn): retry after `Retry-After` seconds")))]
 pub(crate) async fn holders_daily(
     State(s): State<AppState>,
-    P(address): P<String>,
+    AddressPath(address): AddressPath,
     Q(q): Q<MarketQuery>,
 ) -> Result<Response, ApiError> {
-    let address = parse_address(&address)?;
     let id = market_id(&s, q.market).await?;
-    let key = format!("holders daily {id} {address}");
+    let key = format!("holders daily {id} {}", lower(address));
     snapshot_with(&s, key, HOLDERS_TTL, || async {
-        let days = s.store.holder_history(id, &address).await?;
+        let days = s.store.holder_history(id, address).await?;
         if days.is_empty() {
             return Err(ApiError::NotFound(format!(
-                "subject {address} has no trades in market {id}"
+                "subject {} has no trades in market {id}",
+                lower(address)
             )));
         }
         to_json(&HoldersHistory {
             market: id,
-            subject: address.clone(),
+            subject: lower(address),
             days: days
                 .into_iter()
                 .map(|d| HoldersHistoryDay {

@@ -175,14 +175,14 @@ mod tests {
         body::Body,
         http::{HeaderMap, Request, StatusCode},
     };
-    use keymarket_store::{SqlLimits, Store};
+    use keymarket_store::{SqlLimits, StoreWriter};
     use serde_json::{Value, json};
     use tower::ServiceExt;
 
     use crate::{AppState, router};
 
     /// A SQLite file with one market and `trades` made-up trades.
-    async fn store(name: &str, trades: u32) -> Store {
+    async fn store(name: &str, trades: u32) -> StoreWriter {
         let path = std::env::temp_dir().join(format!(
             "keymarket-api-sql-{name}-{}.db",
             std::process::id()
@@ -190,7 +190,7 @@ mod tests {
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
         }
-        let store = Store::connect(&format!("sqlite:{}", path.display()))
+        let store = StoreWriter::connect(&format!("sqlite:{}", path.display()))
             .await
             .unwrap();
         store.ensure_chain(31337, Default::default()).await.unwrap();
@@ -203,7 +203,7 @@ mod tests {
     }
 
     /// Writes made-up trades straight into the file (only their count and shape matter here).
-    async fn insert_trades(store: &Store, trades: u32) {
+    async fn insert_trades(store: &StoreWriter, trades: u32) {
         sqlx::query(
             "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < $1) \
              INSERT INTO trades (chain_id, tx_hash, log_index, market_id, block_number, block_hash, \
@@ -258,12 +258,12 @@ mod tests {
     #[tokio::test]
     async fn sql_endpoint_answers_each_case_with_its_status_and_a_json_body() {
         let store = store("statuses", 2000).await;
-        let off = router(AppState::new(store.clone()));
+        let off = router(AppState::new(store.reader()));
         let (status, _, body) = post(&off, json!({"sql": "SELECT 1"}), "application/json").await;
         assert_eq!(status, 404, "{body}");
         assert!(message(&body).contains("--sql"), "{body}");
 
-        let app = router(AppState::new(store.clone()).with_sql(SqlLimits {
+        let app = router(AppState::new(store.reader()).with_sql(SqlLimits {
             time_limit: Duration::from_millis(200),
             max_rows: 1000,
             ..SqlLimits::default()
@@ -361,7 +361,7 @@ mod tests {
     #[tokio::test]
     async fn sql_endpoint_answers_json_or_csv_and_caps_rows() {
         let store = store("shape", 30).await;
-        let app = router(AppState::new(store).with_sql(SqlLimits {
+        let app = router(AppState::new(store.reader()).with_sql(SqlLimits {
             max_rows: 25,
             ..SqlLimits::default()
         }));
@@ -425,7 +425,7 @@ mod tests {
     #[tokio::test]
     async fn sql_answers_are_bounded_in_bytes_and_every_edge_answers_json() {
         let store = store("bytes", 10).await;
-        let app = router(AppState::new(store).with_sql(SqlLimits::default()));
+        let app = router(AppState::new(store.reader()).with_sql(SqlLimits::default()));
         // ~1 GB of hex in 10,000 rows: refused at the 16 MiB budget.
         let (status, _, body) = post_from(
             &app,
@@ -491,7 +491,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn one_clients_runaways_leave_room_for_another_clients_query() {
         let store = store("fair", 3000).await;
-        let state = AppState::new(store).with_sql(SqlLimits {
+        let state = AppState::new(store.reader()).with_sql(SqlLimits {
             time_limit: Duration::from_secs(10),
             ..SqlLimits::default()
         });
@@ -526,7 +526,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_runaway_query_is_stopped_while_other_requests_are_served() {
         let store = store("runaway", 3000).await;
-        let state = AppState::new(store).with_sql(SqlLimits {
+        let state = AppState::new(store.reader()).with_sql(SqlLimits {
             time_limit: Duration::from_secs(5),
             ..SqlLimits::default()
         });

@@ -19,23 +19,20 @@ pub(crate) fn key_price(multiple: i64, k: i64) -> Option<Amount> {
 }
 
 /// Top subjects by volume, fees earned, holders, supply, price or trades.
-#[utoipa::path(get, path = "/v1/subjects/top", params(TopQuery), responses((status = 200, body = TopSubjects), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/subjects/top", params(TopSubjectsQuery), responses((status = 200, body = TopSubjects), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub(crate) async fn top_subjects(
     State(s): State<AppState>,
-    Q(q): Q<TopQuery>,
+    Q(q): Q<TopSubjectsQuery>,
 ) -> ApiResult<TopSubjects> {
     let id = market_id(&s, q.market).await?;
-    let order = pick(
-        q.by.as_deref(),
-        &[
-            ("volume", SubjectOrder::Volume),
-            ("fees", SubjectOrder::Fees),
-            ("holders", SubjectOrder::Holders),
-            ("supply", SubjectOrder::Supply),
-            ("price", SubjectOrder::Price),
-            ("trades", SubjectOrder::Trades),
-        ],
-    )?;
+    let order = match q.by.unwrap_or(SubjectBy::Volume) {
+        SubjectBy::Volume => SubjectOrder::Volume,
+        SubjectBy::Fees => SubjectOrder::Fees,
+        SubjectBy::Holders => SubjectOrder::Holders,
+        SubjectBy::Supply => SubjectOrder::Supply,
+        SubjectBy::Price => SubjectOrder::Price,
+        SubjectBy::Trades => SubjectOrder::Trades,
+    };
     let rows = s.store.top_subjects(id, order, limit(q.limit)?).await?;
     Ok(Json(TopSubjects {
         market: id,
@@ -67,13 +64,15 @@ pub(crate) fn subject_summary(r: SubjectRow) -> SubjectSummary {
 #[utoipa::path(get, path = "/v1/subjects/{address}", params(("address" = String, Path, description = "0x and 40 hex digits: all lowercase, all uppercase, or mixed case with a valid EIP-55 checksum (a wrong one is a 400 naming the checksummed form)"), MarketQuery), responses((status = 200, body = SubjectOne), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub(crate) async fn subject(
     State(s): State<AppState>,
-    P(address): P<String>,
+    AddressPath(address): AddressPath,
     Q(q): Q<MarketQuery>,
 ) -> ApiResult<SubjectOne> {
-    let address = parse_address(&address)?;
     let id = market_id(&s, q.market).await?;
-    let row = s.store.subject(id, &address).await?.ok_or_else(|| {
-        ApiError::NotFound(format!("subject {address} has no trades in market {id}"))
+    let row = s.store.subject(id, address).await?.ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "subject {} has no trades in market {id}",
+            lower(address)
+        ))
     })?;
     Ok(Json(SubjectOne {
         market: id,
@@ -85,12 +84,11 @@ pub(crate) async fn subject(
 #[utoipa::path(get, path = "/v1/subjects/{address}/holders", params(("address" = String, Path, description = "0x and 40 hex digits: all lowercase, all uppercase, or mixed case with a valid EIP-55 checksum (a wrong one is a 400 naming the checksummed form)"), PageQuery), responses((status = 200, body = Holders), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub(crate) async fn holders(
     State(s): State<AppState>,
-    P(address): P<String>,
+    AddressPath(address): AddressPath,
     Q(q): Q<PageQuery>,
 ) -> ApiResult<Holders> {
-    let address = parse_address(&address)?;
     let id = market_id(&s, q.market).await?;
-    let (rows, next) = holdings_page(&s, id, HoldingsOf::Subject(&address), &q).await?;
+    let (rows, next) = holdings_page(&s, id, HoldingsOf::Subject(address), &q).await?;
     let holders = rows
         .into_iter()
         .map(|r| Holder {
@@ -100,7 +98,7 @@ pub(crate) async fn holders(
         .collect();
     Ok(Json(Holders {
         market: id,
-        subject: address,
+        subject: lower(address),
         holders,
         next_cursor: next,
     }))
@@ -113,7 +111,7 @@ pub(crate) async fn holders(
 pub(crate) async fn holdings_page(
     s: &AppState,
     id: i64,
-    of: HoldingsOf<'_>,
+    of: HoldingsOf,
     q: &PageQuery,
 ) -> Result<(Vec<HoldingRow>, Option<String>), ApiError> {
     let limit = limit(q.limit)?;
@@ -124,15 +122,7 @@ pub(crate) async fn holdings_page(
         }
         None => None,
     };
-    let mut rows = s
-        .store
-        .holdings(
-            id,
-            of,
-            after.as_ref().map(|(b, a)| (*b, a.as_str())),
-            limit + 1,
-        )
-        .await?;
+    let mut rows = s.store.holdings(id, of, after, limit + 1).await?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let next = more.then(|| {
@@ -155,21 +145,21 @@ pub(crate) fn holding(r: HoldingRow) -> Holding {
 #[utoipa::path(get, path = "/v1/subjects/{address}/daily", params(("address" = String, Path, description = "0x and 40 hex digits: all lowercase, all uppercase, or mixed case with a valid EIP-55 checksum (a wrong one is a 400 naming the checksummed form)"), SeriesQuery), responses((status = 200, body = SubjectDaily), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub(crate) async fn subject_daily(
     State(s): State<AppState>,
-    P(address): P<String>,
+    AddressPath(address): AddressPath,
     Q(q): Q<SeriesQuery>,
 ) -> Result<Response, ApiError> {
-    let address = parse_address(&address)?;
     let id = market_id(&s, q.market).await?;
     let (from, to, limit) = q.page()?;
-    let key = format!("subject daily {id} {address} {from} {to} {limit}");
+    let key = format!("subject daily {id} {} {from} {to} {limit}", lower(address));
     snapshot(&s, key, || async {
         let rows = s
             .store
-            .subject_daily(id, &address, DayRange { from, to }, limit + 1)
+            .subject_daily(id, address, DayRange { from, to }, limit + 1)
             .await?;
-        if rows.is_empty() && !s.store.has_subject(id, &address).await? {
+        if rows.is_empty() && !s.store.has_subject(id, address).await? {
             return Err(ApiError::NotFound(format!(
-                "subject {address} has no trades in market {id}"
+                "subject {} has no trades in market {id}",
+                lower(address)
             )));
         }
         let (rows, next_cursor) = series_page(rows, limit, |r| r.day);
@@ -187,7 +177,7 @@ pub(crate) async fn subject_daily(
             .collect();
         to_json(&SubjectDaily {
             market: id,
-            subject: address.clone(),
+            subject: lower(address),
             days,
             next_cursor,
         })

@@ -5,21 +5,18 @@ use axum::{Json, extract::State};
 use keymarket_store::{HoldingsOf, TraderOrder, TraderRow};
 
 /// Top traders by volume, fees paid, trades or realised PnL.
-#[utoipa::path(get, path = "/v1/traders/top", params(TopQuery), responses((status = 200, body = TopTraders), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/traders/top", params(TopTradersQuery), responses((status = 200, body = TopTraders), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub(crate) async fn top_traders(
     State(s): State<AppState>,
-    Q(q): Q<TopQuery>,
+    Q(q): Q<TopTradersQuery>,
 ) -> ApiResult<TopTraders> {
     let id = market_id(&s, q.market).await?;
-    let order = pick(
-        q.by.as_deref(),
-        &[
-            ("volume", TraderOrder::Volume),
-            ("fees", TraderOrder::Fees),
-            ("trades", TraderOrder::Trades),
-            ("pnl", TraderOrder::Pnl),
-        ],
-    )?;
+    let order = match q.by.unwrap_or(TraderBy::Volume) {
+        TraderBy::Volume => TraderOrder::Volume,
+        TraderBy::Fees => TraderOrder::Fees,
+        TraderBy::Trades => TraderOrder::Trades,
+        TraderBy::Pnl => TraderOrder::Pnl,
+    };
     let rows = s.store.top_traders(id, order, limit(q.limit)?).await?;
     Ok(Json(TopTraders {
         market: id,
@@ -32,20 +29,20 @@ pub(crate) async fn top_traders(
 #[utoipa::path(get, path = "/v1/traders/{address}/holdings", params(("address" = String, Path, description = "0x and 40 hex digits: all lowercase, all uppercase, or mixed case with a valid EIP-55 checksum (a wrong one is a 400 naming the checksummed form)"), PageQuery), responses((status = 200, body = TraderHoldings), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub(crate) async fn trader_holdings(
     State(s): State<AppState>,
-    P(address): P<String>,
+    AddressPath(address): AddressPath,
     Q(q): Q<PageQuery>,
 ) -> ApiResult<TraderHoldings> {
-    let address = parse_address(&address)?;
     let id = market_id(&s, q.market).await?;
-    let (rows, next) = holdings_page(&s, id, HoldingsOf::Trader(&address), &q).await?;
-    if rows.is_empty() && q.cursor.is_none() && !s.store.has_trader(id, &address).await? {
+    let (rows, next) = holdings_page(&s, id, HoldingsOf::Trader(address), &q).await?;
+    if rows.is_empty() && q.cursor.is_none() && !s.store.has_trader(id, address).await? {
         return Err(ApiError::NotFound(format!(
-            "trader {address} has no trades in market {id}"
+            "trader {} has no trades in market {id}",
+            lower(address)
         )));
     }
     Ok(Json(TraderHoldings {
         market: id,
-        trader: address,
+        trader: lower(address),
         holdings: rows.into_iter().map(holding).collect(),
         next_cursor: next,
     }))
@@ -55,20 +52,22 @@ pub(crate) async fn trader_holdings(
 #[utoipa::path(get, path = "/v1/traders/{address}", params(("address" = String, Path, description = "0x and 40 hex digits: all lowercase, all uppercase, or mixed case with a valid EIP-55 checksum (a wrong one is a 400 naming the checksummed form)"), MarketQuery), responses((status = 200, body = TraderOne), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub(crate) async fn trader(
     State(s): State<AppState>,
-    P(address): P<String>,
+    AddressPath(address): AddressPath,
     Q(q): Q<MarketQuery>,
 ) -> ApiResult<TraderOne> {
-    let address = parse_address(&address)?;
     let id = market_id(&s, q.market).await?;
-    let row = s.store.trader(id, &address).await?.ok_or_else(|| {
-        ApiError::NotFound(format!("trader {address} has no trades in market {id}"))
+    let row = s.store.trader(id, address).await?.ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "trader {} has no trades in market {id}",
+            lower(address)
+        ))
     })?;
     let first_page = PageQuery {
         market: q.market,
         limit: Some(MAX_LIMIT),
         cursor: None,
     };
-    let (holdings, next) = holdings_page(&s, id, HoldingsOf::Trader(&address), &first_page).await?;
+    let (holdings, next) = holdings_page(&s, id, HoldingsOf::Trader(address), &first_page).await?;
     Ok(Json(TraderOne {
         market: id,
         trader: trader_summary(row),

@@ -11,16 +11,10 @@ pub(crate) async fn trades(State(s): State<AppState>, Q(q): Q<TradesQuery>) -> A
     let limit = limit(q.limit)?;
     let subject = q.subject.as_deref().map(parse_address).transpose()?;
     let trader = q.trader.as_deref().map(parse_address).transpose()?;
-    let side = match q.side.as_deref() {
-        None => None,
-        Some("buy") => Some(Side::Buy),
-        Some("sell") => Some(Side::Sell),
-        Some(other) => {
-            return Err(ApiError::BadRequest(format!(
-                "unknown side {other:?}: use buy or sell"
-            )));
-        }
-    };
+    let side = q.side.map(|side| match side {
+        TradeSide::Buy => Side::Buy,
+        TradeSide::Sell => Side::Sell,
+    });
     for (block, name) in [(q.from_block, "fromBlock"), (q.to_block, "toBlock")] {
         if let Some(b) = block
             && b < 0
@@ -54,8 +48,8 @@ pub(crate) async fn trades(State(s): State<AppState>, Q(q): Q<TradesQuery>) -> A
     }
     let after = q.cursor.as_deref().map(parse_cursor).transpose()?;
     let filter = TradeFilter {
-        subject: subject.as_deref(),
-        trader: trader.as_deref(),
+        subject,
+        trader,
         side,
         from_block: q.from_block,
         to_block: q.to_block,

@@ -24,7 +24,7 @@ use crate::{
     reorg::check_reorg,
     rpc::{self, block_hash},
     second_opinion::SecondOpinion,
-    store::{MarketState, Store},
+    store::{MarketState, StoreWriter},
     verify::{Break, CurveCheck},
 };
 
@@ -40,7 +40,7 @@ const BREAKS_BELIEVED_AFTER: u32 = 3;
 /// takes ([`FetchConfig::retry`]).
 pub async fn prepare<P: Provider>(
     provider: &P,
-    store: &Store,
+    store: &StoreWriter,
     spec: MarketSpec,
     config: &IndexerConfig,
 ) -> Result<MarketState> {
@@ -134,7 +134,7 @@ impl Default for Quiet {
 /// the run after the commit in flight, with `stopped` set in the report.
 pub async fn run<P: Provider>(
     provider: P,
-    store: &Store,
+    store: &StoreWriter,
     spec: MarketSpec,
     config: &IndexerConfig,
 ) -> Result<RunReport> {
@@ -238,7 +238,7 @@ enum Flow {
 /// One market's run between passes: where it is, what it checked, what it counted.
 struct Sync<'a, P> {
     provider: &'a P,
-    store: &'a Store,
+    store: &'a StoreWriter,
     spec: MarketSpec,
     config: &'a IndexerConfig,
     retry: rpc::Retry,
@@ -467,7 +467,7 @@ impl<P: Provider> Sync<'_, P> {
 /// Whether a provider keeps failing a range, written to the store for /healthz (checked every
 /// second; the first check clears what an earlier run left), until dropped.
 fn stall_writer(
-    store: &Store,
+    store: &StoreWriter,
     market_id: i64,
     config: &IndexerConfig,
 ) -> tokio_util::task::AbortOnDropHandle<()> {

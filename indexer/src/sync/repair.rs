@@ -75,11 +75,16 @@ impl<P: Provider> Sync<'_, P> {
     /// opening, when that is below the next block; else the range is only fetched again.
     async fn undo_break(&mut self, why: &str, repair_from: Option<&str>) -> Result<()> {
         let from = match repair_from {
-            Some(subject) => self
-                .store
-                .last_trade_block(self.market.id, subject)
-                .await?
-                .or_else(|| self.check.opened_at(subject)),
+            Some(subject) => {
+                // The curve check keys subjects as the decoded rows hold them (lowercase hex).
+                let address = subject.parse().map_err(|e| {
+                    crate::Error::Decode(format!("subject {subject} of a curve break: {e}"))
+                })?;
+                self.store
+                    .last_trade_block(self.market.id, address)
+                    .await?
+                    .or_else(|| self.check.opened_at(subject))
+            }
             None => None,
         };
         if let Some(block) = from

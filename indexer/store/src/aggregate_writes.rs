@@ -6,16 +6,83 @@ use std::collections::BTreeMap;
 
 use foldhash::HashMap;
 
-use super::{
-    aggregates::{
-        DayAgg, HoldingKey, PartyAgg, SubjectDayAgg, appeared_or_vanished, big_statement,
-        insert_into, normalised_add, push_placeholders,
-    },
-    write::*,
-    writer::{Stmt, WriteTx},
-    *,
+use crate::{
+    Backend, Result,
+    aggregates::{DayAgg, Deltas, HoldingKey, PartyAgg, SubjectDayAgg, fold},
+    amount::Wei,
+    calendar::DAY,
+    cost_basis::wei,
+    error::db,
+    row::TradeRow,
+    statements::{MAX_PARAMS, big_statement, insert_into, normalised_add, push_placeholders},
+    write_tx::{Stmt, WriteRow, WriteTx},
 };
-use crate::Result;
+
+/// Adds (`sign` = 1) or subtracts (`sign` = -1) the contribution of `trades` to every aggregate:
+/// the batch folded in memory ([`fold`]), then one write per table. Counters that depend on the
+/// previous state (holders, new and active traders, new subjects) are derived from the rows'
+/// values after the update (`RETURNING`).
+pub(super) async fn apply_aggregates(
+    tx: &mut WriteTx,
+    backend: Backend,
+    market_id: i64,
+    trades: &[TradeRow],
+    basis: &[Wei],
+    sign: i64,
+) -> Result<()> {
+    let Deltas {
+        mut days,
+        mut subjects,
+        traders,
+        holdings,
+        day_traders,
+        subject_days,
+    } = fold(trades, basis, sign);
+    if subjects.is_empty() {
+        return Ok(());
+    }
+    let w = Writes {
+        backend,
+        market_id,
+        sign,
+    };
+    w.holdings(tx, holdings, &mut subjects).await?;
+    for day in w.subjects(tx, subjects).await? {
+        days.entry(day).or_default().new_subjects += sign;
+    }
+    for day in w.traders(tx, traders).await? {
+        days.entry(day).or_default().new_traders += sign;
+    }
+    w.subject_days(tx, subject_days).await?;
+    for day in w.day_traders(tx, day_traders).await? {
+        days.entry(day).or_default().active += sign;
+    }
+    w.days(tx, days).await?;
+    if sign < 0 {
+        w.prune_emptied(tx).await?;
+    }
+    Ok(())
+}
+
+/// From the `RETURNING key, trades, first_time` rows of a subjects/traders upsert: the UTC days
+/// (of their first trade) of the parties this batch made appear (`sign` > 0: their trade count
+/// equals this batch's) or vanish (`sign` < 0: no trades left).
+pub(super) fn appeared_or_vanished(
+    returned: &[WriteRow],
+    chunk: &[(&str, PartyAgg)],
+    sign: i64,
+) -> Vec<i64> {
+    let deltas: HashMap<&str, i64> = chunk.iter().map(|(k, a)| (*k, a.trades)).collect();
+    returned
+        .iter()
+        .filter_map(|r| {
+            let (trades_now, first_time) = (r.int(1), r.int(2));
+            let delta = deltas[r.text(0)];
+            ((sign > 0 && trades_now == delta) || (sign < 0 && trades_now == 0))
+                .then(|| first_time.div_euclid(DAY))
+        })
+        .collect()
+}
 
 /// The writes of one batch's deltas, one table each.
 pub(super) struct Writes {

@@ -5,15 +5,14 @@ use std::collections::BTreeMap;
 
 use foldhash::HashMap;
 
-use super::{
-    aggregate_writes::Writes,
-    write::*,
-    writer::{Stmt, WriteRow, WriteTx},
-    *,
-};
 use keymarket_contracts::curve;
 
-use crate::{Result, amount::Wei, row::TradeRow};
+use crate::{
+    amount::Wei,
+    calendar::DAY,
+    cost_basis::{paid, received},
+    row::TradeRow,
+};
 
 #[derive(Default)]
 pub(super) struct DayAgg {
@@ -54,8 +53,6 @@ pub(super) struct SubjectDayAgg {
     pub(super) fees: Wei,
 }
 
-pub(super) const DAY: i64 = 86_400;
-
 /// (subject, trader).
 pub(super) type HoldingKey<'a> = (&'a str, &'a str);
 
@@ -78,17 +75,6 @@ pub(super) fn curve_multiple(t: &TradeRow) -> Option<i64> {
         .then(|| i64::try_from(eth / unit).ok())
         .flatten()
         .filter(|m| *m > 0)
-}
-
-/// SQL that adds `excluded`'s `<col>_gwei, <col>_rem` to `table`'s and keeps the pair
-/// normalised (`0 <= rem < 10⁹`; floor division, exact on both databases), for signed amounts
-/// whose pairs must order by value.
-pub(super) fn normalised_add(table: &str, col: &str) -> String {
-    let rem = format!("({table}.{col}_rem + excluded.{col}_rem)");
-    let modulo = format!("((({rem} % 1000000000) + 1000000000) % 1000000000)");
-    format!(
-        "{col}_gwei = {table}.{col}_gwei + excluded.{col}_gwei + ({rem} - {modulo}) / 1000000000, {col}_rem = {modulo}"
-    )
 }
 
 /// A batch's contribution to every aggregate table, folded in memory (`sign` applied): what
@@ -179,118 +165,8 @@ pub(super) fn fold<'a>(trades: &'a [TradeRow], basis: &[Wei], sign: i64) -> Delt
     deltas
 }
 
-/// Adds (`sign` = 1) or subtracts (`sign` = -1) the contribution of `trades` to every aggregate:
-/// the batch folded in memory ([`fold`]), then one write per table. Counters that depend on the
-/// previous state (holders, new and active traders, new subjects) are derived from the rows'
-/// values after the update (`RETURNING`).
-pub(super) async fn apply_aggregates(
-    tx: &mut WriteTx,
-    backend: Backend,
-    market_id: i64,
-    trades: &[TradeRow],
-    basis: &[Wei],
-    sign: i64,
-) -> Result<()> {
-    let Deltas {
-        mut days,
-        mut subjects,
-        traders,
-        holdings,
-        day_traders,
-        subject_days,
-    } = fold(trades, basis, sign);
-    if subjects.is_empty() {
-        return Ok(());
-    }
-    let w = Writes {
-        backend,
-        market_id,
-        sign,
-    };
-    w.holdings(tx, holdings, &mut subjects).await?;
-    for day in w.subjects(tx, subjects).await? {
-        days.entry(day).or_default().new_subjects += sign;
-    }
-    for day in w.traders(tx, traders).await? {
-        days.entry(day).or_default().new_traders += sign;
-    }
-    w.subject_days(tx, subject_days).await?;
-    for day in w.day_traders(tx, day_traders).await? {
-        days.entry(day).or_default().active += sign;
-    }
-    w.days(tx, days).await?;
-    if sign < 0 {
-        w.prune_emptied(tx).await?;
-    }
-    Ok(())
-}
-
-/// The start of a multi-row `INSERT` (`rest`: "table (columns) VALUES …"). On SQLite, `OR FAIL`:
-/// a failing row stops the statement without undoing its earlier rows, so SQLite keeps no
-/// statement journal (a copy of every page the statement touches, the default `ABORT` needs).
-/// Nothing is lost by that: any error rolls the whole transaction back.
-pub(super) fn insert_into(backend: Backend, rest: &str) -> String {
-    match backend {
-        Backend::Sqlite => format!("INSERT OR FAIL INTO {rest}"),
-        Backend::Postgres => format!("INSERT INTO {rest}"),
-    }
-}
-
-/// From the `RETURNING key, trades, first_time` rows of a subjects/traders upsert: the UTC days
-/// (of their first trade) of the parties this batch made appear (`sign` > 0: their trade count
-/// equals this batch's) or vanish (`sign` < 0: no trades left).
-pub(super) fn appeared_or_vanished(
-    returned: &[WriteRow],
-    chunk: &[(&str, PartyAgg)],
-    sign: i64,
-) -> Vec<i64> {
-    let deltas: HashMap<&str, i64> = chunk.iter().map(|(k, a)| (*k, a.trades)).collect();
-    returned
-        .iter()
-        .filter_map(|r| {
-            let (trades_now, first_time) = (r.int(1), r.int(2));
-            let delta = deltas[r.text(0)];
-            ((sign > 0 && trades_now == delta) || (sign < 0 && trades_now == 0))
-                .then(|| first_time.div_euclid(DAY))
-        })
-        .collect()
-}
-
-/// A multi-row statement. Not prepared-and-cached: its text varies with the number of rows, and
-/// each cached variant with tens of thousands of parameters would hold megabytes for the life of
-/// the connection (memory would grow with the variety of batch sizes). The trades insert caches
-/// its full-chunk variant only (`.persistent(true)`), a fixed text.
-pub(super) fn big_statement(backend: Backend, sql: &str, params: usize) -> Stmt<'_> {
-    Stmt::new(backend, sql, params).persistent(false)
-}
-
-/// Appends `rows` tuples of `cols` placeholders. SQLite gets anonymous `?` (bound by position):
-/// with `?NNN` or `$NNN` every bind looks its name up in a linear list (sqlite3VListNumToName),
-/// which makes a 30,000-parameter statement quadratic. PostgreSQL gets `$NNN`.
-pub(super) fn push_placeholders(sql: &mut String, backend: Backend, rows: usize, cols: usize) {
-    use std::fmt::Write;
-    let mut n = 1;
-    for r in 0..rows {
-        sql.push_str(if r == 0 { "(" } else { ", (" });
-        for c in 0..cols {
-            if c > 0 {
-                sql.push_str(", ");
-            }
-            if backend == Backend::Sqlite {
-                sql.push('?');
-            } else {
-                write!(sql, "${n}").expect("write to string");
-            }
-            n += 1;
-        }
-        sql.push(')');
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use sqlx::{Connection, Row};
-
     use super::*;
 
     fn trade(is_buy: bool, share_amount: i64, supply: i64, eth_wei: i128) -> TradeRow {
@@ -387,56 +263,5 @@ mod tests {
         assert_eq!(curve_multiple(&trade(true, 1, 5, 16 * unit + 1)), None);
         assert_eq!(curve_multiple(&trade(true, 6, 5, 16 * unit)), None);
         assert_eq!(curve_multiple(&trade(true, 0, 5, 0)), None);
-    }
-
-    #[test]
-    fn placeholders_per_backend() {
-        let mut sqlite = String::new();
-        push_placeholders(&mut sqlite, Backend::Sqlite, 2, 2);
-        assert_eq!(sqlite, "(?, ?), (?, ?)");
-        let mut postgres = String::new();
-        push_placeholders(&mut postgres, Backend::Postgres, 2, 3);
-        assert_eq!(postgres, "($1, $2, $3), ($4, $5, $6)");
-    }
-
-    /// The upsert arithmetic of signed amounts keeps each pair normalised (0 <= rem < 10⁹) and
-    /// exact, carrying and borrowing, run by SQLite itself.
-    #[tokio::test]
-    async fn normalised_amounts_carry_and_borrow() {
-        let mut db = sqlx::SqliteConnection::connect("sqlite::memory:")
-            .await
-            .unwrap();
-        sqlx::query("CREATE TABLE a (id INTEGER PRIMARY KEY, v_gwei BIGINT, v_rem BIGINT)")
-            .execute(&mut db)
-            .await
-            .unwrap();
-        let upsert = format!(
-            "INSERT INTO a (id, v_gwei, v_rem) VALUES (1, $1, $2) ON CONFLICT (id) DO UPDATE SET {}",
-            normalised_add("a", "v")
-        );
-        let mut expect = 0i128;
-        for (gwei, rem) in [
-            (5i64, 999_999_999i64),
-            (0, 2),
-            (0, -3),
-            (-7, 0),
-            (0, -999_999_999),
-            (3, 5),
-        ] {
-            sqlx::query(sqlx::AssertSqlSafe(upsert.as_str()))
-                .bind(gwei)
-                .bind(rem)
-                .execute(&mut db)
-                .await
-                .unwrap();
-            expect += i128::from(gwei) * 1_000_000_000 + i128::from(rem);
-            let r = sqlx::query("SELECT v_gwei, v_rem FROM a WHERE id = 1")
-                .fetch_one(&mut db)
-                .await
-                .unwrap();
-            let (g, rm): (i64, i64) = (r.get(0), r.get(1));
-            assert!((0..1_000_000_000).contains(&rm), "normalised: ({g}, {rm})");
-            assert_eq!(i128::from(g) * 1_000_000_000 + i128::from(rm), expect);
-        }
     }
 }

@@ -2,6 +2,9 @@
 //! them), counted in 400-year eras of 146,097 days from 0000-03-01 (Howard Hinnant's
 //! `days_from_civil` and `civil_from_days`): one home for the API's dates and the SQL runner's.
 
+/// Seconds in a UTC day: a block time `t` falls on day `t.div_euclid(DAY)`.
+pub const DAY: i64 = 86_400;
+
 /// `YYYY-MM-DD` of a count of days since 1970-01-01.
 pub fn date_of_day(days: i64) -> String {
     let (year, month, day) = civil(days);

@@ -9,8 +9,15 @@ use alloy::primitives::U256;
 use foldhash::HashMap;
 use futures::TryStreamExt;
 
-use super::*;
-use crate::{Result, amount::Wei, series::DayRange};
+use sqlx::Row;
+
+use crate::{
+    Result, StoreReader,
+    amount::Wei,
+    error::db,
+    row::{get_i64, wei_at},
+    series::DayRange,
+};
 
 /// How many of the largest subjects the top share adds up.
 pub const TOP: usize = 10;
@@ -101,7 +108,7 @@ pub struct ConcentrationReport {
     pub window: Concentration,
 }
 
-impl Store {
+impl StoreReader {
     /// The market's concentration per day in `days`, and over all of them.
     pub async fn concentration(
         &self,

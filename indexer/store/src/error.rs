@@ -68,6 +68,14 @@ impl Error {
     }
 }
 
+/// The [`Error::Database`] of a failed `what`, for `map_err`.
+pub(crate) fn db(what: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
+    move |source| Error::Database {
+        what: what.to_string(),
+        source,
+    }
+}
+
 pub(crate) fn db_error_is_transient(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_)

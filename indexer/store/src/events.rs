@@ -4,12 +4,17 @@
 
 use foldhash::HashMap;
 
-use super::{
-    aggregates::{DAY, big_statement, insert_into, push_placeholders},
-    writer::{Stmt, WriteTx},
-    *,
+use sqlx::Row;
+
+use crate::{
+    Backend, Error, Result, StoreReader,
+    amount::Wei,
+    calendar::DAY,
+    error::db,
+    row::{get_i64, wei_at},
+    statements::{MAX_PARAMS, big_statement, insert_into, push_placeholders},
+    write_tx::{Stmt, WriteTx},
 };
-use crate::{Error, Result, amount::Wei};
 
 /// One `ReferralFeePaid` event: the share of a buy's protocol fee credited to its referrer.
 /// Addresses and hashes are lowercase 0x hex.
@@ -393,7 +398,7 @@ fn push_placeholders_with_zeros(
     sql.push_str(&group.replace(')', &format!("{tail})")));
 }
 
-impl Store {
+impl StoreReader {
     /// The market's referrers with the largest payouts first (ties by address), at most `limit`.
     pub async fn top_referrers(&self, market_id: i64, limit: i64) -> Result<Vec<ReferrerRow>> {
         let rows = sqlx::query(concat!(

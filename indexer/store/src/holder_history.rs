@@ -12,8 +12,15 @@
 use foldhash::HashMap;
 use futures::TryStreamExt;
 
-use super::*;
-use crate::Result;
+use alloy::primitives::Address;
+
+use sqlx::Row;
+
+use crate::{
+    Result, StoreReader,
+    error::db,
+    row::{get_i64, hex},
+};
 
 /// One UTC day of a subject's holders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,10 +95,14 @@ fn push_day(out: &mut Vec<HoldersDay>, day: i64, holders: i64, supply: i64) {
     });
 }
 
-impl Store {
+impl StoreReader {
     /// The subject's holders and supply per day (see the module docs); empty if it has no
     /// trades.
-    pub async fn holder_history(&self, market_id: i64, subject: &str) -> Result<Vec<HoldersDay>> {
+    pub async fn holder_history(
+        &self,
+        market_id: i64,
+        subject: Address,
+    ) -> Result<Vec<HoldersDay>> {
         let last_day: Option<i64> = sqlx::query_scalar(
             "SELECT max(day) FROM stats_daily WHERE market_id = $1 AND trades > 0",
         )
@@ -106,7 +117,7 @@ impl Store {
              GROUP BY block_time / 86400, trader ORDER BY 1",
         )
         .bind(market_id)
-        .bind(subject)
+        .bind(hex(subject.as_slice()))
         .fetch(&self.pool);
         let mut changes: Vec<(i64, String, i64)> = Vec::new();
         while let Some(r) = rows
@@ -127,7 +138,7 @@ impl Store {
              ORDER BY block_number, log_index",
         )
         .bind(market_id)
-        .bind(subject)
+        .bind(hex(subject.as_slice()))
         .fetch(&self.pool);
         let mut supplies: Vec<(i64, i64)> = Vec::new();
         while let Some(r) = rows

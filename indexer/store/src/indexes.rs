@@ -4,10 +4,15 @@
 use sqlx::{AssertSqlSafe, Row};
 use tracing::info;
 
-use super::*;
-use crate::{Error, Result, amount::amount_desc};
+use crate::{
+    Backend, Error, Result, StoreReader, StoreWriter,
+    amount::amount_desc,
+    connect::{SQLITE_CACHE_SIZE, SQLITE_TEMP_STORE},
+    error::db,
+    row::get_i64,
+};
 
-impl Store {
+impl StoreWriter {
     /// The first block holding a trade that is stored twice (same chain, transaction and log
     /// index), if any: a full scan, for repairing a long backfill whose unique index could not
     /// be built ([`Error::StoredTwice`]).
@@ -91,7 +96,9 @@ impl Store {
         }
         Ok(built)
     }
+}
 
+impl StoreReader {
     /// Whether every trade is proved stored once: the trades' identity index exists. It is
     /// missing during a long backfill (dropped for speed) until the indexer reaches the head and
     /// builds it, which fails if a provider's answer had a trade stored twice (then repaired).

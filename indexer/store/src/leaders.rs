@@ -1,12 +1,14 @@
 //! Subjects and traders: one, or a leaderboard in an order that an index of the same expression
 //! serves (see `DEFERRABLE_INDEXES` and the migrations; a unit test keeps them equal).
 
-use sqlx::{AssertSqlSafe, any::AnyRow};
+use alloy::primitives::Address;
+use sqlx::{AssertSqlSafe, Row, any::AnyRow};
 
-use super::*;
 use crate::{
-    Result,
+    Result, StoreReader,
     amount::{Wei, amount_desc},
+    error::db,
+    row::{get_i64, hex, wei_at},
 };
 
 /// Orders an exact amount column pair (normalised gwei, then the remainder), descending.
@@ -136,11 +138,11 @@ fn trader_row(r: &AnyRow) -> TraderRow {
 
 /// Whose holdings a page lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HoldingsOf<'a> {
+pub enum HoldingsOf {
     /// A subject's holders.
-    Subject(&'a str),
+    Subject(Address),
     /// A trader's keys.
-    Trader(&'a str),
+    Trader(Address),
 }
 
 /// One holding: the other side (the trader of a subject's holders, the subject of a trader's
@@ -155,7 +157,7 @@ pub struct HoldingRow {
     pub cost: Wei,
 }
 
-impl Store {
+impl StoreReader {
     /// The market's top `limit` subjects in `order`.
     pub async fn top_subjects(
         &self,
@@ -197,12 +199,12 @@ impl Store {
     }
 
     /// One subject of the market (`None`: it never traded there).
-    pub async fn subject(&self, market_id: i64, subject: &str) -> Result<Option<SubjectRow>> {
+    pub async fn subject(&self, market_id: i64, subject: Address) -> Result<Option<SubjectRow>> {
         let sql =
             format!("SELECT {SUBJECT_COLUMNS} FROM subjects WHERE market_id = $1 AND subject = $2");
         Ok(sqlx::query(AssertSqlSafe(sql))
             .bind(market_id)
-            .bind(subject)
+            .bind(hex(subject.as_slice()))
             .fetch_optional(&self.pool)
             .await
             .map_err(db("reading a subject"))?
@@ -211,12 +213,12 @@ impl Store {
     }
 
     /// One trader of the market (`None`: they never traded there).
-    pub async fn trader(&self, market_id: i64, trader: &str) -> Result<Option<TraderRow>> {
+    pub async fn trader(&self, market_id: i64, trader: Address) -> Result<Option<TraderRow>> {
         let sql =
             format!("SELECT {TRADER_COLUMNS} FROM traders WHERE market_id = $1 AND trader = $2");
         Ok(sqlx::query(AssertSqlSafe(sql))
             .bind(market_id)
-            .bind(trader)
+            .bind(hex(trader.as_slice()))
             .fetch_optional(&self.pool)
             .await
             .map_err(db("reading a trader"))?
@@ -230,21 +232,23 @@ impl Store {
     pub async fn holdings(
         &self,
         market_id: i64,
-        of: HoldingsOf<'_>,
-        after: Option<(i64, &str)>,
+        of: HoldingsOf,
+        after: Option<(i64, Address)>,
         limit: i64,
     ) -> Result<Vec<HoldingRow>> {
         let (of, other, address) = match of {
             HoldingsOf::Subject(a) => ("subject", "trader", a),
             HoldingsOf::Trader(a) => ("trader", "subject", a),
         };
-        let (after_balance, after) = after.unwrap_or((i64::MAX, ""));
+        // Past every address: the first page starts at the largest balance.
+        let (after_balance, after) =
+            after.map_or((i64::MAX, String::new()), |(b, a)| (b, hex(a.as_slice())));
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT {other}, balance, cost_gwei, cost_rem FROM holdings WHERE market_id = $1 AND {of} = $2 AND balance > 0 \
              AND (balance < $3 OR (balance = $3 AND {other} > $4)) ORDER BY balance DESC, {other} LIMIT $5"
         )))
         .bind(market_id)
-        .bind(address)
+        .bind(hex(address.as_slice()))
         .bind(after_balance)
         .bind(after)
         .bind(limit)

@@ -8,8 +8,16 @@
 
 use futures::TryStreamExt;
 
-use super::{aggregates::DAY, *};
-use crate::{Result, amount::Wei, series::DayRange};
+use sqlx::Row;
+
+use crate::{
+    Result, StoreReader,
+    amount::Wei,
+    calendar::DAY,
+    error::db,
+    row::{get_i64, wei_at},
+    series::DayRange,
+};
 
 /// One trader's flows over a window.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,7 +54,7 @@ pub struct NetFlowLeaders {
     pub sellers: Vec<NetFlowRow>,
 }
 
-impl Store {
+impl StoreReader {
     /// The `top` largest net buyers and net sellers of the market over `days`.
     pub async fn net_flow_leaders(
         &self,

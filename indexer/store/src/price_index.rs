@@ -17,12 +17,18 @@
 
 use foldhash::HashMap;
 use futures::TryStreamExt;
-use sqlx::AssertSqlSafe;
+use sqlx::{AssertSqlSafe, Row};
 
-use super::*;
 use keymarket_contracts::curve::KEY_UNIT;
 
-use crate::{Result, amount::Wei, leaders::BY_VOLUME, series::DayRange};
+use crate::{
+    Result, StoreReader,
+    amount::Wei,
+    error::db,
+    leaders::BY_VOLUME,
+    row::{get_i64, wei_at},
+    series::DayRange,
+};
 
 /// Most subjects the index may follow.
 pub const MAX_TOP: usize = 50;
@@ -141,7 +147,7 @@ pub fn index_days(
     out
 }
 
-impl Store {
+impl StoreReader {
     /// The key price index of the market's `top` subjects by all-time volume (ties by address)
     /// over `range` (see the module docs). One statement, so one consistent state of the data.
     pub async fn price_index(

@@ -1,13 +1,15 @@
 //! Reads of the indexer's own (checkpoint, window) and of totals, counts and whole-table dumps
 //! for the CLI and the tests.
 
-use std::collections::BTreeMap;
+use alloy::primitives::{Address, B256};
+use sqlx::Row;
 
-use alloy::primitives::B256;
-use sqlx::{AssertSqlSafe, Row};
-
-use super::{aggregates::*, *};
-use crate::{DayRange, Error, Result};
+use crate::{
+    DayRange, Error, Result, StoreReader, Totals,
+    calendar::DAY,
+    error::db,
+    row::{get_i64, hex, wei_at},
+};
 
 /// A registered market and how far it is indexed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +34,7 @@ pub struct MarketRow {
     pub indexed_time: i64,
 }
 
-impl Store {
+impl StoreReader {
     /// Every registered market, by id.
     pub async fn markets(&self) -> Result<Vec<MarketRow>> {
         let rows = sqlx::query(
@@ -57,8 +59,8 @@ impl Store {
             .collect())
     }
 
-    /// Whether `subject` (lowercase 0x hex) has traded in the market.
-    pub async fn has_subject(&self, market_id: i64, subject: &str) -> Result<bool> {
+    /// Whether `subject` has traded in the market.
+    pub async fn has_subject(&self, market_id: i64, subject: Address) -> Result<bool> {
         self.has_party(
             "SELECT 1 FROM subjects WHERE market_id = $1 AND subject = $2",
             market_id,
@@ -67,8 +69,8 @@ impl Store {
         .await
     }
 
-    /// Whether `trader` (lowercase 0x hex) has traded in the market.
-    pub async fn has_trader(&self, market_id: i64, trader: &str) -> Result<bool> {
+    /// Whether `trader` has traded in the market.
+    pub async fn has_trader(&self, market_id: i64, trader: Address) -> Result<bool> {
         self.has_party(
             "SELECT 1 FROM traders WHERE market_id = $1 AND trader = $2",
             market_id,
@@ -77,10 +79,10 @@ impl Store {
         .await
     }
 
-    async fn has_party(&self, sql: &'static str, market_id: i64, key: &str) -> Result<bool> {
+    async fn has_party(&self, sql: &'static str, market_id: i64, key: Address) -> Result<bool> {
         Ok(sqlx::query(sql)
             .bind(market_id)
-            .bind(key)
+            .bind(hex(key.as_slice()))
             .fetch_optional(&self.pool)
             .await
             .map_err(db("looking up a subject or trader"))?
@@ -127,12 +129,12 @@ impl Store {
     }
 
     /// The block of a subject's last stored trade, if it has one (a repair's starting point).
-    pub async fn last_trade_block(&self, market_id: i64, subject: &str) -> Result<Option<u64>> {
+    pub async fn last_trade_block(&self, market_id: i64, subject: Address) -> Result<Option<u64>> {
         let row = sqlx::query(
             "SELECT CAST(MAX(block_number) AS BIGINT) FROM trades WHERE market_id = $1 AND subject = $2",
         )
         .bind(market_id)
-        .bind(subject)
+        .bind(hex(subject.as_slice()))
         .fetch_one(&self.pool)
         .await
         .map_err(db("reading a subject's last trade"))?;
@@ -259,73 +261,4 @@ impl Store {
             .map_err(db("counting trades"))?;
         Ok(get_i64(&r, 0))
     }
-
-    /// Every table's rows for a market, as sorted text lines: for comparing two databases (or a
-    /// database against a recomputation) row for row.
-    pub async fn dump(&self, market_id: i64) -> Result<BTreeMap<&'static str, Vec<String>>> {
-        let mut out = BTreeMap::new();
-        for (table, cols) in DUMP_TABLES {
-            let rows = sqlx::query(AssertSqlSafe(format!(
-                "SELECT {cols} FROM {table} WHERE market_id = $1"
-            )))
-            .bind(market_id)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db("dumping"))?;
-            let mut lines: Vec<String> = rows
-                .iter()
-                .map(|r| {
-                    (0..r.len())
-                        .map(|i| {
-                            r.try_get::<i64, _>(i)
-                                .map(|v| v.to_string())
-                                .unwrap_or_else(|_| r.get::<String, _>(i))
-                        })
-                        .collect::<Vec<_>>()
-                        .join("|")
-                })
-                .collect();
-            lines.sort();
-            out.insert(*table, lines);
-        }
-        Ok(out)
-    }
 }
-
-/// Tables and columns compared by [`Store::dump`] (everything but surrogate ids).
-pub(super) const DUMP_TABLES: &[(&str, &str)] = &[
-    (
-        "trades",
-        "chain_id, tx_hash, log_index, block_number, block_hash, block_time, trader, subject, is_buy, share_amount, eth_gwei, eth_rem, protocol_gwei, protocol_rem, subject_gwei, subject_rem, supply, basis_gwei, basis_rem",
-    ),
-    (
-        "stats_daily",
-        "day, trades, buys, sells, buy_volume_gwei, buy_volume_rem, sell_volume_gwei, sell_volume_rem, protocol_gwei, protocol_rem, subject_gwei, subject_rem, active_traders, new_traders, new_subjects, referrals, referral_gwei, referral_rem",
-    ),
-    (
-        "referrals",
-        "block_number, log_index, tx_hash, block_time, referrer, trader, subject, amount_gwei, amount_rem",
-    ),
-    (
-        "referrers",
-        "referrer, referrals, amount_gwei, amount_rem, first_time",
-    ),
-    (
-        "fee_events",
-        "block_number, log_index, tx_hash, block_time, kind, value, effective_at",
-    ),
-    (
-        "subjects",
-        "subject, supply, holders, trades, volume_gwei, volume_rem, fees_gwei, fees_rem, first_time, curve",
-    ),
-    (
-        "traders",
-        "trader, trades, volume_gwei, volume_rem, fees_gwei, fees_rem, first_time, pnl_gwei, pnl_rem",
-    ),
-    ("holdings", "subject, trader, balance, cost_gwei, cost_rem"),
-    ("daily_traders", "day, trader, trades"),
-    (
-        "subject_daily",
-        "subject, day, trades, buys, sells, buy_volume_gwei, buy_volume_rem, sell_volume_gwei, sell_volume_rem, fees_gwei, fees_rem",
-    ),
-];

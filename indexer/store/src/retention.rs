@@ -11,8 +11,7 @@
 
 use futures::TryStreamExt;
 
-use super::{aggregates::DAY, *};
-use crate::Result;
+use crate::{Result, StoreReader, calendar::DAY, error::db, row::get_i64};
 
 /// The week (Monday start, UTC) of a day given as days since 1970-01-01.
 pub fn week_of(day: i64) -> i64 {
@@ -45,7 +44,7 @@ pub struct Cohort {
     pub active: Vec<i64>,
 }
 
-impl Store {
+impl StoreReader {
     /// The market's cohorts of the weeks in `weeks` that have new traders, oldest first, with
     /// their activity up to the range's last week.
     pub async fn retention(&self, market_id: i64, weeks: WeekRange) -> Result<Vec<Cohort>> {

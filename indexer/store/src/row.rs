@@ -1,5 +1,7 @@
 //! One `Trade` event as a row, and how addresses and hashes are written.
 
+use sqlx::{Row, any::AnyRow};
+
 use crate::amount::Wei;
 
 /// One `Trade` event, ready to store. Addresses and hashes are lowercase 0x hex.
@@ -38,4 +40,17 @@ pub struct TradeRow {
 /// Lowercase 0x hex: how addresses and hashes are written in the database.
 pub fn hex(bytes: &[u8]) -> String {
     alloy::hex::encode_prefixed(bytes)
+}
+
+/// Reads a BIGINT column (sums are cast to BIGINT in SQL, so PostgreSQL never returns NUMERIC).
+pub(crate) fn get_i64(row: &AnyRow, i: usize) -> i64 {
+    row.get::<i64, _>(i)
+}
+
+/// Reads an exact amount stored as a (gwei, remainder) column pair starting at column `gwei`.
+pub(crate) fn wei_at(row: &AnyRow, gwei: usize) -> Wei {
+    Wei {
+        gwei: get_i64(row, gwei),
+        rem: get_i64(row, gwei + 1),
+    }
 }

@@ -1,9 +1,14 @@
 //! Daily series (UTC days): the market's and one subject's, from the daily aggregates.
 
-use sqlx::any::AnyRow;
+use alloy::primitives::Address;
+use sqlx::{Row, any::AnyRow};
 
-use super::*;
-use crate::{Result, amount::Wei};
+use crate::{
+    Result, StoreReader,
+    amount::Wei,
+    error::db,
+    row::{get_i64, hex, wei_at},
+};
 
 /// An inclusive range of UTC days, as days since 1970-01-01.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,7 +86,7 @@ pub struct SubjectDayRow {
     pub fees: Wei,
 }
 
-impl Store {
+impl StoreReader {
     /// The market's first and last days with trades (`None`: no trade yet).
     pub async fn day_span(&self, market_id: i64) -> Result<Option<DayRange>> {
         let r = sqlx::query(
@@ -120,7 +125,7 @@ impl Store {
     pub async fn subject_daily(
         &self,
         market_id: i64,
-        subject: &str,
+        subject: Address,
         days: DayRange,
         limit: i64,
     ) -> Result<Vec<SubjectDayRow>> {
@@ -129,7 +134,7 @@ impl Store {
              FROM subject_daily WHERE market_id = $1 AND subject = $2 AND day >= $3 AND day <= $4 ORDER BY day LIMIT $5",
         )
         .bind(market_id)
-        .bind(subject)
+        .bind(hex(subject.as_slice()))
         .bind(days.from)
         .bind(days.to)
         .bind(limit)

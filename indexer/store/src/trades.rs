@@ -1,9 +1,14 @@
 //! The raw trades of a market, filtered, newest first, paged by a keyset position.
 
-use sqlx::AssertSqlSafe;
+use alloy::primitives::Address;
+use sqlx::{AssertSqlSafe, Row};
 
-use super::*;
-use crate::{Result, amount::Wei};
+use crate::{
+    Result, StoreReader,
+    amount::Wei,
+    error::db,
+    row::{get_i64, hex, wei_at},
+};
 
 /// A trade's direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,11 +21,11 @@ pub enum Side {
 
 /// Which trades a page lists; every field narrows it, `None` does not. Ranges are inclusive.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TradeFilter<'a> {
-    /// Only this subject's keys (lowercase 0x hex).
-    pub subject: Option<&'a str>,
-    /// Only this trader's trades (lowercase 0x hex).
-    pub trader: Option<&'a str>,
+pub struct TradeFilter {
+    /// Only this subject's keys.
+    pub subject: Option<Address>,
+    /// Only this trader's trades.
+    pub trader: Option<Address>,
     /// Only buys or only sells.
     pub side: Option<Side>,
     /// From this block on.
@@ -62,33 +67,34 @@ pub struct StoredTrade {
     pub supply: i64,
 }
 
-enum Arg<'a> {
+enum Arg {
     Int(i64),
-    Text(&'a str),
+    Text(String),
 }
 
-impl Store {
+impl StoreReader {
     /// The market's trades that pass `filter`, newest first (block, then log index, descending),
     /// strictly after the keyset position `after` = (block, log index) when given; at most
     /// `limit`. Reads the (market, block, log) primary key or the per-subject and per-trader
     /// indexes in that order.
-    pub async fn trades<'a>(
+    pub async fn trades(
         &self,
         market_id: i64,
-        filter: &TradeFilter<'a>,
+        filter: &TradeFilter,
         after: Option<(i64, i64)>,
         limit: i64,
     ) -> Result<Vec<StoredTrade>> {
         let mut sql = format!("SELECT {TRADE_COLUMNS} FROM trades WHERE market_id = $1");
         let mut args = vec![Arg::Int(market_id)];
-        let mut and = |cond: &str, arg: Arg<'a>| {
+        let mut and = |cond: &str, arg: Arg| {
             args.push(arg);
             sql.push_str(&cond.replace('?', &format!("${}", args.len())));
         };
         let int = |v: Option<i64>| v.map(Arg::Int);
+        let text = |a: Option<Address>| a.map(|a| Arg::Text(hex(a.as_slice())));
         for (cond, arg) in [
-            (" AND subject = ?", filter.subject.map(Arg::Text)),
-            (" AND trader = ?", filter.trader.map(Arg::Text)),
+            (" AND subject = ?", text(filter.subject)),
+            (" AND trader = ?", text(filter.trader)),
             (" AND block_number >= ?", int(filter.from_block)),
             (" AND block_number <= ?", int(filter.to_block)),
             (" AND block_time >= ?", int(filter.from_time)),

@@ -22,6 +22,7 @@ use sqlx::{
 };
 use tokio::sync::OnceCell;
 
+mod budget;
 mod pg_text;
 mod postgres;
 mod sqlite;
@@ -206,7 +207,7 @@ impl std::fmt::Debug for SqlTarget {
 /// Connections of the query pool: two queries at a time, whatever the API's own pool does.
 pub(super) const CONNECTIONS: u32 = 2;
 
-impl crate::Store {
+impl crate::StoreReader {
     /// A runner of read-only queries over this store's database, on a pool of its own (opened
     /// at the first query), so runaway queries cannot take the connections the API's other
     /// readers and the indexer use.
@@ -225,9 +226,9 @@ impl crate::Store {
                     SqlitePoolOptions::new()
                         .max_connections(CONNECTIONS)
                         .after_connect(move |conn, _| {
-                            Box::pin(async move {
-                                crate::sql_budget::limit_sqlite_length(conn, max_value).await
-                            })
+                            Box::pin(
+                                async move { budget::limit_sqlite_length(conn, max_value).await },
+                            )
                         })
                         .connect_lazy_with(options),
                 )
@@ -300,7 +301,7 @@ pub(super) async fn collect_capped<R>(
     convert: impl Fn(&R) -> Result<Vec<Cell>, SqlError>,
 ) -> Result<(Vec<Vec<Cell>>, bool), SqlError> {
     let mut rows = Vec::new();
-    let mut budget = crate::sql_budget::Budget::new(&limits);
+    let mut budget = budget::Budget::new(&limits);
     while let Some(row) = stream.try_next().await.map_err(&map)? {
         if rows.len() == limits.max_rows {
             return Ok((rows, true));

@@ -83,11 +83,11 @@ pub(super) async fn run_sqlite(
         .max_value_bytes
         .min(limits.max_bytes / columns.len().max(1));
     let length = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
-    crate::sql_budget::limit_sqlite_length(&mut conn, length(cap)).await?;
+    super::budget::limit_sqlite_length(&mut conn, length(cap)).await?;
     let map = |e: sqlx::Error| sqlite_error(e, &stopped, limits.time_limit, cap);
     let collected =
         collect_capped(statement.query().fetch(&mut *conn), limits, map, sqlite_row).await;
-    crate::sql_budget::limit_sqlite_length(&mut conn, length(limits.max_value_bytes)).await?;
+    super::budget::limit_sqlite_length(&mut conn, length(limits.max_value_bytes)).await?;
     let (rows, truncated) = collected?;
     conn.lock_handle().await?.remove_progress_handler();
     Ok(SqlResult {
@@ -121,7 +121,7 @@ pub(super) fn sqlite_error(
         // SQLITE_TOOBIG: a value past SQLITE_LIMIT_LENGTH (our per-value cap).
         18 => SqlError::TooLarge(format!(
             "a value of the answer is over the limit of {} per value ({})",
-            crate::sql_budget::bytes(max_value),
+            super::budget::bytes(max_value),
             d.message()
         )),
         // A function the connection does not allow (load_extension): refused, not malformed.

@@ -7,7 +7,7 @@ use super::{
     text::is_query,
     *,
 };
-use crate::Store;
+use crate::StoreWriter;
 
 const TABLES: [&str; 13] = [
     "chains",
@@ -27,13 +27,13 @@ const TABLES: [&str; 13] = [
 
 /// A migrated SQLite file holding one market and `trades` made-up trades (written directly:
 /// only their count and shape matter here), and the runner under `limits`.
-async fn store_with_trades(name: &str, trades: u32, limits: SqlLimits) -> (Store, SqlRunner) {
+async fn store_with_trades(name: &str, trades: u32, limits: SqlLimits) -> (StoreWriter, SqlRunner) {
     let path = std::env::temp_dir().join(format!("keymarket-sql-{name}-{}.db", std::process::id()));
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
     let url = format!("sqlite:{}", path.display());
-    let store = Store::connect(&url).await.unwrap();
+    let store = StoreWriter::connect(&url).await.unwrap();
     store.ensure_chain(31337, Default::default()).await.unwrap();
     store
         .ensure_market(31337, Default::default(), 1)
@@ -56,7 +56,7 @@ async fn store_with_trades(name: &str, trades: u32, limits: SqlLimits) -> (Store
     (store, runner)
 }
 
-async fn row_counts(store: &Store) -> Vec<i64> {
+async fn row_counts(store: &StoreWriter) -> Vec<i64> {
     let mut counts = Vec::new();
     for table in TABLES {
         let n: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {table}")))

@@ -1,24 +1,22 @@
 //! Writing: a batch committed (rows, aggregates, block hashes, checkpoint) and a rollback, each
 //! in one transaction, with the average-cost basis each sell releases.
 
-use foldhash::HashMap;
-
 use tracing::debug;
 
-use super::{
-    aggregates::*,
-    events,
-    indexes::*,
-    writer::{Stmt, WriteRow, WriteTx},
-    *,
-};
 use crate::{
-    Error, Result,
+    Backend, Batch, Error, MarketState, Result, StoreWriter,
+    aggregate_writes::apply_aggregates,
     amount::Wei,
+    cost_basis::released_basis,
+    error::db,
+    events,
+    indexes::TRADES_IDENTITY,
     row::{TradeRow, hex},
+    statements::{MAX_PARAMS, big_statement, insert_into, push_placeholders},
+    write_tx::{Stmt, WriteRow, WriteTx},
 };
 
-impl Store {
+impl StoreWriter {
     /// Records the chain head seen while the market is caught up (for the lag the API reports).
     pub async fn record_head(&self, market_id: i64, head: u64) -> Result<()> {
         // On the writer: a write on the other SQLite connection would void the writer's page cache.
@@ -372,86 +370,6 @@ async fn first_block_of(tx: &mut WriteTx, backend: Backend, trades: &[TradeRow])
     Ok(first)
 }
 
-/// The cost basis each sell of `trades` releases, average-cost method: the holding's cost × keys
-/// sold / keys held, rounded down (all of it when the seller sells everything, or more than the
-/// index saw it buy — keys bought before a market's start block). Zero for buys and empty
-/// trades. Reads the stored holdings of the (subject, trader) pairs that sell in this batch and
-/// replays the batch in chain order.
-pub(super) async fn released_basis(
-    tx: &mut WriteTx,
-    backend: Backend,
-    market_id: i64,
-    trades: &[TradeRow],
-) -> Result<Vec<Wei>> {
-    let mut index: HashMap<(&str, &str), usize> = HashMap::default();
-    for t in trades.iter().filter(|t| !t.is_buy && t.share_amount != 0) {
-        let next = index.len();
-        index
-            .entry((t.subject.as_str(), t.trader.as_str()))
-            .or_insert(next);
-    }
-    if index.is_empty() {
-        return Ok(vec![Wei::ZERO; trades.len()]);
-    }
-    // (balance, cost in wei) of each selling pair, from the database.
-    let mut state = vec![(0i64, 0i128); index.len()];
-    let pairs: Vec<(&str, &str)> = index.keys().copied().collect();
-    for chunk in pairs.chunks(MAX_PARAMS / 2) {
-        let mut sql = format!(
-            "SELECT subject, trader, balance, cost_gwei, cost_rem FROM holdings WHERE market_id = {market_id} AND (subject, trader) IN (VALUES "
-        );
-        push_placeholders(&mut sql, backend, chunk.len(), 2);
-        sql.push(')');
-        let mut q = big_statement(backend, &sql, chunk.len() * 2);
-        for (subject, trader) in chunk {
-            q.text(subject).text(trader);
-        }
-        for r in tx.fetch_all(q).await.map_err(db("reading holdings"))? {
-            let i = index[&(r.text(0), r.text(1))];
-            state[i] = (r.int(2), r.wei(3).to_i128());
-        }
-    }
-    let mut out = Vec::with_capacity(trades.len());
-    for t in trades {
-        let i = index.get(&(t.subject.as_str(), t.trader.as_str()));
-        let (Some(&i), true) = (i, t.share_amount != 0) else {
-            out.push(Wei::ZERO);
-            continue;
-        };
-        let (balance, cost) = &mut state[i];
-        if t.is_buy {
-            *balance += t.share_amount;
-            *cost += paid(t);
-            out.push(Wei::ZERO);
-        } else {
-            let released = if *balance > t.share_amount {
-                *cost * i128::from(t.share_amount) / i128::from(*balance)
-            } else {
-                *cost
-            };
-            *balance -= t.share_amount;
-            *cost -= released;
-            out.push(wei(released)?);
-        }
-    }
-    Ok(out)
-}
-
-/// What a buyer paid: the price and both fees, wei.
-pub(super) fn paid(t: &TradeRow) -> i128 {
-    t.eth.to_i128() + t.protocol_fee.to_i128() + t.subject_fee.to_i128()
-}
-
-/// What a seller received: the price less both fees, wei.
-pub(super) fn received(t: &TradeRow) -> i128 {
-    t.eth.to_i128() - t.protocol_fee.to_i128() - t.subject_fee.to_i128()
-}
-
-pub(super) fn wei(v: i128) -> Result<Wei> {
-    Wei::from_i128(v)
-        .ok_or_else(|| Error::Corrupt(format!("{v} wei is past the storable range of ±9.2e9 ETH")))
-}
-
 /// A row of [`TRADE_COLUMNS`].
 pub(super) fn trade_from_row(r: &WriteRow) -> TradeRow {
     TradeRow {
@@ -470,4 +388,10 @@ pub(super) fn trade_from_row(r: &WriteRow) -> TradeRow {
         subject_fee: r.wei(14),
         supply: r.int(16),
     }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }

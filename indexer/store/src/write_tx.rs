@@ -14,8 +14,7 @@ use sqlx::{
     sqlite::{SqliteArguments, SqliteRow},
 };
 
-use super::Backend;
-use crate::amount::Wei;
+use crate::{Backend, amount::Wei};
 
 /// Where commits and rollbacks are written.
 #[derive(Debug, Clone)]

@@ -2,7 +2,7 @@
 //! included), one value's cap and the whole answer's budget, charged row by row while the rows
 //! stream in — so the memory a query holds is bounded by the budget, whatever its result.
 
-use crate::sql::{Cell, SqlError, SqlLimits};
+use super::{Cell, SqlError, SqlLimits};
 
 /// What an answer may still take.
 pub(crate) struct Budget {
