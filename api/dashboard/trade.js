@@ -6,33 +6,20 @@
 // Uses ethers (npm, embedded as /assets/ethers.js).
 "use strict";
 
-const TRADE_ABI = [
-  "function quoteBuy(address subject, uint256 amount) view returns (uint256 price, uint256 protocolFee, uint256 subjectFee, uint256 total)",
-  "function quoteSell(address subject, uint256 amount) view returns (uint256 price, uint256 protocolFee, uint256 subjectFee, uint256 proceeds)",
-  "function getBuyPrice(address subject, uint256 amount) view returns (uint256)",
-  "function sharesSupply(address subject) view returns (uint256)",
-  "function sharesBalance(address subject, address holder) view returns (uint256)",
-  "function withdrawable(address account) view returns (uint256)",
-  "function buySharesBounded(address subject, uint256 amount, uint256 maxCost, address referrer, uint256 deadline) payable",
-  "function sellSharesBounded(address subject, uint256 amount, uint256 minProceeds, uint256 deadline)",
-  "function buyFirstShares(uint8 curve, uint256 amount) payable",
-  "function getPriceOnCurve(uint8 curve, uint256 supply, uint256 amount) view returns (uint256)",
-  "function protocolFeePercent() view returns (uint256)",
-  "function subjectFeePercent() view returns (uint256)",
-  "function withdraw() returns (uint256)",
-  "error OnlySubjectCanBuyFirstKey()",
-  "error CannotSellLastKey(uint256 supply, uint256 amount)",
-  "error InsufficientKeys(uint256 balance, uint256 amount)",
-  "error InsufficientPayment(uint256 required, uint256 sent)",
-  "error MaxCostExceeded(uint256 cost, uint256 maxCost)",
-  "error MinProceedsNotMet(uint256 proceeds, uint256 minProceeds)",
-  "error DeadlineExpired(uint256 deadline, uint256 timestamp)",
-  "error InvalidCurve(uint8 curve)",
-  "error SubjectAlreadyExists()",
-  "error ZeroAmount()",
-  "error NothingToWithdraw()",
-  "error WithdrawalFailed(address to, uint256 amount)",
-];
+// KeyMarket's ABI (JSON) as compiled: the server embeds it from the contract's build artifact
+// (keymarket_contracts::KEYMARKET_ABI_JSON), so there is no copy of it here to fall behind the
+// contract. Fetched once, when a wallet connects; a failed fetch is tried again at the next.
+let marketAbi = null;
+function loadMarketAbi() {
+  marketAbi ??= fetch("/assets/keymarket-abi.json").then(async (res) => {
+    if (!res.ok) throw new Error(`cannot load the market's ABI (/assets/keymarket-abi.json): HTTP ${res.status}`);
+    return res.json();
+  }).catch((e) => {
+    marketAbi = null;
+    throw e;
+  });
+  return marketAbi;
+}
 
 const trade = { quote: null, eth: null, provider: null, signer: null, account: null, market: null, address: null, chainId: null, providers: [] };
 
@@ -95,7 +82,7 @@ async function connect() {
   try {
     const chosen = trade.providers.length ? trade.providers[Number($("wallet-pick").value || 0)].provider : window.ethereum;
     trade.eth = chosen;
-    const [{ markets }] = await Promise.all([api("/v1/markets")]);
+    const [{ markets }, abi] = await Promise.all([api("/v1/markets"), loadMarketAbi()]);
     const m = markets.find((x) => x.id === state.market) || markets[0];
     trade.address = m.address;
     trade.chainId = m.chainId;
@@ -107,7 +94,7 @@ async function connect() {
     trade.provider = new ethers.BrowserProvider(chosen);
     trade.signer = await trade.provider.getSigner();
     trade.account = (await trade.signer.getAddress()).toLowerCase();
-    trade.market = new ethers.Contract(trade.address, TRADE_ABI, trade.signer);
+    trade.market = new ethers.Contract(trade.address, abi, trade.signer);
     $("account").textContent = trade.account;
     $("wallet-on").hidden = false;
     showConnect();

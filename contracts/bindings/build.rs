@@ -1,6 +1,8 @@
 //! Compiles `contracts/src` with foundry-compilers (through the project's npm solc shim, with the
 //! same settings as `contracts/foundry.toml`) and generates alloy `sol!` bindings from the
-//! resulting artifacts, so the ABI and bytecode are never copied by hand.
+//! resulting artifacts, so the ABI and bytecode are never copied by hand. Each bound contract's
+//! ABI is also written as JSON (`<name>.abi.json` in `OUT_DIR`), for the dashboard's trade
+//! panel, which the API serves it to.
 
 use std::{env, fmt::Write as _, fs, path::PathBuf};
 
@@ -82,6 +84,7 @@ fn main() {
                 "keymarket-contracts: missing artifact {}",
                 artifact.display()
             );
+            write_abi(&artifact, &out.join(format!("{name}.abi.json")));
             writeln!(
                 bindings,
                 "alloy::sol!(\n    #[allow(missing_docs, clippy::too_many_arguments)]\n    #[sol(rpc, all_derives)]\n    {name},\n    {:?}\n);",
@@ -91,6 +94,36 @@ fn main() {
         }
     }
     fs::write(out.join("bindings.rs"), bindings).unwrap();
+}
+
+/// Writes the `abi` of the compiled `artifact` (foundry's artifact JSON) to `dest` as JSON: the
+/// same ABI the bindings are generated from.
+fn write_abi(artifact: &std::path::Path, dest: &std::path::Path) {
+    let text = fs::read_to_string(artifact).unwrap_or_else(|e| {
+        panic!(
+            "keymarket-contracts: cannot read the artifact {}: {e}",
+            artifact.display()
+        )
+    });
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| {
+        panic!(
+            "keymarket-contracts: the artifact {} is not JSON: {e}",
+            artifact.display()
+        )
+    });
+    let abi = match json.get("abi") {
+        Some(abi @ serde_json::Value::Array(_)) => abi,
+        _ => panic!(
+            "keymarket-contracts: the artifact {} has no `abi` array",
+            artifact.display()
+        ),
+    };
+    fs::write(dest, serde_json::to_string(abi).unwrap()).unwrap_or_else(|e| {
+        panic!(
+            "keymarket-contracts: cannot write the ABI {}: {e}",
+            dest.display()
+        )
+    });
 }
 
 /// Compiles the Solidity files of `sources` into `artifacts`, with the settings of
