@@ -56,7 +56,7 @@ measure() { # label binary -> sets total
   indexed=$(awk '{print $2}' "$out/trades.txt")
   awk -v t="$total" -v n="$indexed" \
     -v fetch="$(inclusive "$out/annotated.txt" 'keymarket_indexer::(sync::)?batches::\{\{closure\}\}::\{\{closure\}\}')" \
-    -v commit="$(inclusive "$out/annotated.txt" '(keymarket_indexer::store::Store|keymarket_store::write::<impl keymarket_store::Store>)::commit::\{\{closure\}\}')" \
+    -v commit="$(inclusive "$out/annotated.txt" '(keymarket_indexer::store::Store|keymarket_store::write::<impl keymarket_store::Store>|keymarket_store::commit::<impl keymarket_store::StoreWriter>)::commit::\{\{closure\}\}')" \
     -v step="$(inclusive "$out/annotated.txt" 'sqlite3\.c:sqlite3_step ')" \
     'BEGIN {
       printf "  %.3f G instructions for %d trades: %.0f per trade\n", t / 1e9, n, t / n

@@ -75,10 +75,9 @@ impl FromLog for TradeRow {
         let too_big = |_| bad("amount out of the storable range");
         Ok(Self {
             chain_id: chain_id as i64,
-            tx_hash: hex(log
+            tx_hash: log
                 .transaction_hash
-                .ok_or_else(|| bad("no transaction hash"))?
-                .as_slice()),
+                .ok_or_else(|| bad("no transaction hash"))?,
             log_index: log
                 .log_index
                 .ok_or_else(|| bad("no log index"))?
@@ -87,12 +86,12 @@ impl FromLog for TradeRow {
                 .block_number
                 .ok_or_else(|| bad("pending log"))?
                 .to::<i64>(),
-            block_hash: hex(log.block_hash.ok_or_else(|| bad("pending log"))?.as_slice()),
+            block_hash: log.block_hash.ok_or_else(|| bad("pending log"))?,
             block_time: block_time
                 .or(log.block_timestamp.map(|t| t.to()))
                 .ok_or_else(|| bad("no block timestamp"))? as i64,
-            trader: hex(t.trader.as_slice()),
-            subject: hex(t.subject.as_slice()),
+            trader: t.trader,
+            subject: t.subject,
             is_buy: t.isBuy,
             share_amount: i64::try_from(t.shareAmount)
                 .map_err(|_| bad("share amount out of range"))?,
@@ -133,8 +132,8 @@ pub enum MarketEvent {
     /// A subject's keys opened on a curve (KeyMarket's `SubjectCreated`): not stored, read by
     /// the curve check ([`crate::verify`]).
     Created {
-        /// The subject, lowercase hex.
-        subject: String,
+        /// The subject.
+        subject: Address,
         /// Its curve.
         curve: u8,
         /// The block it was opened in.
@@ -199,7 +198,7 @@ impl MarketEvent {
         if topic0 == SubjectCreated::SIGNATURE_HASH {
             let e = SubjectCreated::decode_raw_log(topics, &log.data).map_err(bad)?;
             return Ok(Self::Created {
-                subject: hex(e.subject.as_slice()),
+                subject: e.subject,
                 curve: e.curve,
                 block: log.block(),
             });
@@ -309,16 +308,19 @@ pub(crate) mod tests {
         let t = TradeRow::from_log(31337, &l, None).expect("a trade");
         assert_eq!(t.chain_id, 31337);
         assert_eq!(
-            t.tx_hash,
+            hex(t.tx_hash.as_slice()),
             "0x24cf43b5addc71c5b172db1965e7532a3f054e7e5646a05b0877e0ee96d88281"
         );
         assert_eq!((t.block_number, t.log_index), (2, 1));
         assert_eq!(
-            t.block_hash,
+            hex(t.block_hash.as_slice()),
             "0xd3456e0d586ff8c2c4a791fb1f904ceb8bf5c0c4099825376f35e310823935c3"
         );
         assert_eq!(t.block_time, 0x6b080f99);
-        assert_eq!(t.trader, "0x70997970c51812dc3a010c7d01b50e0d17dc79c8");
+        assert_eq!(
+            hex(t.trader.as_slice()),
+            "0x70997970c51812dc3a010c7d01b50e0d17dc79c8"
+        );
         assert_eq!(t.subject, t.trader);
         assert!(t.is_buy);
         assert_eq!((t.share_amount, t.supply), (1, 1));
@@ -586,7 +588,7 @@ pub(crate) mod tests {
         assert_eq!(
             MarketEvent::from_log(1, &created, None).unwrap(),
             MarketEvent::Created {
-                subject: hex(a.as_slice()),
+                subject: a,
                 curve: 1,
                 block: created.block(),
             }

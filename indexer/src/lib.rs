@@ -93,7 +93,7 @@ pub enum Error {
         /// What broke.
         why: String,
         /// The subject whose stored trades are suspect, if they are.
-        repair_from: Option<String>,
+        repair_from: Option<Address>,
     },
 }
 

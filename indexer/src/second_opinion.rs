@@ -121,6 +121,6 @@ impl SecondOpinion {
 }
 
 /// The subjects a batch's trades trade.
-fn traded(b: &Batch) -> std::collections::BTreeSet<&str> {
-    b.trades.iter().map(|t| t.subject.as_str()).collect()
+fn traded(b: &Batch) -> std::collections::BTreeSet<Address> {
+    b.trades.iter().map(|t| t.subject).collect()
 }

@@ -33,18 +33,18 @@ pub(crate) struct CurveCheck {
     /// `None`: a layout the check does not know; nothing is checked.
     flavor: Option<Flavor>,
     /// Each subject's curve, when known.
-    curves: foldhash::HashMap<String, u8>,
+    curves: foldhash::HashMap<Address, u8>,
     /// Each subject's supply after its last stored trade.
-    supplies: foldhash::HashMap<String, i64>,
+    supplies: foldhash::HashMap<Address, i64>,
     /// The block each subject was opened in, as far as this run saw (a repair's starting point
     /// for a subject none of whose trades is stored).
-    opened: foldhash::HashMap<String, u64>,
+    opened: foldhash::HashMap<Address, u64>,
 }
 
 /// A trade that breaks the arithmetic: the subject, the block, what was expected and received.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Break {
-    pub(crate) subject: String,
+    pub(crate) subject: Address,
     pub(crate) block: i64,
     pub(crate) what: String,
     /// The arithmetic broke against what is already stored (the subject's stored supply, or
@@ -57,19 +57,19 @@ impl std::fmt::Display for Break {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "subject {} at block {}: {}",
+            "subject {:#x} at block {}: {}",
             self.subject, self.block, self.what
         )
     }
 }
 
 /// The supplies a batch leaves, to adopt once it is stored.
-pub(crate) type Supplies = Vec<(String, i64)>;
+pub(crate) type Supplies = Vec<(Address, i64)>;
 
 /// A subject opened on a curve (`SubjectCreated`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Created {
-    pub(crate) subject: String,
+    pub(crate) subject: Address,
     pub(crate) curve: u8,
     pub(crate) block: u64,
 }
@@ -80,7 +80,7 @@ impl CurveCheck {
     pub(crate) async fn new<P: alloy::providers::Provider>(
         provider: &P,
         address: Address,
-        states: Vec<(String, i64, i64)>,
+        states: Vec<(Address, i64, i64)>,
     ) -> Result<Self, TradeError> {
         let flavor = match trade::flavor(provider, address).await {
             Ok(f) => Some(f),
@@ -118,7 +118,7 @@ impl CurveCheck {
         retry: &crate::rpc::Retry,
     ) -> crate::Result<()> {
         for c in created {
-            self.curves.insert(c.subject.clone(), c.curve);
+            self.curves.insert(c.subject, c.curve);
         }
         if self.flavor != Some(Flavor::KeyMarket) {
             return Ok(());
@@ -128,15 +128,12 @@ impl CurveCheck {
             if self.curves.contains_key(&t.subject) {
                 continue;
             }
-            let subject: Address = t
-                .subject
-                .parse()
-                .map_err(|e| crate::Error::Decode(format!("subject {}: {e}", t.subject)))?;
+            let subject = t.subject;
             let c = crate::rpc::call("subjectCurve", retry, || async {
                 m.subjectCurve(subject).call().await.map_err(contract_error)
             })
             .await?;
-            self.curves.insert(t.subject.clone(), c);
+            self.curves.insert(t.subject, c);
         }
         Ok(())
     }
@@ -152,11 +149,11 @@ impl CurveCheck {
         let Some(flavor) = self.flavor else {
             return Ok(Vec::new());
         };
-        let mut after: foldhash::HashMap<&str, i64> = Default::default();
+        let mut after: foldhash::HashMap<Address, i64> = Default::default();
         for t in trades {
-            let in_batch = after.get(t.subject.as_str()).copied();
+            let in_batch = after.get(&t.subject).copied();
             let brk = |what: String| Break {
-                subject: t.subject.clone(),
+                subject: t.subject,
                 block: t.block_number,
                 what,
                 against_stored: in_batch.is_none(),
@@ -201,7 +198,7 @@ impl CurveCheck {
                     Some(&c) => c,
                     // learn_curves was not given this batch: no price check possible.
                     None => {
-                        after.insert(&t.subject, t.supply);
+                        after.insert(t.subject, t.supply);
                         continue;
                     }
                 },
@@ -223,14 +220,14 @@ impl CurveCheck {
                     )));
                 }
             }
-            after.insert(&t.subject, t.supply);
+            after.insert(t.subject, t.supply);
         }
         // A subject opened in the batch without a trade in it (its first trade left out of the
         // answer?) has none: its next trade must start from zero.
         for c in created {
-            after.entry(c.subject.as_str()).or_insert(0);
+            after.entry(c.subject).or_insert(0);
         }
-        Ok(after.into_iter().map(|(s, n)| (s.to_string(), n)).collect())
+        Ok(after.into_iter().collect())
     }
 
     /// Near the head, where a subject's last trade so far has no later trade to show that it was
@@ -252,9 +249,7 @@ impl CurveCheck {
         }
         let m = KeyMarketInstance::new(market, provider);
         for (subject, supply) in supplies {
-            let address: Address = subject
-                .parse()
-                .map_err(|e| crate::Error::Decode(format!("subject {subject}: {e}")))?;
+            let address = *subject;
             // Best effort: a state the provider cannot serve (a block the chain no longer has
             // after a reorg, state pruned on a node that is not an archive) leaves the batch
             // unconfirmed, as far from the head, rather than stopping the indexer.
@@ -274,7 +269,7 @@ impl CurveCheck {
                 Ok(v) => v,
                 Err(e) if strict => {
                     return Ok(Some(Break {
-                        subject: subject.clone(),
+                        subject: *subject,
                         block: block as i64,
                         against_stored: true,
                         what: format!("the market's state at block {block} cannot be read: {e}"),
@@ -287,7 +282,7 @@ impl CurveCheck {
             };
             if onchain != U256::from(*supply as u64) {
                 return Ok(Some(Break {
-                    subject: subject.clone(),
+                    subject: *subject,
                     block: block as i64,
                     against_stored: true,
                     what: format!(
@@ -303,20 +298,20 @@ impl CurveCheck {
     pub(crate) fn stored(&mut self, supplies: Supplies, created: &[Created]) {
         self.supplies.extend(supplies);
         for c in created {
-            self.opened.insert(c.subject.clone(), c.block);
+            self.opened.insert(c.subject, c.block);
         }
     }
 
     /// The block `subject` was opened in, if this run saw it.
-    pub(crate) fn opened_at(&self, subject: &str) -> Option<u64> {
-        self.opened.get(subject).copied()
+    pub(crate) fn opened_at(&self, subject: Address) -> Option<u64> {
+        self.opened.get(&subject).copied()
     }
 
     /// Takes the stored subjects' (subject, supply, curve multiple) as the base: at the start,
     /// and after a rollback. The curve of a stored subject is the one its stored trades were
     /// priced on — checked against its `SubjectCreated` or `subjectCurve()` when they were stored
     /// — so a restarted indexer does not read every subject's curve from the chain again.
-    pub(crate) fn reset(&mut self, states: Vec<(String, i64, i64)>) {
+    pub(crate) fn reset(&mut self, states: Vec<(Address, i64, i64)>) {
         self.supplies.clear();
         for (subject, supply, multiple) in states {
             let c = match multiple {
@@ -325,7 +320,7 @@ impl CurveCheck {
                 _ => None,
             };
             if let Some(c) = c {
-                self.curves.entry(subject.clone()).or_insert(c);
+                self.curves.entry(subject).or_insert(c);
             }
             self.supplies.insert(subject, supply);
         }
@@ -346,19 +341,24 @@ mod tests {
 
     use super::*;
 
+    /// A short test address: "0xa" is 0x00…0a.
+    fn addr(short: &str) -> Address {
+        Address::with_last_byte(u8::from_str_radix(&short[2..], 16).unwrap())
+    }
+
     fn trade(subject: &str, block: i64, is_buy: bool, amount: i64, supply: i64, c: u8) -> TradeRow {
         let low = if is_buy { supply - amount } else { supply };
         let price = curve::price(c, low as u64, amount as u64);
         let fee = Wei::from_u256(price / U256::from(20)).unwrap();
         TradeRow {
             chain_id: 1,
-            tx_hash: format!("0x{block:064x}"),
+            tx_hash: alloy::primitives::B256::from(U256::from(block as u64)),
             log_index: 0,
             block_number: block,
-            block_hash: String::new(),
+            block_hash: alloy::primitives::B256::ZERO,
             block_time: block,
-            trader: "0x01".into(),
-            subject: subject.into(),
+            trader: Address::with_last_byte(1),
+            subject: addr(subject),
             is_buy,
             share_amount: amount,
             eth: Wei::from_u256(price).unwrap(),
@@ -371,8 +371,8 @@ mod tests {
     #[test]
     fn honest_trades_pass_and_every_lie_is_named() {
         let mut check = CurveCheck::of(Flavor::KeyMarket);
-        check.curves.insert("0xa".into(), curve::CURVE_STANDARD);
-        check.curves.insert("0xb".into(), curve::CURVE_STEEP);
+        check.curves.insert(addr("0xa"), curve::CURVE_STANDARD);
+        check.curves.insert(addr("0xb"), curve::CURVE_STEEP);
         let honest = [
             trade("0xa", 1, true, 1, 1, 0),
             trade("0xa", 2, true, 3, 4, 0),
@@ -381,7 +381,7 @@ mod tests {
         ];
         let supplies = check.check(&honest, &[]).unwrap();
         check.stored(supplies, &[]);
-        assert_eq!(check.supplies["0xa"], 2);
+        assert_eq!(check.supplies[&addr("0xa")], 2);
         // The next batch continues from the stored supplies.
         assert!(check.check(&[trade("0xa", 4, true, 1, 3, 0)], &[]).is_ok());
         // A trade dropped: the next one of its subject jumps.
@@ -399,7 +399,7 @@ mod tests {
             trade("0xb", 6, true, 1, 3, 1),
             trade("0xb", 6, true, 1, 3, 1),
         ];
-        check.stored(vec![("0xb".into(), 2)], &[]);
+        check.stored(vec![(addr("0xb"), 2)], &[]);
         assert!(
             check
                 .check(&twice, &[])
@@ -432,11 +432,11 @@ mod tests {
         assert!(ft.check(&[trade("0xc", 1, true, 1, 40, 1)], &[]).is_err());
         // A subject opened in the batch starts from no key: its launch left out shows.
         let opened = [Created {
-            subject: "0xd".into(),
+            subject: addr("0xd"),
             curve: 0,
             block: 8,
         }];
-        check.curves.insert("0xd".into(), 0);
+        check.curves.insert(addr("0xd"), 0);
         assert!(
             check
                 .check(&[trade("0xd", 8, true, 1, 1, 0)], &opened)
@@ -454,13 +454,16 @@ mod tests {
             .check(&[trade("0xd", 9, true, 1, 2, 0)], &[])
             .unwrap_err();
         assert!(e.against_stored && e.what.contains("should be 1"), "{e}");
-        assert_eq!(check.opened_at("0xd"), Some(8));
+        assert_eq!(check.opened_at(addr("0xd")), Some(8));
         // A restart takes the stored supplies and curves (multiples 1 and 10) as its base.
         let mut restarted = CurveCheck::of(Flavor::KeyMarket);
-        restarted.reset(vec![("0xe".into(), 5, 10), ("0xf".into(), 2, 0)]);
-        assert_eq!(restarted.curves.get("0xe"), Some(&curve::CURVE_STEEP));
+        restarted.reset(vec![(addr("0xe"), 5, 10), (addr("0xf"), 2, 0)]);
         assert_eq!(
-            restarted.curves.get("0xf"),
+            restarted.curves.get(&addr("0xe")),
+            Some(&curve::CURVE_STEEP)
+        );
+        assert_eq!(
+            restarted.curves.get(&addr("0xf")),
             None,
             "not known: read from the chain"
         );

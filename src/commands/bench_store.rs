@@ -58,20 +58,20 @@ fn splitmix(mut x: u64) -> u64 {
 }
 
 /// A random-looking 32-byte hash derived from `n` (transaction and block hashes).
-fn hash(kind: u64, n: u64) -> String {
+fn hash(kind: u64, n: u64) -> B256 {
     let mut b = [0u8; 32];
     for (i, chunk) in b.chunks_mut(8).enumerate() {
         chunk.copy_from_slice(&splitmix(n ^ (kind << 56) ^ ((i as u64) << 48)).to_be_bytes());
     }
-    B256::from(b).to_string()
+    B256::from(b)
 }
 
-fn address(kind: u8, i: u32) -> String {
+fn address(kind: u8, i: u32) -> Address {
     let mut b = [0u8; 20];
     b[0] = kind;
     b[4..12].copy_from_slice(&splitmix(u64::from(i) | (u64::from(kind) << 40)).to_be_bytes());
     b[16..].copy_from_slice(&i.to_be_bytes());
-    format!("{:#x}", Address::from(b))
+    Address::from(b)
 }
 
 /// Generates and stores the trades; prints the rate.
@@ -88,8 +88,8 @@ pub(crate) async fn run(args: BenchStoreArgs) -> Result<()> {
             database
         );
     }
-    let subjects: Vec<String> = (0..args.subjects).map(|i| address(0x5b, i)).collect();
-    let traders: Vec<String> = (0..args.traders).map(|i| address(0x7a, i)).collect();
+    let subjects: Vec<Address> = (0..args.subjects).map(|i| address(0x5b, i)).collect();
+    let traders: Vec<Address> = (0..args.traders).map(|i| address(0x7a, i)).collect();
     let subject_zipf = Zipf::new(f64::from(args.subjects), 1.1)?;
     let trader_zipf = Zipf::new(f64::from(args.traders), 1.0)?;
     let mut rng = StdRng::seed_from_u64(args.seed);
@@ -114,14 +114,14 @@ pub(crate) async fn run(args: BenchStoreArgs) -> Result<()> {
                 let sup = supply[s as usize];
                 // A subject's first key is bought by the subject itself (not one of the traders).
                 if sup == 0 {
-                    break (s, sup, subjects[s as usize].clone(), None, true, 1);
+                    break (s, sup, subjects[s as usize], None, true, 1);
                 }
                 let t = trader_zipf.sample(&mut rng) as u32 - 1;
                 let have = held.get(&(s, t)).copied().unwrap_or(0);
                 let sellable = have.min(sup - 1);
                 if sellable > 0 && rng.random_range(0..100) < 45 {
                     let amount = rng.random_range(1..=sellable.min(3));
-                    break (s, sup, traders[t as usize].clone(), Some(t), false, amount);
+                    break (s, sup, traders[t as usize], Some(t), false, amount);
                 }
                 let amount = if rng.random_range(0..10) == 0 {
                     rng.random_range(2..=5)
@@ -129,7 +129,7 @@ pub(crate) async fn run(args: BenchStoreArgs) -> Result<()> {
                     1
                 };
                 if sup + amount <= MAX_SUPPLY {
-                    break (s, sup, traders[t as usize].clone(), Some(t), true, amount);
+                    break (s, sup, traders[t as usize], Some(t), true, amount);
                 }
             };
             let price = if is_buy {
@@ -157,7 +157,7 @@ pub(crate) async fn run(args: BenchStoreArgs) -> Result<()> {
                 block_hash: hash(2, seq),
                 block_time: START_TIME + (seq as f64 * SECS_PER_TRADE) as i64,
                 trader,
-                subject: subjects[s as usize].clone(),
+                subject: subjects[s as usize],
                 is_buy,
                 share_amount: amount as i64,
                 eth: wei(price),
@@ -167,7 +167,7 @@ pub(crate) async fn run(args: BenchStoreArgs) -> Result<()> {
             });
         }
         let (from, to) = (market.next_block, written + n);
-        let last_hash = trades.last().expect("n > 0").block_hash.parse()?;
+        let last_hash = trades.last().expect("n > 0").block_hash;
         let batch = Batch {
             from,
             to,

@@ -128,7 +128,7 @@ pub(crate) async fn markets(State(s): State<AppState>) -> ApiResult<Markets> {
                 .await?
                 .into_iter()
                 .map(|u| UnverifiedSubject {
-                    subject: u.subject,
+                    subject: lower(u.subject),
                     from_block: u.block,
                     reason: u.reason,
                 })

@@ -24,7 +24,7 @@ impl<P: Provider> Sync<'_, P> {
                 // The wait grows with the breaks of this same place, not with other faults.
                 let same_place = self.last_break.as_ref().map_or(1, |(_, n)| *n);
                 self.report.refused_batches += 1;
-                let undone = self.undo_break(&why, repair_from.as_deref()).await;
+                let undone = self.undo_break(&why, repair_from).await;
                 if undone.is_ok() {
                     or_stop(stop, tokio::time::sleep(rpc::backoff(same_place))).await;
                 }
@@ -73,18 +73,17 @@ impl<P: Provider> Sync<'_, P> {
 
     /// A curve break's rollback: from the subject's last stored trade, or — none stored — its
     /// opening, when that is below the next block; else the range is only fetched again.
-    async fn undo_break(&mut self, why: &str, repair_from: Option<&str>) -> Result<()> {
+    async fn undo_break(
+        &mut self,
+        why: &str,
+        repair_from: Option<alloy::primitives::Address>,
+    ) -> Result<()> {
         let from = match repair_from {
-            Some(subject) => {
-                // The curve check keys subjects as the decoded rows hold them (lowercase hex).
-                let address = subject.parse().map_err(|e| {
-                    crate::Error::Decode(format!("subject {subject} of a curve break: {e}"))
-                })?;
-                self.store
-                    .last_trade_block(self.market.id, address)
-                    .await?
-                    .or_else(|| self.check.opened_at(subject))
-            }
+            Some(subject) => self
+                .store
+                .last_trade_block(self.market.id, subject)
+                .await?
+                .or_else(|| self.check.opened_at(subject)),
             None => None,
         };
         if let Some(block) = from

@@ -81,7 +81,7 @@ impl<P: Provider> Sync<'_, P> {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Err(Error::CurveBreak {
                 why: brk.to_string(),
-                repair_from: brk.against_stored.then(|| brk.subject.clone()),
+                repair_from: brk.against_stored.then_some(brk.subject),
             });
         }
         // A second provider, when there is one, may say otherwise.
@@ -110,14 +110,14 @@ impl<P: Provider> Sync<'_, P> {
         self.report.unverified += 1;
         tracing::error!(target: "indexer::verify", market = %address, subject = %brk.subject, block = brk.block, what = %brk.what, times = seen, "the chain's own trades break the curve: stored as they are; this subject and market are unverified from this block");
         batch.unverified.push(crate::store::Unverified {
-            subject: brk.subject.clone(),
+            subject: brk.subject,
             block: brk.block,
             reason: brk.what.clone(),
         });
-        let mut last: foldhash::HashMap<&str, i64> = Default::default();
+        let mut last: foldhash::HashMap<alloy::primitives::Address, i64> = Default::default();
         for t in &batch.trades {
-            last.insert(&t.subject, t.supply);
+            last.insert(t.subject, t.supply);
         }
-        Ok(last.into_iter().map(|(s, n)| (s.to_string(), n)).collect())
+        Ok(last.into_iter().collect())
     }
 }

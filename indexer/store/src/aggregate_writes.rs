@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use alloy::primitives::Address;
 use foldhash::HashMap;
 
 use crate::{
@@ -69,19 +70,19 @@ pub(super) async fn apply_aggregates(
 /// equals this batch's) or vanish (`sign` < 0: no trades left).
 pub(super) fn appeared_or_vanished(
     returned: &[WriteRow],
-    chunk: &[(&str, PartyAgg)],
+    chunk: &[(Address, PartyAgg)],
     sign: i64,
-) -> Vec<i64> {
-    let deltas: HashMap<&str, i64> = chunk.iter().map(|(k, a)| (*k, a.trades)).collect();
-    returned
-        .iter()
-        .filter_map(|r| {
-            let (trades_now, first_time) = (r.int(1), r.int(2));
-            let delta = deltas[r.text(0)];
-            ((sign > 0 && trades_now == delta) || (sign < 0 && trades_now == 0))
-                .then(|| first_time.div_euclid(DAY))
-        })
-        .collect()
+) -> Result<Vec<i64>> {
+    let deltas: HashMap<Address, i64> = chunk.iter().map(|(k, a)| (*k, a.trades)).collect();
+    let mut days = Vec::new();
+    for r in returned {
+        let (trades_now, first_time) = (r.int(1), r.int(2));
+        let delta = deltas[&r.parsed::<Address>(0)?];
+        if (sign > 0 && trades_now == delta) || (sign < 0 && trades_now == 0) {
+            days.push(first_time.div_euclid(DAY));
+        }
+    }
+    Ok(days)
 }
 
 /// The writes of one batch's deltas, one table each.
@@ -101,13 +102,13 @@ impl Writes {
     pub(super) async fn holdings(
         &self,
         tx: &mut WriteTx,
-        holdings: HashMap<HoldingKey<'_>, (i64, i128)>,
-        subjects: &mut HashMap<&str, PartyAgg>,
+        holdings: HashMap<HoldingKey, (i64, i128)>,
+        subjects: &mut HashMap<Address, PartyAgg>,
     ) -> Result<()> {
         let Self {
             backend, market_id, ..
         } = *self;
-        let rows: Vec<(HoldingKey<'_>, (i64, i128))> = holdings.into_iter().collect();
+        let rows: Vec<(HoldingKey, (i64, i128))> = holdings.into_iter().collect();
         for chunk in rows.chunks(MAX_PARAMS / 6) {
             let mut sql = insert_into(
                 backend,
@@ -123,22 +124,22 @@ impl Writes {
             for ((subject, trader), (delta, cost)) in chunk {
                 let cost = wei(*cost)?;
                 q.int(market_id)
-                    .text(subject)
-                    .text(trader)
+                    .address(subject)
+                    .address(trader)
                     .int(*delta)
                     .wei(cost);
             }
             let returned = tx.fetch_all(q).await.map_err(db("updating holdings"))?;
-            let deltas: HashMap<(&str, &str), i64> =
+            let deltas: HashMap<(Address, Address), i64> =
                 chunk.iter().map(|(k, (delta, _))| (*k, *delta)).collect();
             let mut emptied = Vec::new();
             for r in &returned {
-                let (subject, trader) = (r.text(0), r.text(1));
+                let (subject, trader): (Address, Address) = (r.parsed(0)?, r.parsed(1)?);
                 let new = r.int(2);
                 let old = new - deltas[&(subject, trader)];
                 let change = i64::from(new > 0) - i64::from(old > 0);
                 if change != 0 {
-                    subjects.get_mut(subject).expect("touched subject").holders += change;
+                    subjects.get_mut(&subject).expect("touched subject").holders += change;
                 }
                 if new == 0 {
                     emptied.push((subject, trader));
@@ -159,7 +160,7 @@ impl Writes {
                 sql.push(')');
                 let mut q = big_statement(backend, &sql, chunk.len() * 2);
                 for (subject, trader) in chunk {
-                    q.text(subject).text(trader);
+                    q.address(subject).address(trader);
                 }
                 tx.execute(q).await.map_err(db("pruning holdings"))?;
             }
@@ -172,7 +173,7 @@ impl Writes {
     pub(super) async fn subjects(
         &self,
         tx: &mut WriteTx,
-        subjects: HashMap<&str, PartyAgg>,
+        subjects: HashMap<Address, PartyAgg>,
     ) -> Result<Vec<i64>> {
         let Self {
             backend,
@@ -180,7 +181,7 @@ impl Writes {
             sign,
         } = *self;
         let mut appeared = Vec::new();
-        let rows: Vec<(&str, PartyAgg)> = subjects.into_iter().collect();
+        let rows: Vec<(Address, PartyAgg)> = subjects.into_iter().collect();
         for chunk in rows.chunks(MAX_PARAMS / 11) {
             let mut sql = insert_into(
                 backend,
@@ -200,7 +201,7 @@ impl Writes {
             let mut q = big_statement(backend, &sql, chunk.len() * 11);
             for (subject, a) in chunk {
                 q.int(market_id)
-                    .text(subject)
+                    .address(subject)
                     .int(a.supply)
                     .int(a.holders)
                     .int(a.trades)
@@ -210,7 +211,7 @@ impl Writes {
                     .int(a.curve);
             }
             let returned = tx.fetch_all(q).await.map_err(db("updating subjects"))?;
-            appeared.extend(appeared_or_vanished(&returned, chunk, sign));
+            appeared.extend(appeared_or_vanished(&returned, chunk, sign)?);
         }
 
         Ok(appeared)
@@ -220,7 +221,7 @@ impl Writes {
     pub(super) async fn traders(
         &self,
         tx: &mut WriteTx,
-        traders: HashMap<&str, PartyAgg>,
+        traders: HashMap<Address, PartyAgg>,
     ) -> Result<Vec<i64>> {
         let Self {
             backend,
@@ -228,7 +229,7 @@ impl Writes {
             sign,
         } = *self;
         let mut appeared = Vec::new();
-        let rows: Vec<(&str, PartyAgg)> = traders.into_iter().collect();
+        let rows: Vec<(Address, PartyAgg)> = traders.into_iter().collect();
         for chunk in rows.chunks(MAX_PARAMS / 10) {
             let mut sql = insert_into(
                 backend,
@@ -247,7 +248,7 @@ impl Writes {
             for (trader, a) in chunk {
                 let pnl = wei(a.pnl)?;
                 q.int(market_id)
-                    .text(trader)
+                    .address(trader)
                     .int(a.trades)
                     .wei(a.volume)
                     .wei(a.fees)
@@ -255,7 +256,7 @@ impl Writes {
                     .wei(pnl);
             }
             let returned = tx.fetch_all(q).await.map_err(db("updating traders"))?;
-            appeared.extend(appeared_or_vanished(&returned, chunk, sign));
+            appeared.extend(appeared_or_vanished(&returned, chunk, sign)?);
         }
 
         Ok(appeared)
@@ -265,12 +266,12 @@ impl Writes {
     pub(super) async fn subject_days(
         &self,
         tx: &mut WriteTx,
-        subject_days: HashMap<(&str, i64), SubjectDayAgg>,
+        subject_days: HashMap<(Address, i64), SubjectDayAgg>,
     ) -> Result<()> {
         let Self {
             backend, market_id, ..
         } = *self;
-        let rows: Vec<((&str, i64), SubjectDayAgg)> = subject_days.into_iter().collect();
+        let rows: Vec<((Address, i64), SubjectDayAgg)> = subject_days.into_iter().collect();
         for chunk in rows.chunks(MAX_PARAMS / 12) {
             let mut sql = insert_into(
                 backend,
@@ -288,7 +289,7 @@ impl Writes {
             let mut q = big_statement(backend, &sql, chunk.len() * 12);
             for ((subject, day), a) in chunk {
                 q.int(market_id)
-                    .text(subject)
+                    .address(subject)
                     .int(*day)
                     .int(a.trades)
                     .int(a.buys)
@@ -307,7 +308,7 @@ impl Writes {
     pub(super) async fn day_traders(
         &self,
         tx: &mut WriteTx,
-        day_traders: HashMap<(i64, &str), i64>,
+        day_traders: HashMap<(i64, Address), i64>,
     ) -> Result<Vec<i64>> {
         let Self {
             backend,
@@ -315,7 +316,7 @@ impl Writes {
             sign,
         } = *self;
         let mut active = Vec::new();
-        let rows: Vec<((i64, &str), i64)> = day_traders.into_iter().collect();
+        let rows: Vec<((i64, Address), i64)> = day_traders.into_iter().collect();
         for chunk in rows.chunks(MAX_PARAMS / 4) {
             let mut sql = insert_into(
                 backend,
@@ -328,16 +329,16 @@ impl Writes {
         );
             let mut q = big_statement(backend, &sql, chunk.len() * 4);
             for ((day, trader), n) in chunk {
-                q.int(market_id).int(*day).text(trader).int(*n);
+                q.int(market_id).int(*day).address(trader).int(*n);
             }
             let returned = tx
                 .fetch_all(q)
                 .await
                 .map_err(db("updating daily traders"))?;
-            let deltas: HashMap<(i64, &str), i64> = chunk.iter().copied().collect();
+            let deltas: HashMap<(i64, Address), i64> = chunk.iter().copied().collect();
             for r in returned {
                 let (day, now) = (r.int(0), r.int(2));
-                let delta = deltas[&(day, r.text(1))];
+                let delta = deltas[&(day, r.parsed::<Address>(1)?)];
                 if (sign > 0 && now == delta) || (sign < 0 && now == 0) {
                     active.push(day);
                 }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use alloy::primitives::Address;
 use foldhash::HashMap;
 
 use keymarket_contracts::curve;
@@ -54,7 +55,7 @@ pub(super) struct SubjectDayAgg {
 }
 
 /// (subject, trader).
-pub(super) type HoldingKey<'a> = (&'a str, &'a str);
+pub(super) type HoldingKey = (Address, Address);
 
 /// The curve of a trade's subject, as a multiple of friend.tech's s²/16000 per key, from the
 /// trade's price: ethAmount = multiple × Σ i² over the keys traded × 1 ether / 16000. `None`
@@ -80,21 +81,21 @@ pub(super) fn curve_multiple(t: &TradeRow) -> Option<i64> {
 /// A batch's contribution to every aggregate table, folded in memory (`sign` applied): what
 /// [`apply_aggregates`] writes, one table at a time.
 #[derive(Default)]
-pub(super) struct Deltas<'a> {
+pub(super) struct Deltas {
     pub(super) days: BTreeMap<i64, DayAgg>,
-    pub(super) subjects: HashMap<&'a str, PartyAgg>,
-    pub(super) traders: HashMap<&'a str, PartyAgg>,
+    pub(super) subjects: HashMap<Address, PartyAgg>,
+    pub(super) traders: HashMap<Address, PartyAgg>,
     /// (balance change, cost change in wei)
-    pub(super) holdings: HashMap<HoldingKey<'a>, (i64, i128)>,
-    pub(super) day_traders: HashMap<(i64, &'a str), i64>,
-    pub(super) subject_days: HashMap<(&'a str, i64), SubjectDayAgg>,
+    pub(super) holdings: HashMap<HoldingKey, (i64, i128)>,
+    pub(super) day_traders: HashMap<(i64, Address), i64>,
+    pub(super) subject_days: HashMap<(Address, i64), SubjectDayAgg>,
 }
 
 /// Folds `trades` (with the cost basis `basis[i]` each released, see [`released_basis`]) into
 /// per-table deltas, added (`sign` = 1) or subtracted (`sign` = -1). Zero-amount trades count in
 /// none. Pure: the counters that depend on the tables' previous state (holders, new and active
 /// traders, new subjects) are left to the writes.
-pub(super) fn fold<'a>(trades: &'a [TradeRow], basis: &[Wei], sign: i64) -> Deltas<'a> {
+pub(super) fn fold(trades: &[TradeRow], basis: &[Wei], sign: i64) -> Deltas {
     let s = |w: Wei| if sign > 0 { w } else { w.negated() };
     let mut deltas = Deltas::default();
     let Deltas {
@@ -112,7 +113,7 @@ pub(super) fn fold<'a>(trades: &'a [TradeRow], basis: &[Wei], sign: i64) -> Delt
     for (t, basis) in trades {
         let day = t.block_time.div_euclid(DAY);
         let d = days.entry(day).or_default();
-        let sd = subject_days.entry((&t.subject, day)).or_default();
+        let sd = subject_days.entry((t.subject, day)).or_default();
         d.trades += sign;
         sd.trades += sign;
         if t.is_buy {
@@ -129,7 +130,7 @@ pub(super) fn fold<'a>(trades: &'a [TradeRow], basis: &[Wei], sign: i64) -> Delt
         d.protocol += s(t.protocol_fee);
         d.subject += s(t.subject_fee);
         sd.fees += s(t.subject_fee);
-        let sj = subjects.entry(&t.subject).or_insert_with(|| PartyAgg {
+        let sj = subjects.entry(t.subject).or_insert_with(|| PartyAgg {
             first_time: i64::MAX,
             ..Default::default()
         });
@@ -142,7 +143,7 @@ pub(super) fn fold<'a>(trades: &'a [TradeRow], basis: &[Wei], sign: i64) -> Delt
             // A subject's curve never changes: rolling back leaves it as it was.
             sj.curve = curve_multiple(t).unwrap_or(sj.curve);
         }
-        let tr = traders.entry(&t.trader).or_insert_with(|| PartyAgg {
+        let tr = traders.entry(t.trader).or_insert_with(|| PartyAgg {
             first_time: i64::MAX,
             ..Default::default()
         });
@@ -150,7 +151,7 @@ pub(super) fn fold<'a>(trades: &'a [TradeRow], basis: &[Wei], sign: i64) -> Delt
         tr.volume += s(t.eth);
         tr.fees += s(t.protocol_fee.plus(t.subject_fee));
         tr.first_time = tr.first_time.min(t.block_time);
-        let h = holdings.entry((&t.subject, &t.trader)).or_default();
+        let h = holdings.entry((t.subject, t.trader)).or_default();
         let basis = basis.to_i128();
         if t.is_buy {
             h.0 += sign * t.share_amount;
@@ -160,25 +161,27 @@ pub(super) fn fold<'a>(trades: &'a [TradeRow], basis: &[Wei], sign: i64) -> Delt
             h.1 -= i128::from(sign) * basis;
             tr.pnl += i128::from(sign) * (received(t) - basis);
         }
-        *day_traders.entry((day, &t.trader)).or_default() += sign;
+        *day_traders.entry((day, t.trader)).or_default() += sign;
     }
     deltas
 }
 
 #[cfg(test)]
 mod tests {
+    use alloy::primitives::B256;
+
     use super::*;
 
     fn trade(is_buy: bool, share_amount: i64, supply: i64, eth_wei: i128) -> TradeRow {
         TradeRow {
             chain_id: 1,
-            tx_hash: String::new(),
+            tx_hash: B256::ZERO,
             log_index: 0,
             block_number: 1,
-            block_hash: String::new(),
+            block_hash: B256::ZERO,
             block_time: 0,
-            trader: String::new(),
-            subject: String::new(),
+            trader: Address::ZERO,
+            subject: Address::ZERO,
             is_buy,
             share_amount,
             eth: Wei::from_i128(eth_wei).unwrap(),
@@ -193,19 +196,20 @@ mod tests {
     #[test]
     fn a_batch_folds_into_per_table_deltas() {
         let unit = curve::KEY_UNIT as i128;
-        let at = |mut t: TradeRow, trader: &str, subject: &str, time: i64, fee: i128| {
-            t.trader = trader.into();
-            t.subject = subject.into();
+        let [a, b, c, s, t] = [1u8, 2, 3, 0x11, 0x12].map(Address::repeat_byte);
+        let at = |mut t: TradeRow, trader: Address, subject: Address, time: i64, fee: i128| {
+            t.trader = trader;
+            t.subject = subject;
             t.block_time = time;
             t.protocol_fee = Wei::from_i128(fee).unwrap();
             t.subject_fee = Wei::from_i128(fee).unwrap();
             t
         };
         let trades = vec![
-            at(trade(true, 1, 5, 16 * unit), "a", "s", 10, 100),
-            at(trade(true, 1, 6, 25 * unit), "b", "s", 20, 200),
-            at(trade(false, 1, 5, 25 * unit), "a", "s", DAY + 5, 300),
-            at(trade(true, 0, 5, 0), "c", "t", DAY + 6, 0),
+            at(trade(true, 1, 5, 16 * unit), a, s, 10, 100),
+            at(trade(true, 1, 6, 25 * unit), b, s, 20, 200),
+            at(trade(false, 1, 5, 25 * unit), a, s, DAY + 5, 300),
+            at(trade(true, 0, 5, 0), c, t, DAY + 6, 0),
         ];
         let basis = [
             Wei::ZERO,
@@ -220,29 +224,32 @@ mod tests {
         assert_eq!(d0.buy_volume.to_i128(), 41 * unit);
         assert_eq!((d1.trades, d1.sells), (1, 1));
         assert_eq!(d1.protocol.to_i128(), 300);
-        let s = &up.subjects["s"];
-        assert_eq!((s.trades, s.supply, s.first_time, s.curve), (3, 5, 10, 1));
+        let sj = &up.subjects[&s];
+        assert_eq!(
+            (sj.trades, sj.supply, sj.first_time, sj.curve),
+            (3, 5, 10, 1)
+        );
         assert!(
-            !up.subjects.contains_key("t"),
+            !up.subjects.contains_key(&t),
             "a zero-amount trade counts nowhere"
         );
         // a bought key 4 for 16 units and sold key 5 for 25 less 600 wei of fees, against the
         // basis given (16 units): realised PnL 9 units - 600 wei; its holding keeps the 200 wei
         // of buying fees the basis did not release.
-        assert_eq!(up.traders["a"].pnl, 9 * unit - 600);
-        assert_eq!(up.traders["a"].fees.to_i128(), 800);
-        assert_eq!(up.holdings[&("s", "a")], (0, 200));
-        assert_eq!(up.holdings[&("s", "b")], (1, 25 * unit + 400));
+        assert_eq!(up.traders[&a].pnl, 9 * unit - 600);
+        assert_eq!(up.traders[&a].fees.to_i128(), 800);
+        assert_eq!(up.holdings[&(s, a)], (0, 200));
+        assert_eq!(up.holdings[&(s, b)], (1, 25 * unit + 400));
         assert_eq!(up.day_traders.len(), 3);
-        assert_eq!(up.subject_days[&("s", 0)].fees.to_i128(), 300);
+        assert_eq!(up.subject_days[&(s, 0)].fees.to_i128(), 300);
 
         let down = fold(&trades, &basis, -1);
         assert_eq!(down.days[&0].trades, -2);
         assert_eq!(down.days[&0].buy_volume.to_i128(), -41 * unit);
-        assert_eq!(down.traders["a"].pnl, -(9 * unit - 600));
-        assert_eq!(down.holdings[&("s", "b")], (-1, -(25 * unit + 400)));
+        assert_eq!(down.traders[&a].pnl, -(9 * unit - 600));
+        assert_eq!(down.holdings[&(s, b)], (-1, -(25 * unit + 400)));
         assert_eq!(
-            down.subjects["s"].curve, 0,
+            down.subjects[&s].curve, 0,
             "a rollback leaves the curve as it was"
         );
     }

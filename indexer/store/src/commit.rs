@@ -1,6 +1,7 @@
 //! Writing: a batch committed (rows, aggregates, block hashes, checkpoint) and a rollback, each
 //! in one transaction, with the average-cost basis each sell releases.
 
+use alloy::primitives::Address;
 use tracing::debug;
 
 use crate::{
@@ -121,7 +122,7 @@ impl StoreWriter {
                 4,
             );
             q.int(market.id)
-                .text(&u.subject)
+                .address(&u.subject)
                 .int(u.block)
                 .text(&u.reason);
             tx.execute(q)
@@ -186,7 +187,7 @@ impl StoreWriter {
             .fetch_all(q)
             .await
             .map_err(db("reading orphaned trades"))?;
-        let orphans: Vec<TradeRow> = rows.iter().map(trade_from_row).collect();
+        let orphans: Vec<TradeRow> = rows.iter().map(trade_from_row).collect::<Result<_>>()?;
         // Before the trades' rollback, which prunes the days it empties.
         events::rollback_events(&mut tx, backend, market.id, first_orphan).await?;
         let basis: Vec<Wei> = rows.iter().map(|r| r.wei(17)).collect();
@@ -201,7 +202,7 @@ impl StoreWriter {
             .await
             .map_err(db("deleting orphaned trades"))?;
         // A subject's supply is that of its latest remaining trade.
-        let mut subjects: Vec<&String> = orphans.iter().map(|t| &t.subject).collect();
+        let mut subjects: Vec<Address> = orphans.iter().map(|t| t.subject).collect();
         subjects.sort();
         subjects.dedup();
         for s in subjects {
@@ -212,7 +213,7 @@ impl StoreWriter {
                  WHERE market_id = $1 AND subject = $2",
                 2,
             );
-            q.int(market.id).text(s);
+            q.int(market.id).address(&s);
             tx.execute(q).await.map_err(db("restoring supplies"))?;
         }
         let mut q = Stmt::new(
@@ -298,13 +299,13 @@ pub(super) async fn insert_trades(
         .persistent(cached);
         for (t, b) in chunk.iter().zip(basis) {
             q.int(t.chain_id)
-                .text(&t.tx_hash)
+                .hash(&t.tx_hash)
                 .int(t.log_index)
                 .int(t.block_number)
-                .text(&t.block_hash)
+                .hash(&t.block_hash)
                 .int(t.block_time)
-                .text(&t.trader)
-                .text(&t.subject)
+                .address(&t.trader)
+                .address(&t.subject)
                 .int(i64::from(t.is_buy))
                 .int(t.share_amount)
                 .wei(t.eth)
@@ -357,7 +358,7 @@ async fn first_block_of(tx: &mut WriteTx, backend: Backend, trades: &[TradeRow])
         sql.push(')');
         let mut q = big_statement(backend, &sql, chunk.len() * 3);
         for t in chunk {
-            q.int(t.chain_id).text(&t.tx_hash).int(t.log_index);
+            q.int(t.chain_id).hash(&t.tx_hash).int(t.log_index);
         }
         let rows = tx
             .fetch_all(q)
@@ -371,23 +372,23 @@ async fn first_block_of(tx: &mut WriteTx, backend: Backend, trades: &[TradeRow])
 }
 
 /// A row of [`TRADE_COLUMNS`].
-pub(super) fn trade_from_row(r: &WriteRow) -> TradeRow {
-    TradeRow {
+pub(super) fn trade_from_row(r: &WriteRow) -> Result<TradeRow> {
+    Ok(TradeRow {
         chain_id: r.int(0),
-        tx_hash: r.text(1).to_owned(),
+        tx_hash: r.parsed(1)?,
         log_index: r.int(2),
         block_number: r.int(3),
-        block_hash: r.text(4).to_owned(),
+        block_hash: r.parsed(4)?,
         block_time: r.int(5),
-        trader: r.text(6).to_owned(),
-        subject: r.text(7).to_owned(),
+        trader: r.parsed(6)?,
+        subject: r.parsed(7)?,
         is_buy: r.int(8) != 0,
         share_amount: r.int(9),
         eth: r.wei(10),
         protocol_fee: r.wei(12),
         subject_fee: r.wei(14),
         supply: r.int(16),
-    }
+    })
 }
 
 fn unix_now() -> i64 {

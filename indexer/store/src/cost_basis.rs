@@ -1,6 +1,7 @@
 //! The average-cost basis: what each sell releases of its holding's cost, and what a trade paid
 //! or received, from which the holdings' cost and the traders' realised PnL are kept.
 
+use alloy::primitives::Address;
 use foldhash::HashMap;
 
 use crate::{
@@ -23,19 +24,17 @@ pub(crate) async fn released_basis(
     market_id: i64,
     trades: &[TradeRow],
 ) -> Result<Vec<Wei>> {
-    let mut index: HashMap<(&str, &str), usize> = HashMap::default();
+    let mut index: HashMap<(Address, Address), usize> = HashMap::default();
     for t in trades.iter().filter(|t| !t.is_buy && t.share_amount != 0) {
         let next = index.len();
-        index
-            .entry((t.subject.as_str(), t.trader.as_str()))
-            .or_insert(next);
+        index.entry((t.subject, t.trader)).or_insert(next);
     }
     if index.is_empty() {
         return Ok(vec![Wei::ZERO; trades.len()]);
     }
     // (balance, cost in wei) of each selling pair, from the database.
     let mut state = vec![(0i64, 0i128); index.len()];
-    let pairs: Vec<(&str, &str)> = index.keys().copied().collect();
+    let pairs: Vec<(Address, Address)> = index.keys().copied().collect();
     for chunk in pairs.chunks(MAX_PARAMS / 2) {
         let mut sql = format!(
             "SELECT subject, trader, balance, cost_gwei, cost_rem FROM holdings WHERE market_id = {market_id} AND (subject, trader) IN (VALUES "
@@ -44,16 +43,16 @@ pub(crate) async fn released_basis(
         sql.push(')');
         let mut q = big_statement(backend, &sql, chunk.len() * 2);
         for (subject, trader) in chunk {
-            q.text(subject).text(trader);
+            q.address(subject).address(trader);
         }
         for r in tx.fetch_all(q).await.map_err(db("reading holdings"))? {
-            let i = index[&(r.text(0), r.text(1))];
+            let i = index[&(r.parsed(0)?, r.parsed(1)?)];
             state[i] = (r.int(2), r.wei(3).to_i128());
         }
     }
     let mut out = Vec::with_capacity(trades.len());
     for t in trades {
-        let i = index.get(&(t.subject.as_str(), t.trader.as_str()));
+        let i = index.get(&(t.subject, t.trader));
         let (Some(&i), true) = (i, t.share_amount != 0) else {
             out.push(Wei::ZERO);
             continue;

@@ -155,8 +155,8 @@ pub struct Batch {
 /// chain itself says so (`GET /v1/markets`, `/healthz`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unverified {
-    /// The subject, lowercase hex.
-    pub subject: String,
+    /// The subject.
+    pub subject: Address,
     /// The block of the first trade that broke it.
     pub block: i64,
     /// What was expected and what the chain said.

@@ -8,7 +8,7 @@ use crate::{
     DayRange, Error, Result, StoreReader, Totals,
     calendar::DAY,
     error::db,
-    row::{get_i64, hex, wei_at},
+    row::{address_at, get_i64, hex, wei_at},
 };
 
 /// A registered market and how far it is indexed.
@@ -116,16 +116,15 @@ impl StoreReader {
 
     /// Each subject's supply after its last stored trade and its curve multiple as its stored
     /// trades' prices say (1 or 10; 0 not known): the base the curve check continues.
-    pub async fn subject_states(&self, market_id: i64) -> Result<Vec<(String, i64, i64)>> {
+    pub async fn subject_states(&self, market_id: i64) -> Result<Vec<(Address, i64, i64)>> {
         let rows = sqlx::query("SELECT subject, supply, curve FROM subjects WHERE market_id = $1")
             .bind(market_id)
             .fetch_all(&self.pool)
             .await
             .map_err(db("reading the subjects' supplies"))?;
-        Ok(rows
-            .iter()
-            .map(|r| (r.get::<String, _>(0), get_i64(r, 1), get_i64(r, 2)))
-            .collect())
+        rows.iter()
+            .map(|r| Ok((address_at(r, 0)?, get_i64(r, 1), get_i64(r, 2))))
+            .collect()
     }
 
     /// The block of a subject's last stored trade, if it has one (a repair's starting point).
@@ -153,14 +152,15 @@ impl StoreReader {
         .fetch_all(&self.pool)
         .await
         .map_err(db("reading the unverified marks"))?;
-        Ok(rows
-            .iter()
-            .map(|r| crate::Unverified {
-                subject: r.get::<String, _>(0),
-                block: get_i64(r, 1),
-                reason: r.get::<String, _>(2),
+        rows.iter()
+            .map(|r| {
+                Ok(crate::Unverified {
+                    subject: address_at(r, 0)?,
+                    block: get_i64(r, 1),
+                    reason: r.get::<String, _>(2),
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// The market's current checkpoint.

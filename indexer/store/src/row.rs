@@ -1,28 +1,30 @@
 //! One `Trade` event as a row, and how addresses and hashes are written.
 
+use alloy::primitives::{Address, B256};
 use sqlx::{Row, any::AnyRow};
 
 use crate::amount::Wei;
 
-/// One `Trade` event, ready to store. Addresses and hashes are lowercase 0x hex.
+/// One `Trade` event, ready to store. Addresses and hashes are typed; they are written as
+/// lowercase 0x hex ([`hex`]) when bound.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TradeRow {
     /// Chain id.
     pub chain_id: i64,
     /// Transaction hash.
-    pub tx_hash: String,
+    pub tx_hash: B256,
     /// Log index in the block.
     pub log_index: i64,
     /// Block number.
     pub block_number: i64,
     /// Block hash.
-    pub block_hash: String,
+    pub block_hash: B256,
     /// Block timestamp, seconds.
     pub block_time: i64,
     /// Buyer or seller.
-    pub trader: String,
+    pub trader: Address,
     /// Subject.
-    pub subject: String,
+    pub subject: Address,
     /// Buy (true) or sell.
     pub is_buy: bool,
     /// Keys traded.
@@ -43,6 +45,16 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 /// Reads a BIGINT column (sums are cast to BIGINT in SQL, so PostgreSQL never returns NUMERIC).
+/// Reads an address the store wrote as 0x hex.
+pub(crate) fn address_at(row: &AnyRow, i: usize) -> crate::Result<Address> {
+    let text: String = row.get(i);
+    text.parse().map_err(|_| {
+        crate::Error::Corrupt(format!(
+            "{text:?} is not the 0x hex address the store writes"
+        ))
+    })
+}
+
 pub(crate) fn get_i64(row: &AnyRow, i: usize) -> i64 {
     row.get::<i64, _>(i)
 }

@@ -14,6 +14,8 @@ use sqlx::{
     sqlite::{SqliteArguments, SqliteRow},
 };
 
+use alloy::primitives::{Address, B256};
+
 use crate::{Backend, amount::Wei};
 
 /// Where commits and rollbacks are written.
@@ -151,6 +153,25 @@ impl<'s> Stmt<'s> {
     }
 
     /// Binds the next parameter, a text.
+    /// An address, written as lowercase 0x hex (encoded on the stack: the text is copied into
+    /// the arguments as any text is).
+    pub(super) fn address(&mut self, a: &Address) -> &mut Self {
+        self.hex(a.as_slice())
+    }
+
+    /// A 32-byte hash, written as lowercase 0x hex.
+    pub(super) fn hash(&mut self, h: &B256) -> &mut Self {
+        self.hex(h.as_slice())
+    }
+
+    fn hex(&mut self, bytes: &[u8]) -> &mut Self {
+        let mut buf = [0u8; 2 + 2 * 32];
+        let n = 2 + 2 * bytes.len();
+        buf[..2].copy_from_slice(b"0x");
+        alloy::hex::encode_to_slice(bytes, &mut buf[2..n]).expect("32 bytes at most");
+        self.text(std::str::from_utf8(&buf[..n]).expect("hex is ASCII"))
+    }
+
     pub(super) fn text(&mut self, v: &str) -> &mut Self {
         let added = match &mut self.args {
             Args::Any(a) => a.add(v),
@@ -204,5 +225,13 @@ impl WriteRow {
             Self::Any(r) => r.get(i),
             Self::Sqlite(r) => r.get(i),
         }
+    }
+
+    /// Column `i`, an address or hash the store wrote as 0x hex.
+    pub(super) fn parsed<T: std::str::FromStr>(&self, i: usize) -> crate::Result<T> {
+        let text = self.text(i);
+        text.parse().map_err(|_| {
+            crate::Error::Corrupt(format!("{text:?} is not the 0x hex the store writes"))
+        })
     }
 }
