@@ -3,6 +3,7 @@
 //! PostgreSQL, and the chain's own logs and views.
 
 mod api;
+mod browser;
 mod chain;
 mod cohorts;
 mod common;

@@ -8,7 +8,10 @@ use keymarket_api::AppState;
 use keymarket_indexer::Store;
 use serde_json::Value;
 
-use crate::common::{Chain, Db, fresh_db};
+use crate::{
+    browser::BrowserScript,
+    common::{Chain, Db, fresh_db},
+};
 
 mod fixture;
 mod numbers;
@@ -53,8 +56,6 @@ pub(crate) async fn get(url: &str) -> (u16, Value) {
 /// 390 px one beside it with -phone; docs/dashboard.png and docs/dashboard-phone.png are ones).
 #[tokio::test(flavor = "multi_thread")]
 async fn dashboard_in_chromium() {
-    use std::{io::BufRead, io::Write, process::Stdio};
-
     let chain = Chain::new().await;
     // Eight blocks 36 h apart: 12 days, so the cards' 7-day window differs from all time.
     chain.trade(800, 17, 100, 36 * 3600).await;
@@ -81,23 +82,9 @@ async fn dashboard_in_chromium() {
         .map_or_else(|| format!("{shot}-phone.png"), |s| format!("{s}-phone.png"));
     let _ = std::fs::remove_file(&shot);
     let _ = std::fs::remove_file(&phone_shot);
-    let mut node = std::process::Command::new("node")
-        .arg(format!("{root}/tests/browser/dashboard.mjs"))
-        .arg(format!("{base}/"))
-        .arg(&shot)
-        .current_dir(root)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("node runs (scripts/setup.sh installs playwright-core and chromium)");
-    let mut out = std::io::BufReader::new(node.stdout.take().unwrap());
-    let mut line = String::new();
-    let got_line = tokio::task::block_in_place(|| out.read_line(&mut line)).unwrap();
-    assert!(
-        got_line > 0 && line.trim() == "waiting-for-change",
-        "browser script: {line:?}"
-    );
+    let mut browser = BrowserScript::start("dashboard.mjs", &[&format!("{base}/"), &shot]);
+    let line = browser.line();
+    assert!(line == "waiting-for-change", "browser script: {line:?}");
     assert!(
         std::fs::metadata(&shot).unwrap().len() > 10_000,
         "a screenshot"
@@ -106,12 +93,10 @@ async fn dashboard_in_chromium() {
     // New trades, indexed while the page is open: it must show them without a reload.
     chain.trade(150, 18, 50, 3600).await;
     run().await.unwrap();
-    node.stdin.take().unwrap().write_all(b"go\n").unwrap();
-    let mut report = String::new();
-    tokio::task::block_in_place(|| std::io::Read::read_to_string(&mut out, &mut report)).unwrap();
-    let status = tokio::task::block_in_place(|| node.wait()).unwrap();
-    assert!(status.success(), "dashboard test failed: {report}");
-    let report: Value = serde_json::from_str(report.trim()).unwrap();
+    browser.send("go");
+    let (success, report) = browser.finish();
+    assert!(success, "dashboard test failed: {report}");
+    let report: Value = serde_json::from_str(&report).unwrap();
     let (_, o) = get(&format!("{base}/v1/overview")).await;
     assert_eq!(report["liveTrades"], o["trades"]);
     assert!(report["charts"].as_u64().unwrap() >= 6);
