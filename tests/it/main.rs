@@ -15,6 +15,7 @@ mod indexer;
 mod layout;
 mod prices;
 mod provider;
+mod proxy;
 mod sql;
 mod tls;
 mod trade;
