@@ -29,7 +29,7 @@
 // 5. Live updates: prints "waiting-for-change", then (after the test indexed new trades) reads a
 //    line on stdin and waits until the page shows the API's new trade count.
 // Exits non-zero with a message on any mismatch; prints one JSON line of what it checked.
-import { chromium } from "playwright-core";
+import { launch } from "./chromium.mjs";
 import { createInterface } from "node:readline";
 import { readFile } from "node:fs/promises";
 import { getAddress } from "ethers";
@@ -39,7 +39,6 @@ if (!base || !screenshot) {
   console.error("usage: node dashboard.mjs BASE_URL SCREENSHOT.png");
   process.exit(2);
 }
-const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
 const problems = [];
 const fail = (msg) => {
   console.error(`dashboard test failed: ${msg}`);
@@ -52,10 +51,7 @@ const getJson = async (path) => {
   return res.json();
 };
 
-const browser = await chromium.launch({
-  executablePath,
-  args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
-});
+const browser = await launch();
 try {
   // While the SQL box is shown a bad query on purpose, its 400 is expected.
   let expectSqlError = false;

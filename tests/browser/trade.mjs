@@ -18,7 +18,7 @@
 //    (SCREENSHOT with -checksum before .png);
 // 6. print one JSON line with what the panel showed (transactions, keys, amounts, refusals).
 // Exits non-zero with a message on any failure.
-import { chromium } from "playwright-core";
+import { launch } from "./chromium.mjs";
 import { createInterface } from "node:readline";
 
 const [base, rpc, account, subject, screenshot] = process.argv.slice(2);
@@ -38,10 +38,7 @@ const fail = (msg) => {
 setTimeout(() => fail("timed out after 120 s"), 120_000).unref();
 const step = (what) => console.error(`[trade panel] ${what}`);
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage({ viewport: { width: 1400, height: 1300 } });
   page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));

@@ -38,18 +38,109 @@ pub(crate) fn anvil() -> AnvilInstance {
         .expect("anvil starts (run scripts/setup.sh first)")
 }
 
-/// A chain with a deployed market.
-pub(crate) struct Chain {
-    pub(crate) anvil: AnvilInstance,
+/// An anvil that lives as long as the test process, for a fixture kept in a `static` (never
+/// dropped): started with `PR_SET_PDEATHSIG`, it is killed when the thread that started it ends,
+/// so it goes with the test binary however that ends (a normal exit, a failed test's exit, or a
+/// SIGKILL). The kernel ties that signal to the starting *thread*, not the process: start it
+/// from a thread that lives until the process ends (it must not end before the anvil is done
+/// with).
+pub(crate) struct LifelongAnvil {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl LifelongAnvil {
+    /// Starts anvil as [`anvil`] does (same flags, any free port) and waits for its port.
+    pub(crate) fn spawn() -> Self {
+        use std::{io::BufRead, os::unix::process::CommandExt};
+
+        let mut cmd = std::process::Command::new(toolchain::anvil_path());
+        cmd.args(["--accounts", "30"])
+            .args(toolchain::DEV_ANVIL_ARGS)
+            .args([
+                "--cache-path",
+                concat!(env!("CARGO_TARGET_TMPDIR"), "/anvil"),
+            ])
+            .args(["-p", "0"])
+            .env("FOUNDRY_DISABLE_NIGHTLY_WARNING", "")
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit());
+        let parent = std::process::id() as libc::pid_t;
+        // SAFETY: between fork and exec, only async-signal-safe calls (prctl, getppid).
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The parent ended before the signal was armed: end now.
+                if libc::getppid() != parent {
+                    return Err(std::io::Error::other("the test process is gone"));
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd
+            .spawn()
+            .expect("anvil starts (run scripts/setup.sh first)");
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let port = loop {
+            let mut line = String::new();
+            let read = out.read_line(&mut line).expect("anvil's output");
+            assert!(read > 0, "anvil ended before listening");
+            if let Some(addr) = line.strip_prefix("Listening on") {
+                let addr: std::net::SocketAddr = addr.trim().parse().unwrap();
+                break addr.port();
+            }
+        };
+        // Its later output is dropped, as alloy's `Anvil` does.
+        Self { child, port }
+    }
+}
+
+impl Drop for LifelongAnvil {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What a [`Chain`] needs of its anvil.
+pub(crate) trait Node {
+    /// Its HTTP JSON-RPC endpoint.
+    fn endpoint(&self) -> String;
+}
+
+impl Node for AnvilInstance {
+    fn endpoint(&self) -> String {
+        AnvilInstance::endpoint(self)
+    }
+}
+
+impl Node for LifelongAnvil {
+    fn endpoint(&self) -> String {
+        format!("http://localhost:{}", self.port)
+    }
+}
+
+/// A chain with a deployed market (on a test's own anvil unless said otherwise).
+pub(crate) struct Chain<A = AnvilInstance> {
+    pub(crate) anvil: A,
     pub(crate) provider: RootProvider,
     pub(crate) deployment: Deployment,
 }
 
 impl Chain {
     pub(crate) async fn new() -> Self {
-        let anvil = anvil();
+        Self::deploy_on(anvil()).await
+    }
+}
+
+impl<A: Node> Chain<A> {
+    /// The market deployed on `anvil`.
+    pub(crate) async fn deploy_on(anvil: A) -> Self {
         let provider = ProviderBuilder::new()
-            .connect_http(anvil.endpoint_url())
+            .connect_http(anvil.endpoint().parse().unwrap())
             .root()
             .clone();
         let accounts = provider.get_accounts().await.unwrap();
@@ -92,7 +183,7 @@ impl Chain {
     }
 
     pub(crate) fn rpc_url(&self) -> String {
-        self.anvil.endpoint()
+        Node::endpoint(&self.anvil)
     }
 
     /// Replaces the last `depth` blocks by a new branch (`anvil_reorg`) that carries a trade of

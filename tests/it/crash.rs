@@ -371,7 +371,7 @@ async fn postgres_restarts_are_waited_out() {
     chain.trade(4_000, 75, 10, 300).await; // ~400 blocks
     let url = fresh_db(Db::Postgres, "restart").await;
     // A slow provider, so that the backfill lasts (~20 s).
-    let proxy = crate::provider::Proxy::start(chain.rpc_url()).await;
+    let proxy = crate::proxy::Proxy::start(chain.rpc_url()).await;
     proxy.slow_logs(Duration::from_millis(300));
     let mut child = index_cmd_via(&proxy.url, &chain, &url, true)
         .stderr(Stdio::piped())
@@ -454,7 +454,7 @@ async fn a_postgres_restart_during_a_repair_is_waited_out() {
     let cluster = PostgresCluster::new();
     let chain = Chain::new().await;
     chain.trade(1_200, 77, 15, 900).await;
-    let proxy = crate::provider::Proxy::start(chain.rpc_url()).await;
+    let proxy = crate::proxy::Proxy::start(chain.rpc_url()).await;
     let (f, _) =
         crate::provider::left_out_then_held(&chain, &proxy, Db::Postgres, "pg_in_repair").await;
     assert!(cluster.ctl("stop"), "pg_ctlcluster stop");

@@ -1,7 +1,8 @@
 //! A trader never left guessing: a provider that never answers, receipts that never come, Ctrl-C
 //! after sending, and a stdout that is closed or full. Through a real proxy in front of anvil
-//! that holds chosen calls forever (the fault anvil itself cannot produce), the `keymarket`
-//! binary ends within `--timeout` + 2 s, tells the hash of what it sent, and sends nothing twice.
+//! that holds chosen calls forever (the shared one, in [`Mode::Hung`] or [`Mode::HangOn`]: the
+//! fault anvil itself cannot produce), the `keymarket` binary ends within `--timeout` + 2 s,
+//! tells the hash of what it sent, and sends nothing twice.
 
 use std::{
     io::{BufRead, BufReader},
@@ -11,39 +12,17 @@ use std::{
 
 use alloy::{primitives::Address, providers::Provider};
 use serde_json::Value;
-use tokio::net::TcpListener;
 
 use crate::{
     common::{Chain, dev_key},
-    faults::{forward, respond},
-    provider::read_request,
+    proxy::{Mode, Proxy},
 };
 
-/// Starts a proxy in front of `upstream` that never answers the calls `hang` selects (reading
-/// them, then holding the connection open); returns its URL.
-async fn hanging_proxy(upstream: String, hang: fn(&str) -> bool) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let client = reqwest::Client::new();
-    tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            let (client, upstream) = (client.clone(), upstream.clone());
-            tokio::spawn(async move {
-                let Ok(Some(body)) = read_request(&mut sock).await else {
-                    return;
-                };
-                let request: Value = serde_json::from_slice(&body).unwrap_or_default();
-                if hang(request["method"].as_str().unwrap_or("")) {
-                    // Held until the client gives up and closes it.
-                    let _ = sock.readable().await;
-                    std::future::pending::<()>().await;
-                }
-                let answer = forward(&client, &upstream, body).await;
-                let _ = respond(&mut sock, 200, &answer, None).await;
-            });
-        }
-    });
-    url
+/// A proxy in front of `upstream` in `mode` (one that holds chosen calls forever); its URL.
+async fn hanging_proxy(upstream: String, mode: Mode) -> String {
+    let proxy = Proxy::start(upstream).await;
+    proxy.set(mode);
+    proxy.url.clone()
 }
 
 fn keymarket(rpc: &str, args: &[&str]) -> Command {
@@ -99,7 +78,7 @@ async fn a_provider_that_never_answers_bounds_every_command() {
     let chain = Chain::new().await;
     let (subject, deployment) = market(&chain).await;
     let d = deployment.to_str().unwrap();
-    let silent = hanging_proxy(chain.rpc_url(), |_| true).await;
+    let silent = hanging_proxy(chain.rpc_url(), Mode::Hung).await;
     let hash = "0x".to_string() + &"ab".repeat(32);
     for args in [
         vec![
@@ -167,7 +146,8 @@ async fn receipts_that_never_come_end_with_the_hash() {
     let chain = Chain::new().await;
     let (subject, deployment) = market(&chain).await;
     let d = deployment.to_str().unwrap();
-    let no_receipts = hanging_proxy(chain.rpc_url(), |m| m == "eth_getTransactionReceipt").await;
+    let no_receipts =
+        hanging_proxy(chain.rpc_url(), Mode::HangOn("eth_getTransactionReceipt")).await;
     let trader: Address = dev_key(22).address();
     let nonce = chain.provider.get_transaction_count(trader).await.unwrap();
     let (code, out, err, took) = run(keymarket(
@@ -218,7 +198,8 @@ async fn ctrl_c_after_sending_tells_the_hash() {
     let chain = Chain::new().await;
     let (subject, deployment) = market(&chain).await;
     let d = deployment.to_str().unwrap();
-    let no_receipts = hanging_proxy(chain.rpc_url(), |m| m == "eth_getTransactionReceipt").await;
+    let no_receipts =
+        hanging_proxy(chain.rpc_url(), Mode::HangOn("eth_getTransactionReceipt")).await;
     let trader: Address = dev_key(23).address();
     let nonce = chain.provider.get_transaction_count(trader).await.unwrap();
     let mut child = keymarket(

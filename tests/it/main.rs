@@ -3,6 +3,7 @@
 //! PostgreSQL, and the chain's own logs and views.
 
 mod api;
+mod browser;
 mod chain;
 mod cohorts;
 mod common;
@@ -14,6 +15,7 @@ mod indexer;
 mod layout;
 mod prices;
 mod provider;
+mod proxy;
 mod sql;
 mod tls;
 mod trade;

@@ -1,8 +1,8 @@
-//! https:// and wss:// providers for real: a TLS-terminating proxy (tokio-rustls) in front of
-//! anvil, with a certificate from a CA made for the test (rcgen) that the commands trust through
-//! `KEYMARKET_RPC_CA_FILE`. `index` (backfill and follow) and `buy`/`sell` over both; a CA the
-//! client does not trust and an expired certificate refused once, in words; and the fake API key
-//! in the URL never printed.
+//! https:// and wss:// providers for real: a TLS-terminating proxy (tokio-rustls; the shared
+//! proxy module's TLS layer, [`tls_front`]) in front of anvil, with a certificate from a CA made
+//! for the test (rcgen) that the commands trust through `KEYMARKET_RPC_CA_FILE`. `index`
+//! (backfill and follow) and `buy`/`sell` over both; a CA the client does not trust and an
+//! expired certificate refused once, in words; and the fake API key in the URL never printed.
 
 use std::{
     net::SocketAddr,
@@ -16,16 +16,12 @@ use alloy::sol_types::SolEvent;
 use keymarket_indexer::StoreWriter;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use serde_json::Value;
-use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::{
-    TlsAcceptor,
-    rustls::{
-        self, ServerConfig,
-        pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer},
-    },
+use tokio_rustls::rustls::{
+    self, ServerConfig,
+    pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer},
 };
 
-use crate::common::Chain;
+use crate::{common::Chain, proxy::tls_front};
 
 /// The fake credentials of the test's URLs: they must never appear in any output.
 const SECRET_USER: &str = "keymarketTestUserXYZ";
@@ -71,29 +67,6 @@ fn pki(expired: bool) -> TestPki {
         ca_pem: ca_cert.pem(),
         server: Arc::new(server),
     }
-}
-
-/// Terminates TLS on a loopback port and forwards the bytes to anvil (HTTP and WebSocket alike).
-async fn tls_proxy(upstream: SocketAddr, config: Arc<ServerConfig>) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let acceptor = TlsAcceptor::from(config);
-    tokio::spawn(async move {
-        while let Ok((sock, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                // A client that refuses the certificate ends the handshake: nothing to forward.
-                let Ok(mut tls) = acceptor.accept(sock).await else {
-                    return;
-                };
-                let Ok(mut anvil) = TcpStream::connect(upstream).await else {
-                    return;
-                };
-                let _ = tokio::io::copy_bidirectional(&mut tls, &mut anvil).await;
-            });
-        }
-    });
-    port
 }
 
 fn temp_dir() -> PathBuf {
@@ -163,7 +136,7 @@ async fn https_and_wss_providers_with_a_private_ca() {
     let ca = dir.join("ca.pem");
     std::fs::write(&ca, &pki.ca_pem).unwrap();
     let anvil: SocketAddr = format!("127.0.0.1:{}", chain.anvil.port()).parse().unwrap();
-    let port = tls_proxy(anvil, pki.server.clone()).await;
+    let port = tls_front(anvil, pki.server.clone()).await;
     assert!(chain_trades(&chain).await.len() > 250);
 
     for scheme in ["https", "wss"] {
@@ -295,11 +268,11 @@ async fn untrusted_and_expired_certificates_are_refused_in_words() {
     let other = pki(false);
     let other_ca = dir.join("other-ca.pem");
     std::fs::write(&other_ca, &other.ca_pem).unwrap();
-    let untrusted = tls_proxy(anvil, served.server.clone()).await;
+    let untrusted = tls_front(anvil, served.server.clone()).await;
     let expired = pki(true);
     let expired_ca = dir.join("expired-ca.pem");
     std::fs::write(&expired_ca, &expired.ca_pem).unwrap();
-    let expired_port = tls_proxy(anvil, expired.server.clone()).await;
+    let expired_port = tls_front(anvil, expired.server.clone()).await;
     let subject = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
 
     for (port, ca, reason) in [

@@ -648,15 +648,13 @@ fn tempfile_dir() -> std::path::PathBuf {
 /// moves between its quote and the click — checked here against the chain's events and balances.
 #[tokio::test(flavor = "multi_thread")]
 async fn trade_panel_in_chromium() {
-    use std::{
-        io::{BufRead, Write},
-        process::Stdio,
-    };
-
     use alloy::{providers::ext::AnvilApi, sol_types::SolEvent};
     use keymarket_indexer::StoreWriter;
 
-    use crate::common::{Db, fresh_db};
+    use crate::{
+        browser::BrowserScript,
+        common::{Db, fresh_db},
+    };
 
     let chain = Chain::new().await;
     chain.trade(300, 23, 100, 8 * 3600).await;
@@ -735,32 +733,19 @@ async fn trade_panel_in_chromium() {
     let root = env!("CARGO_MANIFEST_DIR");
     let shot = format!("{root}/target/trade-panel.png");
     let _ = std::fs::remove_file(&shot);
-    let mut node = std::process::Command::new("node")
-        .arg(format!("{root}/tests/browser/trade.mjs"))
-        .args([
+    let mut browser = BrowserScript::start(
+        "trade.mjs",
+        &[
             &format!("{base}/"),
             &chain.anvil.endpoint(),
             &me.to_string(),
             &subject.to_string(),
             &shot,
-        ])
-        .current_dir(root)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("node runs (scripts/setup.sh installs playwright-core and chromium)");
-    let mut out = std::io::BufReader::new(node.stdout.take().unwrap());
-    let mut stdin = node.stdin.take().unwrap();
-    let mut line = String::new();
-    let mut next = |line: &mut String| {
-        line.clear();
-        tokio::task::block_in_place(|| out.read_line(line)).unwrap();
-        line.trim().to_string()
-    };
+        ],
+    );
 
     assert_eq!(
-        next(&mut line),
+        browser.line(),
         "launched",
         "the panel opened the account's keys"
     );
@@ -769,10 +754,10 @@ async fn trade_panel_in_chromium() {
     buy(accounts[21], me, 3).await;
     let fees = market.withdrawable(me).call().await.unwrap();
     assert!(fees > U256::ZERO);
-    stdin.write_all(b"go\n").unwrap();
+    browser.send("go");
 
     assert_eq!(
-        next(&mut line),
+        browser.line(),
         "quoted",
         "the panel bought, sold and quoted"
     );
@@ -780,10 +765,9 @@ async fn trade_panel_in_chromium() {
     let balance = chain.provider.get_balance(me).await.unwrap();
     // The price moves before the click.
     buy(accounts[22], subject, 2).await;
-    stdin.write_all(b"go\n").unwrap();
-    let report = next(&mut line);
-    let status = tokio::task::block_in_place(|| node.wait()).unwrap();
-    assert!(status.success(), "trade panel test failed: {report}");
+    browser.send("go");
+    let (success, report) = browser.finish();
+    assert!(success, "trade panel test failed: {report}");
     let report: Value = serde_json::from_str(&report).unwrap();
 
     // What the panel showed is what the chain did.
