@@ -2,16 +2,19 @@
 # Indexer benchmark: builds (once) an anvil chain with N simulated trades (default 1,000,000),
 # kept as an anvil state file under .keymarket/bench/, then indexes it from scratch into a fresh
 # SQLite file and a fresh PostgreSQL database, printing trades/s end to end, the store stage
-# alone, the time spent waiting for the RPC, and peak memory (RSS). Baseline in the same run: the
-# RPC side alone (fetch + decode, nothing stored), the ceiling of any indexer over this anvil.
-# Also indexes the first quarter of the chain, so peak memory at N/4 and at N can be compared.
+# alone, the time spent waiting for the RPC, and peak memory (RSS). Ceilings in the same run, in
+# alternating rounds: the raw eth_getLogs pass (the market's logs over ranges of the indexer's
+# size, counted, not parsed: the source's own rate) and the RPC side alone (--fetch-only: fetch +
+# decode, nothing stored); medians and their ratios at the end. Also indexes the first quarter of
+# the chain, so peak memory at N/4 and at N can be compared.
 #   scripts/bench-index.sh [TRADES]
 # Env: PG_ADMIN (default postgres://postgres@127.0.0.1:5432/postgres), PORT (default 8548),
-#      BASELINE_BIN (optional: another keymarket binary to index the whole chain into SQLite too),
+#      BASELINE_BIN (optional: another keymarket binary, e.g. the previous release's, to index the
+#      whole chain into SQLite and PostgreSQL in each round too; ratios of medians are printed),
 #      BENCH_CHAIN_ONLY=1 (build and save the chain, then stop),
 #      CONCURRENCY (ranges in flight, default 2),
-#      ROUNDS (default 3: the whole-chain SQLite run, and the baseline binary's, alternate this many
-#      times and the medians are reported; the machine is shared, single runs vary by 15-30%),
+#      ROUNDS (default 3: each round runs every case once, in turn, and the medians are reported;
+#      the machine is shared, single runs vary by 15-30%),
 #      PROFILE (default flat: anvil's 60 dev accounts trade 1,000 trades a block; `friendtech`: the
 #      realistic mode, data shaped like friend.tech's -- a DAYS-day arc (default 60) with a daily
 #      cycle as block timestamps ending now, one generated trader per 12 trades and one subject
@@ -96,43 +99,74 @@ run_index() { # label db-url [extra args]
   echo "[bench] $label"
   local a0; a0=$(anvil_cpu)
   /usr/bin/time -f "$time_fmt" "$km" index --rpc-url "$rpc" --deployment "$dep" --database-url "$url" \
-    --quiet --initial-range 50 --max-range 5000 --concurrency "$concurrency" "$@" | grep -E "trades |this run" | tee "$dir/last-run.txt"
-  last_rate=$(grep -oP 'this run[^(]*\(\K[0-9]+(?= trades/s)' "$dir/last-run.txt" || echo 0)
+    --quiet --initial-range 50 --max-range 5000 --concurrency "$concurrency" "$@" | grep -E "trades |this run|fetch only" | tee "$dir/last-run.txt"
+  last_rate=$(grep -oP '(this run|fetch only)[^(]*\(\K[0-9]+(?= trades/s)' "$dir/last-run.txt" || echo 0)
   anvil_cpu_since "$a0"
 }
 median() { tr ' ' '\n' <<< "$*" | grep . | sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
 
-rm -f "$dir"/bench.db*
-echo "[bench] baseline: RPC side only (eth_getLogs + headers + decoding, nothing stored)"
-a0=$(anvil_cpu)
-/usr/bin/time -f "$time_fmt" "$km" index --rpc-url "$rpc" --deployment "$dep" \
-  --database-url "sqlite:$dir/bench.db" --quiet --fetch-only --initial-range 50 --max-range 5000 --concurrency "$concurrency"
-anvil_cpu_since "$a0"
+# The source's own rate: the market's eth_getLogs over ranges of the size the indexer's settle at
+# (its target of 20,000 logs an answer), two in flight, counted and not parsed.
+deploy_block=$(grep -oP '"deployBlock":\s*\K[0-9]+' "$dep")
+raw_range=$(( (20000 * (head - deploy_block + 1) + trades - 1) / trades ))
+(( raw_range < 1 )) && raw_range=1
+(( raw_range > 5000 )) && raw_range=5000
+raw_pass() {
+  echo "[bench] raw eth_getLogs, ranges of $raw_range blocks"
+  local out; out=$("$km" bench-raw-logs --rpc-url "$rpc" --deployment "$dep" --range "$raw_range" --concurrency "$concurrency")
+  echo "$out"
+  last_rate=$(grep -oP '\(\K[0-9]+(?= logs/s\))' <<< "$out" || echo 0)
+}
+pg_db="km_bench_$$"
+pg_url="${pg_admin%/*}/$pg_db"
+fresh_pg() { psql "$pg_admin" -qc "DROP DATABASE IF EXISTS $pg_db" -c "CREATE DATABASE $pg_db" >/dev/null; }
+
 rm -f "$dir"/bench.db*
 run_index "SQLite, first quarter of the chain" "sqlite:$dir/bench.db" --stop-at $((head / 4))
-new_rates="" base_rates=""
+# Each round runs every case once, in turn, so that the machine's drift falls on all of them;
+# medians over the rounds, ratios of medians.
+raw_rates="" fetch_rates="" new_rates="" base_rates="" pg_rates="" base_pg_rates=""
 for round in $(seq "$rounds"); do
+  echo "[bench] round $round of $rounds"
+  raw_pass; raw_rates="$raw_rates $last_rate"
   rm -f "$dir"/bench.db*
-  run_index "SQLite, whole chain (round $round of $rounds)" "sqlite:$dir/bench.db"
+  run_index "RPC side only (eth_getLogs + headers + decoding, nothing stored)" "sqlite:$dir/bench.db" --fetch-only
+  fetch_rates="$fetch_rates $last_rate"
+  rm -f "$dir"/bench.db*
+  run_index "SQLite, whole chain" "sqlite:$dir/bench.db"
   new_rates="$new_rates $last_rate"
+  fresh_pg
+  run_index "PostgreSQL, whole chain" "$pg_url"
+  pg_rates="$pg_rates $last_rate"
   if [[ -n "${BASELINE_BIN:-}" ]]; then
-    rm -f "$dir"/bench.db*
     km_new="$km"; km="$BASELINE_BIN"
-    run_index "SQLite, whole chain, baseline binary $BASELINE_BIN (round $round of $rounds)" "sqlite:$dir/bench.db"
-    km="$km_new"
+    rm -f "$dir"/bench.db*
+    run_index "SQLite, whole chain, baseline binary $BASELINE_BIN" "sqlite:$dir/bench.db"
     base_rates="$base_rates $last_rate"
+    fresh_pg
+    run_index "PostgreSQL, whole chain, baseline binary $BASELINE_BIN" "$pg_url"
+    base_pg_rates="$base_pg_rates $last_rate"
+    km="$km_new"
   fi
 done
+psql "$pg_admin" -qc "DROP DATABASE IF EXISTS $pg_db" >/dev/null
 # The data's shape, from the last SQLite file: how many traders and subjects, over how many days.
 sqlite3 "$dir/bench.db" "SELECT '[bench] data: ' || COUNT(*) || ' trades, ' || COUNT(DISTINCT trader) || ' traders, ' || COUNT(DISTINCT subject) || ' subjects, ' || (MAX(block_time) / 86400 - MIN(block_time) / 86400 + 1) || ' days' FROM trades"
-echo "[bench] SQLite, whole chain: median $(median $new_rates) trades/s over $rounds runs (${new_rates# })"
+ratio() { awk -v a="$(median $1)" -v b="$(median $2)" 'BEGIN {if (b > 0) printf "%.3f", a / b; else print "n/a"}'; }
+summary() { # label rates
+  echo "[bench] $1: median $(median $2) /s over $rounds rounds (${2# })"
+}
+summary "raw eth_getLogs (logs)" "$raw_rates"
+summary "RPC side only, --fetch-only (trades)" "$fetch_rates"
+summary "SQLite, whole chain (trades)" "$new_rates"
+summary "PostgreSQL, whole chain (trades)" "$pg_rates"
+echo "[bench] ratios of medians: fetch-only/raw $(ratio "$fetch_rates" "$raw_rates"), SQLite/fetch-only $(ratio "$new_rates" "$fetch_rates"), SQLite/raw $(ratio "$new_rates" "$raw_rates"), PostgreSQL/fetch-only $(ratio "$pg_rates" "$fetch_rates"), PostgreSQL/raw $(ratio "$pg_rates" "$raw_rates")"
 if [[ -n "${BASELINE_BIN:-}" ]]; then
-  echo "[bench] baseline binary: median $(median $base_rates) trades/s (${base_rates# }); ratio of medians $(awk -v a="$(median $new_rates)" -v b="$(median $base_rates)" 'BEGIN {printf "%.2f", a / b}')x"
+  summary "baseline binary, SQLite (trades)" "$base_rates"
+  summary "baseline binary, PostgreSQL (trades)" "$base_pg_rates"
+  echo "[bench] this binary / baseline: SQLite $(ratio "$new_rates" "$base_rates")x, PostgreSQL $(ratio "$pg_rates" "$base_pg_rates")x"
 fi
-db="km_bench_$$"
-psql "$pg_admin" -qc "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
-run_index "PostgreSQL, whole chain" "${pg_admin%/*}/$db"
-psql "$pg_admin" -qc "DROP DATABASE IF EXISTS $db" >/dev/null
+db="$pg_db"
 
 # Live: a fresh anvil, blocks of 50 simulated trades mined one at a time while the indexer
 # follows; latency from a block's receipts being available to its trades being queryable.

@@ -25,6 +25,7 @@ use eyre::Result;
 use crate::commands::{
     account::{LaunchArgs, WithdrawArgs},
     bench_live::BenchLiveArgs,
+    bench_raw_logs::BenchRawLogsArgs,
     bench_store::BenchStoreArgs,
     deploy::DeployArgs,
     export::ExportArgs,
@@ -87,6 +88,9 @@ enum Command {
     /// Benchmark: write a friend.tech-sized synthetic database through the store (no chain).
     #[command(hide = true)]
     BenchStore(BenchStoreArgs),
+    /// Benchmark: the market's raw eth_getLogs answers over fixed ranges, counted, not parsed.
+    #[command(hide = true)]
+    BenchRawLogs(BenchRawLogsArgs),
 }
 
 impl Command {
@@ -146,6 +150,9 @@ async fn run(command: Command) -> Result<output::Output> {
         Command::Index(args) => commands::index::index(args).await.map(|()| Done),
         Command::BenchLive(args) => commands::bench_live::bench_live(args).await.map(|()| Done),
         Command::BenchStore(args) => commands::bench_store::run(args).await.map(|()| Done),
+        Command::BenchRawLogs(args) => commands::bench_raw_logs::bench_raw_logs(args)
+            .await
+            .map(|()| Done),
         Command::Serve(args) => commands::serve::serve(args).await.map(|()| Done),
         Command::Export(args) => commands::export::export(args).await.map(|()| Done),
         Command::Quote(args) => commands::trade::quote(args).await,

@@ -26,9 +26,12 @@ use axum::{
     http::header,
     middleware::{self, Next},
     response::{IntoResponse, Response},
-    routing::{get, post},
+    routing::get,
 };
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
+use crate::routes::market::metrics_text;
 pub use crate::{
     error::{ApiError, ErrorBody, ErrorDetail},
     extract::{MAX_LIMIT, P, Q},
@@ -36,13 +39,6 @@ pub use crate::{
     routes::sql::{SqlRequest, SqlResponse},
     state::AppState,
     types::*,
-};
-use crate::{
-    openapi::openapi_json,
-    routes::{
-        export::*, market::*, netflow::*, prices::*, retention::*, sql::*, subjects::*, traders::*,
-        trades::*,
-    },
 };
 
 /// Connections the API's store pool should have: one for each heavy build and each trade export
@@ -73,39 +69,26 @@ pub async fn serve(
 
 /// The API's routes.
 pub fn router(state: AppState) -> Router {
+    let (endpoints, doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(routes::market::routes())
+        .merge(routes::netflow::routes())
+        .merge(routes::prices::routes())
+        .merge(routes::retention::routes())
+        .merge(routes::subjects::routes())
+        .merge(routes::traders::routes())
+        .merge(routes::trades::routes())
+        .merge(routes::export::routes())
+        .merge(routes::sql::routes())
+        .split_for_parts();
+    let doc =
+        axum::body::Bytes::from(serde_json::to_vec(&doc).expect("the OpenAPI document serializes"));
     Router::new()
-        .route("/healthz", get(healthz))
-        .route("/v1/markets", get(markets))
-        .route("/v1/overview", get(overview))
-        .route("/v1/daily", get(daily))
-        .route("/v1/concentration", get(concentration))
-        .route("/v1/retention", get(retention))
-        .route("/v1/traders/netflow", get(net_flow))
-        .route("/v1/price-index", get(price_index))
-        .route("/v1/subjects/top", get(top_subjects))
-        .route("/v1/traders/top", get(top_traders))
-        .route("/v1/referrers/top", get(top_referrers))
-        .route("/v1/subjects/{address}", get(subject))
-        .route("/v1/subjects/{address}/holders", get(holders))
-        .route("/v1/subjects/{address}/daily", get(subject_daily))
-        .route("/v1/subjects/{address}/holders/daily", get(holders_daily))
-        .route("/v1/traders/{address}", get(trader))
-        .route("/v1/traders/{address}/holdings", get(trader_holdings))
-        .route("/v1/trades", get(trades))
-        .route("/v1/export/trades.csv", get(export_trades))
-        .route("/v1/export/trades.parquet", get(export_trades_parquet))
-        .route("/v1/export/daily.csv", get(export_daily))
-        .route("/v1/export/daily.parquet", get(export_daily_parquet))
-        .route(
-            "/v1/sql",
-            post(sql_query)
-                .layer(axum::extract::DefaultBodyLimit::max(
-                    routes::sql::SQL_BODY_LIMIT,
-                ))
-                .fallback(routes::sql::sql_wrong_method),
-        )
+        .merge(endpoints)
         .route("/metrics", get(metrics_text))
-        .route("/openapi.json", get(openapi_json))
+        .route(
+            "/openapi.json",
+            get(move || async move { ([(header::CONTENT_TYPE, "application/json")], doc.clone()) }),
+        )
         .merge(dashboard::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), track))
         .fallback(|| async {

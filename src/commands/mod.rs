@@ -2,6 +2,7 @@
 
 pub(crate) mod account;
 pub(crate) mod bench_live;
+pub(crate) mod bench_raw_logs;
 pub(crate) mod bench_store;
 pub(crate) mod deploy;
 pub(crate) mod export;

@@ -22,6 +22,7 @@ use crate::{
     extract::*,
     state::*,
 };
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// Rows per streamed CSV chunk.
 const CHUNK_ROWS: usize = 2_000;
@@ -213,6 +214,15 @@ pub(crate) async fn export_daily_parquet(
     Q(q): Q<MarketQuery>,
 ) -> Result<Response, ApiError> {
     daily_file(&s, q.market, Format::Parquet).await
+}
+
+/// This module's endpoints, each registered with its OpenAPI path (from its `#[utoipa::path]`).
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(export_trades))
+        .routes(routes!(export_trades_parquet))
+        .routes(routes!(export_daily))
+        .routes(routes!(export_daily_parquet))
 }
 
 #[cfg(test)]

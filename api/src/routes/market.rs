@@ -8,6 +8,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use keymarket_store::DayRange;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// Prometheus metrics: request latencies, and per market the indexed trades, block, head and lag.
 pub(crate) async fn metrics_text(State(s): State<AppState>) -> Result<Response, ApiError> {
@@ -162,6 +163,17 @@ pub(crate) async fn markets(State(s): State<AppState>) -> ApiResult<Markets> {
 /// A fee in the contract's unit (1e18 = 100%) in words: `"5%"`, `"2.5%"`.
 fn percent_shown(raw: &str) -> String {
     scaled(raw, 16)
+}
+
+/// This module's endpoints, each registered with its OpenAPI path (from its `#[utoipa::path]`).
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(markets))
+        .routes(routes!(overview))
+        .routes(routes!(daily))
+        .routes(routes!(concentration))
+        .routes(routes!(top_referrers))
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@ use crate::{error::*, extract::*, state::*, types::*};
 use axum::{extract::State, response::Response};
 use keymarket_store::{DayRange, NetFlowRow, amount::Wei};
 use serde::{Deserialize, Serialize};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// Days in the default window (ending at the last day with trades).
 const DEFAULT_DAYS: i64 = 30;
@@ -131,4 +132,9 @@ impl Flow {
             sells: self.sells,
         }
     }
+}
+
+/// This module's endpoints, each registered with its OpenAPI path (from its `#[utoipa::path]`).
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(net_flow))
 }

@@ -7,6 +7,7 @@ use crate::{error::*, extract::*, state::*, types::*};
 use axum::{extract::State, response::Response};
 use keymarket_store::DayRange;
 use rust_decimal::Decimal;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// How long a price index snapshot is fresh. A rebuild is one index seek per followed subject
 /// and trading day (see the store's `price_index`): on a 1M-trade synthetic SQLite database
@@ -123,4 +124,11 @@ pub(crate) async fn holders_daily(
         })
     })
     .await
+}
+
+/// This module's endpoints, each registered with its OpenAPI path (from its `#[utoipa::path]`).
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(price_index))
+        .routes(routes!(holders_daily))
 }

@@ -3,6 +3,7 @@
 use crate::{error::*, extract::*, state::*, types::*};
 use axum::{extract::State, response::Response};
 use keymarket_store::{WeekRange, week_of, week_start};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// Weekly retention cohorts: traders grouped by the week of their first trade (weeks start on
 /// Monday 00:00 UTC), each cohort's size, and for week offsets 0, 1, 2, … how many of its
@@ -45,4 +46,9 @@ pub(crate) async fn retention(
         })
     })
     .await
+}
+
+/// This module's endpoints, each registered with its OpenAPI path (from its `#[utoipa::path]`).
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(retention))
 }

@@ -12,6 +12,7 @@ use axum::{
 use keymarket_store::SqlResult;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// A query.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -164,6 +165,19 @@ fn to_csv(result: &SqlResult) -> Result<Response, ApiError> {
         body,
     )
         .into_response())
+}
+
+/// `POST /v1/sql`, registered with its OpenAPI path, with its body limit and its answer to other
+/// methods.
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    let (schemas, paths, method) = routes!(sql_query);
+    OpenApiRouter::new().routes((
+        schemas,
+        paths,
+        method
+            .layer(axum::extract::DefaultBodyLimit::max(SQL_BODY_LIMIT))
+            .fallback(sql_wrong_method),
+    ))
 }
 
 #[cfg(test)]

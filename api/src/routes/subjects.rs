@@ -4,6 +4,7 @@ use crate::{error::*, extract::*, routes::market::series_page, state::*, types::
 use axum::{Json, extract::State, response::Response};
 use keymarket_store::{DayRange, HoldingRow, HoldingsOf, SubjectOrder, SubjectRow};
 use rust_decimal::Decimal;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// The price before fees of key number `k` (0-based) on a curve `multiple` × s²/16000.
 pub(crate) fn key_price(multiple: i64, k: i64) -> Option<Amount> {
@@ -183,4 +184,13 @@ pub(crate) async fn subject_daily(
         })
     })
     .await
+}
+
+/// This module's endpoints, each registered with its OpenAPI path (from its `#[utoipa::path]`).
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(top_subjects))
+        .routes(routes!(subject))
+        .routes(routes!(holders))
+        .routes(routes!(subject_daily))
 }

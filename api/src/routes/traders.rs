@@ -3,6 +3,7 @@
 use crate::{error::*, extract::*, routes::subjects::*, state::*, types::*};
 use axum::{Json, extract::State};
 use keymarket_store::{HoldingsOf, TraderOrder, TraderRow};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// Top traders by volume, fees paid, trades or realised PnL.
 #[utoipa::path(get, path = "/v1/traders/top", params(TopTradersQuery), responses((status = 200, body = TopTraders), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
@@ -86,4 +87,12 @@ pub(crate) fn trader_summary(r: TraderRow) -> TraderSummary {
         first_trade_time: r.first_time,
         realised_pnl: Amount::of(r.pnl),
     }
+}
+
+/// This module's endpoints, each registered with its OpenAPI path (from its `#[utoipa::path]`).
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(top_traders))
+        .routes(routes!(trader))
+        .routes(routes!(trader_holdings))
 }

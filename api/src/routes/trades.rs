@@ -3,6 +3,7 @@
 use crate::{error::*, extract::*, state::*, types::*};
 use axum::{Json, extract::State};
 use keymarket_store::{Side, TradeFilter};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// Trades, newest first, with filters; paginated by a keyset cursor.
 #[utoipa::path(get, path = "/v1/trades", params(TradesQuery), responses((status = 200, body = Trades), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
@@ -89,4 +90,9 @@ pub(crate) async fn trades(State(s): State<AppState>, Q(q): Q<TradesQuery>) -> A
         trades,
         next_cursor: next,
     }))
+}
+
+/// This module's endpoints, each registered with its OpenAPI path (from its `#[utoipa::path]`).
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(trades))
 }
