@@ -9,9 +9,11 @@ pub mod dashboard;
 mod error;
 pub mod export;
 mod extract;
+mod heavy;
 pub mod metrics;
 mod openapi;
 mod routes;
+mod snapshot;
 mod state;
 mod types;
 
@@ -46,7 +48,7 @@ pub use crate::{
 /// …) always find a connection however busy the heavy ones are. (`POST /v1/sql` has a pool of
 /// its own.)
 pub const STORE_CONNECTIONS: u32 =
-    (state::HEAVY_BUILDS + state::EXPORT_CONCURRENCY) as u32 + LIGHT_CONNECTIONS;
+    (heavy::HEAVY_BUILDS + state::EXPORT_CONCURRENCY) as u32 + LIGHT_CONNECTIONS;
 
 /// Connections kept for the light endpoints, see [`STORE_CONNECTIONS`].
 const LIGHT_CONNECTIONS: u32 = 2;
@@ -585,7 +587,7 @@ mod tests {
         let peak = state.heavy.peak.load(std::sync::atomic::Ordering::SeqCst);
         println!("heavy builds: at most {peak} at once; {busy} of 200 answered 503");
         assert!(
-            peak <= crate::state::HEAVY_BUILDS,
+            peak <= crate::heavy::HEAVY_BUILDS,
             "{peak} heavy builds at once"
         );
         remove_db(&path);

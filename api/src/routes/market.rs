@@ -1,6 +1,6 @@
 //! Market-wide routes: health, markets, the overview, the daily series, and `/metrics`.
 
-use crate::{error::*, extract::*, state::*, types::*};
+use crate::{error::*, extract::*, snapshot::*, state::*, types::*};
 use axum::{
     Json,
     extract::State,

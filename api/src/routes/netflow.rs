@@ -1,6 +1,6 @@
 //! Net-flow leaders ("whales").
 
-use crate::{error::*, extract::*, state::*, types::*};
+use crate::{error::*, extract::*, snapshot::*, state::*, types::*};
 use axum::{extract::State, response::Response};
 use keymarket_store::{DayRange, NetFlowRow, amount::Wei};
 use serde::{Deserialize, Serialize};

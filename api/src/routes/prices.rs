@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::{error::*, extract::*, state::*, types::*};
+use crate::{error::*, extract::*, snapshot::*, state::*, types::*};
 use axum::{extract::State, response::Response};
 use keymarket_store::DayRange;
 use rust_decimal::Decimal;

@@ -1,6 +1,6 @@
 //! Weekly retention cohorts.
 
-use crate::{error::*, extract::*, state::*, types::*};
+use crate::{error::*, extract::*, snapshot::*, state::*, types::*};
 use axum::{extract::State, response::Response};
 use keymarket_store::{WeekRange, week_of, week_start};
 use utoipa_axum::{router::OpenApiRouter, routes};

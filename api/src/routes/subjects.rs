@@ -1,6 +1,6 @@
 //! Subjects: the leaderboard, one subject, its holders and its daily series.
 
-use crate::{error::*, extract::*, routes::market::series_page, state::*, types::*};
+use crate::{error::*, extract::*, routes::market::series_page, snapshot::*, state::*, types::*};
 use axum::{Json, extract::State, response::Response};
 use keymarket_store::{DayRange, HoldingRow, HoldingsOf, SubjectOrder, SubjectRow};
 use rust_decimal::Decimal;
