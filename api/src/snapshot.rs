@@ -11,29 +11,13 @@ use std::{
 use crate::{
     error::*,
     heavy::{HEAVY_WAIT, heavy_busy},
-    state::AppState,
+    state::{AppState, OVERVIEW_TTL, Snapshot},
 };
 use axum::{
     http::{HeaderValue, header},
     response::{IntoResponse, Response},
 };
 use serde::Serialize;
-
-/// A serialised response of one of the hottest endpoints (overview, daily series), kept in
-/// memory; always of whole committed batches, never of a half-applied one.
-#[derive(Debug)]
-pub(crate) struct Snapshot {
-    pub(crate) at: Instant,
-    /// How long building it took.
-    pub(crate) built_in: std::time::Duration,
-    pub(crate) body: axum::body::Bytes,
-    /// When a request started building its successor (the others keep serving this one).
-    pub(crate) refreshing_since: Option<Instant>,
-}
-
-/// How long a snapshot is fresh. A stale one is rebuilt by one request while the others are
-/// still served it, so a snapshot served is at most this old plus one rebuild.
-pub(crate) const OVERVIEW_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Answers from the snapshot under `key`, fresh for [`OVERVIEW_TTL`] (see [`snapshot_with`]).
 pub(crate) async fn snapshot<F, Fut>(

@@ -9,11 +9,7 @@ use std::{
     time::Instant,
 };
 
-use crate::{
-    error::*,
-    heavy::HeavyBuilds,
-    snapshot::{OVERVIEW_TTL, Snapshot},
-};
+use crate::{error::*, heavy::HeavyBuilds};
 use keymarket_store::StoreReader;
 
 /// Shared state of the handlers.
@@ -111,6 +107,22 @@ pub(crate) const EXPORT_CONCURRENCY: usize = 2;
 
 /// The market ids and when they were read.
 pub(crate) type MarketIds = (Instant, Arc<[i64]>);
+
+/// A serialised response of one of the hottest endpoints (overview, daily series), kept in
+/// memory; always of whole committed batches, never of a half-applied one.
+#[derive(Debug)]
+pub(crate) struct Snapshot {
+    pub(crate) at: Instant,
+    /// How long building it took.
+    pub(crate) built_in: std::time::Duration,
+    pub(crate) body: axum::body::Bytes,
+    /// When a request started building its successor (the others keep serving this one).
+    pub(crate) refreshing_since: Option<Instant>,
+}
+
+/// How long a snapshot is fresh. A stale one is rebuilt by one request while the others are
+/// still served it, so a snapshot served is at most this old plus one rebuild.
+pub(crate) const OVERVIEW_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A per-client (IP address) token bucket.
 #[derive(Debug)]
