@@ -98,6 +98,8 @@ pub(crate) async fn index(args: IndexArgs) -> Result<()> {
         }
     }
     let database = args.db.for_writing();
+    // One indexer per SQLite file: a second one is refused in words (held until this returns).
+    let _lock = keymarket_indexer::store::IndexLock::acquire(&database)?;
     let store = StoreWriter::connect(&database).await?;
     // The indexer bounds each call itself (and retries); this is the transport's backstop.
     let provider =

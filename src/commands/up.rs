@@ -131,6 +131,8 @@ pub(crate) async fn up(args: UpArgs) -> Result<()> {
     };
     print_report(&report, args.sim.json)?;
 
+    // Before the file is replaced: another `up` or `index` on it is refused in words.
+    let _lock = keymarket_indexer::store::IndexLock::acquire(&args.database_url)?;
     fresh_sqlite(&args.database_url)?;
     let store = StoreWriter::connect(&args.database_url).await?;
     let provider =

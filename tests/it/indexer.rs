@@ -368,9 +368,10 @@ async fn a_deep_rollback_then_indexing_again_equals_recomputation() {
 }
 
 /// `keymarket index --metrics-listen`: a standalone indexer serves its own fault counters, and
-/// stops serving them when it stops.
+/// stops serving them when it stops. While it runs, a second `keymarket index` on its SQLite file
+/// is refused in words, naming the first one's process.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_standalone_indexer_serves_its_own_metrics() {
+async fn a_standalone_indexer_serves_its_own_metrics_and_holds_its_file() {
     use std::io::BufRead;
     let chain = Chain::new().await;
     chain.trade(60, 11, 20, 60).await;
@@ -425,6 +426,27 @@ async fn a_standalone_indexer_serves_its_own_metrics() {
             "{fault} in {text}"
         );
     }
+    let second = std::process::Command::new(env!("CARGO_BIN_EXE_keymarket"))
+        .args(["index", "--rpc-url"])
+        .arg(chain.rpc_url())
+        .arg("--deployment")
+        .arg(&deployment)
+        .args(["--database-url", &db])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        !second.status.success(),
+        "a second indexer is refused: {said}"
+    );
+    assert!(
+        said.contains(&format!(
+            "is already being indexed by process {}",
+            child.id()
+        )),
+        "{said}"
+    );
     std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

@@ -27,7 +27,7 @@ pub(crate) const SQLITE_TEMP_STORE: &str = "PRAGMA temp_store=MEMORY";
 
 /// The settings of every SQLite connection. 16 KiB pages (the default is 4 KiB), taking effect
 /// when the file is new: a backfill appends rows and index entries, and bigger pages mean fewer
-/// page splits, WAL frames and checksums per row (1M-trade backfill: +10-20% end to end, see
+/// page splits, WAL frames and checksums per row (faster on the 1M-trade backfill; figures in
 /// docs/performance.md). An existing file keeps its page size.
 const SQLITE_PRAGMAS: &[&str] = &[
     "PRAGMA page_size=16384",
@@ -36,9 +36,9 @@ const SQLITE_PRAGMAS: &[&str] = &[
     "PRAGMA busy_timeout=10000",
     // The writer copies the WAL into the database every 8,192 pages (128 MiB) instead of 1,000:
     // a backfill rewrites the same aggregate and index pages batch after batch, and each
-    // checkpoint copies a page once however often it was rewritten (1M-trade backfill: 5 of 6
-    // alternating pairs won, medians ~105k vs ~101k trades/s; docs/performance.md). The WAL
-    // file is cut back to 64 MiB when it restarts.
+    // checkpoint copies a page once however often it was rewritten (faster on the 1M-trade
+    // backfill; the figures are in docs/performance.md). The WAL file is cut back to 64 MiB
+    // when it restarts.
     "PRAGMA wal_autocheckpoint=8192",
     "PRAGMA journal_size_limit=67108864",
     SQLITE_CACHE_SIZE,
@@ -48,8 +48,8 @@ const SQLITE_PRAGMAS: &[&str] = &[
 /// PostgreSQL plans every execution of a prepared statement for its parameters. The reads filter
 /// on one trader or subject, and their row counts differ by orders of magnitude (a whale and a
 /// one-trade account): the generic plan PostgreSQL switches to after five executions ignores the
-/// value and, on the 12M-trade benchmark, read the trader page through the wrong index (0.43 s
-/// instead of 2 ms; 11 instead of 2,876 req/s under wrk). Planning each time costs well under a
+/// value and, on the 12M-trade benchmark, read the trader page through the wrong index (two
+/// orders of magnitude slower; docs/performance.md). Planning each time costs well under a
 /// millisecond.
 const POSTGRES_PLAN_CACHE_MODE: &str = "SET plan_cache_mode = force_custom_plan";
 

@@ -40,9 +40,19 @@ pub enum Error {
         first: u64,
     },
     /// Building the trades' unique index after a long backfill found a trade stored twice (see
-    /// [`crate::Store::first_duplicate_block`]).
+    /// [`crate::StoreWriter::first_duplicate_block`]).
     #[error("a trade is stored twice ({0})")]
     StoredTwice(String),
+    /// Another process is indexing into the same SQLite file (see [`crate::IndexLock`]).
+    #[error(
+        "{path} is already being indexed by {holder}; stop that indexer first, or index into another file"
+    )]
+    AlreadyIndexed {
+        /// The database file.
+        path: String,
+        /// "process N", as the holder wrote it in the lock file, or "another process".
+        holder: String,
+    },
     /// The chain below a batch is no longer the one stored (a reorg while indexing): the batch
     /// was not stored.
     #[error("the chain changed at block {block} while indexing")]

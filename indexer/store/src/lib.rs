@@ -58,6 +58,7 @@ pub use crate::{
     error::{Error, Result},
     events::{FeeEventRow, FeeSetting, FeeSettings, ReferralRow, ReferrerRow},
     holder_history::HoldersDay,
+    index_lock::IndexLock,
     leaders::{HoldingRow, HoldingsOf, SubjectOrder, SubjectRow, TraderOrder, TraderRow},
     netflow::{NetFlowLeaders, NetFlowRow},
     price_index::{IndexSubject, PriceIndex, PriceIndexDay},
@@ -84,6 +85,7 @@ mod dump;
 mod error;
 mod events;
 pub mod holder_history;
+mod index_lock;
 mod indexes;
 mod leaders;
 mod netflow;
