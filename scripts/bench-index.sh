@@ -115,7 +115,7 @@ raw_pass() {
   echo "[bench] raw eth_getLogs, ranges of $raw_range blocks"
   local out; out=$("$km" bench-raw-logs --rpc-url "$rpc" --deployment "$dep" --range "$raw_range" --concurrency "$concurrency")
   echo "$out"
-  last_rate=$(grep -oP '\(\K[0-9]+(?= logs/s\))' <<< "$out" || echo 0)
+  last_rate=$(grep -oP '\(\K[0-9]+(?= trades/s\))' <<< "$out" || echo 0)
 }
 pg_db="km_bench_$$"
 pg_url="${pg_admin%/*}/$pg_db"
@@ -156,7 +156,7 @@ ratio() { awk -v a="$(median $1)" -v b="$(median $2)" 'BEGIN {if (b > 0) printf 
 summary() { # label rates
   echo "[bench] $1: median $(median $2) /s over $rounds rounds (${2# })"
 }
-summary "raw eth_getLogs (logs)" "$raw_rates"
+summary "raw eth_getLogs (trades)" "$raw_rates"
 summary "RPC side only, --fetch-only (trades)" "$fetch_rates"
 summary "SQLite, whole chain (trades)" "$new_rates"
 summary "PostgreSQL, whole chain (trades)" "$pg_rates"
