@@ -85,6 +85,14 @@ pub(super) fn appeared_or_vanished(
     Ok(days)
 }
 
+/// A table's deltas in the order of its primary key (the stored hex orders as the bytes do): each
+/// chunk's upserts then walk the table's B-tree in order instead of jumping about it.
+fn in_key_order<K: Ord, V>(deltas: HashMap<K, V>) -> Vec<(K, V)> {
+    let mut rows: Vec<(K, V)> = deltas.into_iter().collect();
+    rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    rows
+}
+
 /// The writes of one batch's deltas, one table each.
 pub(super) struct Writes {
     pub(super) backend: Backend,
@@ -108,7 +116,7 @@ impl Writes {
         let Self {
             backend, market_id, ..
         } = *self;
-        let rows: Vec<(HoldingKey, (i64, i128))> = holdings.into_iter().collect();
+        let rows = in_key_order(holdings);
         for chunk in rows.chunks(MAX_PARAMS / 6) {
             let mut sql = insert_into(
                 backend,
@@ -181,7 +189,7 @@ impl Writes {
             sign,
         } = *self;
         let mut appeared = Vec::new();
-        let rows: Vec<(Address, PartyAgg)> = subjects.into_iter().collect();
+        let rows = in_key_order(subjects);
         for chunk in rows.chunks(MAX_PARAMS / 11) {
             let mut sql = insert_into(
                 backend,
@@ -229,7 +237,7 @@ impl Writes {
             sign,
         } = *self;
         let mut appeared = Vec::new();
-        let rows: Vec<(Address, PartyAgg)> = traders.into_iter().collect();
+        let rows = in_key_order(traders);
         for chunk in rows.chunks(MAX_PARAMS / 10) {
             let mut sql = insert_into(
                 backend,
@@ -271,7 +279,7 @@ impl Writes {
         let Self {
             backend, market_id, ..
         } = *self;
-        let rows: Vec<((Address, i64), SubjectDayAgg)> = subject_days.into_iter().collect();
+        let rows = in_key_order(subject_days);
         for chunk in rows.chunks(MAX_PARAMS / 12) {
             let mut sql = insert_into(
                 backend,
@@ -316,7 +324,7 @@ impl Writes {
             sign,
         } = *self;
         let mut active = Vec::new();
-        let rows: Vec<((i64, Address), i64)> = day_traders.into_iter().collect();
+        let rows = in_key_order(day_traders);
         for chunk in rows.chunks(MAX_PARAMS / 4) {
             let mut sql = insert_into(
                 backend,
