@@ -13,7 +13,19 @@ value as a string (decimals exact).
 import json
 import sys
 
+import decimal
+
 import duckdb
+
+
+def text(v):
+    """A value as a string; a decimal in plain notation (str() writes a zero sum of
+    DECIMAL(38, 18) as 0E-18)."""
+    if v is None:
+        return None
+    if isinstance(v, decimal.Decimal):
+        return format(v, "f")
+    return str(v)
 
 # The CSV's column types: those of the Parquet export.
 CSV_TYPES = {
@@ -60,10 +72,7 @@ def main() -> None:
     con.execute(f"CREATE VIEW social.trades AS SELECT * FROM {source}")
     result = con.execute(query)
     names = [d[0] for d in result.description]
-    rows = [
-        {n: (None if v is None else str(v)) for n, v in zip(names, row)}
-        for row in result.fetchall()
-    ]
+    rows = [{n: text(v) for n, v in zip(names, row)} for row in result.fetchall()]
     json.dump(rows, sys.stdout)
 
 
