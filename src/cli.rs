@@ -44,6 +44,18 @@ pub(crate) struct DatabaseArgs {
 }
 
 impl DatabaseArgs {
+    /// Whether a database was named (--database-url or KEYMARKET_DATABASE_URL).
+    pub(crate) fn given(&self) -> bool {
+        self.url.is_some()
+    }
+
+    /// These arguments with `url` named (a config file's database).
+    pub(crate) fn with_url(&self, url: String) -> Self {
+        Self {
+            url: Some(sqlite_or_url(&url).unwrap_or(url)),
+        }
+    }
+
     /// The database a writing command (`index`) uses, created if it is a missing SQLite file:
     /// the one given, else keymarket.db (never `up`'s, which the next `up` would wipe). Said on
     /// stderr.

@@ -11,6 +11,7 @@
 //! - `keymarket quote|buy|sell|launch|withdraw|portfolio` trade keys (`commands/trade.rs`), signed
 //!   by the key `wallet.rs` resolves.
 
+mod chains;
 mod cli;
 mod commands;
 mod market;

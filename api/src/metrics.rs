@@ -1,6 +1,6 @@
 //! `/metrics` in the Prometheus (OpenMetrics text) format: request latencies per route and
 //! status, and per market the indexed trades, indexed block, last seen head and lag, read from
-//! the database at scrape time.
+//! the database at scrape time, and which indexer process owns it.
 
 use std::time::Duration;
 
@@ -29,6 +29,15 @@ pub struct RequestLabels {
 pub struct MarketLabels {
     /// The market's id in the database.
     pub market: i64,
+}
+
+/// Labels of a market's owner.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OwnerLabels {
+    /// The market's id in the database.
+    pub market: i64,
+    /// The indexer process holding its lease (`host:pid:…`).
+    pub owner: String,
 }
 
 /// Labels of the indexer's retries.
@@ -63,6 +72,11 @@ pub struct Metrics {
     pub head_block: Family<MarketLabels, Gauge>,
     /// Head minus indexed block, per market.
     pub lag_blocks: Family<MarketLabels, Gauge>,
+    /// 1 for the process holding each market's live lease (PostgreSQL with `keymarket index`);
+    /// cleared at each scrape, so a market nobody owns has no series.
+    pub owner: Family<OwnerLabels, Gauge>,
+    /// Each market's lease epoch: how many times it changed hands (1: its first owner).
+    pub lease_epoch: Family<MarketLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -92,6 +106,16 @@ impl Default for Metrics {
             "lag_blocks",
             "Blocks between the head and the indexed block",
         );
+        let lease_epoch = gauge(
+            "lease_epoch",
+            "How many times the market's lease changed hands between indexer processes",
+        );
+        let owner = Family::<OwnerLabels, Gauge>::default();
+        registry.register(
+            "market_owner",
+            "1 for the indexer process holding the market's live lease",
+            owner.clone(),
+        );
         let retries = Family::<FaultLabels, Counter>::default();
         registry.register(
             "indexer_retries",
@@ -108,6 +132,8 @@ impl Default for Metrics {
             indexed_block,
             head_block,
             lag_blocks,
+            owner,
+            lease_epoch,
         }
     }
 }

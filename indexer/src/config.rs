@@ -46,6 +46,10 @@ pub struct IndexerConfig {
     /// Cancelled to stop the run cleanly (SIGTERM, Ctrl-C): the batch being committed commits,
     /// fetches and waits are abandoned, and [`run`] returns what it did.
     pub shutdown: CancellationToken,
+    /// The name under which this process holds markets' leases when several processes index
+    /// one PostgreSQL database (see `ownership`); `None` when it indexes alone. A long backfill
+    /// drops the database-wide indexes only while this process owns every market.
+    pub owner: Option<std::sync::Arc<str>>,
 }
 
 impl Default for IndexerConfig {
@@ -61,6 +65,7 @@ impl Default for IndexerConfig {
             bulk_min_trades: 100_000,
             second_provider: None,
             shutdown: CancellationToken::new(),
+            owner: None,
         }
     }
 }

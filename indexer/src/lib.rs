@@ -13,6 +13,7 @@
 //! | `reorg` | the stored block window compared with the chain, rolled back on a reorg |
 //! | [`store`] | one transaction per batch: rows + aggregates + block hashes + checkpoint |
 //! | `sync` | the loop: prepare, backfill, follow ([`run`], [`prepare`]) |
+//! | [`ownership`] | several processes on one PostgreSQL database: each market's lease, standbys that take over ([`Ownership`]) |
 //!
 //! It does not serve HTTP (see the `api` crate) and does not send transactions.
 
@@ -20,6 +21,7 @@ mod batch;
 mod config;
 pub mod decode;
 pub mod fetch;
+pub mod ownership;
 mod reorg;
 pub mod rpc;
 mod second_opinion;
@@ -37,9 +39,10 @@ pub use crate::{
     config::{IndexerConfig, MarketSpec, RunReport},
     decode::{FromLog, RpcLog},
     fetch::{FetchConfig, LogFetcher},
+    ownership::Ownership,
     reorg::check_reorg,
     store::{Backend, Batch, MarketState, StoreReader, StoreWriter, Totals, TradeRow},
-    sync::{prepare, run},
+    sync::{prepare, register, run},
 };
 
 /// Errors of the indexer.

@@ -2,13 +2,18 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use alloy::{primitives::Address, providers::ProviderBuilder};
+use alloy::{
+    primitives::Address,
+    providers::{Provider, RootProvider},
+};
 use clap::Args;
-use eyre::{Context, Result};
-use keymarket_contracts::Deployment;
-use keymarket_indexer::{FetchConfig, IndexerConfig, MarketSpec, StoreWriter};
+use eyre::Result;
+use keymarket_indexer::{
+    FetchConfig, IndexerConfig, MarketSpec, Ownership, StoreWriter, store::Backend,
+};
 
 use crate::{
+    chains::{self, ChainPlan, DEFAULT_WINDOW},
     cli::{DEFAULT_DEPLOYMENT, DatabaseArgs, RpcArgs, parse_market, shutdown_on_signal},
     report::print_stats,
 };
@@ -16,6 +21,12 @@ use crate::{
 /// `keymarket index`'s arguments.
 #[derive(Args)]
 pub(crate) struct IndexArgs {
+    /// A TOML file listing chains (RPC URLs, confirmations, window, markets) to index in this
+    /// one process, and optionally the database (docs/operations.md shows one). Replaces the
+    /// one-chain flags (--rpc-url, --market, --deployment, --second-rpc-url, --confirmations,
+    /// --window); --database-url, when given, wins over the file's.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["market", "deployment", "rpc_url", "second_rpc_url", "confirmations", "window"])]
+    pub(crate) config: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) rpc: RpcArgs,
     /// Another provider of the same chain (http(s):// or ws(s)://, --rpc-ca-file applies), asked
@@ -44,7 +55,7 @@ pub(crate) struct IndexArgs {
     #[arg(long, default_value_t = 0)]
     pub(crate) confirmations: u64,
     /// Block hashes kept for reorg repair (deeper reorgs stop the indexer).
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = DEFAULT_WINDOW)]
     pub(crate) window: u64,
     /// eth_getLogs ranges fetched concurrently.
     #[arg(long, default_value_t = 4)]
@@ -77,61 +88,11 @@ pub(crate) struct IndexArgs {
 pub(crate) async fn index(args: IndexArgs) -> Result<()> {
     // First, so that a signal at any moment of the start-up stops cleanly too.
     let stop = shutdown_on_signal();
-    let mut specs = Vec::new();
-    for (address, start_block) in &args.market {
-        specs.push(MarketSpec {
-            address: *address,
-            start_block: *start_block,
-            chain_id: None,
-        });
-    }
-    if specs.is_empty() {
-        for path in &args.deployment {
-            let d = Deployment::read(path).wrap_err_with(|| {
-                format!("cannot read the deployment file {}; pass --market ADDRESS@START_BLOCK or run `keymarket deploy`", path.display())
-            })?;
-            specs.push(MarketSpec {
-                address: d.address,
-                start_block: d.deploy_block,
-                chain_id: Some(d.chain_id),
-            });
-        }
-    }
-    let database = args.db.for_writing();
+    let (database, plans) = plan(&args)?;
     // One indexer per SQLite file: a second one is refused in words (held until this returns).
     let _lock = keymarket_indexer::store::IndexLock::acquire(&database)?;
     let store = StoreWriter::connect(&database).await?;
-    // The indexer bounds each call itself (and retries); this is the transport's backstop.
-    let provider =
-        ProviderBuilder::new().connect_client(args.rpc.client(Duration::from_secs(300)).await?);
-    eprintln!("rpc: {}", args.rpc.shown());
-    let second_provider = match &args.second_rpc_url {
-        Some(url) => {
-            let second = RpcArgs {
-                url: url.clone(),
-                ca_file: args.rpc.ca_file.clone(),
-            };
-            eprintln!("second rpc: {}", second.shown());
-            let client = second.client(Duration::from_secs(300)).await?;
-            let root = alloy::providers::RootProvider::new(client);
-            // The same chain, or its answers would stand in for the first's.
-            let (first, other) = tokio::try_join!(
-                alloy::providers::Provider::get_chain_id(&provider),
-                alloy::providers::Provider::get_chain_id(&root),
-            )
-            .map_err(|e| second.explain(e.into()))?;
-            if first != other {
-                eyre::bail!(
-                    "--second-rpc-url {} serves chain {other}, --rpc-url {} chain {first}: a second provider must serve the same chain",
-                    second.shown(),
-                    args.rpc.shown()
-                );
-            }
-            Some(root)
-        }
-        None => None,
-    };
-    let config = IndexerConfig {
+    let base = IndexerConfig {
         fetch: FetchConfig {
             initial_range: args.initial_range,
             max_range: args.max_range,
@@ -140,38 +101,51 @@ pub(crate) async fn index(args: IndexArgs) -> Result<()> {
             ..FetchConfig::default()
         },
         follow: args.follow,
-        confirmations: args.confirmations,
-        window: args.window,
         progress: !args.quiet && !args.follow,
         stop_at: args.stop_at,
-        second_provider,
         shutdown: stop,
         ..IndexerConfig::default()
     };
+    let mut chains = Vec::new();
+    for plan in &plans {
+        chains.push(Chain::open(plan, &base).await?);
+    }
     if let Some(addr) = args.metrics_listen {
-        serve_metrics(addr, &config).await?;
+        serve_metrics(addr, &base).await?;
     }
     if args.fetch_only {
-        for spec in &specs {
-            let (trades, blocks, elapsed) =
-                keymarket_indexer::fetch_only(&provider, *spec, &config)
-                    .await
-                    .map_err(|e| args.rpc.explain(e.into()))?;
-            println!(
-                "fetch only: {trades} trades, {blocks} blocks in {:.2}s ({:.0} trades/s)",
-                elapsed.as_secs_f64(),
-                trades as f64 / elapsed.as_secs_f64().max(1e-9)
-            );
-        }
-        return Ok(());
+        return fetch_only(&chains).await;
     }
-    let runs = specs
-        .iter()
-        .map(|spec| keymarket_indexer::run(&provider, &store, *spec, &config));
-    let reports = futures::future::try_join_all(runs)
-        .await
-        .map_err(|e| args.rpc.explain(e.into()))?;
-    for (spec, r) in specs.iter().zip(&reports) {
+    let reports = if store.backend() == Backend::Postgres {
+        // Several processes may index this database: each market is owned by one of them at a
+        // time, the others stand by (keymarket_indexer::ownership).
+        let markets = chains.iter().map(|c| c.plan.markets.len()).sum();
+        let (ownership, _heartbeat) = Ownership::join(store.clone(), markets).await?;
+        eprintln!(
+            "indexer {}: owns the markets no other process owns, stands by for the others",
+            ownership.name()
+        );
+        let runs = each_market(&chains).map(|(chain, spec)| {
+            let ownership = ownership.clone();
+            async move {
+                let r = ownership.index_market(&chain.provider, spec, &chain.config);
+                r.await.map_err(|e| chain.explain(&spec, e.into()))
+            }
+        });
+        let reports = futures::future::try_join_all(runs).await;
+        ownership.leave().await;
+        reports?
+    } else {
+        let runs = each_market(&chains).map(|(chain, spec)| {
+            let store = &store;
+            async move {
+                let r = keymarket_indexer::run(&chain.provider, store, spec, &chain.config);
+                r.await.map_err(|e| chain.explain(&spec, e.into()))
+            }
+        });
+        futures::future::try_join_all(runs).await?
+    };
+    for ((chain, spec), r) in each_market(&chains).zip(&reports) {
         if r.stopped && r.next_block == 0 {
             eprintln!(
                 "stopped: market {} before its checks were done; nothing was indexed this run",
@@ -183,8 +157,127 @@ pub(crate) async fn index(args: IndexArgs) -> Result<()> {
                 spec.address, r.next_block, r.trades
             );
         } else {
-            print_stats(&store, &provider, spec, r).await?;
+            print_stats(&store, &chain.provider, &spec, r).await?;
         }
+    }
+    Ok(())
+}
+
+/// The database and the chains to index: from the config file, or from the flags (one chain).
+fn plan(args: &IndexArgs) -> Result<(String, Vec<ChainPlan>)> {
+    if let Some(path) = &args.config {
+        let file = chains::read(path)?;
+        let database = match (args.db.given(), file.database_url) {
+            (false, Some(url)) => args.db.with_url(url).for_writing(),
+            _ => args.db.for_writing(),
+        };
+        return Ok((database, file.chains));
+    }
+    let mut markets: Vec<MarketSpec> = args
+        .market
+        .iter()
+        .map(|(address, start_block)| MarketSpec {
+            address: *address,
+            start_block: *start_block,
+            chain_id: None,
+        })
+        .collect();
+    if markets.is_empty() {
+        for path in &args.deployment {
+            markets.push(chains::deployment_market(path)?);
+        }
+    }
+    let chain = ChainPlan {
+        name: args.rpc.shown(),
+        rpc: args.rpc.clone(),
+        second_rpc_url: args.second_rpc_url.clone(),
+        confirmations: args.confirmations,
+        window: args.window,
+        markets,
+    };
+    Ok((args.db.for_writing(), vec![chain]))
+}
+
+/// A chain being indexed: its plan, provider and settings.
+struct Chain<'a> {
+    plan: &'a ChainPlan,
+    provider: RootProvider,
+    config: IndexerConfig,
+}
+
+impl<'a> Chain<'a> {
+    /// Connects to the chain's provider (and its second provider, which must serve the same
+    /// chain); `base` holds the settings every chain shares.
+    async fn open(plan: &'a ChainPlan, base: &IndexerConfig) -> Result<Self> {
+        // The indexer bounds each call itself (and retries); this is the transport's backstop.
+        let provider = RootProvider::new(plan.rpc.client(Duration::from_secs(300)).await?);
+        eprintln!("rpc: {}", plan.rpc.shown());
+        let second_provider = match &plan.second_rpc_url {
+            Some(url) => {
+                let second = RpcArgs {
+                    url: url.clone(),
+                    ca_file: plan.rpc.ca_file.clone(),
+                };
+                eprintln!("second rpc: {}", second.shown());
+                let root = RootProvider::new(second.client(Duration::from_secs(300)).await?);
+                // The same chain, or its answers would stand in for the first's.
+                let (first, other) = tokio::try_join!(provider.get_chain_id(), root.get_chain_id())
+                    .map_err(|e| second.explain(e.into()))?;
+                if first != other {
+                    eyre::bail!(
+                        "second rpc {} serves chain {other}, rpc {} chain {first}: a second provider must serve the same chain",
+                        second.shown(),
+                        plan.rpc.shown()
+                    );
+                }
+                Some(root)
+            }
+            None => None,
+        };
+        let config = IndexerConfig {
+            confirmations: plan.confirmations,
+            window: plan.window,
+            second_provider,
+            ..base.clone()
+        };
+        Ok(Self {
+            plan,
+            provider,
+            config,
+        })
+    }
+
+    /// An error of one of the chain's markets, with the chain and market named (and a
+    /// certificate problem explained).
+    fn explain(&self, spec: &MarketSpec, e: eyre::Report) -> eyre::Report {
+        self.plan.rpc.explain(e).wrap_err(format!(
+            "indexing market {} on chain {}",
+            spec.address, self.plan.name
+        ))
+    }
+}
+
+/// Every market of every chain, with its chain.
+fn each_market<'c, 'a>(
+    chains: &'c [Chain<'a>],
+) -> impl Iterator<Item = (&'c Chain<'a>, MarketSpec)> + 'c {
+    chains
+        .iter()
+        .flat_map(|c| c.plan.markets.iter().map(move |spec| (c, *spec)))
+}
+
+/// `--fetch-only`: each market fetched and decoded, nothing stored (the RPC side's ceiling).
+async fn fetch_only(chains: &[Chain<'_>]) -> Result<()> {
+    for (chain, spec) in each_market(chains) {
+        let (trades, blocks, elapsed) =
+            keymarket_indexer::fetch_only(&chain.provider, spec, &chain.config)
+                .await
+                .map_err(|e| chain.explain(&spec, e.into()))?;
+        println!(
+            "fetch only: {trades} trades, {blocks} blocks in {:.2}s ({:.0} trades/s)",
+            elapsed.as_secs_f64(),
+            trades as f64 / elapsed.as_secs_f64().max(1e-9)
+        );
     }
     Ok(())
 }

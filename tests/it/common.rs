@@ -213,9 +213,13 @@ impl<A: Node> Chain<A> {
 
     /// Every log of the market on the current canonical chain.
     pub(crate) async fn logs(&self) -> Vec<Log> {
-        let filter = Filter::new()
-            .address(self.deployment.address)
-            .from_block(self.deployment.deploy_block);
+        self.logs_of(self.deployment.address, self.deployment.deploy_block)
+            .await
+    }
+
+    /// Every log of the contract at `address` from block `from` on the canonical chain.
+    pub(crate) async fn logs_of(&self, address: Address, from: u64) -> Vec<Log> {
+        let filter = Filter::new().address(address).from_block(from);
         self.provider.get_logs(&filter).await.unwrap()
     }
 }

@@ -165,8 +165,8 @@ pub(crate) fn free_port() -> u16 {
         .port()
 }
 
-/// Sends `signal` (TERM, INT) to a process.
-fn signal(name: &str, pid: u32) {
+/// Sends `signal` (TERM, INT, STOP, CONT) to a process.
+pub(crate) fn signal(name: &str, pid: u32) {
     let status = std::process::Command::new("kill")
         .args([&format!("-{name}"), &pid.to_string()])
         .status()

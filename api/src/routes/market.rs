@@ -29,6 +29,20 @@ pub(crate) async fn metrics_text(State(s): State<AppState>) -> Result<Response, 
             .get_or_create(&labels)
             .set(trades.get(&m.id).copied().unwrap_or(0));
     }
+    s.metrics.owner.clear();
+    for o in s.store.owners().await? {
+        let labels = crate::metrics::MarketLabels {
+            market: o.market_id,
+        };
+        s.metrics.lease_epoch.get_or_create(&labels).set(o.epoch);
+        if o.expires_in_ms > 0 {
+            let labels = crate::metrics::OwnerLabels {
+                market: o.market_id,
+                owner: o.owner,
+            };
+            s.metrics.owner.get_or_create(&labels).set(1);
+        }
+    }
     Ok((
         [(
             header::CONTENT_TYPE,
@@ -47,12 +61,28 @@ pub(crate) async fn metrics_text(State(s): State<AppState>) -> Result<Response, 
 /// the indexed block is more than 256 blocks behind the head it last saw; `verifying`
 /// when at the head but a long backfill has not yet proved each trade stored once; `following`
 /// otherwise (`standby` belongs to the vocabulary but is not derived yet). `unverifiedFromBlock`
-/// is set when some stored trades break the curve although the chain says so.
+/// is set when some stored trades break the curve although the chain says so. `owner` names the
+/// indexer process holding the market's lease (PostgreSQL; null on SQLite, whose file one
+/// process indexes), `live` false once its lease has run out (nobody indexes it until a standby
+/// takes over).
 #[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health), (status = 429, body = ErrorBody)))]
 pub(crate) async fn healthz(State(s): State<AppState>) -> ApiResult<Health> {
     let proved = s.store.uniqueness_proved().await?;
+    let mut owners: std::collections::HashMap<i64, keymarket_store::OwnerRow> = s
+        .store
+        .owners()
+        .await?
+        .into_iter()
+        .map(|o| (o.market_id, o))
+        .collect();
     let mut markets = Vec::new();
     for m in s.store.markets().await? {
+        let owner = owners.remove(&m.id).map(|o| MarketOwner {
+            live: o.expires_in_ms > 0,
+            name: o.owner,
+            epoch: o.epoch,
+            lease_expires_in_ms: o.expires_in_ms,
+        });
         let unverified_from_block = s.store.unverified(m.id).await?.first().map(|u| u.block);
         let (indexed, head, seen_ago, state) = position(&m, proved);
         markets.push(HealthMarket {
@@ -66,6 +96,7 @@ pub(crate) async fn healthz(State(s): State<AppState>) -> ApiResult<Health> {
             head_seen_seconds_ago: seen_ago,
             unverified_from_block,
             stall_reason: m.stall_reason.clone(),
+            owner,
         });
     }
     let status = if markets.is_empty() {

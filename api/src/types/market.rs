@@ -100,6 +100,25 @@ pub struct HealthMarket {
     /// Why the indexer is not progressing, when a provider keeps failing one of the market's
     /// ranges (null otherwise): its answers are refused, never believed, so indexing waits.
     pub stall_reason: Option<String>,
+    /// The indexer process holding the market's lease (PostgreSQL, several processes; null
+    /// when no process ever held one, e.g. on SQLite).
+    pub owner: Option<MarketOwner>,
+}
+
+/// Which indexer process owns a market, from its lease row.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MarketOwner {
+    /// The process, as it names itself: `host:pid:random`.
+    pub name: String,
+    /// How many times the market changed hands (1: its first owner).
+    pub epoch: i64,
+    /// Milliseconds until the lease runs out unless renewed (the owner renews it every second);
+    /// negative once it has.
+    pub lease_expires_in_ms: i64,
+    /// Whether the lease is live: false once it has run out (nobody indexes the market until a
+    /// standby takes over, within seconds).
+    pub live: bool,
 }
 
 /// The indexed markets.

@@ -44,6 +44,33 @@ pub async fn prepare<P: Provider>(
     spec: MarketSpec,
     config: &IndexerConfig,
 ) -> Result<MarketState> {
+    prepare_leased(provider, store, spec, config, None).await
+}
+
+/// [`prepare`] for the holder of the market's lease of `lease_epoch` (see
+/// [`crate::ownership`]): the reorg check's rollback, like every later write, is fenced by it.
+async fn prepare_leased<P: Provider>(
+    provider: &P,
+    store: &StoreWriter,
+    spec: MarketSpec,
+    config: &IndexerConfig,
+    lease_epoch: Option<i64>,
+) -> Result<MarketState> {
+    let mut market = register(provider, store, spec, config).await?;
+    market.lease_epoch = lease_epoch;
+    check_reorg(provider, store, &mut market, config).await?;
+    Ok(market)
+}
+
+/// The first half of [`prepare`]: the market checked against the chain and registered (right
+/// chain, code at the address, start block not beyond the head), nothing else written — what a
+/// standby does before it owns the market.
+pub async fn register<P: Provider>(
+    provider: &P,
+    store: &StoreWriter,
+    spec: MarketSpec,
+    config: &IndexerConfig,
+) -> Result<MarketState> {
     let retry = config.fetch.retry();
     let first_contact = rpc::Retry {
         attempts: Some(4),
@@ -84,11 +111,9 @@ pub async fn prepare<P: Provider>(
             spec.start_block
         )));
     }
-    let mut market = store
+    Ok(store
         .ensure_market(chain_id, spec.address, spec.start_block)
-        .await?;
-    check_reorg(provider, store, &mut market, config).await?;
-    Ok(market)
+        .await?)
 }
 
 /// `fut`, unless `stop` is cancelled first (`None`).
@@ -138,11 +163,28 @@ pub async fn run<P: Provider>(
     spec: MarketSpec,
     config: &IndexerConfig,
 ) -> Result<RunReport> {
+    run_leased(provider, store, spec, config, None).await
+}
+
+/// [`run`] for the holder of the market's lease of `lease_epoch`: every commit and rollback is
+/// fenced by it ([`crate::store::Error::NotOwner`] once the market has changed hands).
+pub(crate) async fn run_leased<P: Provider>(
+    provider: P,
+    store: &StoreWriter,
+    spec: MarketSpec,
+    config: &IndexerConfig,
+    lease_epoch: Option<i64>,
+) -> Result<RunReport> {
     let started = Instant::now();
     let stop = &config.shutdown;
     let retry = config.fetch.retry();
     let mut report = RunReport::default();
-    let Some(market) = or_stop(stop, prepare(&provider, store, spec, config)).await else {
+    let Some(market) = or_stop(
+        stop,
+        prepare_leased(&provider, store, spec, config, lease_epoch),
+    )
+    .await
+    else {
         report.stopped = true;
         return Ok(report);
     };
@@ -199,6 +241,7 @@ pub async fn run<P: Provider>(
         last_log: Instant::now(),
         quiet: Quiet::default(),
         bulk: false,
+        indexes_shared: false,
         caught_up: false,
         last_head_record: Instant::now(),
         db_failures: 0,
@@ -259,6 +302,8 @@ struct Sync<'a, P> {
     quiet: Quiet,
     /// Secondary indexes dropped for a long backfill.
     bulk: bool,
+    /// Other processes own markets of this database: its indexes stay in place.
+    indexes_shared: bool,
     /// The head was reached once (the indexes built).
     caught_up: bool,
     last_head_record: Instant,
@@ -402,17 +447,33 @@ impl<P: Provider> Sync<'_, P> {
             .fetch_add(batch.refused, std::sync::atomic::Ordering::Relaxed);
         report.blocks += batch.to - batch.from + 1;
         report.batches += 1;
-        if !self.bulk
+        let long_backfill = !self.bulk
             && !self.caught_up
             && report.trades >= self.config.bulk_min_trades
-            && head.saturating_sub(batch.to) > report.blocks
-        {
+            && head.saturating_sub(batch.to) > report.blocks;
+        if long_backfill && !self.indexes_shared && self.may_drop_indexes().await? {
             self.bulk = true;
-            info!(target: "indexer::sync", trades = report.trades, remaining_blocks = head - batch.to, "long backfill: secondary indexes dropped until the head is reached");
+            info!(target: "indexer::sync", trades = self.report.trades, remaining_blocks = head - batch.to, "long backfill: secondary indexes dropped until the head is reached");
             self.store.drop_secondary_indexes().await?;
         }
         self.tell(&batch, head);
         Ok(())
+    }
+
+    /// Whether this process may drop the database-wide secondary indexes for a long backfill:
+    /// always when it indexes alone; among several processes sharing a PostgreSQL database,
+    /// only while it owns every market of it (the others' writes use those indexes).
+    /// Asked once: a refusal holds for the rest of the run.
+    async fn may_drop_indexes(&mut self) -> Result<bool> {
+        let Some(owner) = &self.config.owner else {
+            return Ok(true);
+        };
+        let alone = self.store.owns_every_market(owner).await?;
+        if !alone {
+            self.indexes_shared = true;
+            info!(target: "indexer::sync", market = %self.spec.address, "long backfill with the indexes in place: other processes own markets of this database");
+        }
+        Ok(alone)
     }
 
     /// The progress bar, and a log line: while following, quiet unless trades arrive (a line at

@@ -12,6 +12,7 @@ use crate::{
     error::db,
     events,
     indexes::TRADES_IDENTITY,
+    lease::{fence, still_owner},
     row::{TradeRow, hex},
     statements::{MAX_PARAMS, big_statement, insert_into, push_placeholders},
     write_tx::{Stmt, WriteRow, WriteTx},
@@ -70,6 +71,7 @@ impl StoreWriter {
         let checked = self.has_index(TRADES_IDENTITY).await?;
         let backend = self.backend;
         let mut tx = self.begin_write().await?;
+        still_owner(&mut tx, backend, market).await?;
         let mut q = Stmt::new(backend, "SELECT next_block FROM markets WHERE id = $1", 1);
         q.int(market.id);
         let next = tx
@@ -167,6 +169,7 @@ impl StoreWriter {
             .int(batch.to_time as i64)
             .int(market.id);
         tx.execute(q).await.map_err(db("moving the checkpoint"))?;
+        fence(&mut tx, backend, market).await?;
         tx.commit().await.map_err(db("committing a batch"))?;
         debug!(target: "indexer::store", from = batch.from, to = batch.to, trades = batch.trades.len(), "committed");
         Ok(())
@@ -178,6 +181,7 @@ impl StoreWriter {
     pub async fn rollback(&self, market: &MarketState, first_orphan: u64) -> Result<usize> {
         let backend = self.backend;
         let mut tx = self.begin_write().await?;
+        still_owner(&mut tx, backend, market).await?;
         let sql = format!(
             "SELECT {TRADE_COLUMNS}, basis_gwei, basis_rem FROM trades WHERE market_id = $1 AND block_number >= $2 ORDER BY block_number, log_index"
         );
@@ -245,6 +249,7 @@ impl StoreWriter {
         tx.execute(q)
             .await
             .map_err(db("moving the checkpoint back"))?;
+        fence(&mut tx, backend, market).await?;
         tx.commit().await.map_err(db("committing a rollback"))?;
         Ok(orphans.len())
     }

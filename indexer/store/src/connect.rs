@@ -53,6 +53,15 @@ const SQLITE_PRAGMAS: &[&str] = &[
 /// millisecond.
 const POSTGRES_PLAN_CACHE_MODE: &str = "SET plan_cache_mode = force_custom_plan";
 
+/// A transaction left idle for 5 s is ended by the server. The indexer never waits inside a
+/// transaction (it fetches, decodes and checks before it begins one), so only a client cut off
+/// mid-commit (a network partition) leaves one idle: without this its locks would hold up the
+/// process that takes its markets over until TCP gives up on it (hours).
+const POSTGRES_IDLE_IN_TRANSACTION: &str = "SET idle_in_transaction_session_timeout = '5s'";
+
+/// A reader's connections cannot write (and a PostgreSQL hot standby accepts them).
+const POSTGRES_READ_ONLY: &str = "SET default_transaction_read_only = on";
+
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -67,6 +76,10 @@ impl StoreWriter {
     /// indexer's single writer — and 4 on PostgreSQL). Readers such as the API use several: in
     /// WAL mode SQLite readers run concurrently with each other and with the writer.
     pub async fn connect_with(url: &str, connections: Option<u32>) -> Result<Self> {
+        Self::open(url, connections, Access::Write).await
+    }
+
+    async fn open(url: &str, connections: Option<u32>, access: Access) -> Result<Self> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -77,31 +90,18 @@ impl StoreWriter {
                 "unsupported database URL {url:?}: use sqlite:path/to/file.db or postgres://user@host/db"
             )));
         };
+        // A reader never creates the file.
+        let mode = match access {
+            Access::Write => "mode=rwc",
+            Access::Read => "mode=rw",
+        };
         let url = match backend {
             Backend::Sqlite if !url.contains("mode=") => {
-                format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' })
+                format!("{url}{}{mode}", if url.contains('?') { '&' } else { '?' })
             }
             _ => url.to_string(),
         };
-        let mut options = AnyPoolOptions::new()
-            .max_connections(connections.unwrap_or(if backend == Backend::Sqlite { 1 } else { 4 }));
-        if backend == Backend::Sqlite {
-            options = options.after_connect(|conn, _| {
-                Box::pin(async move {
-                    for pragma in SQLITE_PRAGMAS {
-                        conn.execute(*pragma).await?;
-                    }
-                    Ok(())
-                })
-            });
-        } else {
-            options = options.after_connect(|conn, _| {
-                Box::pin(async move {
-                    conn.execute(POSTGRES_PLAN_CACHE_MODE).await?;
-                    Ok(())
-                })
-            });
-        }
+        let options = pool_options(backend, connections, access == Access::Read);
         let connect_options: sqlx::any::AnyConnectOptions =
             url.parse().map_err(|source| Error::Database {
                 what: format!("invalid database URL {}", redact(&url)),
@@ -121,19 +121,23 @@ impl StoreWriter {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
-        // Two processes opening one new SQLite file at once (an indexer and a reader) would both
-        // apply the same migration (sqlx takes no lock on SQLite; it does on PostgreSQL): the
-        // second fails with "table … already exists". One at a time, under an exclusive lock on
-        // the file (flock: SQLite's own locks are fcntl locks, independent of it).
-        let migrating = match backend {
-            Backend::Sqlite => lock_for_migrations(&url).await?,
-            Backend::Postgres => None,
-        };
-        migrator
-            .run(&pool)
-            .await
-            .map_err(|e| Error::IncompatibleSchema(e.to_string()))?;
-        drop(migrating);
+        if access == Access::Read {
+            check_migrated(&pool, migrator, &url).await?;
+        } else {
+            // Two processes opening one new SQLite file at once would both apply the same
+            // migration (sqlx takes no lock on SQLite; it does on PostgreSQL): the second fails
+            // with "table … already exists". One at a time, under an exclusive lock on the file
+            // (flock: SQLite's own locks are fcntl locks, independent of it).
+            let migrating = match backend {
+                Backend::Sqlite => lock_for_migrations(&url).await?,
+                Backend::Postgres => None,
+            };
+            migrator
+                .run(&pool)
+                .await
+                .map_err(|e| Error::IncompatibleSchema(e.to_string()))?;
+            drop(migrating);
+        }
         let sql_target = match backend {
             Backend::Sqlite => {
                 sql::SqlTarget::Sqlite(url.parse().map_err(|source| Error::Database {
@@ -187,28 +191,25 @@ impl StoreWriter {
     /// from another chain with the same id is refused.
     pub async fn ensure_chain(&self, chain_id: u64, genesis: B256) -> Result<()> {
         let genesis = hex(genesis.as_slice());
+        // Recorded by the first of several processes starting at once; checked by all.
+        sqlx::query(
+            "INSERT INTO chains (chain_id, genesis_hash) VALUES ($1, $2) ON CONFLICT (chain_id) DO NOTHING",
+        )
+        .bind(chain_id as i64)
+        .bind(&genesis)
+        .execute(&self.pool)
+        .await
+        .map_err(db("writing chains"))?;
         let row = sqlx::query("SELECT genesis_hash FROM chains WHERE chain_id = $1")
             .bind(chain_id as i64)
-            .fetch_optional(&self.pool)
+            .fetch_one(&self.pool)
             .await
             .map_err(db("reading chains"))?;
-        match row {
-            Some(r) => {
-                let stored: String = r.get(0);
-                if stored != genesis {
-                    return Err(Error::WrongChain(format!(
-                        "this database indexed chain {chain_id} with genesis {stored}, but the RPC serves chain {chain_id} with genesis {genesis} (a different chain, e.g. a restarted anvil); use a fresh database"
-                    )));
-                }
-            }
-            None => {
-                sqlx::query("INSERT INTO chains (chain_id, genesis_hash) VALUES ($1, $2)")
-                    .bind(chain_id as i64)
-                    .bind(genesis)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(db("writing chains"))?;
-            }
+        let stored: String = row.get(0);
+        if stored != genesis {
+            return Err(Error::WrongChain(format!(
+                "this database indexed chain {chain_id} with genesis {stored}, but the RPC serves chain {chain_id} with genesis {genesis} (a different chain, e.g. a restarted anvil); use a fresh database"
+            )));
         }
         Ok(())
     }
@@ -248,17 +249,102 @@ impl StoreWriter {
             chain_id,
             address,
             next_block: row.get::<i64, _>(1) as u64,
+            lease_epoch: None,
         })
     }
 }
 
 impl StoreReader {
     /// Opens the store for reading with a pool of `connections` (see
-    /// [`StoreWriter::connect_with`]; the schema is brought up to date the same way, so a reader
-    /// started before the indexer finds the tables).
+    /// [`StoreWriter::connect_with`]). A reader never writes: it does not migrate (a database
+    /// without this binary's schema is refused, [`Error::Unmigrated`]) and its connections are
+    /// read-only (PostgreSQL's `default_transaction_read_only`, SQLite's `query_only`) — so it
+    /// runs against a PostgreSQL hot standby as well as against the primary.
     pub async fn connect(url: &str, connections: Option<u32>) -> Result<Self> {
-        Ok(StoreWriter::connect_with(url, connections).await?.reader)
+        Ok(StoreWriter::open(url, connections, Access::Read)
+            .await?
+            .reader)
     }
+}
+
+/// Whether a connection may write (and migrate).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Write,
+    Read,
+}
+
+/// A reader's check of the schema: every migration of this binary applied, none unknown to it.
+async fn check_migrated(pool: &sqlx::AnyPool, migrator: &Migrator, url: &str) -> Result<()> {
+    let applied: Vec<i64> =
+        match sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(pool)
+            .await
+        {
+            Ok(v) => v,
+            // No migrations table: nothing was ever indexed into it.
+            Err(sqlx::Error::Database(e))
+                if e.code().as_deref() == Some("42P01")
+                    || e.message().contains("no such table") =>
+            {
+                Vec::new()
+            }
+            Err(source) => {
+                return Err(Error::Database {
+                    what: "reading the schema's version".into(),
+                    source,
+                });
+            }
+        };
+    let known: Vec<i64> = migrator.iter().map(|m| m.version).collect();
+    if let Some(newer) = applied.iter().find(|v| !known.contains(v)) {
+        return Err(Error::IncompatibleSchema(format!(
+            "{} holds migration {newer}, which this keymarket does not know (written by a newer one?)",
+            redact(url)
+        )));
+    }
+    let missing = known.iter().filter(|v| !applied.contains(v)).count();
+    if missing > 0 {
+        return Err(Error::Unmigrated(format!(
+            "{} has {} of this keymarket's {} schema migrations",
+            redact(url),
+            known.len() - missing,
+            known.len()
+        )));
+    }
+    Ok(())
+}
+
+/// The pool's options: its size (default: 1 on SQLite — the indexer's single writer — and 4 on
+/// PostgreSQL) and each connection's settings, read-only ones for a reader.
+fn pool_options(backend: Backend, connections: Option<u32>, read_only: bool) -> AnyPoolOptions {
+    let mut options = AnyPoolOptions::new()
+        .max_connections(connections.unwrap_or(if backend == Backend::Sqlite { 1 } else { 4 }));
+    if backend == Backend::Sqlite {
+        options = options.after_connect(move |conn, _| {
+            Box::pin(async move {
+                for pragma in SQLITE_PRAGMAS {
+                    conn.execute(*pragma).await?;
+                }
+                if read_only {
+                    conn.execute("PRAGMA query_only = ON").await?;
+                }
+                Ok(())
+            })
+        });
+    } else {
+        options = options.after_connect(move |conn, _| {
+            Box::pin(async move {
+                conn.execute(POSTGRES_PLAN_CACHE_MODE).await?;
+                conn.execute(POSTGRES_IDLE_IN_TRANSACTION).await?;
+                if read_only {
+                    conn.execute(POSTGRES_READ_ONLY).await?;
+                }
+                Ok(())
+            })
+        });
+    }
+    options
 }
 
 /// Hides a password in a database URL for messages.

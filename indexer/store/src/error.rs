@@ -12,6 +12,12 @@ pub enum Error {
     /// The database schema is not one this binary can use.
     #[error("the database was written by an incompatible schema: {0}")]
     IncompatibleSchema(String),
+    /// A reader (`serve`, `export`) found a database without this binary's schema: readers
+    /// never migrate.
+    #[error(
+        "{0}: run `keymarket index` against it first (readers such as `serve` never write, so they never migrate it; that lets them run against a read-only PostgreSQL hot standby)"
+    )]
+    Unmigrated(String),
     /// A database operation failed.
     #[error("database error while {what}: {source}")]
     Database {
@@ -52,6 +58,17 @@ pub enum Error {
         path: String,
         /// "process N", as the holder wrote it in the lock file, or "another process".
         holder: String,
+    },
+    /// The market changed hands: another indexer process holds its lease now (this one was
+    /// cut off or too slow to renew it). The transaction was rolled back.
+    #[error(
+        "market {market_id} is no longer this process's (its lease of epoch {epoch} was taken over by another indexer); nothing more was written"
+    )]
+    NotOwner {
+        /// The market's id.
+        market_id: i64,
+        /// The epoch of the lease this process held.
+        epoch: i64,
     },
     /// The chain below a batch is no longer the one stored (a reorg while indexing): the batch
     /// was not stored.
@@ -96,10 +113,15 @@ pub(crate) fn db_error_is_transient(e: &sqlx::Error) -> bool {
         sqlx::Error::Database(d) => {
             let code = d.code().unwrap_or_default();
             // PostgreSQL SQLSTATEs: connection exceptions (08xxx), admin/crash shutdown and
-            // "the database system is starting up" (57P01-57P03), too many connections,
-            // serialization failures and deadlocks (the transaction is simply retried).
+            // "the database system is starting up" (57P01-57P03), a session ended for idling
+            // (in a transaction, 25P03: a network that went silent mid-transaction; or outside
+            // one, 57P05), too many connections, serialization failures and deadlocks (the
+            // transaction is simply retried).
             code.starts_with("08")
-                || ["57P01", "57P02", "57P03", "53300", "40001", "40P01"].contains(&&*code)
+                || [
+                    "57P01", "57P02", "57P03", "57P05", "25P03", "53300", "40001", "40P01",
+                ]
+                .contains(&&*code)
                 // SQLite's primary result codes SQLITE_BUSY (5) and SQLITE_LOCKED (6), also
                 // as the low byte of an extended code.
                 || code.parse::<u32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))

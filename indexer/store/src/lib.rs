@@ -35,7 +35,13 @@
 //!   [`record_stall`](StoreWriter::record_stall), and the long backfill's
 //!   [`drop_secondary_indexes`](StoreWriter::drop_secondary_indexes),
 //!   [`build_secondary_indexes`](StoreWriter::build_secondary_indexes),
-//!   [`first_duplicate_block`](StoreWriter::first_duplicate_block).
+//!   [`first_duplicate_block`](StoreWriter::first_duplicate_block); the markets' leases
+//!   between several indexer processes on PostgreSQL: [`try_acquire`](StoreWriter::try_acquire),
+//!   [`heartbeat`](StoreWriter::heartbeat), [`release`](StoreWriter::release),
+//!   [`leave`](StoreWriter::leave), [`live_processes`](StoreWriter::live_processes),
+//!   [`take_from_dead`](StoreWriter::take_from_dead),
+//!   [`owns_every_market`](StoreWriter::owns_every_market) (and the reader's
+//!   [`owners`](StoreReader::owners)).
 //!
 //! Every batch — its rows, its aggregate updates, its block hashes and the checkpoint — commits
 //! in one transaction, so a process killed at any instant leaves either all of a batch or none
@@ -60,6 +66,7 @@ pub use crate::{
     holder_history::HoldersDay,
     index_lock::IndexLock,
     leaders::{HoldingRow, HoldingsOf, SubjectOrder, SubjectRow, TraderOrder, TraderRow},
+    lease::{Bid, LEASE_TTL_MS, OwnerRow},
     netflow::{NetFlowLeaders, NetFlowRow},
     price_index::{IndexSubject, PriceIndex, PriceIndexDay},
     reads::MarketRow,
@@ -88,6 +95,7 @@ pub mod holder_history;
 mod index_lock;
 mod indexes;
 mod leaders;
+mod lease;
 mod netflow;
 pub mod price_index;
 mod reads;
@@ -119,6 +127,11 @@ pub struct MarketState {
     pub address: Address,
     /// Every block below this one is indexed.
     pub next_block: u64,
+    /// The epoch of this process's lease on the market (PostgreSQL with several indexers; see
+    /// [`StoreWriter::try_acquire`]): every commit and rollback checks it in its transaction and
+    /// is refused with [`Error::NotOwner`] once the market has changed hands. `None`: no lease
+    /// is checked (SQLite, whose file one process holds, or a single indexer).
+    pub lease_epoch: Option<i64>,
 }
 
 /// One indexed range, committed atomically.
