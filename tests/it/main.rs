@@ -18,6 +18,7 @@ mod pg_gate;
 mod prices;
 mod provider;
 mod proxy;
+mod replicas;
 mod sql;
 mod standby;
 mod tls;

@@ -76,14 +76,14 @@ async fn trade_on(chain: &Chain, market: &Deployment, trades: u64, seed: u64) {
 
 /// A running `keymarket index --follow` of both markets; its stderr goes to a file (read when
 /// a test fails).
-struct Indexer {
+pub(crate) struct Indexer {
     child: Child,
-    pid: u32,
+    pub(crate) pid: u32,
     log: PathBuf,
 }
 
 impl Indexer {
-    fn spawn(rpc: &str, url: &str, markets: &[&Deployment]) -> Self {
+    pub(crate) fn spawn(rpc: &str, url: &str, markets: &[&Deployment]) -> Self {
         let dir = std::env::temp_dir().join("keymarket-tests");
         std::fs::create_dir_all(&dir).unwrap();
         let log = dir.join(format!(
@@ -112,7 +112,7 @@ impl Indexer {
 
     /// Fails the test if the process has exited by itself (an indexer that met another's
     /// write, or any error, exits: a standby never does).
-    fn assert_running(&mut self) {
+    pub(crate) fn assert_running(&mut self) {
         if let Some(status) = self.child.try_wait().unwrap() {
             panic!(
                 "indexer {} exited by itself ({status}):\n{}",
@@ -122,7 +122,7 @@ impl Indexer {
         }
     }
 
-    async fn kill(mut self) {
+    pub(crate) async fn kill(mut self) {
         self.assert_running();
         self.child.kill().await.unwrap(); // SIGKILL
     }
