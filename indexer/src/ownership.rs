@@ -39,11 +39,13 @@ const BEAT: Duration = Duration::from_secs(1);
 /// How long one database call of the heartbeat or a bid may take before it counts as failed.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// A held market: its lease's epoch, and the token that drops its run when the lease is lost
-/// or handed off.
+/// A held market: its lease's epoch, and the tokens that end its run.
 struct Held {
     epoch: i64,
+    /// Drops the run at once: the lease is lost, or may be.
     give_up: CancellationToken,
+    /// Stops the run at its next batch boundary, as a signal would: the market is handed off.
+    hand_off: CancellationToken,
     /// When a request that renewed (or won) the lease was sent: the lease lasts at least
     /// [`LEASE_TTL_MS`] from then.
     confirmed: Instant,
@@ -187,7 +189,7 @@ impl Ownership {
                 && let Some(h) = held.remove(&market)
             {
                 info!(target: "indexer::ownership", market, held = held.len() + 1, share, "handing a market off to a process with fewer");
-                h.give_up.cancel();
+                h.hand_off.cancel();
             }
         }
     }
@@ -226,17 +228,23 @@ impl Ownership {
             };
             said_standby = false;
             let give_up = CancellationToken::new();
+            let hand_off = stop.child_token();
             self.held().insert(
                 market.id,
                 Held {
                     epoch,
                     give_up: give_up.clone(),
+                    hand_off: hand_off.clone(),
                     confirmed,
                 },
             );
+            let run_config = IndexerConfig {
+                shutdown: hand_off.clone(),
+                ..config.clone()
+            };
             info!(target: "indexer::ownership", market = %spec.address, id = market.id, epoch, owner = %self.name, "owns the market");
             let outcome = tokio::select! {
-                r = run_leased(provider.clone(), &self.store, spec, &config, Some(epoch)) => Some(r),
+                r = run_leased(provider.clone(), &self.store, spec, &run_config, Some(epoch)) => Some(r),
                 () = give_up.cancelled() => None,
             };
             self.held().remove(&market.id);
@@ -246,6 +254,9 @@ impl Ownership {
             match outcome {
                 None | Some(Err(Error::Store(crate::store::Error::NotOwner { .. }))) => {
                     info!(target: "indexer::ownership", market = %spec.address, epoch, "no longer owns the market: standing by");
+                }
+                Some(Ok(_)) if hand_off.is_cancelled() && !stop.is_cancelled() => {
+                    info!(target: "indexer::ownership", market = %spec.address, epoch, "handed the market off: standing by");
                 }
                 Some(r) => return r,
             }

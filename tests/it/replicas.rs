@@ -1,7 +1,8 @@
 //! `keymarket serve` as read-only replicas of one PostgreSQL database: it refuses a database
 //! without the schema in words (it never migrates), two of them answer the same numbers — one
 //! connecting as a role that may only read, which a write would fail under — and `/healthz` and
-//! `/metrics` show which indexer process owns the market and its lag.
+//! `/metrics` show which indexer process owns the market and its lag. A second `index` without
+//! `--follow` names the owner instead of waiting.
 
 use std::{
     process::Stdio,
@@ -124,6 +125,33 @@ async fn serve_replicas_never_write_and_answer_the_same_numbers() {
         assert!(Instant::now() < deadline, "indexed");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+
+    // A second indexer without --follow does not wait for the market: it says who has it.
+    let out = Command::new(env!("CARGO_BIN_EXE_keymarket"))
+        .args([
+            "index",
+            "--quiet",
+            "--rpc-url",
+            &chain.rpc_url(),
+            "--database-url",
+            &url,
+        ])
+        .arg("--market")
+        .arg(format!(
+            "{}@{}",
+            chain.deployment.address, chain.deployment.deploy_block
+        ))
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("is being indexed by another process")
+            && stderr.contains(&format!(":{}:", indexer.pid))
+            && stderr.contains("--follow"),
+        "{stderr}"
+    );
 
     // A role that may only read.
     let role = format!("km_reader_{}", std::process::id());
