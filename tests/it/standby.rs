@@ -510,6 +510,9 @@ async fn fence_test(kind: Db) {
         head: from + 9,
         ..Batch::default()
     };
+    // Bulk mode (dropping database-wide indexes) is a's only while it owns every market.
+    assert!(a.owns_every_market("a").await.unwrap());
+    assert!(!b.owns_every_market("b").await.unwrap());
     a.commit(&market, &batch(0), 32).await.unwrap();
     market.next_block = 10;
     assert_eq!(
@@ -526,6 +529,7 @@ async fn fence_test(kind: Db) {
         panic!("an expired lease is won");
     };
     assert_eq!(next, epoch + 1);
+    assert!(!a.owns_every_market("a").await.unwrap());
     let refused = a.commit(&market, &batch(10), 32).await.unwrap_err();
     assert!(
         matches!(refused, StoreError::NotOwner { .. }),
