@@ -120,6 +120,10 @@ fn parse(text: &str, base: &Path) -> Result<ConfigFile> {
         for d in &c.deployments {
             markets.push(deployment_market(&base.join(d))?);
         }
+        let mut seen = HashSet::new();
+        if let Some(twice) = markets.iter().find(|m| !seen.insert(m.address)) {
+            bail!("chain {name:?} lists market {} twice", twice.address);
+        }
         if markets.is_empty() {
             bail!(
                 "chain {name:?} has no market: add markets = [\"ADDRESS@START_BLOCK\"] or deployments = [\"FILE\"]"
@@ -160,6 +164,7 @@ mod tests {
     use super::*;
 
     const MARKET: &str = "0xCF205808Ed36593aa40a44F10c7f7C2F67d4A4d4";
+    const OTHER: &str = "0x5FbDB2315678afecb367f032d93F642f64180aa3";
 
     #[test]
     fn two_chains_with_their_own_settings() {
@@ -174,7 +179,7 @@ mod tests {
             [[chain]]
             rpc_url = "http://127.0.0.1:8546"
             window = 32
-            markets = ["{MARKET}@0", "{MARKET}@5"]
+            markets = ["{MARKET}@0", "{OTHER}@5"]
             "#
         );
         let c = parse(&text, Path::new(".")).unwrap();
@@ -211,6 +216,12 @@ mod tests {
                     "[[chain]]\nname = \"x\"\nrpc_url = \"http://a\"\nmarkets = [\"{MARKET}@1\"]\n[[chain]]\nname = \"x\"\nrpc_url = \"http://b\"\nmarkets = [\"{MARKET}@1\"]\n"
                 ),
                 "names must differ",
+            ),
+            (
+                &format!(
+                    "[[chain]]\nrpc_url = \"http://a\"\nmarkets = [\"{MARKET}@1\", \"{MARKET}@9\"]\n"
+                ),
+                "twice",
             ),
         ];
         for (text, says) in cases {

@@ -50,6 +50,9 @@ pub struct IndexerConfig {
     /// one PostgreSQL database (see `ownership`); `None` when it indexes alone. A long backfill
     /// drops the database-wide indexes only while this process owns every market.
     pub owner: Option<std::sync::Arc<str>>,
+    /// Runs of this process in a long backfill with the database-wide indexes dropped (see
+    /// `bulk_min_trades`): while any is, `ownership` hands no market off.
+    pub bulk_runs: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Default for IndexerConfig {
@@ -66,6 +69,7 @@ impl Default for IndexerConfig {
             second_provider: None,
             shutdown: CancellationToken::new(),
             owner: None,
+            bulk_runs: Default::default(),
         }
     }
 }

@@ -2,21 +2,24 @@
 //! time through a lease row in the database (see the store's `lease` module), the others
 //! standing by and taking over by themselves.
 //!
-//! A process ([`Ownership`]) names itself `host:pid:random`, and every second renews the leases
-//! it holds and records itself as running (the heartbeat). For each market it indexes, a
-//! supervisor ([`Ownership::index_market`]) bids for the market every second while it stands
-//! by; once it wins, it runs the market ([`crate::run`]) with the lease's epoch, which every
-//! commit checks in its own transaction (the write fence). It gives the market up when:
-//! - the heartbeat finds the lease taken over, or cannot reach the database for longer than
-//!   the lease lasts (a partition: the lease may have expired, and a standby may own it) — the
-//!   run is dropped at once, and a commit it had in flight is rolled back by the fence;
-//! - it holds more markets than its share (markets ÷ live processes, rounded up): the market
-//!   with the highest id is handed off (its lease released, so a standby takes it at its next
-//!   bid) — so several processes split several markets between them;
+//! A process ([`Ownership`]) names itself `host:pid:machine:random`, and every second renews
+//! the leases it holds and records itself as running (the heartbeat). For each market it
+//! indexes, a supervisor ([`Ownership::index_market`]) bids for the market every second while
+//! it stands by (while under its share, or for a market left without a live owner for a lease's
+//! time; an owner that died on this machine is not waited out); once it wins, it runs the market
+//! ([`crate::run`]) with the lease's epoch, which every commit checks in its own transaction
+//! (the write fence). It gives the market up when:
+//! - the heartbeat finds the lease taken over, or cannot reach the database for nearly as long
+//!   as the lease lasts (a partition: a standby may own it soon) — the run is dropped at once,
+//!   and a commit it had in flight is refused by the fence;
+//! - it holds more markets than its share (markets ÷ live processes, rounded up) and another
+//!   process bids for one of them: the highest such market is handed off at its next batch
+//!   boundary (the lease released, so the bidder takes it) — so several processes split several
+//!   markets between them; never during a long backfill with the database's indexes dropped;
 //! - the run ends (no `--follow`, or a stop): the lease is released for a standby.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
@@ -60,20 +63,27 @@ pub struct Ownership {
     /// Markets this process may hold: its share, as of the last heartbeat.
     share: AtomicUsize,
     held: Mutex<HashMap<i64, Held>>,
+    /// The markets its supervisors registered (one supervisor per market).
+    registered: Mutex<HashSet<i64>>,
+    /// Runs in a long backfill with the database-wide indexes dropped (no hand-off meanwhile).
+    bulk_runs: Arc<AtomicUsize>,
 }
 
 impl Ownership {
     /// Joins the processes indexing `store`'s database, for `wanted` markets: the first heartbeat
     /// (so that a database out of reach is an error here), then a heartbeat every second until
-    /// the returned handle is dropped.
+    /// the returned handle is dropped. `store` should be a pool of its own (the leases' calls
+    /// must not queue behind the batches' commits); `config` is the runs' (its bulk counter).
     pub async fn join(
         store: StoreWriter,
         wanted: usize,
+        config: &IndexerConfig,
     ) -> Result<(Arc<Self>, AbortOnDropHandle<()>)> {
         let name: Arc<str> = format!(
-            "{}:{}:{:08x}",
+            "{}:{}:{}:{:08x}",
             hostname().unwrap_or_else(|| "host".into()),
             std::process::id(),
+            machine().unwrap_or_else(|| "-".into()),
             rand::random::<u32>()
         )
         .into();
@@ -83,6 +93,8 @@ impl Ownership {
             wanted: wanted.max(1),
             share: AtomicUsize::new(0),
             held: Mutex::new(HashMap::new()),
+            registered: Mutex::new(HashSet::new()),
+            bulk_runs: config.bulk_runs.clone(),
         });
         me.store.heartbeat(&me.name, &[]).await?;
         me.update_share().await?;
@@ -107,15 +119,17 @@ impl Ownership {
         self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn registered(&self) -> std::sync::MutexGuard<'_, HashSet<i64>> {
+        self.registered.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// This process's share: the markets it indexes divided by the live processes, rounded up.
     async fn update_share(&self) -> Result<usize> {
         let mut live = 0;
         for name in self.store.live_processes().await? {
-            if died_here(&name) {
-                // Killed on this machine: forgotten at once (its markets are taken at the next
-                // bid, see `bid_until_won`), not counted for a lease's time.
-                self.store.leave(&name).await?;
-            } else {
+            // Died on this machine: forgotten once silent for 2 s (its markets are taken at the
+            // next bid, see `bid_until_won`), not counted for a lease's time.
+            if !(died_here(&name) && self.store.forget_dead(&name).await?) {
                 live += 1;
             }
         }
@@ -150,7 +164,7 @@ impl Ownership {
                 Ok(Ok((renewed, share))) => {
                     self.held().retain(|market, h| {
                         // Won after the heartbeat was sent: not asked about.
-                        let asked = leases.iter().any(|(m, _)| m == market);
+                        let asked = leases.contains(&(*market, h.epoch));
                         let kept = !asked || renewed.contains(&(*market, h.epoch));
                         if asked && kept {
                             h.confirmed = h.confirmed.max(sent);
@@ -183,12 +197,21 @@ impl Ownership {
                 unconfirmed < hold_for
             });
             let Some(share) = share else { continue };
-            let mut held = self.held();
-            if held.len() > share
-                && let Some(&market) = held.keys().max()
-                && let Some(h) = held.remove(&market)
+            // More than its share: the highest market another process is bidding for is handed
+            // off (none that nobody bids for, and none during a long backfill with the
+            // database-wide indexes dropped, which only an owner of every market may run).
+            let held: Vec<i64> = self.held().keys().copied().collect();
+            if held.len() <= share || self.bulk_runs.load(Ordering::Relaxed) > 0 {
+                continue;
+            }
+            let bidders = self.store.bidders(&self.name, &held);
+            let Ok(Ok(wanted)) = tokio::time::timeout(CALL_TIMEOUT, bidders).await else {
+                continue;
+            };
+            if let Some(market) = wanted.into_iter().max()
+                && let Some(h) = self.held().remove(&market)
             {
-                info!(target: "indexer::ownership", market, held = held.len() + 1, share, "handing a market off to a process with fewer");
+                info!(target: "indexer::ownership", market, held = held.len(), share, "handing a market off to a process with fewer");
                 h.hand_off.cancel();
             }
         }
@@ -202,6 +225,7 @@ impl Ownership {
     pub async fn index_market<P: Provider + Clone>(
         self: &Arc<Self>,
         provider: P,
+        store: &StoreWriter,
         spec: MarketSpec,
         config: &IndexerConfig,
     ) -> Result<RunReport> {
@@ -212,8 +236,14 @@ impl Ownership {
         };
         let market = tokio::select! {
             () = stop.cancelled() => return Ok(stopped),
-            m = register(&provider, &self.store, spec, config) => m?,
+            m = register(&provider, store, spec, config) => m?,
         };
+        if !self.registered().insert(market.id) {
+            return Err(Error::Config(format!(
+                "market {} is listed twice (for the same chain)",
+                spec.address
+            )));
+        }
         let config = IndexerConfig {
             owner: Some(self.name.clone()),
             ..config.clone()
@@ -244,7 +274,7 @@ impl Ownership {
             };
             info!(target: "indexer::ownership", market = %spec.address, id = market.id, epoch, owner = %self.name, "owns the market");
             let outcome = tokio::select! {
-                r = run_leased(provider.clone(), &self.store, spec, &run_config, Some(epoch)) => Some(r),
+                r = run_leased(provider.clone(), store, spec, &run_config, Some(epoch)) => Some(r),
                 () = give_up.cancelled() => None,
             };
             self.held().remove(&market.id);
@@ -280,7 +310,16 @@ impl Ownership {
             if config.shutdown.is_cancelled() {
                 return Ok(None);
             }
-            if self.held().len() < self.share.load(Ordering::Relaxed) {
+            let under_share = self.held().len() < self.share.load(Ordering::Relaxed);
+            // At its share, a process still bids for a market left without a live owner for a
+            // lease's time (nobody under their share wants it).
+            let orphan = !under_share
+                && matches!(
+                    tokio::time::timeout(CALL_TIMEOUT, self.store.unowned_for_long(market_id))
+                        .await,
+                    Ok(Ok(true))
+                );
+            if under_share || orphan {
                 let sent = Instant::now();
                 let bid = async {
                     match self.store.try_acquire(market_id, &self.name).await? {
@@ -299,7 +338,9 @@ impl Ownership {
                         owner,
                         expires_in_ms,
                     })) => {
-                        if !config.follow {
+                        // A process that just died here is waited for (its leases are
+                        // taken in 2 s): a restart right after a crash resumes.
+                        if !config.follow && !died_here(&owner) {
                             return Err(Error::Config(format!(
                                 "market {} is being indexed by another process ({owner}); run with --follow to stand by and take over when it stops",
                                 spec.address
@@ -330,15 +371,23 @@ impl Ownership {
     }
 }
 
-/// Whether the process named `owner` (`host:pid:…`) ran on this machine and is gone (no such
-/// pid, or a zombie): its leases need not be waited out. A process of another machine, or one
-/// whose name cannot be read, is never declared dead here.
+/// Whether the process named `owner` (`host:pid:machine:…`) ran on this machine and is gone
+/// (no such pid, or a zombie): its leases need not be waited out (once it has also been silent
+/// for 2 s, checked in the database). `machine` is the boot id and the pid namespace, so that
+/// containers sharing a hostname (host networking, replicas given one name) or cloned machines
+/// are never taken for this one; a name without it is never declared dead.
 fn died_here(owner: &str) -> bool {
-    let mut parts = owner.split(':');
-    let (Some(host), Some(Ok(pid))) = (parts.next(), parts.next().map(str::parse::<u32>)) else {
+    let parts: Vec<&str> = owner.split(':').collect();
+    let [host, pid, machine_id, _] = parts[..] else {
         return false;
     };
-    if hostname().as_deref() != Some(host) || pid == std::process::id() {
+    let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
+    if hostname().as_deref() != Some(host)
+        || machine().as_deref() != Some(machine_id)
+        || pid == std::process::id()
+    {
         return false;
     }
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -348,6 +397,19 @@ fn died_here(owner: &str) -> bool {
             .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
         Err(e) => e.kind() == std::io::ErrorKind::NotFound,
     }
+}
+
+/// This machine and pid namespace, as `BOOTID8.PIDNS` (Linux: the boot id's first 8 characters
+/// and the pid namespace's inode); `None` if either cannot be read.
+fn machine() -> Option<String> {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let ns = std::fs::read_link("/proc/self/ns/pid").ok()?;
+    let inode: String = ns
+        .to_string_lossy()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    (boot.len() >= 8 && !inode.is_empty()).then(|| format!("{}.{inode}", &boot[..8]))
 }
 
 /// The machine's name (Linux), for the owner's name.

@@ -23,9 +23,9 @@ use crate::{
 pub(crate) struct IndexArgs {
     /// A TOML file listing chains (RPC URLs, confirmations, window, markets) to index in this
     /// one process, and optionally the database (docs/operations.md shows one). Replaces the
-    /// one-chain flags (--rpc-url, --market, --deployment, --second-rpc-url, --confirmations,
-    /// --window); --database-url, when given, wins over the file's.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["market", "deployment", "rpc_url", "second_rpc_url", "confirmations", "window"])]
+    /// one-chain flags (--market, --deployment, --confirmations, --window are refused with it;
+    /// --rpc-url and --second-rpc-url ignored); --database-url, when given, wins over the file's.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["market", "deployment", "confirmations", "window"])]
     pub(crate) config: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) rpc: RpcArgs,
@@ -120,15 +120,17 @@ pub(crate) async fn index(args: IndexArgs) -> Result<()> {
         // Several processes may index this database: each market is owned by one of them at a
         // time, the others stand by (keymarket_indexer::ownership).
         let markets = chains.iter().map(|c| c.plan.markets.len()).sum();
-        let (ownership, _heartbeat) = Ownership::join(store.clone(), markets).await?;
+        // The leases' own pool: a heartbeat must not queue behind the batches' commits.
+        let leases = StoreWriter::connect_with(&database, Some(2)).await?;
+        let (ownership, _heartbeat) = Ownership::join(leases, markets, &base).await?;
         eprintln!(
             "indexer {}: owns the markets no other process owns, stands by for the others",
             ownership.name()
         );
         let runs = each_market(&chains).map(|(chain, spec)| {
-            let ownership = ownership.clone();
+            let (ownership, store) = (ownership.clone(), &store);
             async move {
-                let r = ownership.index_market(&chain.provider, spec, &chain.config);
+                let r = ownership.index_market(&chain.provider, store, spec, &chain.config);
                 r.await.map_err(|e| chain.explain(&spec, e.into()))
             }
         });
@@ -166,6 +168,12 @@ pub(crate) async fn index(args: IndexArgs) -> Result<()> {
 /// The database and the chains to index: from the config file, or from the flags (one chain).
 fn plan(args: &IndexArgs) -> Result<(String, Vec<ChainPlan>)> {
     if let Some(path) = &args.config {
+        // Not refused by clap: they may come from the environment (KEYMARKET_RPC_URL).
+        if args.rpc.url != RpcArgs::DEFAULT_URL || args.second_rpc_url.is_some() {
+            eprintln!(
+                "note: --rpc-url and --second-rpc-url (or KEYMARKET_RPC_URL, KEYMARKET_SECOND_RPC_URL) are ignored with --config: each chain names its rpc_url"
+            );
+        }
         let file = chains::read(path)?;
         let database = match (args.db.given(), file.database_url) {
             (false, Some(url)) => args.db.with_url(url).for_writing(),

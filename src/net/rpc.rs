@@ -28,7 +28,7 @@ pub(crate) struct RpcArgs {
     #[arg(
         id = "rpc_url",
         long = "rpc-url",
-        default_value = "http://127.0.0.1:8545",
+        default_value = RpcArgs::DEFAULT_URL,
         env = "KEYMARKET_RPC_URL",
         hide_env_values = true
     )]
@@ -40,6 +40,9 @@ pub(crate) struct RpcArgs {
 }
 
 impl RpcArgs {
+    /// A local anvil's (or any dev node's) endpoint.
+    pub(crate) const DEFAULT_URL: &str = "http://127.0.0.1:8545";
+
     /// The URL as it may be printed.
     pub(crate) fn shown(&self) -> String {
         redact::url(&self.url)

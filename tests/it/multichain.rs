@@ -168,7 +168,7 @@ async fn a_bad_config_file_is_refused_in_words() {
     let out = Command::new(env!("CARGO_BIN_EXE_keymarket"))
         .args(["index", "--config"])
         .arg(&config)
-        .args(["--rpc-url", "http://127.0.0.1:1"])
+        .args(["--market", "0x5FbDB2315678afecb367f032d93F642f64180aa3@1"])
         .output()
         .await
         .unwrap();

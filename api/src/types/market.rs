@@ -109,7 +109,7 @@ pub struct HealthMarket {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MarketOwner {
-    /// The process, as it names itself: `host:pid:random`.
+    /// The process, as it names itself: `host:pid:machine:random`.
     pub name: String,
     /// How many times the market changed hands (1: its first owner).
     pub epoch: i64,

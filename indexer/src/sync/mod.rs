@@ -240,7 +240,7 @@ pub(crate) async fn run_leased<P: Provider>(
         started,
         last_log: Instant::now(),
         quiet: Quiet::default(),
-        bulk: false,
+        bulk: None,
         indexes_shared: false,
         caught_up: false,
         last_head_record: Instant::now(),
@@ -300,8 +300,9 @@ struct Sync<'a, P> {
     started: Instant,
     last_log: Instant,
     quiet: Quiet,
-    /// Secondary indexes dropped for a long backfill.
-    bulk: bool,
+    /// Secondary indexes dropped for a long backfill (counted in the config's `bulk_runs` while
+    /// held).
+    bulk: Option<BulkGuard>,
     /// Other processes own markets of this database: its indexes stay in place.
     indexes_shared: bool,
     /// The head was reached once (the indexes built).
@@ -362,6 +363,7 @@ impl<P: Provider> Sync<'_, P> {
                 return Ok(Flow::Again);
             };
             built?;
+            self.bulk = None;
             self.caught_up = true;
             self.report.index_time += t.elapsed();
         }
@@ -447,12 +449,12 @@ impl<P: Provider> Sync<'_, P> {
             .fetch_add(batch.refused, std::sync::atomic::Ordering::Relaxed);
         report.blocks += batch.to - batch.from + 1;
         report.batches += 1;
-        let long_backfill = !self.bulk
+        let long_backfill = self.bulk.is_none()
             && !self.caught_up
             && report.trades >= self.config.bulk_min_trades
             && head.saturating_sub(batch.to) > report.blocks;
         if long_backfill && !self.indexes_shared && self.may_drop_indexes().await? {
-            self.bulk = true;
+            self.bulk = Some(BulkGuard::new(&self.config.bulk_runs));
             info!(target: "indexer::sync", trades = self.report.trades, remaining_blocks = head - batch.to, "long backfill: secondary indexes dropped until the head is reached");
             self.store.drop_secondary_indexes().await?;
         }
@@ -562,4 +564,21 @@ fn backfill_bar(from: u64, head: u64) -> ProgressBar {
         .progress_chars("=> "),
     );
     bar
+}
+
+/// A run in a long backfill with the database-wide indexes dropped, counted while it lasts (the
+/// count goes down however the run ends, dropped included).
+struct BulkGuard(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl BulkGuard {
+    fn new(runs: &std::sync::Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(runs.clone())
+    }
+}
+
+impl Drop for BulkGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }

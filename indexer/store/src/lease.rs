@@ -21,6 +21,10 @@ use crate::{
 /// standby takes over at most this long (and a poll) after the owner died or was cut off.
 pub const LEASE_TTL_MS: i64 = 5_000;
 
+/// How long a process the pid check says died must also have been silent before its leases are
+/// taken without waiting them out (it records itself every second).
+pub const DEAD_AFTER_MS: i64 = 2_000;
+
 /// PostgreSQL's SQLSTATE for a lock not granted within `lock_timeout`.
 const LOCK_NOT_AVAILABLE: &str = "55P03";
 
@@ -64,8 +68,8 @@ pub struct OwnerRow {
 }
 
 impl StoreWriter {
-    /// Bids for `market_id` as `owner`: won when nobody holds it, its lease has expired, or
-    /// `owner` held it last (a process that gave it up while cut off from the database). A won
+    /// Bids for `market_id` as `owner` (recorded as a bidder, see [`StoreWriter::bidders`]):
+    /// won when nobody holds it, its lease has expired, or `owner` held it last (a process that gave it up while cut off from the database). A won
     /// lease always has a new epoch, so no write fenced by an older one can pass again.
     pub async fn try_acquire(&self, market_id: i64, owner: &str) -> Result<Bid> {
         let now = now_ms(self.backend);
@@ -91,6 +95,16 @@ impl StoreWriter {
                 .await
                 .map_err(db("bidding for a market"))?;
         }
+        let bidder = format!(
+            "INSERT INTO market_bidders (market_id, owner, seen_at) VALUES ($1, $2, {now}) \
+             ON CONFLICT (market_id, owner) DO UPDATE SET seen_at = excluded.seen_at"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(bidder))
+            .bind(market_id)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("bidding for a market"))?;
         let won = match sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(market_id)
             .bind(owner)
@@ -159,7 +173,11 @@ impl StoreWriter {
     /// expires now, so a standby takes it at its next poll. Nothing happens if `epoch` is no
     /// longer the market's.
     pub async fn release(&self, market_id: i64, epoch: i64) -> Result<()> {
-        sqlx::query("UPDATE market_owners SET expires_at = 0 WHERE market_id = $1 AND epoch = $2")
+        let now = now_ms(self.backend);
+        let sql = format!(
+            "UPDATE market_owners SET expires_at = {now} WHERE market_id = $1 AND epoch = $2"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(market_id)
             .bind(epoch)
             .execute(&self.pool)
@@ -170,12 +188,78 @@ impl StoreWriter {
 
     /// Forgets `owner` as a running process (a clean stop).
     pub async fn leave(&self, owner: &str) -> Result<()> {
-        sqlx::query("DELETE FROM indexer_processes WHERE owner = $1")
-            .bind(owner)
+        for sql in [
+            "DELETE FROM market_bidders WHERE owner = $1",
+            "DELETE FROM indexer_processes WHERE owner = $1",
+        ] {
+            sqlx::query(sql)
+                .bind(owner)
+                .execute(&self.pool)
+                .await
+                .map_err(db("recording the process as stopped"))?;
+        }
+        Ok(())
+    }
+
+    /// Forgets `dead`, a process known to have died (on this machine, its pid gone), once it has
+    /// not been seen for [`DEAD_AFTER_MS`]: whether it was.
+    pub async fn forget_dead(&self, dead: &str) -> Result<bool> {
+        let now = now_ms(self.backend);
+        let sql =
+            format!("DELETE FROM indexer_processes WHERE owner = $1 AND seen_at < {now} - $2");
+        let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(dead)
+            .bind(DEAD_AFTER_MS)
             .execute(&self.pool)
             .await
-            .map_err(db("recording the process as stopped"))?;
-        Ok(())
+            .map_err(db("forgetting a stopped indexer"))?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM market_bidders WHERE owner = $1")
+            .bind(dead)
+            .execute(&self.pool)
+            .await
+            .map_err(db("forgetting a stopped indexer"))?;
+        Ok(true)
+    }
+
+    /// Which of `markets` another process than `owner` bid for within a lease's time (a standby
+    /// under its share, ready to take it at once).
+    pub async fn bidders(&self, owner: &str, markets: &[i64]) -> Result<Vec<i64>> {
+        if markets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = now_ms(self.backend);
+        let ids: Vec<String> = markets.iter().map(i64::to_string).collect();
+        let sql = format!(
+            "SELECT DISTINCT market_id FROM market_bidders WHERE owner <> $1 \
+             AND seen_at > {now} - $2 AND market_id IN ({})",
+            ids.join(", ")
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(owner)
+            .bind(LEASE_TTL_MS)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("reading the markets' bidders"))?;
+        Ok(rows.iter().map(|r| get_i64(r, 0)).collect())
+    }
+
+    /// Whether `market_id` has gone without a live owner for longer than a lease (or never had
+    /// one): a process then bids for it whatever its share, so that no market is left behind.
+    pub async fn unowned_for_long(&self, market_id: i64) -> Result<bool> {
+        let now = now_ms(self.backend);
+        let sql = format!(
+            "SELECT COUNT(*) FROM market_owners WHERE market_id = $1 AND expires_at > {now} - $2"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(market_id)
+            .bind(LEASE_TTL_MS)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db("reading a market's owner"))?;
+        Ok(get_i64(&row, 0) == 0)
     }
 
     /// The indexer processes running (seen within a lease's time), by name.
@@ -192,20 +276,24 @@ impl StoreWriter {
 
     /// Takes `market_id` from `dead`, a process known to have died (its caller checked: on the
     /// same machine, its pid is gone), without waiting for its lease to expire: won with a new
-    /// epoch if `dead` still holds it. A dead process sends nothing more, and its last commit,
+    /// epoch if `dead` still holds it and has not been seen for [`DEAD_AFTER_MS`] (a second
+    /// guard, should the pid check be fooled). A dead process sends nothing more, and its last commit,
     /// if one is still in flight, holds the lease row until it ends — so nothing it wrote can
     /// land after this.
     pub async fn take_from_dead(&self, market_id: i64, dead: &str, owner: &str) -> Result<Bid> {
         let now = now_ms(self.backend);
         let sql = format!(
             "UPDATE market_owners SET owner = $1, epoch = epoch + 1, acquired_at = {now}, \
-             expires_at = {now} + $2 WHERE market_id = $3 AND owner = $4 RETURNING epoch"
+             expires_at = {now} + $2 WHERE market_id = $3 AND owner = $4 \
+             AND NOT EXISTS (SELECT 1 FROM indexer_processes p WHERE p.owner = $4 \
+             AND p.seen_at > {now} - $5) RETURNING epoch"
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(owner)
             .bind(LEASE_TTL_MS)
             .bind(market_id)
             .bind(dead)
+            .bind(DEAD_AFTER_MS)
             .fetch_optional(&self.pool)
             .await
             .map_err(db("taking a market over"))?;

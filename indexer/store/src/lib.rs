@@ -39,7 +39,8 @@
 //!   between several indexer processes on PostgreSQL: [`try_acquire`](StoreWriter::try_acquire),
 //!   [`heartbeat`](StoreWriter::heartbeat), [`release`](StoreWriter::release),
 //!   [`leave`](StoreWriter::leave), [`live_processes`](StoreWriter::live_processes),
-//!   [`take_from_dead`](StoreWriter::take_from_dead),
+//!   [`take_from_dead`](StoreWriter::take_from_dead), [`forget_dead`](StoreWriter::forget_dead),
+//!   [`bidders`](StoreWriter::bidders), [`unowned_for_long`](StoreWriter::unowned_for_long),
 //!   [`owns_every_market`](StoreWriter::owns_every_market) (and the reader's
 //!   [`owners`](StoreReader::owners)).
 //!
@@ -66,7 +67,7 @@ pub use crate::{
     holder_history::HoldersDay,
     index_lock::IndexLock,
     leaders::{HoldingRow, HoldingsOf, SubjectOrder, SubjectRow, TraderOrder, TraderRow},
-    lease::{Bid, LEASE_TTL_MS, OwnerRow},
+    lease::{Bid, DEAD_AFTER_MS, LEASE_TTL_MS, OwnerRow},
     netflow::{NetFlowLeaders, NetFlowRow},
     price_index::{IndexSubject, PriceIndex, PriceIndexDay},
     reads::MarketRow,

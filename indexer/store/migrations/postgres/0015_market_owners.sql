@@ -17,3 +17,11 @@ CREATE TABLE indexer_processes (
     owner   TEXT PRIMARY KEY,
     seen_at BIGINT NOT NULL
 );
+-- Standbys ready to take a market now (under their share), renewed at each bid: an owner with
+-- more than its share hands off only a market someone is bidding for, so none is left unowned.
+CREATE TABLE market_bidders (
+    market_id BIGINT NOT NULL REFERENCES markets (id),
+    owner     TEXT NOT NULL,
+    seen_at   BIGINT NOT NULL,
+    PRIMARY KEY (market_id, owner)
+);
