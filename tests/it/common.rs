@@ -688,3 +688,18 @@ pub(crate) fn assert_same(
         "{what}: the comparison is not vacuous"
     );
 }
+
+/// Runs `keymarket ARGS` to its end, which must fail (exit status non-zero); its stderr.
+pub(crate) async fn keymarket_fails(args: &[&str]) -> String {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_keymarket"))
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "keymarket {args:?} succeeded: {stderr}"
+    );
+    stderr
+}

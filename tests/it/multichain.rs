@@ -12,7 +12,7 @@ use alloy::providers::Provider;
 use tokio::process::Command;
 
 use crate::{
-    common::{Chain, Db, anvil_at, assert_same, dump, fresh_db, recompute},
+    common::{Chain, Db, anvil_at, assert_same, dump, fresh_db, keymarket_fails, recompute},
     proxy::{Mode, Proxy},
 };
 
@@ -152,27 +152,14 @@ async fn a_bad_config_file_is_refused_in_words() {
         "[[chain]]\nrpc_url = \"http://127.0.0.1:1\"\nmarkts = []\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_keymarket"))
-        .args(["index", "--config"])
-        .arg(&config)
-        .output()
-        .await
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let config = config.to_str().unwrap();
+    let stderr = keymarket_fails(&["index", "--config", config]).await;
     assert!(
         stderr.contains("unknown field `markts`") && stderr.contains("bad-"),
         "{stderr}"
     );
     // And the one-chain flags do not mix with it.
-    let out = Command::new(env!("CARGO_BIN_EXE_keymarket"))
-        .args(["index", "--config"])
-        .arg(&config)
-        .args(["--market", "0x5FbDB2315678afecb367f032d93F642f64180aa3@1"])
-        .output()
-        .await
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let market = "0x5FbDB2315678afecb367f032d93F642f64180aa3@1";
+    let stderr = keymarket_fails(&["index", "--config", config, "--market", market]).await;
     assert!(stderr.contains("cannot be used with"), "{stderr}");
 }

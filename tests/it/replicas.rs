@@ -13,7 +13,7 @@ use serde_json::Value;
 use tokio::process::{Child, Command};
 
 use crate::{
-    common::{Chain, Db, fresh_db},
+    common::{Chain, Db, fresh_db, keymarket_fails},
     crash::free_port,
     standby::Indexer,
 };
@@ -87,13 +87,7 @@ async fn serve_replicas_never_write_and_answer_the_same_numbers() {
     let url = fresh_db(Db::Postgres, "replicas").await;
 
     // An empty database: refused in words, and left untouched (no migrations table).
-    let out = Command::new(env!("CARGO_BIN_EXE_keymarket"))
-        .args(["serve", "--database-url", &url])
-        .output()
-        .await
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let stderr = keymarket_fails(&["serve", "--database-url", &url]).await;
     assert!(
         stderr.contains("0 of this keymarket's") && stderr.contains("run `keymarket index`"),
         "{stderr}"
@@ -127,25 +121,22 @@ async fn serve_replicas_never_write_and_answer_the_same_numbers() {
     }
 
     // A second indexer without --follow does not wait for the market: it says who has it.
-    let out = Command::new(env!("CARGO_BIN_EXE_keymarket"))
-        .args([
-            "index",
-            "--quiet",
-            "--rpc-url",
-            &chain.rpc_url(),
-            "--database-url",
-            &url,
-        ])
-        .arg("--market")
-        .arg(format!(
-            "{}@{}",
-            chain.deployment.address, chain.deployment.deploy_block
-        ))
-        .output()
-        .await
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let market = format!(
+        "{}@{}",
+        chain.deployment.address, chain.deployment.deploy_block
+    );
+    let rpc = chain.rpc_url();
+    let stderr = keymarket_fails(&[
+        "index",
+        "--quiet",
+        "--rpc-url",
+        &rpc,
+        "--database-url",
+        &url,
+        "--market",
+        &market,
+    ])
+    .await;
     assert!(
         stderr.contains("is being indexed by another process")
             && stderr.contains(&format!(":{}:", indexer.pid))
