@@ -195,7 +195,7 @@ pub(crate) async fn run_leased<P: Provider>(
         &MARKET_TOPICS,
         config.fetch.clone(),
     ));
-    let _stall_writer = stall_writer(store, market.id, config);
+    let _stall_writer = stall_writer(store, market, config);
     let states = store.subject_states(market.id).await?;
     let Some(check) = or_stop(stop, CurveCheck::new(&provider, spec.address, states)).await else {
         report.stopped = true;
@@ -372,7 +372,7 @@ impl<P: Provider> Sync<'_, P> {
         }
         if self.last_head_record.elapsed() >= Duration::from_secs(1) {
             self.last_head_record = Instant::now();
-            self.store.record_head(self.market.id, head).await?;
+            self.store.record_head(&self.market, head).await?;
         }
         or_stop(stop, tokio::time::sleep(config.poll_interval)).await;
         Ok(Flow::Again)
@@ -531,10 +531,10 @@ impl<P: Provider> Sync<'_, P> {
 /// second; the first check clears what an earlier run left), until dropped.
 fn stall_writer(
     store: &StoreWriter,
-    market_id: i64,
+    market: crate::store::MarketState,
     config: &IndexerConfig,
 ) -> tokio_util::task::AbortOnDropHandle<()> {
-    let (store, id, counts) = (store.clone(), market_id, config.fetch.counts.clone());
+    let (store, counts) = (store.clone(), config.fetch.counts.clone());
     tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
         let mut written: Option<Option<String>> = None;
         loop {
@@ -544,7 +544,7 @@ fn stall_writer(
                 .unwrap_or_else(|e| e.into_inner())
                 .clone();
             if written.as_ref() != Some(&now)
-                && store.record_stall(id, now.as_deref()).await.is_ok()
+                && store.record_stall(&market, now.as_deref()).await.is_ok()
             {
                 written = Some(now);
             }

@@ -19,8 +19,10 @@ use crate::{
 };
 
 impl StoreWriter {
-    /// Records the chain head seen while the market is caught up (for the lag the API reports).
-    pub async fn record_head(&self, market_id: i64, head: u64) -> Result<()> {
+    /// Records the chain head seen while the market is caught up (for the lag the API reports);
+    /// fenced like a batch (and renewing the lease), so a process that lost the market records
+    /// nothing.
+    pub async fn record_head(&self, market: &MarketState, head: u64) -> Result<()> {
         // On the writer: a write on the other SQLite connection would void the writer's page cache.
         let mut tx = self.begin_write().await?;
         let mut q = Stmt::new(
@@ -28,13 +30,14 @@ impl StoreWriter {
             "UPDATE markets SET head_block = $1, head_seen_at = $2 WHERE id = $3",
             3,
         );
-        q.int(head as i64).int(unix_now()).int(market_id);
+        q.int(head as i64).int(unix_now()).int(market.id);
         tx.execute(q).await.map_err(db("recording the head"))?;
+        fence(&mut tx, self.backend, market).await?;
         tx.commit().await.map_err(db("recording the head"))
     }
 
-    /// Records why the indexer is stalled on a market (`None`: it is not).
-    pub async fn record_stall(&self, market_id: i64, reason: Option<&str>) -> Result<()> {
+    /// Records why the indexer is stalled on a market (`None`: it is not); fenced like a batch.
+    pub async fn record_stall(&self, market: &MarketState, reason: Option<&str>) -> Result<()> {
         let mut tx = self.begin_write().await?;
         let mut q = match reason {
             Some(r) => {
@@ -52,8 +55,9 @@ impl StoreWriter {
                 1,
             ),
         };
-        q.int(market_id);
+        q.int(market.id);
         tx.execute(q).await.map_err(db("recording a stall"))?;
+        fence(&mut tx, self.backend, market).await?;
         tx.commit().await.map_err(db("recording a stall"))
     }
 
