@@ -540,6 +540,11 @@ async fn fence_test(kind: Db) {
         10,
         "nothing written"
     );
+    let head = a.record_head(&market, 99).await.unwrap_err();
+    assert!(
+        matches!(head, StoreError::NotOwner { .. }),
+        "{kind:?}: {head}"
+    );
     assert!(
         a.heartbeat("a", &[(market.id, epoch)])
             .await
