@@ -115,11 +115,12 @@ pub(crate) fn db_error_is_transient(e: &sqlx::Error) -> bool {
             // PostgreSQL SQLSTATEs: connection exceptions (08xxx), admin/crash shutdown and
             // "the database system is starting up" (57P01-57P03), a session ended for idling
             // (in a transaction, 25P03: a network that went silent mid-transaction; or outside
-            // one, 57P05), too many connections, serialization failures and deadlocks (the
-            // transaction is simply retried).
+            // one, 57P05), a lock not granted in time (55P03), too many connections,
+            // serialization failures and deadlocks (the transaction is simply retried).
             code.starts_with("08")
                 || [
-                    "57P01", "57P02", "57P03", "57P05", "25P03", "53300", "40001", "40P01",
+                    "57P01", "57P02", "57P03", "57P05", "25P03", "55P03", "53300", "40001",
+                    "40P01",
                 ]
                 .contains(&&*code)
                 // SQLite's primary result codes SQLITE_BUSY (5) and SQLITE_LOCKED (6), also

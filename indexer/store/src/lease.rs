@@ -69,8 +69,12 @@ pub struct OwnerRow {
 
 impl StoreWriter {
     /// Bids for `market_id` as `owner` (recorded as a bidder, see [`StoreWriter::bidders`]):
-    /// won when nobody holds it, its lease has expired, or `owner` held it last (a process that gave it up while cut off from the database). A won
-    /// lease always has a new epoch, so no write fenced by an older one can pass again.
+    /// won when nobody holds it, its lease has expired, or `owner` held it last (a process that
+    /// gave it up while cut off from the database). A won lease always has a new epoch, so no
+    /// write fenced by an older one can pass again.
+    ///
+    /// Meant for a pool of its own (see the indexer's `Ownership::join`): a bid dropped midway
+    /// may leave its connection with a one-second `lock_timeout`.
     pub async fn try_acquire(&self, market_id: i64, owner: &str) -> Result<Bid> {
         let now = now_ms(self.backend);
         let sql = format!(
@@ -82,19 +86,15 @@ impl StoreWriter {
              WHERE market_owners.expires_at < {now} OR market_owners.owner = excluded.owner \
              RETURNING epoch"
         );
-        // The lease row is locked while its owner commits a batch (the fence): a bid waits a
-        // second at most for it, then counts as lost (the owner is alive and committing).
-        let mut tx = self
+        // Each statement commits by itself, so a bidder frozen or cut off between two of them
+        // holds no lock on the lease row. The lease row is locked while its owner commits a
+        // batch (the fence): a bid waits a second at most for it (`lock_timeout`, set on this
+        // connection for the bid), then counts as lost (the owner is alive and committing).
+        let mut conn = self
             .pool
-            .begin()
+            .acquire()
             .await
             .map_err(db("bidding for a market"))?;
-        if self.backend == Backend::Postgres {
-            sqlx::query("SET LOCAL lock_timeout = '1s'")
-                .execute(&mut *tx)
-                .await
-                .map_err(db("bidding for a market"))?;
-        }
         let bidder = format!(
             "INSERT INTO market_bidders (market_id, owner, seen_at) VALUES ($1, $2, {now}) \
              ON CONFLICT (market_id, owner) DO UPDATE SET seen_at = excluded.seen_at"
@@ -102,22 +102,35 @@ impl StoreWriter {
         sqlx::query(sqlx::AssertSqlSafe(bidder))
             .bind(market_id)
             .bind(owner)
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await
             .map_err(db("bidding for a market"))?;
-        let won = match sqlx::query(sqlx::AssertSqlSafe(sql))
+        let postgres = self.backend == Backend::Postgres;
+        if postgres {
+            sqlx::query("SET lock_timeout = '1s'")
+                .execute(&mut *conn)
+                .await
+                .map_err(db("bidding for a market"))?;
+        }
+        let won = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(market_id)
             .bind(owner)
             .bind(LEASE_TTL_MS)
-            .fetch_optional(&mut *tx)
-            .await
-        {
+            .fetch_optional(&mut *conn)
+            .await;
+        if postgres {
+            sqlx::query("RESET lock_timeout")
+                .execute(&mut *conn)
+                .await
+                .map_err(db("bidding for a market"))?;
+        }
+        let won = match won {
             Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(LOCK_NOT_AVAILABLE) => {
                 None
             }
             r => r.map_err(db("bidding for a market"))?,
         };
-        tx.commit().await.map_err(db("bidding for a market"))?;
+        drop(conn);
         if let Some(row) = won {
             return Ok(Bid::Won {
                 epoch: get_i64(&row, 0),
