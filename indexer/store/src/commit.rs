@@ -12,7 +12,7 @@ use crate::{
     error::db,
     events,
     indexes::TRADES_IDENTITY,
-    lease::{fence, still_owner},
+    lease::fence,
     row::{TradeRow, hex},
     statements::{MAX_PARAMS, big_statement, insert_into, push_placeholders},
     write_tx::{Stmt, WriteRow, WriteTx},
@@ -75,7 +75,6 @@ impl StoreWriter {
         let checked = self.has_index(TRADES_IDENTITY).await?;
         let backend = self.backend;
         let mut tx = self.begin_write().await?;
-        still_owner(&mut tx, backend, market).await?;
         let mut q = Stmt::new(backend, "SELECT next_block FROM markets WHERE id = $1", 1);
         q.int(market.id);
         let next = tx
@@ -185,7 +184,6 @@ impl StoreWriter {
     pub async fn rollback(&self, market: &MarketState, first_orphan: u64) -> Result<usize> {
         let backend = self.backend;
         let mut tx = self.begin_write().await?;
-        still_owner(&mut tx, backend, market).await?;
         let sql = format!(
             "SELECT {TRADE_COLUMNS}, basis_gwei, basis_rem FROM trades WHERE market_id = $1 AND block_number >= $2 ORDER BY block_number, log_index"
         );

@@ -382,33 +382,3 @@ pub(crate) async fn fence(tx: &mut WriteTx, backend: Backend, market: &MarketSta
     }
     Ok(())
 }
-
-/// The optimistic check at the start of a batch's transaction: [`Error::NotOwner`] if the
-/// market's lease has another epoch (taken over while this process was away), before anything
-/// else is read or written. [`fence`] is the check that counts.
-pub(crate) async fn still_owner(
-    tx: &mut WriteTx,
-    backend: Backend,
-    market: &MarketState,
-) -> Result<()> {
-    let Some(epoch) = market.lease_epoch else {
-        return Ok(());
-    };
-    let mut q = Stmt::new(
-        backend,
-        "SELECT epoch FROM market_owners WHERE market_id = $1",
-        1,
-    );
-    q.int(market.id);
-    let rows = tx
-        .fetch_all(q)
-        .await
-        .map_err(db("reading the market's lease"))?;
-    if rows.first().map(|r| r.int(0)) != Some(epoch) {
-        return Err(Error::NotOwner {
-            market_id: market.id,
-            epoch,
-        });
-    }
-    Ok(())
-}
