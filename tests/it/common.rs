@@ -703,3 +703,31 @@ pub(crate) async fn keymarket_fails(args: &[&str]) -> String {
     );
     stderr
 }
+
+/// Starts `keymarket serve ARGS --listen` on a free loopback port and waits until it answers
+/// `/healthz`; the process (killed when dropped) and its base URL.
+pub(crate) async fn serve(
+    args: &[&str],
+    stderr: std::process::Stdio,
+) -> (tokio::process::Child, String) {
+    let port = crate::crash::free_port();
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_keymarket"))
+        .arg("serve")
+        .args(args)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    // A guard against a hang, not a timing assertion.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while client.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "serve answers");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    (child, base)
+}

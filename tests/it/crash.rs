@@ -261,22 +261,7 @@ async fn sigterm_test(kind: Db) {
 
     if kind == Db::Sqlite {
         // `serve` drains and exits 0 too.
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_keymarket"))
-            .args(["serve", "--database-url", &url, "--listen"])
-            .arg(format!("127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let client = reqwest::Client::new();
-        let health = format!("http://127.0.0.1:{port}/healthz");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while client.get(&health).send().await.is_err() {
-            assert!(Instant::now() < deadline, "serve answers");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let (child, _) = crate::common::serve(&["--database-url", &url], Stdio::piped()).await;
         let (status, stderr, took) = stop_child(child, "TERM").await;
         println!("serve: SIGTERM -> {status} in {took:?}");
         assert!(status.success(), "serve's exit status: {status}\n{stderr}");

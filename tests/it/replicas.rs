@@ -10,11 +10,10 @@ use std::{
 };
 
 use serde_json::Value;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 use crate::{
-    common::{Chain, Db, fresh_db, keymarket_fails},
-    crash::free_port,
+    common::{Chain, Db, fresh_db, keymarket_fails, serve},
     standby::Indexer,
 };
 
@@ -26,28 +25,8 @@ struct Serve {
 
 impl Serve {
     async fn start(url: &str) -> Self {
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_keymarket"))
-            .args([
-                "serve",
-                "--rate-limit",
-                "0",
-                "--database-url",
-                url,
-                "--listen",
-            ])
-            .arg(format!("127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let base = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while reqwest::get(format!("{base}/healthz")).await.is_err() {
-            assert!(Instant::now() < deadline, "serve answers");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let args = ["--rate-limit", "0", "--database-url", url];
+        let (child, base) = serve(&args, Stdio::null()).await;
         Self {
             _child: child,
             base,

@@ -418,23 +418,10 @@ async fn a_serve_process_stays_within_the_sql_answer_budget() {
         .ensure_market(31337, Default::default(), 1)
         .await
         .unwrap();
-    let port = crate::crash::free_port();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_keymarket"))
-        .args(["serve", "--sql", "--database-url", &url, "--listen"])
-        .arg(format!("127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let (mut child, base) =
+        crate::common::serve(&["--sql", "--database-url", &url], Stdio::null()).await;
     let pid = child.id().unwrap();
     let client = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while client.get(format!("{base}/healthz")).send().await.is_err() {
-        assert!(std::time::Instant::now() < deadline, "serve answers");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     // Warm: the SQL pool opened, a small answer served.
     let warm = client
         .post(format!("{base}/v1/sql"))
