@@ -273,9 +273,11 @@ impl Ownership {
                 ..config.clone()
             };
             info!(target: "indexer::ownership", market = %spec.address, id = market.id, epoch, owner = %self.name, "owns the market");
+            // A lost lease wins over whatever the run ended with at the same moment.
             let outcome = tokio::select! {
-                r = run_leased(provider.clone(), store, spec, &run_config, Some(epoch)) => Some(r),
+                biased;
                 () = give_up.cancelled() => None,
+                r = run_leased(provider.clone(), store, spec, &run_config, Some(epoch)) => Some(r),
             };
             self.held().remove(&market.id);
             // A clean end or a hand-off lets a standby take over at once; a lost lease has

@@ -555,6 +555,15 @@ async fn fence_test(kind: Db) {
     market.lease_epoch = Some(next);
     b.commit(&market, &batch(10), 32).await.unwrap();
     assert_eq!(b.next_block(market.id).await.unwrap(), 20);
+    // a's run, not yet told, commits the batch it fetched before the takeover: the checkpoint
+    // moved under it, and that is the lost lease (stand by), not another indexer's write (a
+    // fatal error that stopped the process in a CI run).
+    market.lease_epoch = Some(epoch);
+    let stale = a.commit(&market, &batch(10), 32).await.unwrap_err();
+    assert!(
+        matches!(stale, StoreError::NotOwner { .. }),
+        "{kind:?}: {stale}"
+    );
 }
 
 #[tokio::test]

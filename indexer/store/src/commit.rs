@@ -85,6 +85,9 @@ impl StoreWriter {
             .ok_or_else(|| Error::Corrupt(format!("market {} is not registered", market.id)))?
             .int(0);
         if next as u64 != batch.from {
+            // Under a lease, the usual reason: the market changed hands while this batch was
+            // being fetched, and the new owner has committed since (NotOwner: stand by).
+            fence(&mut tx, backend, market).await?;
             return Err(Error::Corrupt(format!(
                 "batch starts at block {} but the checkpoint is {next}: another indexer is writing this market?",
                 batch.from
