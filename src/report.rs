@@ -116,7 +116,7 @@ pub(crate) async fn print_stats<P: Provider>(
     );
     println!("  traders           {}; subjects {}", t.traders, t.subjects);
     println!(
-        "  this run          {} trades in {:.2}s ({:.0} trades/s); store stage {:.2}s ({:.0} trades/s); waiting for the RPC {:.2}s; building deferred indexes {:.2}s; other {:.2}s",
+        "  this run          {} trades in {:.2}s ({:.0} trades/s); store stage {:.2}s ({:.0} trades/s); waiting for the RPC {:.2}s; building deferred indexes {:.2}s; building deferred aggregates {:.2}s; other {:.2}s",
         r.trades,
         r.elapsed.as_secs_f64(),
         r.trades as f64 / r.elapsed.as_secs_f64().max(1e-9),
@@ -124,8 +124,9 @@ pub(crate) async fn print_stats<P: Provider>(
         r.trades as f64 / r.store_time.as_secs_f64().max(1e-9),
         r.fetch_wait.as_secs_f64(),
         r.index_time.as_secs_f64(),
+        r.aggregate_time.as_secs_f64(),
         r.elapsed
-            .saturating_sub(r.store_time + r.fetch_wait + r.index_time)
+            .saturating_sub(r.store_time + r.fetch_wait + r.index_time + r.aggregate_time)
             .as_secs_f64()
     );
     Ok(())

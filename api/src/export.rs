@@ -183,6 +183,7 @@ mod tests {
             head_seen_at: 0,
             stall_reason: None,
             indexed_time: 0,
+            aggregates_from: None,
         };
         let wei = |v: i128| Wei::from_i128(v).unwrap();
         let t = StoredTrade {

@@ -92,6 +92,8 @@ pub struct RunReport {
     pub fetch_wait: Duration,
     /// Time spent building the secondary indexes a long backfill deferred (at the head).
     pub index_time: Duration,
+    /// Time spent building the aggregates a long backfill deferred (at the head).
+    pub aggregate_time: Duration,
     /// Wall-clock time.
     pub elapsed: Duration,
     /// Database outages waited out (a failed transaction, rolled back and tried again).

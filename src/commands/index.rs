@@ -73,6 +73,11 @@ pub(crate) struct IndexArgs {
     /// Stop after indexing this block.
     #[arg(long)]
     pub(crate) stop_at: Option<u64>,
+    /// A backfill that has stored this many trades with more blocks ahead than behind becomes a
+    /// long backfill: the raw trades only, the aggregates (and, indexing alone, the secondary
+    /// indexes) built once at the head.
+    #[arg(long, default_value_t = 100_000, value_name = "TRADES")]
+    pub(crate) bulk_min_trades: u64,
     /// No progress bar.
     #[arg(long)]
     pub(crate) quiet: bool,
@@ -103,6 +108,7 @@ pub(crate) async fn index(args: IndexArgs) -> Result<()> {
         follow: args.follow,
         progress: !args.quiet && !args.follow,
         stop_at: args.stop_at,
+        bulk_min_trades: args.bulk_min_trades,
         shutdown: stop,
         ..IndexerConfig::default()
     };

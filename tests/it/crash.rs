@@ -56,6 +56,10 @@ fn index_cmd_via(rpc_url: &str, chain: &Chain, url: &str, follow: bool) -> Comma
         "2",
         "--window",
         "32",
+        // A long backfill from the 500th trade on: kills land in its deferred batches and the
+        // aggregate build at the head too.
+        "--bulk-min-trades",
+        "500",
     ])
     .env("RUST_LOG", "warn")
     .stdout(Stdio::null())

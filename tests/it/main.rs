@@ -8,6 +8,7 @@ mod chain;
 mod cohorts;
 mod common;
 mod crash;
+mod deferred;
 mod export;
 mod faults;
 mod hangs;

@@ -262,6 +262,7 @@ mod tests {
             head_seen_at: 0,
             stall_reason: None,
             indexed_time: 0,
+            aggregates_from: None,
         }
     }
 

@@ -64,7 +64,8 @@ pub(crate) async fn metrics_text(State(s): State<AppState>) -> Result<Response, 
 /// is set when some stored trades break the curve although the chain says so. `owner` names the
 /// indexer process holding the market's lease (PostgreSQL; null on SQLite, whose file one
 /// process indexes), `live` false once its lease has run out (nobody indexes it until a standby
-/// takes over).
+/// takes over). `aggregatesPendingFromBlock` is set during a long backfill: the trades from that
+/// block on are stored, the aggregates built from them when the indexer reaches the head.
 #[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health), (status = 429, body = ErrorBody)))]
 pub(crate) async fn healthz(State(s): State<AppState>) -> ApiResult<Health> {
     let proved = s.store.uniqueness_proved().await?;
@@ -96,6 +97,7 @@ pub(crate) async fn healthz(State(s): State<AppState>) -> ApiResult<Health> {
             head_seen_seconds_ago: seen_ago,
             unverified_from_block,
             stall_reason: m.stall_reason.clone(),
+            aggregates_pending_from_block: m.aggregates_from,
             owner,
         });
     }

@@ -100,6 +100,10 @@ pub struct HealthMarket {
     /// Why the indexer is not progressing, when a provider keeps failing one of the market's
     /// ranges (null otherwise): its answers are refused, never believed, so indexing waits.
     pub stall_reason: Option<String>,
+    /// During a long backfill the trades from this block on are stored but not yet counted in
+    /// the aggregates (totals, leaderboards, holdings, daily series): they are built once, when
+    /// the indexer reaches the head. Null: every stored trade is counted.
+    pub aggregates_pending_from_block: Option<i64>,
     /// The indexer process holding the market's lease (PostgreSQL, several processes; null
     /// when no process ever held one, e.g. on SQLite).
     pub owner: Option<MarketOwner>,

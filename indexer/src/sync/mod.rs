@@ -242,6 +242,7 @@ pub(crate) async fn run_leased<P: Provider>(
         quiet: Quiet::default(),
         bulk: None,
         indexes_shared: false,
+        deferred: false,
         caught_up: false,
         last_head_record: Instant::now(),
         db_failures: 0,
@@ -305,6 +306,8 @@ struct Sync<'a, P> {
     bulk: Option<BulkGuard>,
     /// Other processes own markets of this database: its indexes stay in place.
     indexes_shared: bool,
+    /// This run deferred the market's aggregates (a long backfill; built at the head).
+    deferred: bool,
     /// The head was reached once (the indexes built).
     caught_up: bool,
     last_head_record: Instant,
@@ -352,8 +355,9 @@ impl<P: Provider> Sync<'_, P> {
         Ok(Flow::Again)
     }
 
-    /// At the head: the indexes built once (reaching it ends a long backfill, also one killed
-    /// before this point), then done, or a poll's wait.
+    /// At the head: the indexes and the deferred aggregates built once (reaching it ends a long
+    /// backfill, also one killed before this point or begun by another process), then done, or
+    /// a poll's wait.
     async fn at_head(&mut self, head: u64) -> Result<Flow> {
         let (stop, config) = (&self.config.shutdown, self.config);
         if !self.caught_up {
@@ -363,9 +367,17 @@ impl<P: Provider> Sync<'_, P> {
                 return Ok(Flow::Again);
             };
             built?;
+            self.report.index_time += t.elapsed();
+            self.bar.set_message("building aggregates");
+            let t = Instant::now();
+            // (After the indexes: the build reads the trades by subject.)
+            let Some(built) = or_stop(stop, self.store.build_aggregates(&self.market)).await else {
+                return Ok(Flow::Again);
+            };
+            built?;
+            self.report.aggregate_time += t.elapsed();
             self.bulk = None;
             self.caught_up = true;
-            self.report.index_time += t.elapsed();
         }
         if config.stop_at.is_some_and(|s| self.market.next_block > s) || !config.follow {
             return Ok(Flow::Done);
@@ -449,14 +461,21 @@ impl<P: Provider> Sync<'_, P> {
             .fetch_add(batch.refused, std::sync::atomic::Ordering::Relaxed);
         report.blocks += batch.to - batch.from + 1;
         report.batches += 1;
-        let long_backfill = self.bulk.is_none()
+        let long_backfill = !self.deferred
             && !self.caught_up
             && report.trades >= self.config.bulk_min_trades
             && head.saturating_sub(batch.to) > report.blocks;
-        if long_backfill && !self.indexes_shared && self.may_drop_indexes().await? {
-            self.bulk = Some(BulkGuard::new(&self.config.bulk_runs));
-            info!(target: "indexer::sync", trades = self.report.trades, remaining_blocks = head - batch.to, "long backfill: secondary indexes dropped until the head is reached");
-            self.store.drop_secondary_indexes().await?;
+        if long_backfill {
+            // The market's aggregates wait for the head (whoever indexes it then builds them);
+            // the database-wide indexes only when no other process writes with them.
+            self.deferred = true;
+            let drop = !self.indexes_shared && self.may_drop_indexes().await?;
+            if drop {
+                self.bulk = Some(BulkGuard::new(&self.config.bulk_runs));
+                self.store.drop_secondary_indexes().await?;
+            }
+            self.store.defer_aggregates(&self.market).await?;
+            info!(target: "indexer::sync", trades = self.report.trades, remaining_blocks = head - batch.to, indexes_dropped = drop, "long backfill: aggregates deferred until the head is reached");
         }
         self.tell(&batch, head);
         Ok(())

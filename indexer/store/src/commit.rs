@@ -75,15 +75,20 @@ impl StoreWriter {
         let checked = self.has_index(TRADES_IDENTITY).await?;
         let backend = self.backend;
         let mut tx = self.begin_write().await?;
-        let mut q = Stmt::new(backend, "SELECT next_block FROM markets WHERE id = $1", 1);
+        let mut q = Stmt::new(
+            backend,
+            "SELECT next_block, CAST(CASE WHEN aggregates_from IS NULL THEN 0 ELSE 1 END AS BIGINT) FROM markets WHERE id = $1",
+            2,
+        );
         q.int(market.id);
-        let next = tx
+        let row = tx
             .fetch_all(q)
             .await
-            .map_err(db("reading the checkpoint"))?
+            .map_err(db("reading the checkpoint"))?;
+        let row = row
             .first()
-            .ok_or_else(|| Error::Corrupt(format!("market {} is not registered", market.id)))?
-            .int(0);
+            .ok_or_else(|| Error::Corrupt(format!("market {} is not registered", market.id)))?;
+        let (next, deferred) = (row.int(0), row.int(1) != 0);
         if next as u64 != batch.from {
             // Under a lease, the usual reason: the market changed hands while this batch was
             // being fetched, and the new owner has committed since (NotOwner: stand by).
@@ -111,9 +116,16 @@ impl StoreWriter {
                 return Err(Error::Reorged { block: number });
             }
         }
-        let basis = released_basis(&mut tx, backend, market.id, &batch.trades).await?;
-        insert_trades(&mut tx, backend, market, &batch.trades, &basis, checked).await?;
-        apply_aggregates(&mut tx, backend, market.id, &batch.trades, &basis, 1).await?;
+        if deferred {
+            // A long backfill's raw trades: their basis and aggregates come with the build at
+            // the head (`deferred`).
+            let basis = vec![Wei::ZERO; batch.trades.len()];
+            insert_trades(&mut tx, backend, market, &batch.trades, &basis, checked).await?;
+        } else {
+            let basis = released_basis(&mut tx, backend, market.id, &batch.trades).await?;
+            insert_trades(&mut tx, backend, market, &batch.trades, &basis, checked).await?;
+            apply_aggregates(&mut tx, backend, market.id, &batch.trades, &basis, 1).await?;
+        }
         events::insert_events(
             &mut tx,
             backend,
@@ -185,6 +197,9 @@ impl StoreWriter {
     /// orphaned trades' contributions are subtracted from every aggregate, their rows and block
     /// hashes deleted and the checkpoint moved, in one transaction.
     pub async fn rollback(&self, market: &MarketState, first_orphan: u64) -> Result<usize> {
+        // Subtracting needs the orphans counted first (a reorg or a repair during a long
+        // backfill; rare).
+        self.build_aggregates(market).await?;
         let backend = self.backend;
         let mut tx = self.begin_write().await?;
         let sql = format!(

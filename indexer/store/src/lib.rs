@@ -88,6 +88,7 @@ mod commit;
 pub mod concentration;
 mod connect;
 mod cost_basis;
+mod deferred;
 #[cfg(any(test, feature = "testing"))]
 mod dump;
 mod error;

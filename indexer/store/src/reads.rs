@@ -32,13 +32,16 @@ pub struct MarketRow {
     pub stall_reason: Option<String>,
     /// The time of the newest indexed block, Unix seconds (0: none yet).
     pub indexed_time: i64,
+    /// A long backfill's trades from this block on are stored but not yet counted in the
+    /// aggregates (built when the indexer reaches the head); `None`: every trade is counted.
+    pub aggregates_from: Option<i64>,
 }
 
 impl StoreReader {
     /// Every registered market, by id.
     pub async fn markets(&self) -> Result<Vec<MarketRow>> {
         let rows = sqlx::query(
-            "SELECT id, chain_id, address, start_block, next_block, head_block, head_seen_at, stall_reason, indexed_time FROM markets ORDER BY id",
+            "SELECT id, chain_id, address, start_block, next_block, head_block, head_seen_at, stall_reason, indexed_time, aggregates_from FROM markets ORDER BY id",
         )
         .fetch_all(&self.pool)
         .await
@@ -55,6 +58,7 @@ impl StoreReader {
                 head_seen_at: get_i64(r, 6),
                 stall_reason: r.get(7),
                 indexed_time: get_i64(r, 8),
+                aggregates_from: r.get(9),
             })
             .collect())
     }
@@ -122,9 +126,72 @@ impl StoreReader {
             .fetch_all(&self.pool)
             .await
             .map_err(db("reading the subjects' supplies"))?;
-        rows.iter()
+        let mut states: Vec<(Address, i64, i64)> = rows
+            .iter()
             .map(|r| Ok((address_at(r, 0)?, get_i64(r, 1), get_i64(r, 2))))
-            .collect()
+            .collect::<Result<_>>()?;
+        if let Some(from) = self.aggregates_from(market_id).await? {
+            // A long backfill's raw trades are not in `subjects` yet: their latest trades say.
+            self.overlay_deferred(market_id, from, &mut states).await?;
+        }
+        Ok(states)
+    }
+
+    /// `states` (from `subjects`) with each subject's supply after its latest trade stored
+    /// since `from` (deferred, see `deferred`) and, where not known yet, the curve that trade's
+    /// price shows.
+    async fn overlay_deferred(
+        &self,
+        market_id: i64,
+        from: u64,
+        states: &mut Vec<(Address, i64, i64)>,
+    ) -> Result<()> {
+        let rows = sqlx::query(
+            "SELECT subject, supply, is_buy, share_amount, eth_gwei, eth_rem FROM ( \
+             SELECT subject, supply, is_buy, share_amount, eth_gwei, eth_rem, \
+             ROW_NUMBER() OVER (PARTITION BY subject ORDER BY block_number DESC, log_index DESC) AS latest \
+             FROM trades WHERE market_id = $1 AND block_number >= $2 AND share_amount > 0) t WHERE latest = 1",
+        )
+        .bind(market_id)
+        .bind(from as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("reading the supplies of deferred trades"))?;
+        let mut at: std::collections::HashMap<Address, usize> = states
+            .iter()
+            .enumerate()
+            .map(|(i, (s, _, _))| (*s, i))
+            .collect();
+        for r in &rows {
+            let subject = address_at(r, 0)?;
+            let latest = crate::row::TradeRow {
+                chain_id: 0,
+                tx_hash: B256::ZERO,
+                log_index: 0,
+                block_number: 0,
+                block_hash: B256::ZERO,
+                block_time: 0,
+                trader: Address::ZERO,
+                subject,
+                is_buy: get_i64(r, 2) != 0,
+                share_amount: get_i64(r, 3),
+                eth: wei_at(r, 4),
+                protocol_fee: crate::amount::Wei::ZERO,
+                subject_fee: crate::amount::Wei::ZERO,
+                supply: get_i64(r, 1),
+            };
+            let curve = crate::aggregates::curve_multiple(&latest).unwrap_or(0);
+            let i = *at.entry(subject).or_insert_with(|| {
+                states.push((subject, 0, 0));
+                states.len() - 1
+            });
+            let state = &mut states[i];
+            state.1 = latest.supply;
+            if state.2 == 0 {
+                state.2 = curve;
+            }
+        }
+        Ok(())
     }
 
     /// The block of a subject's last stored trade, if it has one (a repair's starting point).
