@@ -336,6 +336,8 @@ async fn process_caught_up(chain: &Chain, url: &str, child: &mut tokio::process:
         );
         if let Ok(store) = StoreWriter::connect(url).await
             && store.next_block(1).await.is_ok_and(|n| n > head)
+            // (and a long backfill's aggregates built there)
+            && store.aggregates_from(1).await.is_ok_and(|a| a.is_none())
         {
             return;
         }

@@ -147,8 +147,15 @@ async fn deferred_test(kind: Db) {
     // recomputation from the logs, the tables of trades alone (stats_daily has referral sums).
     let mut logs = recompute(chain.deployment.chain_id, &chain.logs().await);
     logs.retain(|table, _| {
-        ["trades", "subjects", "traders", "holdings", "daily_traders", "subject_daily"]
-            .contains(table)
+        [
+            "trades",
+            "subjects",
+            "traders",
+            "holdings",
+            "daily_traders",
+            "subject_daily",
+        ]
+        .contains(table)
     });
     assert_eq!(logs.len(), 6);
     assert_same(&format!("{kind:?}: row by row"), &want, &logs);

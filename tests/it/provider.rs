@@ -149,7 +149,10 @@ pub(crate) async fn checkpoint(store: &StoreWriter) -> u64 {
 /// trades are proved stored once (after a long backfill, the identity index is built at the
 /// head; a trade stored twice meanwhile is repaired first, moving the checkpoint back).
 async fn done_to(f: &Follower, head: u64) -> bool {
-    checkpoint(&f.store).await > head && f.store.uniqueness_proved().await.unwrap_or(false)
+    // At the head, and a long backfill's indexes and aggregates built there.
+    checkpoint(&f.store).await > head
+        && f.store.uniqueness_proved().await.unwrap_or(false)
+        && f.store.aggregates_from(1).await.is_ok_and(|a| a.is_none())
 }
 
 /// Waits until every follower is done with the chain's head, all of them in one pass (one that

@@ -13,6 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+mod long_backfill;
 mod repair;
 mod verified;
 
@@ -303,7 +304,7 @@ struct Sync<'a, P> {
     quiet: Quiet,
     /// Secondary indexes dropped for a long backfill (counted in the config's `bulk_runs` while
     /// held).
-    bulk: Option<BulkGuard>,
+    bulk: Option<long_backfill::BulkGuard>,
     /// Other processes own markets of this database: its indexes stay in place.
     indexes_shared: bool,
     /// This run deferred the market's aggregates (a long backfill; built at the head).
@@ -361,21 +362,9 @@ impl<P: Provider> Sync<'_, P> {
     async fn at_head(&mut self, head: u64) -> Result<Flow> {
         let (stop, config) = (&self.config.shutdown, self.config);
         if !self.caught_up {
-            self.bar.set_message("building indexes");
-            let t = Instant::now();
-            let Some(built) = or_stop(stop, self.store.build_secondary_indexes()).await else {
+            if !self.end_long_backfill().await? {
                 return Ok(Flow::Again);
-            };
-            built?;
-            self.report.index_time += t.elapsed();
-            self.bar.set_message("building aggregates");
-            let t = Instant::now();
-            // (After the indexes: the build reads the trades by subject.)
-            let Some(built) = or_stop(stop, self.store.build_aggregates(&self.market)).await else {
-                return Ok(Flow::Again);
-            };
-            built?;
-            self.report.aggregate_time += t.elapsed();
+            }
             self.bulk = None;
             self.caught_up = true;
         }
@@ -461,40 +450,9 @@ impl<P: Provider> Sync<'_, P> {
             .fetch_add(batch.refused, std::sync::atomic::Ordering::Relaxed);
         report.blocks += batch.to - batch.from + 1;
         report.batches += 1;
-        let long_backfill = !self.deferred
-            && !self.caught_up
-            && report.trades >= self.config.bulk_min_trades
-            && head.saturating_sub(batch.to) > report.blocks;
-        if long_backfill {
-            // The market's aggregates wait for the head (whoever indexes it then builds them);
-            // the database-wide indexes only when no other process writes with them.
-            self.deferred = true;
-            let drop = !self.indexes_shared && self.may_drop_indexes().await?;
-            if drop {
-                self.bulk = Some(BulkGuard::new(&self.config.bulk_runs));
-                self.store.drop_secondary_indexes().await?;
-            }
-            self.store.defer_aggregates(&self.market).await?;
-            info!(target: "indexer::sync", trades = self.report.trades, remaining_blocks = head - batch.to, indexes_dropped = drop, "long backfill: aggregates deferred until the head is reached");
-        }
+        self.maybe_start_long_backfill(head, batch.to).await?;
         self.tell(&batch, head);
         Ok(())
-    }
-
-    /// Whether this process may drop the database-wide secondary indexes for a long backfill:
-    /// always when it indexes alone; among several processes sharing a PostgreSQL database,
-    /// only while it owns every market of it (the others' writes use those indexes).
-    /// Asked once: a refusal holds for the rest of the run.
-    async fn may_drop_indexes(&mut self) -> Result<bool> {
-        let Some(owner) = &self.config.owner else {
-            return Ok(true);
-        };
-        let alone = self.store.owns_every_market(owner).await?;
-        if !alone {
-            self.indexes_shared = true;
-            info!(target: "indexer::sync", market = %self.spec.address, "long backfill with the indexes in place: other processes own markets of this database");
-        }
-        Ok(alone)
     }
 
     /// The progress bar, and a log line: while following, quiet unless trades arrive (a line at
@@ -583,21 +541,4 @@ fn backfill_bar(from: u64, head: u64) -> ProgressBar {
         .progress_chars("=> "),
     );
     bar
-}
-
-/// A run in a long backfill with the database-wide indexes dropped, counted while it lasts (the
-/// count goes down however the run ends, dropped included).
-struct BulkGuard(std::sync::Arc<std::sync::atomic::AtomicUsize>);
-
-impl BulkGuard {
-    fn new(runs: &std::sync::Arc<std::sync::atomic::AtomicUsize>) -> Self {
-        runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Self(runs.clone())
-    }
-}
-
-impl Drop for BulkGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    }
 }

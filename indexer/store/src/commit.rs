@@ -116,16 +116,7 @@ impl StoreWriter {
                 return Err(Error::Reorged { block: number });
             }
         }
-        if deferred {
-            // A long backfill's raw trades: their basis and aggregates come with the build at
-            // the head (`deferred`).
-            let basis = vec![Wei::ZERO; batch.trades.len()];
-            insert_trades(&mut tx, backend, market, &batch.trades, &basis, checked).await?;
-        } else {
-            let basis = released_basis(&mut tx, backend, market.id, &batch.trades).await?;
-            insert_trades(&mut tx, backend, market, &batch.trades, &basis, checked).await?;
-            apply_aggregates(&mut tx, backend, market.id, &batch.trades, &basis, 1).await?;
-        }
+        store_trades(&mut tx, backend, market, &batch.trades, checked, deferred).await?;
         events::insert_events(
             &mut tx,
             backend,
@@ -273,6 +264,26 @@ impl StoreWriter {
         tx.commit().await.map_err(db("committing a rollback"))?;
         Ok(orphans.len())
     }
+}
+
+/// A batch's trades stored with their cost basis and counted in every aggregate; during a long
+/// backfill (`deferred`) the raw rows only, their basis and aggregates left to the build at the
+/// head (`deferred`).
+async fn store_trades(
+    tx: &mut WriteTx,
+    backend: Backend,
+    market: &MarketState,
+    trades: &[TradeRow],
+    checked: bool,
+    deferred: bool,
+) -> Result<()> {
+    if deferred {
+        let basis = vec![Wei::ZERO; trades.len()];
+        return insert_trades(tx, backend, market, trades, &basis, checked).await;
+    }
+    let basis = released_basis(tx, backend, market.id, trades).await?;
+    insert_trades(tx, backend, market, trades, &basis, checked).await?;
+    apply_aggregates(tx, backend, market.id, trades, &basis, 1).await
 }
 
 pub(crate) const TRADE_COLUMNS: &str = "chain_id, tx_hash, log_index, block_number, block_hash, block_time, trader, subject, is_buy, share_amount, \

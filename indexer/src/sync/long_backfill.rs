@@ -1,0 +1,99 @@
+//! A long backfill: entered once a run has stored enough trades with more blocks ahead than
+//! behind (the market's aggregates deferred, and the database-wide secondary indexes dropped when
+//! no other process writes with them), ended at the head (the indexes and the deferred
+//! aggregates built, whichever run gets there: also one after a crash or a takeover).
+
+use std::time::Instant;
+
+use alloy::providers::Provider;
+use tracing::info;
+
+use super::{Sync, or_stop};
+use crate::Result;
+
+impl<P: Provider> Sync<'_, P> {
+    /// After a batch that ended at block `to` with the chain's head at `head`: enters a long
+    /// backfill if this run is in one now.
+    pub(super) async fn maybe_start_long_backfill(&mut self, head: u64, to: u64) -> Result<()> {
+        let long_backfill = !self.deferred
+            && !self.caught_up
+            && self.report.trades >= self.config.bulk_min_trades
+            && head.saturating_sub(to) > self.report.blocks;
+        if long_backfill {
+            // The market's aggregates wait for the head (whoever indexes it then builds them);
+            // the database-wide indexes only when no other process writes with them.
+            self.deferred = true;
+            let drop = !self.indexes_shared && self.may_drop_indexes().await?;
+            if drop {
+                self.bulk = Some(BulkGuard::new(&self.config.bulk_runs));
+                self.store.drop_secondary_indexes().await?;
+            }
+            self.store.defer_aggregates(&self.market).await?;
+            info!(target: "indexer::sync", trades = self.report.trades, remaining_blocks = head - to, indexes_dropped = drop, "long backfill: aggregates deferred until the head is reached");
+        }
+        Ok(())
+    }
+
+    /// At the head: the trades' indexes, the deferred aggregates, then the other indexes, built
+    /// (each a no-op when nothing is missing). `false`: stopped on request before the end.
+    pub(super) async fn end_long_backfill(&mut self) -> Result<bool> {
+        let stop = &self.config.shutdown;
+        // The trades' indexes first (the aggregate build reads the trades by subject), the
+        // aggregate tables' after it (cheaper built once than kept up to date during it).
+        self.bar.set_message("building indexes");
+        let t = Instant::now();
+        let Some(built) = or_stop(stop, self.store.build_trades_indexes()).await else {
+            return Ok(false);
+        };
+        built?;
+        self.report.index_time += t.elapsed();
+        self.bar.set_message("building aggregates");
+        let t = Instant::now();
+        let Some(built) = or_stop(stop, self.store.build_aggregates(&self.market)).await else {
+            return Ok(false);
+        };
+        built?;
+        self.report.aggregate_time += t.elapsed();
+        self.bar.set_message("building indexes");
+        let t = Instant::now();
+        let Some(built) = or_stop(stop, self.store.build_secondary_indexes()).await else {
+            return Ok(false);
+        };
+        built?;
+        self.report.index_time += t.elapsed();
+        Ok(true)
+    }
+
+    /// Whether this process may drop the database-wide secondary indexes for a long backfill:
+    /// always when it indexes alone; among several processes sharing a PostgreSQL database,
+    /// only while it owns every market of it (the others' writes use those indexes).
+    /// Asked once: a refusal holds for the rest of the run.
+    async fn may_drop_indexes(&mut self) -> Result<bool> {
+        let Some(owner) = &self.config.owner else {
+            return Ok(true);
+        };
+        let alone = self.store.owns_every_market(owner).await?;
+        if !alone {
+            self.indexes_shared = true;
+            info!(target: "indexer::sync", market = %self.spec.address, "long backfill with the indexes in place: other processes own markets of this database");
+        }
+        Ok(alone)
+    }
+}
+
+/// A run in a long backfill with the database-wide indexes dropped, counted while it lasts (the
+/// count goes down however the run ends, dropped included).
+pub(super) struct BulkGuard(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl BulkGuard {
+    pub(super) fn new(runs: &std::sync::Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(runs.clone())
+    }
+}
+
+impl Drop for BulkGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
