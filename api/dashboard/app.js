@@ -531,7 +531,14 @@ async function main() {
   state.timer = setInterval(refresh, REFRESH_MS);
 }
 
-main().catch((e) => {
-  $("status").textContent = `error: ${e.message}`;
-  console.error(e);
-});
+// Started once every script of the page has run: the refresh calls functions of cohorts.js,
+// trade.js and sql.js, loaded after this file, and /v1/markets can answer before they are
+// (a dashboard test saw "overviewWindow is not defined" on a loaded machine).
+function start() {
+  main().catch((e) => {
+    $("status").textContent = `error: ${e.message}`;
+    console.error(e);
+  });
+}
+if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+else start();
