@@ -4,13 +4,13 @@
 //! and subject-day rows, scattered over B-trees too large to stay hot: folding batch by batch
 //! saves little. So a long backfill marks the market (`markets.aggregates_from`), its batches
 //! store the raw trades only (no cost basis, no aggregate), and [`StoreWriter::build_aggregates`]
-//! counts them all at the head: the deferred trades read back one subject partition at a time
-//! (a subject's trades all fall in one partition, so the average-cost basis replays each holding
-//! in chain order), each partition's holdings, subjects and subject-days written once in key
-//! order, the traders', trader-days' and days' sums gathered over every partition and written at
-//! the end, the sells' basis written back to their rows in row order. One transaction: a process
-//! killed during the build leaves the market deferred as before, and the next run to reach the
-//! head builds it again from the start (same input, same result).
+//! counts them all at the head: the deferred trades read back 20,000 at a time in (subject,
+//! block, log index) order — each holding's and each subject's trades in chain order, so the
+//! average-cost basis replays as it would batch by batch — each chunk's holdings, subjects and
+//! subject-days written in key order, the traders', trader-days' and days' sums gathered over
+//! every chunk and written at the end, the sells' basis written back to their rows in row order.
+//! One transaction: a process killed during the build leaves the market deferred as before, and
+//! the next run to reach the head builds it again from the start (same input, same result).
 
 use std::{collections::BTreeMap, time::Instant};
 
@@ -159,7 +159,7 @@ impl StoreWriter {
         tx.commit()
             .await
             .map_err(db("committing the deferred build"))?;
-        info!(target: "indexer::store", market = market.id, trades = total, secs = started.elapsed().as_secs_f64(), read_secs = secs[0], basis_secs = secs[1], partition_writes_secs = secs[2], gathered_writes_secs = finish, "built the deferred aggregates");
+        info!(target: "indexer::store", market = market.id, trades = total, secs = started.elapsed().as_secs_f64(), read_secs = secs[0], basis_secs = secs[1], chunk_writes_secs = secs[2], gathered_writes_secs = finish, "built the deferred aggregates");
         Ok(Some(total))
     }
 }
@@ -294,7 +294,7 @@ impl Build {
             self.bases.push((row, *b));
         }
         let Deltas {
-            days,
+            mut days,
             mut subjects,
             traders,
             holdings,
@@ -302,7 +302,6 @@ impl Build {
             subject_days,
         } = fold(&trades, &basis, 1);
         w.holdings(tx, holdings, &mut subjects).await?;
-        let mut days = days;
         for day in w.subjects(tx, subjects).await? {
             days.entry(day).or_default().new_subjects += 1;
         }
