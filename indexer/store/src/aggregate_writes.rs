@@ -33,7 +33,7 @@ pub(super) async fn apply_aggregates(
 ) -> Result<()> {
     let Deltas {
         mut days,
-        mut subjects,
+        subjects,
         traders,
         holdings,
         day_traders,
@@ -47,14 +47,11 @@ pub(super) async fn apply_aggregates(
         market_id,
         sign,
     };
-    w.holdings(tx, holdings, &mut subjects).await?;
-    for day in w.subjects(tx, subjects).await? {
-        days.entry(day).or_default().new_subjects += sign;
-    }
+    w.by_subject(tx, holdings, subjects, subject_days, &mut days)
+        .await?;
     for day in w.traders(tx, traders).await? {
         days.entry(day).or_default().new_traders += sign;
     }
-    w.subject_days(tx, subject_days).await?;
     for day in w.day_traders(tx, day_traders).await? {
         days.entry(day).or_default().active += sign;
     }
@@ -101,6 +98,24 @@ pub(super) struct Writes {
 }
 
 impl Writes {
+    /// The tables keyed by subject — holdings (and the holders each subject gained or lost),
+    /// subjects (and the days of those that appeared or vanished, counted in `days`) and
+    /// subject-days: a batch's part, or a chunk's of a deferred build.
+    pub(super) async fn by_subject(
+        &self,
+        tx: &mut WriteTx,
+        holdings: HashMap<HoldingKey, (i64, i128)>,
+        mut subjects: HashMap<Address, PartyAgg>,
+        subject_days: HashMap<(Address, i64), SubjectDayAgg>,
+        days: &mut BTreeMap<i64, DayAgg>,
+    ) -> Result<()> {
+        self.holdings(tx, holdings, &mut subjects).await?;
+        for day in self.subjects(tx, subjects).await? {
+            days.entry(day).or_default().new_subjects += self.sign;
+        }
+        self.subject_days(tx, subject_days).await
+    }
+
     /// On rollback the first-trade times must not move: the remaining trades are all older.
     fn first(&self, t: i64) -> i64 {
         if self.sign > 0 { t } else { i64::MAX }

@@ -295,17 +295,14 @@ impl Build {
         }
         let Deltas {
             mut days,
-            mut subjects,
+            subjects,
             traders,
             holdings,
             day_traders,
             subject_days,
         } = fold(&trades, &basis, 1);
-        w.holdings(tx, holdings, &mut subjects).await?;
-        for day in w.subjects(tx, subjects).await? {
-            days.entry(day).or_default().new_subjects += 1;
-        }
-        w.subject_days(tx, subject_days).await?;
+        w.by_subject(tx, holdings, subjects, subject_days, &mut days)
+            .await?;
         self.secs[2] += t.elapsed().as_secs_f64();
         for (day, d) in days {
             self.days.entry(day).or_default().absorb(d);
