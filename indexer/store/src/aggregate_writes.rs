@@ -15,7 +15,8 @@ use crate::{
     cost_basis::wei,
     error::db,
     row::TradeRow,
-    statements::{MAX_PARAMS, big_statement, insert_into, normalised_add, push_placeholders},
+    statements::{MAX_PARAMS, big_statement, insert_into, push_placeholders},
+    upserts::Table,
     write_tx::{Stmt, WriteRow, WriteTx},
 };
 
@@ -47,8 +48,12 @@ pub(super) async fn apply_aggregates(
         market_id,
         sign,
     };
-    w.by_subject(tx, holdings, subjects, subject_days, &mut days)
-        .await?;
+    let mut subjects = subjects;
+    w.holdings(tx, holdings, &mut subjects).await?;
+    for day in w.subjects(tx, subjects).await? {
+        days.entry(day).or_default().new_subjects += sign;
+    }
+    w.subject_days(tx, subject_days).await?;
     for day in w.traders(tx, traders).await? {
         days.entry(day).or_default().new_traders += sign;
     }
@@ -90,6 +95,23 @@ fn in_key_order<K: Ord, V>(deltas: HashMap<K, V>) -> Vec<(K, V)> {
     rows
 }
 
+/// "INSERT INTO table (columns) VALUES (…), … ON CONFLICT … `returning`" for `rows` rows of
+/// `cols` placeholders.
+fn upsert_values(
+    backend: Backend,
+    table: Table,
+    rows: usize,
+    cols: usize,
+    returning: &str,
+) -> String {
+    let mut sql = insert_into(backend, table.columns());
+    sql.push_str(" VALUES ");
+    push_placeholders(&mut sql, backend, rows, cols);
+    sql.push_str(&table.on_conflict());
+    sql.push_str(returning);
+    sql
+}
+
 /// The writes of one batch's deltas, one table each.
 pub(super) struct Writes {
     pub(super) backend: Backend,
@@ -98,24 +120,6 @@ pub(super) struct Writes {
 }
 
 impl Writes {
-    /// The tables keyed by subject — holdings (and the holders each subject gained or lost),
-    /// subjects (and the days of those that appeared or vanished, counted in `days`) and
-    /// subject-days: a batch's part, or a chunk's of a deferred build.
-    pub(super) async fn by_subject(
-        &self,
-        tx: &mut WriteTx,
-        holdings: HashMap<HoldingKey, (i64, i128)>,
-        mut subjects: HashMap<Address, PartyAgg>,
-        subject_days: HashMap<(Address, i64), SubjectDayAgg>,
-        days: &mut BTreeMap<i64, DayAgg>,
-    ) -> Result<()> {
-        self.holdings(tx, holdings, &mut subjects).await?;
-        for day in self.subjects(tx, subjects).await? {
-            days.entry(day).or_default().new_subjects += self.sign;
-        }
-        self.subject_days(tx, subject_days).await
-    }
-
     /// On rollback the first-trade times must not move: the remaining trades are all older.
     fn first(&self, t: i64) -> i64 {
         if self.sign > 0 { t } else { i64::MAX }
@@ -133,16 +137,13 @@ impl Writes {
         } = *self;
         let rows = in_key_order(holdings);
         for chunk in rows.chunks(MAX_PARAMS / 6) {
-            let mut sql = insert_into(
+            let sql = upsert_values(
                 backend,
-                "holdings (market_id, subject, trader, balance, cost_gwei, cost_rem) VALUES ",
+                Table::Holdings,
+                chunk.len(),
+                6,
+                " RETURNING subject, trader, balance, cost_gwei, cost_rem",
             );
-            push_placeholders(&mut sql, backend, chunk.len(), 6);
-            sql.push_str(
-            " ON CONFLICT (market_id, subject, trader) DO UPDATE SET balance = holdings.balance + excluded.balance, ",
-        );
-            sql.push_str(&normalised_add("holdings", "cost"));
-            sql.push_str(" RETURNING subject, trader, balance, cost_gwei, cost_rem");
             let mut q = big_statement(backend, &sql, chunk.len() * 6);
             for ((subject, trader), (delta, cost)) in chunk {
                 let cost = wei(*cost)?;
@@ -208,21 +209,13 @@ impl Writes {
         let mut appeared = Vec::new();
         let rows = in_key_order(subjects);
         for chunk in rows.chunks(MAX_PARAMS / 11) {
-            let mut sql = insert_into(
+            let sql = upsert_values(
                 backend,
-                "subjects (market_id, subject, supply, holders, trades, volume_gwei, volume_rem, fees_gwei, fees_rem, first_time, curve) VALUES ",
+                Table::Subjects,
+                chunk.len(),
+                11,
+                " RETURNING subject, trades, first_time",
             );
-            push_placeholders(&mut sql, backend, chunk.len(), 11);
-            sql.push_str(
-            " ON CONFLICT (market_id, subject) DO UPDATE SET \
-             supply = CASE WHEN excluded.trades > 0 THEN excluded.supply ELSE subjects.supply END, \
-             holders = subjects.holders + excluded.holders, trades = subjects.trades + excluded.trades, \
-             volume_gwei = subjects.volume_gwei + excluded.volume_gwei, volume_rem = subjects.volume_rem + excluded.volume_rem, \
-             fees_gwei = subjects.fees_gwei + excluded.fees_gwei, fees_rem = subjects.fees_rem + excluded.fees_rem, \
-             first_time = CASE WHEN excluded.first_time < subjects.first_time THEN excluded.first_time ELSE subjects.first_time END, \
-             curve = CASE WHEN excluded.curve > 0 THEN excluded.curve ELSE subjects.curve END \
-             RETURNING subject, trades, first_time",
-        );
             let mut q = big_statement(backend, &sql, chunk.len() * 11);
             for (subject, a) in chunk {
                 q.int(market_id)
@@ -256,19 +249,13 @@ impl Writes {
         let mut appeared = Vec::new();
         let rows = in_key_order(traders);
         for chunk in rows.chunks(MAX_PARAMS / 10) {
-            let mut sql = insert_into(
+            let sql = upsert_values(
                 backend,
-                "traders (market_id, trader, trades, volume_gwei, volume_rem, fees_gwei, fees_rem, first_time, pnl_gwei, pnl_rem) VALUES ",
+                Table::Traders,
+                chunk.len(),
+                10,
+                " RETURNING trader, trades, first_time",
             );
-            push_placeholders(&mut sql, backend, chunk.len(), 10);
-            sql.push_str(
-            " ON CONFLICT (market_id, trader) DO UPDATE SET trades = traders.trades + excluded.trades, \
-             volume_gwei = traders.volume_gwei + excluded.volume_gwei, volume_rem = traders.volume_rem + excluded.volume_rem, \
-             fees_gwei = traders.fees_gwei + excluded.fees_gwei, fees_rem = traders.fees_rem + excluded.fees_rem, \
-             first_time = CASE WHEN excluded.first_time < traders.first_time THEN excluded.first_time ELSE traders.first_time END, ",
-        );
-            sql.push_str(&normalised_add("traders", "pnl"));
-            sql.push_str(" RETURNING trader, trades, first_time");
             let mut q = big_statement(backend, &sql, chunk.len() * 10);
             for (trader, a) in chunk {
                 let pnl = wei(a.pnl)?;
@@ -298,19 +285,7 @@ impl Writes {
         } = *self;
         let rows = in_key_order(subject_days);
         for chunk in rows.chunks(MAX_PARAMS / 12) {
-            let mut sql = insert_into(
-                backend,
-                "subject_daily (market_id, subject, day, trades, buys, sells, buy_volume_gwei, buy_volume_rem, \
-             sell_volume_gwei, sell_volume_rem, fees_gwei, fees_rem) VALUES ",
-            );
-            push_placeholders(&mut sql, backend, chunk.len(), 12);
-            sql.push_str(
-            " ON CONFLICT (market_id, subject, day) DO UPDATE SET trades = subject_daily.trades + excluded.trades, \
-             buys = subject_daily.buys + excluded.buys, sells = subject_daily.sells + excluded.sells, \
-             buy_volume_gwei = subject_daily.buy_volume_gwei + excluded.buy_volume_gwei, buy_volume_rem = subject_daily.buy_volume_rem + excluded.buy_volume_rem, \
-             sell_volume_gwei = subject_daily.sell_volume_gwei + excluded.sell_volume_gwei, sell_volume_rem = subject_daily.sell_volume_rem + excluded.sell_volume_rem, \
-             fees_gwei = subject_daily.fees_gwei + excluded.fees_gwei, fees_rem = subject_daily.fees_rem + excluded.fees_rem",
-        );
+            let sql = upsert_values(backend, Table::SubjectDaily, chunk.len(), 12, "");
             let mut q = big_statement(backend, &sql, chunk.len() * 12);
             for ((subject, day), a) in chunk {
                 q.int(market_id)
@@ -343,15 +318,13 @@ impl Writes {
         let mut active = Vec::new();
         let rows = in_key_order(day_traders);
         for chunk in rows.chunks(MAX_PARAMS / 4) {
-            let mut sql = insert_into(
+            let sql = upsert_values(
                 backend,
-                "daily_traders (market_id, day, trader, trades) VALUES ",
+                Table::DailyTraders,
+                chunk.len(),
+                4,
+                " RETURNING day, trader, trades",
             );
-            push_placeholders(&mut sql, backend, chunk.len(), 4);
-            sql.push_str(
-            " ON CONFLICT (market_id, day, trader) DO UPDATE SET trades = daily_traders.trades + excluded.trades \
-             RETURNING day, trader, trades",
-        );
             let mut q = big_statement(backend, &sql, chunk.len() * 4);
             for ((day, trader), n) in chunk {
                 q.int(market_id).int(*day).address(trader).int(*n);
@@ -379,22 +352,7 @@ impl Writes {
             backend, market_id, ..
         } = *self;
         let rows: Vec<(i64, DayAgg)> = days.into_iter().collect();
-        let mut sql = insert_into(
-            backend,
-            "stats_daily (market_id, day, trades, buys, sells, buy_volume_gwei, buy_volume_rem, sell_volume_gwei, \
-         sell_volume_rem, protocol_gwei, protocol_rem, subject_gwei, subject_rem, active_traders, new_traders, new_subjects) VALUES ",
-        );
-        push_placeholders(&mut sql, backend, rows.len(), 16);
-        sql.push_str(
-        " ON CONFLICT (market_id, day) DO UPDATE SET trades = stats_daily.trades + excluded.trades, \
-         buys = stats_daily.buys + excluded.buys, sells = stats_daily.sells + excluded.sells, \
-         buy_volume_gwei = stats_daily.buy_volume_gwei + excluded.buy_volume_gwei, buy_volume_rem = stats_daily.buy_volume_rem + excluded.buy_volume_rem, \
-         sell_volume_gwei = stats_daily.sell_volume_gwei + excluded.sell_volume_gwei, sell_volume_rem = stats_daily.sell_volume_rem + excluded.sell_volume_rem, \
-         protocol_gwei = stats_daily.protocol_gwei + excluded.protocol_gwei, protocol_rem = stats_daily.protocol_rem + excluded.protocol_rem, \
-         subject_gwei = stats_daily.subject_gwei + excluded.subject_gwei, subject_rem = stats_daily.subject_rem + excluded.subject_rem, \
-         active_traders = stats_daily.active_traders + excluded.active_traders, new_traders = stats_daily.new_traders + excluded.new_traders, \
-         new_subjects = stats_daily.new_subjects + excluded.new_subjects",
-    );
+        let sql = upsert_values(backend, Table::StatsDaily, rows.len(), 16, "");
         let mut q = big_statement(backend, &sql, rows.len() * 16);
         for (day, d) in &rows {
             q.int(market_id)

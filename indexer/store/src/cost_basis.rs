@@ -13,28 +13,39 @@ use crate::{
     write_tx::WriteTx,
 };
 
-/// The cost basis each sell of `trades` releases, average-cost method: the holding's cost × keys
-/// sold / keys held, rounded down (all of it when the seller sells everything, or more than the
-/// index saw it buy — keys bought before a market's start block). Zero for buys and empty
-/// trades. Reads the stored holdings of the (subject, trader) pairs that sell in this batch and
-/// replays the batch in chain order.
+/// (balance, cost in wei) of holdings, by (subject, trader).
+pub(crate) type HoldingStates = HashMap<(Address, Address), (i64, i128)>;
+
+/// The cost basis each sell of `trades` releases, average-cost method (see [`replay`]), from the
+/// stored holdings of the (subject, trader) pairs that sell in this batch.
 pub(crate) async fn released_basis(
     tx: &mut WriteTx,
     backend: Backend,
     market_id: i64,
     trades: &[TradeRow],
 ) -> Result<Vec<Wei>> {
-    let mut index: HashMap<(Address, Address), usize> = HashMap::default();
-    for t in trades.iter().filter(|t| !t.is_buy && t.share_amount != 0) {
-        let next = index.len();
-        index.entry((t.subject, t.trader)).or_insert(next);
-    }
-    if index.is_empty() {
+    let mut pairs: Vec<(Address, Address)> = trades
+        .iter()
+        .filter(|t| !t.is_buy && t.share_amount != 0)
+        .map(|t| (t.subject, t.trader))
+        .collect();
+    if pairs.is_empty() {
         return Ok(vec![Wei::ZERO; trades.len()]);
     }
-    // (balance, cost in wei) of each selling pair, from the database.
-    let mut state = vec![(0i64, 0i128); index.len()];
-    let pairs: Vec<(Address, Address)> = index.keys().copied().collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    let mut state = stored_holdings(tx, backend, market_id, &pairs).await?;
+    replay(trades, &mut state)
+}
+
+/// The stored (balance, cost) of the holdings of `pairs` (those with none are absent).
+pub(crate) async fn stored_holdings(
+    tx: &mut WriteTx,
+    backend: Backend,
+    market_id: i64,
+    pairs: &[(Address, Address)],
+) -> Result<HoldingStates> {
+    let mut state = HoldingStates::default();
     for chunk in pairs.chunks(MAX_PARAMS / 2) {
         let mut sql = format!(
             "SELECT subject, trader, balance, cost_gwei, cost_rem FROM holdings WHERE market_id = {market_id} AND (subject, trader) IN (VALUES "
@@ -46,18 +57,24 @@ pub(crate) async fn released_basis(
             q.address(subject).address(trader);
         }
         for r in tx.fetch_all(q).await.map_err(db("reading holdings"))? {
-            let i = index[&(r.parsed(0)?, r.parsed(1)?)];
-            state[i] = (r.int(2), r.wei(3).to_i128());
+            state.insert((r.parsed(0)?, r.parsed(1)?), (r.int(2), r.wei(3).to_i128()));
         }
     }
+    Ok(state)
+}
+
+/// Replays `trades` in chain order over the holdings' (balance, cost) in `state` (a pair absent
+/// starts empty), returning the cost basis each trade released: the holding's cost × keys sold /
+/// keys held, rounded down (all of it when the seller sells everything, or more than the index
+/// saw it buy — keys bought before a market's start block); zero for buys and empty trades.
+pub(crate) fn replay(trades: &[TradeRow], state: &mut HoldingStates) -> Result<Vec<Wei>> {
     let mut out = Vec::with_capacity(trades.len());
     for t in trades {
-        let i = index.get(&(t.subject, t.trader));
-        let (Some(&i), true) = (i, t.share_amount != 0) else {
+        if t.share_amount == 0 {
             out.push(Wei::ZERO);
             continue;
-        };
-        let (balance, cost) = &mut state[i];
+        }
+        let (balance, cost) = state.entry((t.subject, t.trader)).or_default();
         if t.is_buy {
             *balance += t.share_amount;
             *cost += paid(t);
@@ -89,4 +106,57 @@ pub(crate) fn received(t: &TradeRow) -> i128 {
 pub(crate) fn wei(v: i128) -> Result<Wei> {
     Wei::from_i128(v)
         .ok_or_else(|| Error::Corrupt(format!("{v} wei is past the storable range of ±9.2e9 ETH")))
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy::primitives::B256;
+
+    use super::*;
+
+    fn trade(trader: u8, is_buy: bool, share_amount: i64, eth: i128) -> TradeRow {
+        TradeRow {
+            chain_id: 1,
+            tx_hash: B256::ZERO,
+            log_index: 0,
+            block_number: 1,
+            block_hash: B256::ZERO,
+            block_time: 0,
+            trader: Address::repeat_byte(trader),
+            subject: Address::repeat_byte(0x11),
+            is_buy,
+            share_amount,
+            eth: Wei::from_i128(eth).unwrap(),
+            protocol_fee: Wei::from_i128(eth / 10).unwrap(),
+            subject_fee: Wei::ZERO,
+            supply: 1,
+        }
+    }
+
+    /// Average cost: a sell releases cost × sold / held, rounded down; selling everything (or
+    /// more than seen bought) releases all that is left; buys and empty trades release nothing;
+    /// a holding already in `state` continues from there, and `state` ends where the trades
+    /// left each holding.
+    #[test]
+    fn sells_release_the_average_cost() {
+        let mut state = HoldingStates::default();
+        let stored = (Address::repeat_byte(0x11), Address::repeat_byte(2));
+        state.insert(stored, (3, 1_000));
+        let trades = [
+            trade(1, true, 2, 100),  // pays 110
+            trade(1, false, 0, 0),   // empty
+            trade(1, true, 1, 1),    // pays 1: 3 keys, cost 111
+            trade(1, false, 2, 500), // releases 111 × 2 / 3 = 74
+            trade(2, false, 1, 50),  // stored: releases 1,000 / 3 = 333
+            trade(1, false, 5, 500), // more than held: all that is left, 37
+        ];
+        let released: Vec<i128> = replay(&trades, &mut state)
+            .unwrap()
+            .iter()
+            .map(|w| w.to_i128())
+            .collect();
+        assert_eq!(released, [0, 0, 0, 74, 333, 37]);
+        assert_eq!(state[&stored], (2, 667));
+        assert_eq!(state[&(stored.0, Address::repeat_byte(1))], (-4, 0));
+    }
 }

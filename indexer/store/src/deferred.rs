@@ -4,27 +4,28 @@
 //! and subject-day rows, scattered over B-trees too large to stay hot: folding batch by batch
 //! saves little. So a long backfill marks the market (`markets.aggregates_from`), its batches
 //! store the raw trades only (no cost basis, no aggregate), and [`StoreWriter::build_aggregates`]
-//! counts them all at the head: the deferred trades read back 20,000 at a time in (subject,
-//! block, log index) order — each holding's and each subject's trades in chain order, so the
-//! average-cost basis replays as it would batch by batch — each chunk's holdings, subjects and
-//! subject-days written in key order, the traders', trader-days' and days' sums gathered over
-//! every chunk and written at the end, the sells' basis written back to their rows in row order.
+//! counts them all at the head, in two steps. A Rust pass reads the deferred trades back 20,000
+//! at a time in (subject, block, log index) order — each holding's and each subject's trades in
+//! chain order — replays each holding's average-cost basis in memory (only the current subject's
+//! holdings are kept), writes each chunk's subjects (their latest supply and curve need the trades
+//! in order) and the sells' basis back to their rows. Then every other sum is counted inside the
+//! database from the raw table, set-based (`deferred_sums`).
 //! One transaction: a process killed during the build leaves the market deferred as before, and
 //! the next run to reach the head builds it again from the start (same input, same result).
 
-use std::{collections::BTreeMap, time::Instant};
+use std::time::Instant;
 
 use alloy::primitives::{Address, B256};
-use foldhash::HashMap;
 use tracing::info;
 
 use crate::{
     Backend, Error, MarketState, Result, StoreReader, StoreWriter,
     aggregate_writes::Writes,
-    aggregates::{DayAgg, Deltas, PartyAgg, fold},
+    aggregates::fold,
     amount::Wei,
     connect::SQLITE_TEMP_STORE,
-    cost_basis::released_basis,
+    cost_basis::{HoldingStates, replay, stored_holdings},
+    deferred_sums::count_sums,
     error::db,
     lease::fence,
     row::TradeRow,
@@ -32,9 +33,6 @@ use crate::{
     write_tx::{Stmt, WriteRow, WriteTx},
 };
 
-/// Trader-days gathered before they are written (a bound on the build's memory; writing them in
-/// several goes gives the same rows).
-const DAY_TRADERS_HELD: usize = 500_000;
 /// Sells' bases gathered before they are written back (sorted by row).
 const BASES_HELD: usize = 500_000;
 
@@ -113,7 +111,19 @@ impl StoreWriter {
             .map_err(db("counting the deferred trades"))?[0]
             .int(0) as u64;
         info!(target: "indexer::store", market = market.id, from_block = from, trades = total, "building the deferred aggregates");
-        let mut build = Build::new(backend, market.id);
+        let mut q = Stmt::new(
+            backend,
+            "SELECT COUNT(*) FROM (SELECT 1 FROM holdings WHERE market_id = $1 LIMIT 1) AS h",
+            1,
+        );
+        q.int(market.id);
+        let stored = tx
+            .fetch_all(q)
+            .await
+            .map_err(db("reading whether holdings are stored"))?[0]
+            .int(0)
+            > 0;
+        let mut build = Build::new(backend, market.id, stored);
         let read = build.read_order(&mut tx, from).await?;
         let mut after = (String::new(), 0, 0);
         let mut last_log = Instant::now();
@@ -144,8 +154,13 @@ impl StoreWriter {
         }
         let secs = build.secs;
         let t = Instant::now();
-        build.finish(&mut tx).await?;
-        let finish = t.elapsed().as_secs_f64();
+        build.write_bases(&mut tx).await?;
+        let bases = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        sqlite_sort_on_files(&mut tx, backend, true).await?;
+        count_sums(&mut tx, backend, market.id, from).await?;
+        sqlite_sort_on_files(&mut tx, backend, false).await?;
+        let sums = t.elapsed().as_secs_f64();
         let mut q = Stmt::new(
             backend,
             "UPDATE markets SET aggregates_from = NULL WHERE id = $1",
@@ -159,38 +174,40 @@ impl StoreWriter {
         tx.commit()
             .await
             .map_err(db("committing the deferred build"))?;
-        info!(target: "indexer::store", market = market.id, trades = total, secs = started.elapsed().as_secs_f64(), read_secs = secs[0], basis_secs = secs[1], chunk_writes_secs = secs[2], gathered_writes_secs = finish, "built the deferred aggregates");
+        info!(target: "indexer::store", market = market.id, trades = total, secs = started.elapsed().as_secs_f64(), read_secs = secs[0], basis_secs = secs[1], subjects_secs = secs[2], bases_secs = bases, sums_secs = sums, "built the deferred aggregates");
         Ok(Some(total))
     }
 }
 
-/// A build in progress: what is gathered over the chunks.
+/// A build in progress: what is carried over the chunks.
 struct Build {
     writes: Writes,
+    /// Whether the market had holdings before the deferred range (then each holding's state
+    /// starts from the stored one).
+    stored: bool,
     /// Trades read so far.
     trades: u64,
-    /// Seconds spent reading the trades, replaying the basis, writing the chunks' rows.
+    /// Seconds spent reading the trades, replaying the basis, writing the subjects.
     secs: [f64; 3],
-    traders: HashMap<Address, PartyAgg>,
-    day_traders: HashMap<(i64, Address), i64>,
-    days: BTreeMap<i64, DayAgg>,
+    /// The (balance, cost) of the holdings of the subject the last chunk ended in (the only
+    /// ones a later chunk can continue: the trades come subject by subject).
+    holdings: HoldingStates,
     /// (row, basis) of the sells read so far that release a basis.
     bases: Vec<(i64, Wei)>,
 }
 
 impl Build {
-    fn new(backend: Backend, market_id: i64) -> Self {
+    fn new(backend: Backend, market_id: i64, stored: bool) -> Self {
         Self {
             writes: Writes {
                 backend,
                 market_id,
                 sign: 1,
             },
+            stored,
             trades: 0,
             secs: [0.0; 3],
-            traders: HashMap::default(),
-            day_traders: HashMap::default(),
-            days: BTreeMap::new(),
+            holdings: HoldingStates::default(),
             bases: Vec::new(),
         }
     }
@@ -216,23 +233,11 @@ impl Build {
                      subject_gwei, subject_rem, supply) WHERE {only}"
                 );
                 let t = Instant::now();
-                // Sorted on several threads in small runs spilled to temporary files, as the
-                // secondary indexes are (`indexes`), not in memory.
-                let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-                let sort = format!("PRAGMA threads={threads}");
-                for pragma in ["PRAGMA temp_store=FILE", sort.as_str()] {
-                    tx.execute(Stmt::new(backend, pragma, 0))
-                        .await
-                        .map_err(db("configuring the build's index"))?;
-                }
+                sqlite_sort_on_files(tx, backend, true).await?;
                 tx.execute(Stmt::new(backend, &create, 0))
                     .await
                     .map_err(db("building the build's index"))?;
-                for pragma in [SQLITE_TEMP_STORE, "PRAGMA threads=0"] {
-                    tx.execute(Stmt::new(backend, pragma, 0))
-                        .await
-                        .map_err(db("configuring the build's index"))?;
-                }
+                sqlite_sort_on_files(tx, backend, false).await?;
                 info!(target: "indexer::store", secs = t.elapsed().as_secs_f64(), "built the deferred build's index");
                 format!(
                     "SELECT {BUILD_COLUMNS}, rowid FROM trades INDEXED BY trades_deferred_build WHERE {only} \
@@ -275,17 +280,29 @@ impl Build {
         Ok(Some(last))
     }
 
-    /// A chunk's trades (rows of [`BUILD_COLUMNS`]): their basis, their holdings, subjects and
-    /// subject-days written (continuing what the chunks before wrote, as batches do), the rest
-    /// gathered.
+    /// A chunk's trades (rows of [`BUILD_COLUMNS`]): their basis replayed (continuing the
+    /// holdings the chunk before left), their subjects written.
     async fn count(&mut self, tx: &mut WriteTx, rows: &[WriteRow]) -> Result<()> {
         let w = &self.writes;
         self.trades += rows.len() as u64;
         let trades = rows.iter().map(build_trade).collect::<Result<Vec<_>>>()?;
         let t = Instant::now();
-        let basis = released_basis(tx, w.backend, w.market_id, &trades).await?;
+        if self.stored {
+            let mut new: Vec<(Address, Address)> = trades
+                .iter()
+                .map(|t| (t.subject, t.trader))
+                .filter(|pair| !self.holdings.contains_key(pair))
+                .collect();
+            new.sort_unstable();
+            new.dedup();
+            let stored = stored_holdings(tx, w.backend, w.market_id, &new).await?;
+            self.holdings.extend(stored);
+        }
+        let basis = replay(&trades, &mut self.holdings)?;
+        let last = trades.last().map(|t| t.subject);
+        self.holdings
+            .retain(|(subject, _), _| Some(*subject) == last);
         self.secs[1] += t.elapsed().as_secs_f64();
-        let t = Instant::now();
         for (r, b) in rows.iter().zip(&basis).filter(|(_, b)| **b != Wei::ZERO) {
             let row = match w.backend {
                 Backend::Sqlite => r.int(14),
@@ -293,57 +310,12 @@ impl Build {
             };
             self.bases.push((row, *b));
         }
-        let Deltas {
-            mut days,
-            subjects,
-            traders,
-            holdings,
-            day_traders,
-            subject_days,
-        } = fold(&trades, &basis, 1);
-        w.by_subject(tx, holdings, subjects, subject_days, &mut days)
-            .await?;
+        let t = Instant::now();
+        // The subjects' holders are recounted from the holdings at the end (`deferred_sums`).
+        w.subjects(tx, fold(&trades, &basis, 1).subjects).await?;
         self.secs[2] += t.elapsed().as_secs_f64();
-        for (day, d) in days {
-            self.days.entry(day).or_default().absorb(d);
-        }
-        for (trader, t) in traders {
-            self.traders
-                .entry(trader)
-                .or_insert_with(|| PartyAgg {
-                    first_time: i64::MAX,
-                    ..Default::default()
-                })
-                .absorb(t);
-        }
-        for (key, n) in day_traders {
-            *self.day_traders.entry(key).or_default() += n;
-        }
-        if self.day_traders.len() >= DAY_TRADERS_HELD {
-            self.write_day_traders(tx).await?;
-        }
         if self.bases.len() >= BASES_HELD {
             self.write_bases(tx).await?;
-        }
-        Ok(())
-    }
-
-    /// What was gathered, written: the bases left, the traders (and the days they appeared),
-    /// the trader-days (and the days' active traders), the days.
-    async fn finish(mut self, tx: &mut WriteTx) -> Result<()> {
-        self.write_bases(tx).await?;
-        self.write_day_traders(tx).await?;
-        let traders = std::mem::take(&mut self.traders);
-        for day in self.writes.traders(tx, traders).await? {
-            self.days.entry(day).or_default().new_traders += 1;
-        }
-        self.writes.days(tx, self.days).await
-    }
-
-    async fn write_day_traders(&mut self, tx: &mut WriteTx) -> Result<()> {
-        let day_traders = std::mem::take(&mut self.day_traders);
-        for day in self.writes.day_traders(tx, day_traders).await? {
-            self.days.entry(day).or_default().active += 1;
         }
         Ok(())
     }
@@ -384,6 +356,32 @@ impl Build {
         }
         Ok(())
     }
+}
+
+/// On SQLite, the sorts of the statements between `true` and `false` on several threads, spilled
+/// to temporary files (as the index builds', `indexes`), not in memory.
+async fn sqlite_sort_on_files(tx: &mut WriteTx, backend: Backend, on: bool) -> Result<()> {
+    if backend != Backend::Sqlite {
+        return Ok(());
+    }
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    let pragmas = if on {
+        [
+            "PRAGMA temp_store=FILE".to_string(),
+            format!("PRAGMA threads={threads}"),
+        ]
+    } else {
+        [
+            SQLITE_TEMP_STORE.to_string(),
+            "PRAGMA threads=0".to_string(),
+        ]
+    };
+    for pragma in pragmas {
+        tx.execute(Stmt::new(backend, &pragma, 0))
+            .await
+            .map_err(db("configuring SQLite's sorts"))?;
+    }
+    Ok(())
 }
 
 /// A row of [`BUILD_COLUMNS`] as a trade (without the hashes and chain id it does not read:

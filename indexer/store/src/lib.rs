@@ -89,6 +89,7 @@ pub mod concentration;
 mod connect;
 mod cost_basis;
 mod deferred;
+mod deferred_sums;
 #[cfg(any(test, feature = "testing"))]
 mod dump;
 mod error;
@@ -107,6 +108,7 @@ mod series;
 mod sql;
 mod statements;
 mod trades;
+mod upserts;
 mod write_tx;
 
 /// Which database the store talks to.
