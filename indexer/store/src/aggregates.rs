@@ -43,6 +43,35 @@ pub(super) struct PartyAgg {
     pub(super) pnl: i128,
 }
 
+impl DayAgg {
+    /// Adds `other`'s counts and sums (a deferred build gathers its chunks' days).
+    pub(super) fn absorb(&mut self, other: DayAgg) {
+        self.trades += other.trades;
+        self.buys += other.buys;
+        self.sells += other.sells;
+        self.buy_volume += other.buy_volume;
+        self.sell_volume += other.sell_volume;
+        self.protocol += other.protocol;
+        self.subject += other.subject;
+        self.active += other.active;
+        self.new_traders += other.new_traders;
+        self.new_subjects += other.new_subjects;
+    }
+}
+
+impl PartyAgg {
+    /// Adds `other`'s trades, sums and PnL, keeps the earlier first trade (a deferred build
+    /// gathers a trader's trades from several chunks). Supply, holders and curve are the
+    /// subjects' and are not gathered this way.
+    pub(super) fn absorb(&mut self, other: PartyAgg) {
+        self.trades += other.trades;
+        self.volume += other.volume;
+        self.fees += other.fees;
+        self.first_time = self.first_time.min(other.first_time);
+        self.pnl += other.pnl;
+    }
+}
+
 /// A subject's trades of one UTC day.
 #[derive(Default)]
 pub(super) struct SubjectDayAgg {

@@ -1,4 +1,5 @@
-//! A deferred build's sums, counted inside the database: one `INSERT … SELECT … GROUP BY … ON
+//! A deferred build's sums on PostgreSQL, counted inside the database (on SQLite the build's Rust
+//! pass measured faster; see `deferred`): one `INSERT … SELECT … GROUP BY … ON
 //! CONFLICT DO UPDATE` per table over the deferred trades (holdings, subjects' days, traders'
 //! days, traders, the market's days), no row shipped through the driver; then what depends on
 //! the rows already there — each subject's holders, each day's active, new traders and new
