@@ -21,7 +21,7 @@
 use std::{collections::BTreeMap, time::Instant};
 
 use alloy::primitives::{Address, B256};
-use foldhash::HashMap;
+use foldhash::{HashMap, HashSet};
 use tracing::info;
 
 use crate::{
@@ -46,7 +46,7 @@ const DAY_TRADERS_HELD: usize = 500_000;
 const BASES_HELD: usize = 500_000;
 
 /// Deferred trades read back at a time: bounds the build's memory.
-const CHUNK: usize = 20_000;
+const BUILD_CHUNK: usize = 20_000;
 
 /// The columns the build reads of each deferred trade: what the basis and the aggregates need
 /// (not its hashes), then the row's id.
@@ -90,6 +90,16 @@ impl StoreWriter {
     /// (`None`: nothing was deferred). Needs the trades' subject index (built at the head with
     /// the other secondary indexes, before this).
     pub async fn build_aggregates(&self, market: &MarketState) -> Result<Option<u64>> {
+        self.build_aggregates_by(market, BUILD_CHUNK).await
+    }
+
+    /// [`Self::build_aggregates`], reading `chunk` trades at a time (tests cross many chunks'
+    /// boundaries with a small one).
+    pub async fn build_aggregates_by(
+        &self,
+        market: &MarketState,
+        chunk: usize,
+    ) -> Result<Option<u64>> {
         let backend = self.backend;
         let started = Instant::now();
         let mut tx = self.begin_write().await?;
@@ -133,7 +143,7 @@ impl StoreWriter {
             .int(0)
             > 0;
         let mut build = Build::new(backend, market.id, stored);
-        let read = build.read_order(&mut tx, from).await?;
+        let read = build.read_order(&mut tx, from, chunk).await?;
         let mut after = (String::new(), 0, 0);
         let mut last_log = Instant::now();
         loop {
@@ -204,6 +214,9 @@ struct Build {
     /// The (balance, cost) of the holdings of the subject the last chunk ended in (the only
     /// ones a later chunk can continue: the trades come subject by subject).
     holdings: HoldingStates,
+    /// The holdings of that subject whose stored state (from before the deferred range) is in
+    /// `holdings` already.
+    loaded: HashSet<(Address, Address)>,
     /// (row, basis) of the sells read so far that release a basis.
     bases: Vec<(i64, Wei)>,
 }
@@ -220,6 +233,7 @@ impl Build {
             trades: 0,
             secs: [0.0; 3],
             holdings: HoldingStates::default(),
+            loaded: HashSet::default(),
             bases: Vec::new(),
             gathered: (backend == Backend::Sqlite).then(Gathered::default),
         }
@@ -232,7 +246,7 @@ impl Build {
     /// covering (built here, inside the transaction: sorted once, then every read is sequential;
     /// through the subject index each trade was a random seek into the table, 17 s of a 1M-trade
     /// build); on PostgreSQL through the subject index (ANALYZEd after the trades' indexes).
-    async fn read_order(&self, tx: &mut WriteTx, from: i64) -> Result<String> {
+    async fn read_order(&self, tx: &mut WriteTx, from: i64, chunk: usize) -> Result<String> {
         let (market_id, backend) = (self.writes.market_id, self.writes.backend);
         let after = "(subject, block_number, log_index) > ($1, $2, $3)";
         Ok(match backend {
@@ -254,12 +268,12 @@ impl Build {
                 info!(target: "indexer::store", secs = t.elapsed().as_secs_f64(), "built the deferred build's index");
                 format!(
                     "SELECT {BUILD_COLUMNS}, rowid FROM trades INDEXED BY trades_deferred_build WHERE {only} \
-                     AND {after} ORDER BY subject, block_number, log_index LIMIT {CHUNK}"
+                     AND {after} ORDER BY subject, block_number, log_index LIMIT {chunk}"
                 )
             }
             Backend::Postgres => format!(
                 "SELECT {BUILD_COLUMNS}, CAST(ctid AS TEXT) FROM trades WHERE market_id = $4 AND block_number >= $5 \
-                 AND {after} ORDER BY subject, block_number, log_index LIMIT {CHUNK}"
+                 AND {after} ORDER BY subject, block_number, log_index LIMIT {chunk}"
             ),
         })
     }
@@ -301,20 +315,36 @@ impl Build {
         let trades = rows.iter().map(build_trade).collect::<Result<Vec<_>>>()?;
         let t = Instant::now();
         if self.stored {
-            let mut new: Vec<(Address, Address)> = trades
+            // A holding's stored state is read before its first sell in the build (not for
+            // every pair: on friend.tech-shaped data most never sell). On PostgreSQL the stored
+            // rows are as before the range, added to what the build's buys of the holding
+            // replayed so far (only buys: adding is exact); on SQLite the chunks before wrote
+            // their holdings, so the stored row is the whole state.
+            let mut selling: Vec<(Address, Address)> = trades
                 .iter()
+                .filter(|t| !t.is_buy && t.share_amount != 0)
                 .map(|t| (t.subject, t.trader))
-                .filter(|pair| !self.holdings.contains_key(pair))
+                .filter(|pair| !self.loaded.contains(pair))
                 .collect();
-            new.sort_unstable();
-            new.dedup();
-            let stored = stored_holdings(tx, w.backend, w.market_id, &new).await?;
-            self.holdings.extend(stored);
+            selling.sort_unstable();
+            selling.dedup();
+            let stored = stored_holdings(tx, w.backend, w.market_id, &selling).await?;
+            for (pair, (balance, cost)) in stored {
+                let state = self.holdings.entry(pair).or_default();
+                if self.gathered.is_some() {
+                    *state = (balance, cost);
+                } else {
+                    state.0 += balance;
+                    state.1 += cost;
+                }
+            }
+            self.loaded.extend(selling);
         }
         let basis = replay(&trades, &mut self.holdings)?;
         let last = trades.last().map(|t| t.subject);
         self.holdings
             .retain(|(subject, _), _| Some(*subject) == last);
+        self.loaded.retain(|(subject, _)| Some(*subject) == last);
         self.secs[1] += t.elapsed().as_secs_f64();
         for (r, b) in rows.iter().zip(&basis).filter(|(_, b)| **b != Wei::ZERO) {
             let row = match w.backend {
