@@ -54,6 +54,20 @@ const BUILD_COLUMNS: &str = "subject, block_number, log_index, block_time, trade
      eth_gwei, eth_rem, protocol_gwei, protocol_rem, subject_gwei, subject_rem, supply";
 
 impl StoreReader {
+    /// How many trades `market_id` has stored, and over how many holdings they spread: how
+    /// much folding a batch's trades per key saves (see `sync::long_backfill`).
+    pub async fn trades_and_holdings(&self, market_id: i64) -> Result<(u64, u64)> {
+        let row: (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM trades WHERE market_id = $1), \
+             (SELECT COUNT(*) FROM holdings WHERE market_id = $1)",
+        )
+        .bind(market_id)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db("counting trades and holdings"))?;
+        Ok((row.0 as u64, row.1 as u64))
+    }
+
     /// The first block of `market_id` whose trades the aggregates do not count yet (a long
     /// backfill's deferred build pending; see [`StoreWriter::build_aggregates`]), if any.
     pub async fn aggregates_from(&self, market_id: i64) -> Result<Option<u64>> {
