@@ -74,8 +74,9 @@ pub(crate) struct IndexArgs {
     #[arg(long)]
     pub(crate) stop_at: Option<u64>,
     /// A backfill that has stored this many trades with more blocks ahead than behind becomes a
-    /// long backfill: the raw trades only, the aggregates (and, indexing alone, the secondary
-    /// indexes) built once at the head.
+    /// long backfill: the raw trades only and the aggregates built once at the head (when the
+    /// trades spread over at least one holding per ten trades), and, indexing alone, the
+    /// secondary indexes dropped and built at the head.
     #[arg(long, default_value_t = 100_000, value_name = "TRADES")]
     pub(crate) bulk_min_trades: u64,
     /// No progress bar.
