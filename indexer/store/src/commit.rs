@@ -8,6 +8,7 @@ use crate::{
     Backend, Batch, Error, MarketState, Result, StoreWriter,
     aggregate_writes::apply_aggregates,
     amount::Wei,
+    copy_in::copy_trades,
     cost_basis::released_basis,
     error::db,
     events,
@@ -297,6 +298,9 @@ pub(super) async fn insert_trades(
     basis: &[Wei],
     checked: bool,
 ) -> Result<()> {
+    if backend == Backend::Postgres && !checked {
+        return copy_trades(tx, market.id, trades, basis).await;
+    }
     const COLS: usize = 20;
     const ROWS: usize = MAX_PARAMS / COLS;
     let chunks: Vec<(&[TradeRow], &[Wei])> = trades.chunks(ROWS).zip(basis.chunks(ROWS)).collect();

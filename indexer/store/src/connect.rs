@@ -6,6 +6,7 @@ use sqlx::{
     Executor, Row,
     any::AnyPoolOptions,
     migrate::Migrator,
+    postgres::{PgConnectOptions, PgPoolOptions},
     sqlite::{SqliteConnectOptions, SqlitePoolOptions},
 };
 use tracing::info;
@@ -58,6 +59,10 @@ const POSTGRES_PLAN_CACHE_MODE: &str = "SET plan_cache_mode = force_custom_plan"
 /// mid-commit (a network partition) leaves one idle: without this its locks would hold up the
 /// process that takes its markets over until TCP gives up on it (hours).
 const POSTGRES_IDLE_IN_TRANSACTION: &str = "SET idle_in_transaction_session_timeout = '5s'";
+
+/// The writer's PostgreSQL connections by default (as the readers' pool): one per market a
+/// process writes at once.
+const POSTGRES_WRITERS: u32 = 4;
 
 /// A reader's connections cannot write (and a PostgreSQL hot standby accepts them).
 const POSTGRES_READ_ONLY: &str = "SET default_transaction_read_only = on";
@@ -153,7 +158,26 @@ impl StoreWriter {
             }
         };
         let writer = match backend {
-            Backend::Postgres => Writer::Any(pool.clone()),
+            // Opened at the first write (readers such as the API never open it).
+            Backend::Postgres => {
+                let options: PgConnectOptions = url.parse().map_err(|source| Error::Database {
+                    what: format!("invalid database URL {}", redact(&url)),
+                    source,
+                })?;
+                let options = sqlx::ConnectOptions::disable_statement_logging(options);
+                Writer::Postgres(
+                    PgPoolOptions::new()
+                        .max_connections(connections.unwrap_or(POSTGRES_WRITERS))
+                        .after_connect(|conn, _| {
+                            Box::pin(async move {
+                                conn.execute(POSTGRES_PLAN_CACHE_MODE).await?;
+                                conn.execute(POSTGRES_IDLE_IN_TRANSACTION).await?;
+                                Ok(())
+                            })
+                        })
+                        .connect_lazy_with(options),
+                )
+            }
             // Opened at the first write (readers such as the API never open it).
             Backend::Sqlite => {
                 let options: SqliteConnectOptions =

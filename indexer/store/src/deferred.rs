@@ -40,8 +40,10 @@ use crate::{
 };
 
 /// Trader-days gathered before they are written (a bound on the build's memory; writing them in
-/// several goes gives the same rows).
-const DAY_TRADERS_HELD: usize = 500_000;
+/// several goes gives the same rows). 200,000, not more: a chunk adds at most `BUILD_CHUNK`, so
+/// the map never outgrows its 2¹⁸ buckets (~11 MB; at 500,000 it doubled to 2²⁰, ~41 MB, plus
+/// the old table while it grew).
+const DAY_TRADERS_HELD: usize = 200_000;
 /// Sells' bases gathered before they are written back (sorted by row).
 const BASES_HELD: usize = 500_000;
 
@@ -101,8 +103,8 @@ impl StoreWriter {
 
     /// Counts the trades a long backfill stored raw (see the module's documentation) into every
     /// aggregate, with their cost basis, in one transaction; returns how many there were
-    /// (`None`: nothing was deferred). Needs the trades' subject index (built at the head with
-    /// the other secondary indexes, before this).
+    /// (`None`: nothing was deferred). Needs no secondary index of the trades (it sorts them
+    /// once; see `read_order`): a long backfill builds them after it.
     pub async fn build_aggregates(&self, market: &MarketState) -> Result<Option<u64>> {
         self.build_aggregates_by(market, BUILD_CHUNK).await
     }
@@ -161,7 +163,7 @@ impl StoreWriter {
         let mut after = (String::new(), 0, 0);
         let mut last_log = Instant::now();
         loop {
-            let Some(last) = build.chunk(&mut tx, &read, from, &after).await? else {
+            let Some(last) = build.chunk(&mut tx, &read, &after).await? else {
                 break;
             };
             after = last;
@@ -255,11 +257,12 @@ impl Build {
 
     /// The statement that reads the deferred trades a chunk at a time, in (subject, block, log
     /// index) order — each holding's and each subject's trades in chain order, which is all
-    /// the basis and the aggregates ask (the order between subjects changes no sum), and the
-    /// order of an index, so no read sorts. On SQLite through an index of its own, partial and
-    /// covering (built here, inside the transaction: sorted once, then every read is sequential;
-    /// through the subject index each trade was a random seek into the table, 17 s of a 1M-trade
-    /// build); on PostgreSQL through the subject index (ANALYZEd after the trades' indexes).
+    /// the basis and the aggregates ask (the order between subjects changes no sum) — sorted
+    /// once, so that every read is sequential (through the subject index each trade was a
+    /// random seek into the table: 17 s of a 1M-trade SQLite build). On SQLite through an index
+    /// of its own, partial and covering, built here inside the transaction; on PostgreSQL
+    /// through a cursor over one sort of the table (no index of the trades needed: they are
+    /// built after the build, so the sells' basis written back updates two indexes, not six).
     async fn read_order(&self, tx: &mut WriteTx, from: i64, chunk: usize) -> Result<String> {
         let (market_id, backend) = (self.writes.market_id, self.writes.backend);
         let after = "(subject, block_number, log_index) > ($1, $2, $3)";
@@ -285,10 +288,25 @@ impl Build {
                      AND {after} ORDER BY subject, block_number, log_index LIMIT {chunk}"
                 )
             }
-            Backend::Postgres => format!(
-                "SELECT {BUILD_COLUMNS}, CAST(ctid AS TEXT) FROM trades WHERE market_id = $4 AND block_number >= $5 \
-                 AND {after} ORDER BY subject, block_number, log_index LIMIT {chunk}"
-            ),
+            Backend::Postgres => {
+                // The sort in memory where it fits (the default work_mem is 4 MB; this
+                // transaction only; the set-based sums use it too), the table's statistics fresh
+                // (a backfill just filled it).
+                for sql in [
+                    "SET LOCAL work_mem = '256MB'".to_string(),
+                    "ANALYZE trades".to_string(),
+                    format!(
+                        "DECLARE deferred_build NO SCROLL CURSOR FOR SELECT {BUILD_COLUMNS}, CAST(ctid AS TEXT) \
+                         FROM trades WHERE market_id = {market_id} AND block_number >= {from} \
+                         ORDER BY subject, block_number, log_index"
+                    ),
+                ] {
+                    tx.execute(Stmt::new(backend, &sql, 0).persistent(false))
+                        .await
+                        .map_err(db("opening the deferred trades' cursor"))?;
+                }
+                format!("FETCH {chunk} FROM deferred_build")
+            }
         })
     }
 
@@ -298,15 +316,18 @@ impl Build {
         &mut self,
         tx: &mut WriteTx,
         read: &str,
-        from: i64,
         after: &(String, i64, i64),
     ) -> Result<Option<(String, i64, i64)>> {
         let backend = self.writes.backend;
-        let mut q = Stmt::new(backend, read, 5);
-        q.text(&after.0).int(after.1).int(after.2);
-        if backend == Backend::Postgres {
-            q.int(self.writes.market_id).int(from);
-        }
+        let q = match backend {
+            Backend::Sqlite => {
+                let mut q = Stmt::new(backend, read, 3);
+                q.text(&after.0).int(after.1).int(after.2);
+                q
+            }
+            // The cursor keeps its place.
+            Backend::Postgres => Stmt::new(backend, read, 0).persistent(false),
+        };
         let t = Instant::now();
         let rows = tx
             .fetch_all(q)

@@ -66,12 +66,8 @@ pub(super) async fn count_sums(
     market_id: i64,
     from: i64,
 ) -> Result<()> {
-    // The GROUP BYs hold up to a group per holding (~600k for 1M friend.tech-shaped trades) in
-    // memory instead of spilling them to disk (the default work_mem is 4 MB); this transaction
-    // only.
-    tx.execute(Stmt::new(backend, "SET LOCAL work_mem = '256MB'", 0))
-        .await
-        .map_err(db("sizing the build's sorts"))?;
+    // (work_mem is the build's 256 MB, set with its cursor: the GROUP BYs hold up to a group per
+    // holding, ~600k for 1M friend.tech-shaped trades, in memory instead of spilling them.)
     // Zero-amount trades count in no aggregate (as in `fold`).
     let deferred = format!(
         "FROM trades WHERE market_id = {market_id} AND block_number >= {from} AND share_amount <> 0"
@@ -87,7 +83,7 @@ pub(super) async fn count_sums(
             format!(
                 "SELECT market_id, subject, trader, balance, {} FROM (SELECT market_id, subject, trader, \
                  {} AS balance, {} AS cost_gwei, {} AS cost_rem {deferred} GROUP BY market_id, subject, trader) AS h \
-                 WHERE true",
+                 WHERE true ORDER BY market_id, subject, trader",
                 normalised("cost"),
                 sum("CASE WHEN is_buy <> 0 THEN share_amount ELSE -share_amount END"),
                 sum(
@@ -102,14 +98,15 @@ pub(super) async fn count_sums(
             Table::SubjectDaily,
             format!(
                 "SELECT market_id, subject, {DAY_OF_TRADE}, COUNT(*), {buys}, {sells}, {buy_volume}, {sell_volume}, \
-                 {} {deferred} GROUP BY market_id, subject, {DAY_OF_TRADE}",
+                 {} {deferred} GROUP BY market_id, subject, {DAY_OF_TRADE} ORDER BY market_id, subject, {DAY_OF_TRADE}",
                 sum_amount(None, "subject")
             ),
         ),
         (
             Table::DailyTraders,
             format!(
-                "SELECT market_id, {DAY_OF_TRADE}, trader, COUNT(*) {deferred} GROUP BY market_id, {DAY_OF_TRADE}, trader"
+                "SELECT market_id, {DAY_OF_TRADE}, trader, COUNT(*) {deferred} GROUP BY market_id, {DAY_OF_TRADE}, trader \
+                 ORDER BY market_id, {DAY_OF_TRADE}, trader"
             ),
         ),
         (
@@ -119,7 +116,7 @@ pub(super) async fn count_sums(
                 "SELECT market_id, trader, trades, volume_gwei, volume_rem, fees_gwei, fees_rem, first_time, {} \
                  FROM (SELECT market_id, trader, COUNT(*) AS trades, {} AS volume_gwei, {} AS volume_rem, \
                  {} AS fees_gwei, {} AS fees_rem, MIN(block_time) AS first_time, {} AS pnl_gwei, {} AS pnl_rem \
-                 {deferred} GROUP BY market_id, trader) AS t WHERE true",
+                 {deferred} GROUP BY market_id, trader) AS t WHERE true ORDER BY market_id, trader",
                 normalised("pnl"),
                 sum("eth_gwei"),
                 sum("eth_rem"),
@@ -142,6 +139,9 @@ pub(super) async fn count_sums(
             ),
         ),
     ];
+    // Each SELECT's rows come in its table's key order: the upserts walk the primary key's
+    // B-tree from one end to the other instead of all over it (holdings of 1M friend.tech-shaped
+    // trades, 778,867 rows: 10.1 s against 13.5–15.2 s in hash order).
     for (table, select) in statements {
         let t = Instant::now();
         // (SQLite needs a WHERE or GROUP BY between an INSERT's SELECT and ON CONFLICT, or it

@@ -52,14 +52,6 @@ impl StoreWriter {
         self.build_indexes(|_| true).await
     }
 
-    /// Creates the missing deferrable indexes of the trades table only (the identity last):
-    /// what a deferred aggregate build reads with, before the aggregate tables' own indexes,
-    /// which are cheaper built after it than kept up to date during it.
-    pub async fn build_trades_indexes(&self) -> Result<usize> {
-        self.build_indexes(|create| create.contains(" ON trades ("))
-            .await
-    }
-
     async fn build_indexes(&self, which: impl Fn(&str) -> bool) -> Result<usize> {
         // One connection for the builds and their settings (pragmas are per connection).
         let mut conn = self

@@ -87,6 +87,7 @@ pub mod calendar;
 mod commit;
 pub mod concentration;
 mod connect;
+mod copy_in;
 mod cost_basis;
 mod deferred;
 mod deferred_sums;

@@ -1,16 +1,16 @@
-//! The write path's connection. On SQLite the indexer writes through a native sqlx SQLite
-//! connection: through the `Any` driver every text parameter costs four heap allocations (a copy
-//! into `Any`'s value, an `Arc`, a `to_string` back out and another `Arc`) and the trades' four
-//! hex columns made that a tenth of the indexer's instructions. On PostgreSQL it writes through
-//! the `Any` pool, as readers do.
+//! The write path's connections: native sqlx connections, not the `Any` driver the readers use.
+//! Through `Any` every text parameter costs four heap allocations (a copy into `Any`'s value, an
+//! `Arc`, a `to_string` back out and another `Arc`): on SQLite the trades' four hex columns made
+//! that a tenth of the indexer's instructions. On PostgreSQL the native connection also streams
+//! a long backfill's raw trades with `COPY` ([`WriteTx::copy_in`]).
 //!
 //! Statements are built as [`Stmt`]s, whose parameters go straight into the arguments of the
 //! connection that runs them, and read back as [`WriteRow`]s; the SQL is the same on both.
 
 use sqlx::{
-    Any, AnyPool, Arguments, AssertSqlSafe, Row, Sqlite, SqlitePool, Transaction,
-    any::{AnyArguments, AnyRow},
+    Arguments, AssertSqlSafe, PgPool, Postgres, Row, Sqlite, SqlitePool, Transaction,
     error::BoxDynError,
+    postgres::{PgArguments, PgRow},
     sqlite::{SqliteArguments, SqliteRow},
 };
 
@@ -21,8 +21,8 @@ use crate::{Backend, amount::Wei};
 /// Where commits and rollbacks are written.
 #[derive(Debug, Clone)]
 pub(super) enum Writer {
-    /// PostgreSQL: the store's `Any` pool.
-    Any(AnyPool),
+    /// PostgreSQL: native connections, beside the readers' `Any` pool (opened at the first write).
+    Postgres(PgPool),
     /// SQLite: one native connection, beside the `Any` pool's (WAL mode: readers never block it).
     Sqlite(SqlitePool),
 }
@@ -31,7 +31,7 @@ impl Writer {
     /// Starts a transaction.
     pub(super) async fn begin(&self) -> Result<WriteTx, sqlx::Error> {
         Ok(match self {
-            Self::Any(pool) => WriteTx::Any(pool.begin().await?),
+            Self::Postgres(pool) => WriteTx::Postgres(pool.begin().await?),
             Self::Sqlite(pool) => WriteTx::Sqlite(pool.begin().await?),
         })
     }
@@ -39,7 +39,7 @@ impl Writer {
 
 /// A transaction on the [`Writer`].
 pub(super) enum WriteTx {
-    Any(Transaction<'static, Any>),
+    Postgres(Transaction<'static, Postgres>),
     Sqlite(Transaction<'static, Sqlite>),
 }
 
@@ -48,11 +48,13 @@ impl WriteTx {
     pub(super) async fn execute(&mut self, stmt: Stmt<'_>) -> Result<u64, sqlx::Error> {
         let (sql, args, persistent) = stmt.into_parts()?;
         match (self, args) {
-            (Self::Any(tx), Args::Any(args)) => sqlx::query_with(AssertSqlSafe(sql), args)
-                .persistent(persistent)
-                .execute(&mut **tx)
-                .await
-                .map(|r| r.rows_affected()),
+            (Self::Postgres(tx), Args::Postgres(args)) => {
+                sqlx::query_with(AssertSqlSafe(sql), args)
+                    .persistent(persistent)
+                    .execute(&mut **tx)
+                    .await
+                    .map(|r| r.rows_affected())
+            }
             (Self::Sqlite(tx), Args::Sqlite(args)) => sqlx::query_with(AssertSqlSafe(sql), args)
                 .persistent(persistent)
                 .execute(&mut **tx)
@@ -66,13 +68,15 @@ impl WriteTx {
     pub(super) async fn fetch_all(&mut self, stmt: Stmt<'_>) -> Result<Vec<WriteRow>, sqlx::Error> {
         let (sql, args, persistent) = stmt.into_parts()?;
         Ok(match (self, args) {
-            (Self::Any(tx), Args::Any(args)) => sqlx::query_with(AssertSqlSafe(sql), args)
-                .persistent(persistent)
-                .fetch_all(&mut **tx)
-                .await?
-                .into_iter()
-                .map(WriteRow::Any)
-                .collect(),
+            (Self::Postgres(tx), Args::Postgres(args)) => {
+                sqlx::query_with(AssertSqlSafe(sql), args)
+                    .persistent(persistent)
+                    .fetch_all(&mut **tx)
+                    .await?
+                    .into_iter()
+                    .map(WriteRow::Postgres)
+                    .collect()
+            }
             (Self::Sqlite(tx), Args::Sqlite(args)) => sqlx::query_with(AssertSqlSafe(sql), args)
                 .persistent(persistent)
                 .fetch_all(&mut **tx)
@@ -84,10 +88,34 @@ impl WriteTx {
         })
     }
 
+    /// PostgreSQL: runs `copy` (a `COPY … FROM STDIN` in the text format) and streams it
+    /// `pieces` of rows, each sent as it is made; returns the rows the server stored.
+    pub(super) async fn copy_in(
+        &mut self,
+        copy: &str,
+        pieces: impl Iterator<Item = Vec<u8>>,
+    ) -> Result<u64, sqlx::Error> {
+        let Self::Postgres(tx) = self else {
+            return Err(sqlx::Error::Protocol(
+                "COPY is PostgreSQL's: this is a SQLite connection".into(),
+            ));
+        };
+        let mut copy = tx.copy_in_raw(copy).await?;
+        for piece in pieces {
+            if let Err(e) = copy.send(piece).await {
+                // The server is told to drop the rows; the transaction is rolled back by the
+                // caller either way.
+                let _ = copy.abort(e.to_string()).await;
+                return Err(e);
+            }
+        }
+        copy.finish().await
+    }
+
     /// Commits.
     pub(super) async fn commit(self) -> Result<(), sqlx::Error> {
         match self {
-            Self::Any(tx) => tx.commit().await,
+            Self::Postgres(tx) => tx.commit().await,
             Self::Sqlite(tx) => tx.commit().await,
         }
     }
@@ -103,7 +131,7 @@ pub(super) struct Stmt<'s> {
 }
 
 enum Args {
-    Any(AnyArguments),
+    Postgres(PgArguments),
     Sqlite(SqliteArguments),
 }
 
@@ -118,9 +146,9 @@ impl<'s> Stmt<'s> {
                 Args::Sqlite(a)
             }
             Backend::Postgres => {
-                let mut a = AnyArguments::default();
+                let mut a = PgArguments::default();
                 a.reserve(params, 0);
-                Args::Any(a)
+                Args::Postgres(a)
             }
         };
         Self {
@@ -141,7 +169,7 @@ impl<'s> Stmt<'s> {
     /// Binds the next parameter, an integer.
     pub(super) fn int(&mut self, v: i64) -> &mut Self {
         let added = match &mut self.args {
-            Args::Any(a) => a.add(v),
+            Args::Postgres(a) => a.add(v),
             Args::Sqlite(a) => a.add(v),
         };
         self.note(added)
@@ -174,7 +202,7 @@ impl<'s> Stmt<'s> {
 
     pub(super) fn text(&mut self, v: &str) -> &mut Self {
         let added = match &mut self.args {
-            Args::Any(a) => a.add(v),
+            Args::Postgres(a) => a.add(v),
             Args::Sqlite(a) => a.add(v),
         };
         self.note(added)
@@ -198,7 +226,7 @@ impl<'s> Stmt<'s> {
 
 /// A row read on the [`Writer`].
 pub(super) enum WriteRow {
-    Any(AnyRow),
+    Postgres(PgRow),
     Sqlite(SqliteRow),
 }
 
@@ -206,7 +234,7 @@ impl WriteRow {
     /// Column `i`, a BIGINT.
     pub(super) fn int(&self, i: usize) -> i64 {
         match self {
-            Self::Any(r) => r.get(i),
+            Self::Postgres(r) => r.get(i),
             Self::Sqlite(r) => r.get(i),
         }
     }
@@ -222,7 +250,7 @@ impl WriteRow {
     /// Column `i`, a text.
     pub(super) fn text(&self, i: usize) -> &str {
         match self {
-            Self::Any(r) => r.get(i),
+            Self::Postgres(r) => r.get(i),
             Self::Sqlite(r) => r.get(i),
         }
     }
