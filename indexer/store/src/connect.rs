@@ -157,50 +157,7 @@ impl StoreWriter {
                 })?)
             }
         };
-        let writer = match backend {
-            // Opened at the first write (readers such as the API never open it).
-            Backend::Postgres => {
-                let options: PgConnectOptions = url.parse().map_err(|source| Error::Database {
-                    what: format!("invalid database URL {}", redact(&url)),
-                    source,
-                })?;
-                let options = sqlx::ConnectOptions::disable_statement_logging(options);
-                Writer::Postgres(
-                    PgPoolOptions::new()
-                        .max_connections(connections.unwrap_or(POSTGRES_WRITERS))
-                        .after_connect(|conn, _| {
-                            Box::pin(async move {
-                                conn.execute(POSTGRES_PLAN_CACHE_MODE).await?;
-                                conn.execute(POSTGRES_IDLE_IN_TRANSACTION).await?;
-                                Ok(())
-                            })
-                        })
-                        .connect_lazy_with(options),
-                )
-            }
-            // Opened at the first write (readers such as the API never open it).
-            Backend::Sqlite => {
-                let options: SqliteConnectOptions =
-                    url.parse().map_err(|source| Error::Database {
-                        what: format!("invalid database URL {}", redact(&url)),
-                        source,
-                    })?;
-                let options = sqlx::ConnectOptions::disable_statement_logging(options);
-                Writer::Sqlite(
-                    SqlitePoolOptions::new()
-                        .max_connections(1)
-                        .after_connect(|conn, _| {
-                            Box::pin(async move {
-                                for pragma in SQLITE_PRAGMAS {
-                                    conn.execute(*pragma).await?;
-                                }
-                                Ok(())
-                            })
-                        })
-                        .connect_lazy_with(options),
-                )
-            }
-        };
+        let writer = writer(backend, &url, connections)?;
         Ok(Self {
             reader: StoreReader {
                 pool,
@@ -337,6 +294,53 @@ async fn check_migrated(pool: &sqlx::AnyPool, migrator: &Migrator, url: &str) ->
         )));
     }
     Ok(())
+}
+
+/// The write path's connection pool (opened at the first write: readers such as the API never
+/// open it): native PostgreSQL connections, or SQLite's one native connection.
+fn writer(backend: Backend, url: &str, connections: Option<u32>) -> Result<Writer> {
+    Ok(match backend {
+        Backend::Postgres => {
+            let options: PgConnectOptions = url.parse().map_err(|source| Error::Database {
+                what: format!("invalid database URL {}", redact(url)),
+                source,
+            })?;
+            let options = sqlx::ConnectOptions::disable_statement_logging(options);
+            Writer::Postgres(
+                PgPoolOptions::new()
+                    .max_connections(connections.unwrap_or(POSTGRES_WRITERS))
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            conn.execute(POSTGRES_PLAN_CACHE_MODE).await?;
+                            conn.execute(POSTGRES_IDLE_IN_TRANSACTION).await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_lazy_with(options),
+            )
+        }
+        // Opened at the first write (readers such as the API never open it).
+        Backend::Sqlite => {
+            let options: SqliteConnectOptions = url.parse().map_err(|source| Error::Database {
+                what: format!("invalid database URL {}", redact(url)),
+                source,
+            })?;
+            let options = sqlx::ConnectOptions::disable_statement_logging(options);
+            Writer::Sqlite(
+                SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            for pragma in SQLITE_PRAGMAS {
+                                conn.execute(*pragma).await?;
+                            }
+                            Ok(())
+                        })
+                    })
+                    .connect_lazy_with(options),
+            )
+        }
+    })
 }
 
 /// The pool's options: its size (default: 1 on SQLite — the indexer's single writer — and 4 on
