@@ -3,16 +3,28 @@
 //! rows, one stream per batch. Used only while the trades' identity index is absent (a long
 //! backfill with the indexes dropped): `COPY` has no `ON CONFLICT`, and without that index no
 //! insert checks for a copy anyway (the index's build at the head does, see `indexes`).
+//! Also a deferred build's holdings, when the market has none stored (see `deferred`).
 
-use crate::{Error, Result, amount::Wei, error::db, row::TradeRow, write_tx::WriteTx};
+use alloy::primitives::Address;
+
+use crate::{
+    Error, Result, amount::Wei, cost_basis::wei, error::db, row::TradeRow, write_tx::WriteTx,
+};
 
 /// The `COPY` statement whose rows [`trades_text`] writes, columns in its order.
 const COPY_TRADES: &str = "COPY trades (chain_id, tx_hash, log_index, block_number, block_hash, block_time, trader, subject, \
      is_buy, share_amount, eth_gwei, eth_rem, protocol_gwei, protocol_rem, subject_gwei, subject_rem, supply, market_id, \
      basis_gwei, basis_rem) FROM STDIN";
 
+/// The `COPY` statement whose rows [`holdings_text`] writes, columns in its order.
+const COPY_HOLDINGS: &str =
+    "COPY holdings (market_id, subject, trader, balance, cost_gwei, cost_rem) FROM STDIN";
+
 /// Rows sent to the server at a time: the server parses one piece while the next is written.
 const ROWS_PER_SEND: usize = 2_000;
+
+/// A holding's key (subject, trader) and its final (balance, cost in wei).
+pub(super) type HoldingRow = ((Address, Address), (i64, i128));
 
 /// Copies `trades` (with their `basis`) into the trades table of the open transaction; an error
 /// unless the server took every row.
@@ -39,22 +51,69 @@ pub(super) async fn copy_trades(
     Ok(())
 }
 
+/// Copies `holdings` into the holdings table of the open transaction, which has no row of
+/// `market_id` (`COPY` has no `ON CONFLICT`); an error unless the server took every row.
+pub(super) async fn copy_holdings(
+    tx: &mut WriteTx,
+    market_id: i64,
+    holdings: &[HoldingRow],
+) -> Result<()> {
+    let pieces = holdings
+        .chunks(ROWS_PER_SEND)
+        .map(|h| holdings_text(market_id, h))
+        .collect::<Result<Vec<_>>>()?;
+    let copied = tx
+        .copy_in(COPY_HOLDINGS, pieces.into_iter())
+        .await
+        .map_err(db("copying holdings"))?;
+    if copied != holdings.len() as u64 {
+        return Err(Error::Corrupt(format!(
+            "COPY stored {copied} of {} holdings",
+            holdings.len()
+        )));
+    }
+    Ok(())
+}
+
+/// `holdings` as rows of `COPY`'s text format (the columns of [`COPY_HOLDINGS`]), the cost as
+/// the normalised pair (`0 <= rem < 10⁹`) the holdings' upserts keep.
+pub(super) fn holdings_text(market_id: i64, holdings: &[HoldingRow]) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(holdings.len() * 130);
+    let mut ints = itoa::Buffer::new();
+    for ((subject, trader), (balance, cost)) in holdings {
+        let cost = wei(*cost)?;
+        push_int(&mut out, &mut ints, market_id, b'\t');
+        push_hex(&mut out, subject.as_slice());
+        push_hex(&mut out, trader.as_slice());
+        push_int(&mut out, &mut ints, *balance, b'\t');
+        push_int(&mut out, &mut ints, cost.gwei, b'\t');
+        push_int(&mut out, &mut ints, cost.rem, b'\n');
+    }
+    Ok(out)
+}
+
+/// A decimal integer and the byte after it.
+fn push_int(out: &mut Vec<u8>, ints: &mut itoa::Buffer, v: i64, end: u8) {
+    out.extend_from_slice(ints.format(v).as_bytes());
+    out.push(end);
+}
+
+/// 0x and lower-case hex (as the store writes addresses and hashes everywhere), then a tab.
+fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(b"0x");
+    let start = out.len();
+    out.resize(start + 2 * bytes.len(), 0);
+    alloy::hex::encode_to_slice(bytes, &mut out[start..]).expect("sized for the bytes");
+    out.push(b'\t');
+}
+
 /// `trades` as rows of `COPY`'s text format: the columns of [`COPY_TRADES`] separated by tabs,
 /// one line a row. Every value is a decimal integer or 0x hex, so nothing needs escaping.
 pub(super) fn trades_text(market_id: i64, trades: &[TradeRow], basis: &[Wei]) -> Vec<u8> {
     let mut out = Vec::with_capacity(trades.len() * 360);
     let mut ints = itoa::Buffer::new();
-    let mut int = |out: &mut Vec<u8>, v: i64, end: u8| {
-        out.extend_from_slice(ints.format(v).as_bytes());
-        out.push(end);
-    };
-    let hex = |out: &mut Vec<u8>, bytes: &[u8]| {
-        out.extend_from_slice(b"0x");
-        let start = out.len();
-        out.resize(start + 2 * bytes.len(), 0);
-        alloy::hex::encode_to_slice(bytes, &mut out[start..]).expect("sized for the bytes");
-        out.push(b'\t');
-    };
+    let mut int = |out: &mut Vec<u8>, v: i64, end: u8| push_int(out, &mut ints, v, end);
+    let hex = push_hex;
     for (t, b) in trades.iter().zip(basis) {
         int(&mut out, t.chain_id, b'\t');
         hex(&mut out, t.tx_hash.as_slice());
@@ -80,9 +139,31 @@ pub(super) fn trades_text(market_id: i64, trades: &[TradeRow], basis: &[Wei]) ->
 
 #[cfg(test)]
 mod tests {
-    use alloy::primitives::{Address, B256};
+    use alloy::primitives::B256;
 
     use super::*;
+
+    #[test]
+    fn holdings_rows_carry_the_normalised_cost() {
+        let rows = [
+            (
+                (Address::repeat_byte(0x22), Address::repeat_byte(0x11)),
+                (3, 2_000_000_005_i128),
+            ),
+            (
+                (Address::repeat_byte(0x22), Address::repeat_byte(0x12)),
+                (0, -1_i128),
+            ),
+        ];
+        let text = String::from_utf8(holdings_text(4, &rows).unwrap()).unwrap();
+        let (s, t1, t2) = ("22".repeat(20), "11".repeat(20), "12".repeat(20));
+        assert_eq!(
+            text,
+            format!("4\t0x{s}\t0x{t1}\t3\t2\t5\n4\t0x{s}\t0x{t2}\t0\t-1\t999999999\n")
+        );
+        let columns = COPY_HOLDINGS.split(',').count();
+        assert!(text.lines().all(|l| l.split('\t').count() == columns));
+    }
 
     #[test]
     fn rows_are_tab_separated_in_the_copy_columns_order() {

@@ -18,19 +18,21 @@
 //! One transaction: a process killed during the build leaves the market deferred as before, and
 //! the next run to reach the head builds it again from the start (same input, same result).
 
-use std::{collections::BTreeMap, time::Instant};
+use std::time::Instant;
 
 use alloy::primitives::{Address, B256};
-use foldhash::{HashMap, HashSet};
+use foldhash::HashSet;
 use tracing::info;
 
 use crate::{
     Backend, Error, MarketState, Result, StoreReader, StoreWriter,
     aggregate_writes::Writes,
-    aggregates::{DayAgg, Deltas, PartyAgg, fold},
+    aggregates::{Deltas, fold},
     amount::Wei,
     connect::SQLITE_TEMP_STORE,
+    copy_in::{HoldingRow, copy_holdings},
     cost_basis::{HoldingStates, replay, stored_holdings},
+    deferred_gathered::Gathered,
     deferred_sums::count_sums,
     error::db,
     lease::fence,
@@ -46,6 +48,9 @@ use crate::{
 const DAY_TRADERS_HELD: usize = 200_000;
 /// Sells' bases gathered before they are written back (sorted by row).
 const BASES_HELD: usize = 500_000;
+/// Finished holdings gathered before they are copied (PostgreSQL), in chunks' worth: at most
+/// one per trade, 100,000 at the default chunk (a few MB).
+const HOLDINGS_HELD_CHUNKS: usize = 5;
 
 /// Deferred trades read back at a time: bounds the build's memory.
 const BUILD_CHUNK: usize = 20_000;
@@ -158,7 +163,7 @@ impl StoreWriter {
             .map_err(db("reading whether holdings are stored"))?[0]
             .int(0)
             > 0;
-        let mut build = Build::new(backend, market.id, stored);
+        let mut build = Build::new(backend, market.id, stored, chunk);
         let read = build.read_order(&mut tx, from, chunk).await?;
         let mut after = (String::new(), 0, 0);
         let mut last_log = Instant::now();
@@ -187,6 +192,7 @@ impl StoreWriter {
             .await
             .map_err(db("dropping the build's index"))?;
         }
+        build.copy_finished(&mut tx, true).await?;
         let secs = build.secs;
         let t = Instant::now();
         build.write_bases(&mut tx).await?;
@@ -194,7 +200,10 @@ impl StoreWriter {
         let t = Instant::now();
         match build.gathered.take() {
             Some(gathered) => gathered.write(&mut tx, &build.writes).await?,
-            None => count_sums(&mut tx, backend, market.id, from).await?,
+            None => {
+                let copied = build.finished.is_some();
+                count_sums(&mut tx, backend, market.id, from, copied).await?
+            }
         }
         let sums = t.elapsed().as_secs_f64();
         let mut q = Stmt::new(
@@ -235,10 +244,15 @@ struct Build {
     loaded: HashSet<(Address, Address)>,
     /// (row, basis) of the sells read so far that release a basis.
     bases: Vec<(i64, Wei)>,
+    /// PostgreSQL, no holding of the market stored: the holdings whose subject the build has
+    /// passed — their final state — gathered to be copied into the table (not summed there).
+    finished: Option<Vec<HoldingRow>>,
+    /// Trades read at a time.
+    chunk: usize,
 }
 
 impl Build {
-    fn new(backend: Backend, market_id: i64, stored: bool) -> Self {
+    fn new(backend: Backend, market_id: i64, stored: bool, chunk: usize) -> Self {
         Self {
             writes: Writes {
                 backend,
@@ -252,7 +266,26 @@ impl Build {
             loaded: HashSet::default(),
             bases: Vec::new(),
             gathered: (backend == Backend::Sqlite).then(Gathered::default),
+            finished: (backend == Backend::Postgres && !stored).then(Vec::new),
+            chunk,
         }
+    }
+
+    /// The finished holdings gathered, copied in key order (the emptied left out, as a batch
+    /// removes them). `all`: the build's last trade is read, every holding is finished.
+    async fn copy_finished(&mut self, tx: &mut WriteTx, all: bool) -> Result<()> {
+        let Some(finished) = &mut self.finished else {
+            return Ok(());
+        };
+        if all {
+            finished.extend(self.holdings.drain());
+        } else if finished.len() < self.chunk * HOLDINGS_HELD_CHUNKS {
+            return Ok(());
+        }
+        let mut rows = std::mem::take(finished);
+        rows.retain(|(_, (balance, cost))| *balance != 0 || *cost != 0);
+        rows.sort_unstable_by_key(|(key, _)| *key);
+        copy_holdings(tx, self.writes.market_id, &rows).await
     }
 
     /// The statement that reads the deferred trades a chunk at a time, in (subject, block, log
@@ -377,6 +410,10 @@ impl Build {
         }
         let basis = replay(&trades, &mut self.holdings)?;
         let last = trades.last().map(|t| t.subject);
+        if let Some(finished) = &mut self.finished {
+            let done = self.holdings.iter().filter(|((s, _), _)| Some(*s) != last);
+            finished.extend(done.map(|(key, state)| (*key, *state)));
+        }
         self.holdings
             .retain(|(subject, _), _| Some(*subject) == last);
         self.loaded.retain(|(subject, _)| Some(*subject) == last);
@@ -416,7 +453,7 @@ impl Build {
         if self.bases.len() >= BASES_HELD {
             self.write_bases(tx).await?;
         }
-        Ok(())
+        self.copy_finished(tx, false).await
     }
 
     /// The gathered sells' basis written to their rows, in row order.
@@ -454,59 +491,6 @@ impl Build {
             }
         }
         Ok(())
-    }
-}
-
-/// The sums of the tables not keyed by subject, gathered over a build's chunks (SQLite).
-#[derive(Default)]
-struct Gathered {
-    traders: HashMap<Address, PartyAgg>,
-    day_traders: HashMap<(i64, Address), i64>,
-    days: BTreeMap<i64, DayAgg>,
-}
-
-impl Gathered {
-    /// A chunk's deltas of these tables, added.
-    fn absorb(
-        &mut self,
-        days: BTreeMap<i64, DayAgg>,
-        traders: HashMap<Address, PartyAgg>,
-        day_traders: HashMap<(i64, Address), i64>,
-    ) {
-        for (day, d) in days {
-            self.days.entry(day).or_default().absorb(d);
-        }
-        for (trader, t) in traders {
-            self.traders
-                .entry(trader)
-                .or_insert_with(|| PartyAgg {
-                    first_time: i64::MAX,
-                    ..Default::default()
-                })
-                .absorb(t);
-        }
-        for (key, n) in day_traders {
-            *self.day_traders.entry(key).or_default() += n;
-        }
-    }
-
-    async fn write_day_traders(&mut self, tx: &mut WriteTx, w: &Writes) -> Result<()> {
-        let day_traders = std::mem::take(&mut self.day_traders);
-        for day in w.day_traders(tx, day_traders).await? {
-            self.days.entry(day).or_default().active += 1;
-        }
-        Ok(())
-    }
-
-    /// What is left written: the trader-days (and the days' active traders), the traders (and
-    /// the days they appeared), the days.
-    async fn write(mut self, tx: &mut WriteTx, w: &Writes) -> Result<()> {
-        self.write_day_traders(tx, w).await?;
-        let traders = std::mem::take(&mut self.traders);
-        for day in w.traders(tx, traders).await? {
-            self.days.entry(day).or_default().new_traders += 1;
-        }
-        w.days(tx, self.days).await
     }
 }
 

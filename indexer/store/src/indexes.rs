@@ -1,5 +1,5 @@
-//! The trades' secondary indexes a long backfill drops and builds again at the head, and the
-//! repair of a trade stored twice meanwhile.
+//! The secondary indexes a long backfill drops and builds again at the head (the trades' and the
+//! aggregate tables'), and the repair of a trade stored twice meanwhile.
 
 use sqlx::{AssertSqlSafe, Row};
 use tracing::info;
@@ -30,8 +30,8 @@ impl StoreWriter {
             .map(|b| b as u64))
     }
 
-    /// Drops the secondary indexes of trades and holdings, for a long backfill: keeping them up to
-    /// date row by row costs more than building them once, sorted, at the end
+    /// Drops the secondary indexes of trades and the aggregate tables, for a long backfill:
+    /// keeping them up to date row by row costs more than building them once, sorted, at the end
     /// ([`Store::build_secondary_indexes`]). Readers still get right answers meanwhile, slower.
     pub async fn drop_secondary_indexes(&self) -> Result<()> {
         for (name, _) in DEFERRABLE_INDEXES {
@@ -197,6 +197,14 @@ pub(super) const DEFERRABLE_INDEXES: &[(&str, &str)] = &[
     (
         "holdings_by_balance",
         "CREATE INDEX IF NOT EXISTS holdings_by_balance ON holdings (market_id, subject, balance DESC, trader)",
+    ),
+    (
+        "subject_daily_by_day",
+        "CREATE INDEX IF NOT EXISTS subject_daily_by_day ON subject_daily (market_id, day)",
+    ),
+    (
+        "traders_first_time",
+        "CREATE INDEX IF NOT EXISTS traders_first_time ON traders (market_id, first_time)",
     ),
     (
         "trades_market_subject",

@@ -90,6 +90,7 @@ mod connect;
 mod copy_in;
 mod cost_basis;
 mod deferred;
+mod deferred_gathered;
 mod deferred_sums;
 #[cfg(any(test, feature = "testing"))]
 mod dump;

@@ -43,6 +43,12 @@ impl Table {
         }
     }
 
+    /// The table's name.
+    pub(super) fn name(self) -> &'static str {
+        let columns = self.columns();
+        &columns[..columns.find(' ').unwrap_or(columns.len())]
+    }
+
     /// " ON CONFLICT … DO UPDATE SET …": a row already there adds the new one's counts and sums
     /// (signed: a rollback's are negative; the holdings' cost and traders' PnL kept normalised),
     /// keeps the earlier first trade; a subject's supply and curve are the latest trade's (when it
@@ -141,5 +147,34 @@ impl Table {
                 )
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Table;
+
+    #[test]
+    fn names_are_the_tables_written() {
+        let names = [
+            Table::Holdings,
+            Table::Subjects,
+            Table::Traders,
+            Table::SubjectDaily,
+            Table::DailyTraders,
+            Table::StatsDaily,
+        ]
+        .map(Table::name);
+        assert_eq!(
+            names,
+            [
+                "holdings",
+                "subjects",
+                "traders",
+                "subject_daily",
+                "daily_traders",
+                "stats_daily"
+            ]
+        );
     }
 }
